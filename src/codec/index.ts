@@ -1,0 +1,20 @@
+/** Synchronous codecs on the caller's thread: Uint8Array in, Uint8Array out. */
+export {
+  crc32, crc32c, adler32, xxh32, crc32Combine, crc32cCombine, adler32Combine, crc32At, crc32cAt, adler32At,
+} from './checksum.js';
+import { compressBlock, decompressBlock, compressBound, compressBlockAt, decompressBlockAt, LZ4_MAX_BLOCK_BYTES } from './lz4.js';
+import { compressFrame, decompressFrame } from './lz4-frame.js';
+export type { Lz4CompressOptions } from './lz4.js';
+export type { Lz4FrameOptions, Lz4FrameBlockSize } from './lz4-frame.js';
+
+/** LZ4: raw blocks (no size prefix), frames (the `lz4` tool's format), pointer-level entry points. */
+export const lz4 = Object.freeze({
+  compressBlock,
+  decompressBlock,
+  compressBound,
+  compressFrame,
+  decompressFrame,
+  compressBlockAt,
+  decompressBlockAt,
+  MAX_BLOCK_BYTES: LZ4_MAX_BLOCK_BYTES,
+});

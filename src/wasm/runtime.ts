@@ -1,0 +1,150 @@
+/**
+ * Loads the flashpack WASM module against one shared WebAssembly.Memory, the same
+ * way on Node, Deno and Bun: the module is embedded (base64), compiled
+ * synchronously at import, and instantiated with `{ env: { memory } }`.
+ *
+ * Memory map: [0, memoryBase) unused · static data (constant tables) up to
+ * heapBase · then the region this runtime manages, handed out by `reserve()`
+ * (fixed regions: codec contexts, later pools and rings) with a staging area for
+ * the synchronous codec API always placed above the last reservation.
+ */
+import { wasmBase64 } from './binary.generated.js';
+import { FlashpackError } from '../errors.js';
+
+export interface WasmExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  tablesBase(): number;
+  TABLES_BASE: WebAssembly.Global;
+  CTX_BYTES: WebAssembly.Global;
+  CTX_ERROR_KIND: WebAssembly.Global;
+  CTX_ERROR_POS: WebAssembly.Global;
+  CTX_ERROR_VALUE: WebAssembly.Global;
+  CTX_ERROR_VALUE2: WebAssembly.Global;
+  crc32(ptr: number, len: number, crc: number): number;
+  crc32c(ptr: number, len: number, crc: number): number;
+  adler32(ptr: number, len: number, adler: number): number;
+  xxh32(ptr: number, len: number, seed: number): number;
+  xxh32Init(ctx: number, seed: number): void;
+  xxh32Update(ctx: number, ptr: number, len: number): void;
+  xxh32Digest(ctx: number): number;
+  lz4CompressBound(n: number): number;
+  lz4CtxInit(ctx: number): void;
+  lz4Compress(src: number, srcLen: number, dst: number, dstCap: number, ctx: number, acceleration: number): number;
+  lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number, prefixLen: number, ctx: number): number;
+}
+
+export const WASM_PAGE_BYTES = 65536;
+/** The module declares its memory as at most 2 GiB, so every offset is a positive i32. */
+export const MEMORY_MAX_PAGES = 32768;
+const MEMORY_INITIAL_PAGES = 256;
+const STAGE_GRANULE_BYTES = 1 << 20;
+
+function decodeBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function alignUp(n: number, align: number): number {
+  return Math.ceil(n / align) * align;
+}
+
+/** The compiled module, shared by every instance (workers receive it by postMessage). */
+export const wasmModule: WebAssembly.Module = new WebAssembly.Module(decodeBase64(wasmBase64) as BufferSource);
+
+export function instantiate(memory: WebAssembly.Memory): WasmExports {
+  const readString = (ptr: number): string => {
+    if (!ptr) return '';
+    const bytes = new Uint8Array(memory.buffer);
+    const len = new Uint32Array(memory.buffer, ptr - 4, 1)[0] >>> 1;
+    let s = '';
+    for (let i = 0; i < len; i++) s += String.fromCharCode(bytes[ptr + 2 * i] | (bytes[ptr + 2 * i + 1] << 8));
+    return s;
+  };
+  const instance = new WebAssembly.Instance(wasmModule, {
+    env: {
+      memory,
+      abort(msg: number, file: number, line: number, col: number): never {
+        throw new FlashpackError('EINTERNAL', `wasm abort: ${readString(msg)} at ${readString(file)}:${line}:${col}`);
+      },
+    },
+  });
+  const exports = instance.exports as unknown as WasmExports;
+  // The checksum kernels address their tables by literal offsets (scripts/gen-tables.mjs).
+  if (exports.tablesBase() !== exports.TABLES_BASE.value) {
+    throw new FlashpackError('EINTERNAL', `wasm: constant tables at ${exports.tablesBase()}, kernels expect ${exports.TABLES_BASE.value as number}`);
+  }
+  return exports;
+}
+
+export class Runtime {
+  readonly memory: WebAssembly.Memory;
+  readonly exports: WasmExports;
+  /** The main thread's codec context (see assembly/layout.ts). */
+  readonly ctx: number;
+  readonly ctxBytes: number;
+  private top: number;
+  private stageAt = 0;
+  private stageCap = 0;
+  private view: Uint8Array;
+
+  constructor(memory?: WebAssembly.Memory) {
+    this.memory = memory ?? new WebAssembly.Memory({ initial: MEMORY_INITIAL_PAGES, maximum: MEMORY_MAX_PAGES, shared: true });
+    this.exports = instantiate(this.memory);
+    this.view = new Uint8Array(this.memory.buffer);
+    this.top = alignUp(this.exports.heapBase(), WASM_PAGE_BYTES);
+    this.ctxBytes = this.exports.CTX_BYTES.value as number;
+    this.ctx = this.reserve(this.ctxBytes, 64);
+    this.exports.lz4CtxInit(this.ctx);
+  }
+
+  /** A byte view of the whole memory (renewed after growth). */
+  get u8(): Uint8Array {
+    return this.view;
+  }
+
+  /** Carves a fixed region; it stays valid for the life of the memory. */
+  reserve(bytes: number, align = 64): number {
+    const at = alignUp(this.top, align);
+    this.ensure(at + bytes);
+    this.top = at + bytes;
+    this.stageCap = 0;
+    return at;
+  }
+
+  /**
+   * Scratch for one synchronous codec call: valid until the next stage() or
+   * reserve(). Grows the memory when needed; ENOMEM past the 2 GiB maximum.
+   */
+  stage(bytes: number): number {
+    if (bytes <= this.stageCap) return this.stageAt;
+    const at = alignUp(this.top, 64);
+    const cap = alignUp(bytes, STAGE_GRANULE_BYTES);
+    this.ensure(at + cap);
+    this.stageAt = at;
+    this.stageCap = cap;
+    return at;
+  }
+
+  private ensure(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / WASM_PAGE_BYTES);
+      try {
+        this.memory.grow(pages);
+      } catch {
+        throw new FlashpackError('ENOMEM', `shared memory cannot grow to ${end} bytes (maximum ${MEMORY_MAX_PAGES * WASM_PAGE_BYTES})`);
+      }
+    }
+    if (this.view.byteLength !== this.memory.buffer.byteLength) this.view = new Uint8Array(this.memory.buffer);
+  }
+}
+
+let defaultRuntime: Runtime | undefined;
+
+/** The process's runtime, created on first use. */
+export function runtime(): Runtime {
+  return (defaultRuntime ??= new Runtime());
+}
