@@ -29,12 +29,15 @@ export class ByteWriter {
     return at;
   }
 
+  // reserve() may replace this.buf, so it runs before this.buf is read.
   write(bytes: Uint8Array): void {
-    this.buf.set(bytes, this.reserve(bytes.length));
+    const at = this.reserve(bytes.length);
+    this.buf.set(bytes, at);
   }
 
   u8(v: number): void {
-    this.buf[this.reserve(1)] = v;
+    const at = this.reserve(1);
+    this.buf[at] = v;
   }
 
   u32le(v: number): void {

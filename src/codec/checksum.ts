@@ -62,11 +62,14 @@ function multModP(a: number, b: number, poly: number): number {
   return p >>> 0;
 }
 
+// x^(2^k) mod P for k < 64. zlib keeps 32 entries and wraps k, which is exact
+// only because squaring cycles with period 32 modulo the IEEE polynomial; it
+// does not modulo Castagnoli's, so both get the full range a 2^53 length needs.
 function powerTable(poly: number): Uint32Array {
-  const t = new Uint32Array(32);
+  const t = new Uint32Array(64);
   let p = 1 << 30; // x^1
   t[0] = p;
-  for (let n = 1; n < 32; n++) t[n] = p = multModP(p, p, poly);
+  for (let n = 1; n < 64; n++) t[n] = p = multModP(p, p, poly);
   return t;
 }
 
@@ -77,7 +80,7 @@ const CRC32C_X2N = powerTable(CRC32C_POLY);
 function x2nModP(n: number, k: number, table: Uint32Array, poly: number): number {
   let p = 0x80000000; // x^0
   while (n > 0) {
-    if (n % 2 === 1) p = multModP(table[k & 31], p, poly);
+    if (n % 2 === 1) p = multModP(table[k], p, poly);
     n = Math.floor(n / 2);
     k++;
   }

@@ -1,0 +1,38 @@
+// Runtime smoke suite: imports the built package the way a user would and
+// round-trips data through every codec. Run by test/runtimes.test.ts under
+// Node, Deno and Bun; prints one JSON line and exits non-zero on any mismatch.
+import * as fp from '../../dist/index.js';
+
+const failures = [];
+const check = (name, ok) => {
+  if (!ok) failures.push(name);
+};
+const equal = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+const text = new TextEncoder().encode('flashpack smoke test: the quick brown fox jumps over the lazy dog. '.repeat(200));
+const random = new Uint8Array(70_000);
+let x = 12345;
+for (let i = 0; i < random.length; i++) random[i] = (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
+
+check('crc32 check value', fp.crc32(new TextEncoder().encode('123456789')) === 0xcbf43926);
+check('crc32c check value', fp.crc32c(new TextEncoder().encode('123456789')) === 0xe3069283);
+check('adler32 check value', fp.adler32(new TextEncoder().encode('123456789')) === 0x091e01de);
+check('crc32 combine', fp.crc32Combine(fp.crc32(text), fp.crc32(random), random.length) === fp.crc32(Uint8Array.from([...text, ...random])));
+for (const [name, data] of [['text', text], ['random', random], ['empty', new Uint8Array(0)]]) {
+  const block = fp.lz4.compressBlock(data);
+  check(`lz4 block ${name}`, equal(fp.lz4.decompressBlock(block, data.length), data));
+  const frame = fp.lz4.compressFrame(data, { blockChecksum: true });
+  check(`lz4 frame ${name}`, equal(fp.lz4.decompressFrame(frame), data));
+}
+try {
+  fp.lz4.decompressBlock(Uint8Array.of(0x10, 0x61, 70, 0, 0x50, 1, 2, 3, 4, 5), 100);
+  check('lz4 corrupt block throws', false);
+} catch (e) {
+  check('lz4 corrupt block throws FlashpackError ECORRUPT', e instanceof fp.FlashpackError && e.code === 'ECORRUPT');
+}
+const runtime = typeof Deno !== 'undefined' ? `deno ${Deno.version.deno}` : typeof Bun !== 'undefined' ? `bun ${Bun.version}` : `node ${process.version}`;
+console.log(JSON.stringify({ runtime, checks: 12, failures }));
+if (failures.length) {
+  if (typeof Deno !== 'undefined') Deno.exit(1);
+  else process.exit(1);
+}
