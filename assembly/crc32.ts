@@ -1,15 +1,16 @@
 // CRC-32 (IEEE 802.3, reflected 0xEDB88320) and CRC-32C (Castagnoli, 0x82F63B78).
 //
-// WebAssembly has no carry-less multiply, so the kernel is table driven:
-// slicing-by-16 (16 lookups per 16 bytes, generated with literal table offsets),
-// run on three independent lanes at once so the CPU overlaps their dependency
-// chains. Lane results are folded with a "shift by CRC_LANE_BYTES zero bytes"
-// table (4 lookups), exact because the raw CRC register is linear over GF(2).
-// Tables are constant static data (scripts/gen-tables.mjs).
+// WebAssembly has no carry-less multiply. Whole 4 KiB chunks go through a SIMD
+// kernel (generated, see scripts/gen-tables.mjs): 16 streams advanced one byte
+// per step with i8x16.swizzle nibble lookups, folded by a shift table. The rest
+// uses slicing-by-16 on two lanes folded the same way (exact because the raw CRC
+// register is linear over GF(2)). Tables are constant static data.
 import {
   CRC32_SHIFT_LANE, CRC32C_SHIFT_LANE, CRC_LANE_BYTES, TABLES,
-  step16Crc32, step16Crc32c, step1Crc32, step1Crc32c,
+  step16Crc32, step16Crc32c, step1Crc32, step1Crc32c, crcChunksCrc32, crcChunksCrc32c, CRC_STREAM_BYTES,
 } from "./generated/tables";
+
+const CHUNK_BYTES: usize = 16 * CRC_STREAM_BYTES;
 
 // The polynomial is a compile-time choice: u8 selects CRC-32, u16 CRC-32C.
 @inline function step16<P>(crc: u32, p: usize): u32 {
@@ -26,6 +27,12 @@ import {
 
 // Raw register update (no pre/post inversion).
 @inline function crcRaw<P>(shift: usize, crc: u32, p: usize, len: usize): u32 {
+  const chunks = len / CHUNK_BYTES;
+  if (chunks > 0) {
+    crc = sizeof<P>() == 1 ? crcChunksCrc32(crc, p, chunks) : crcChunksCrc32c(crc, p, chunks);
+    p += chunks * CHUNK_BYTES;
+    len -= chunks * CHUNK_BYTES;
+  }
   const lanes3 = CRC_LANE_BYTES * 2;
   while (len >= lanes3) {
     let a = crc;

@@ -8,7 +8,7 @@ export { crc32, crc32c, tablesBase } from "./crc32";
 export { TABLES_BASE } from "./generated/tables";
 export { adler32 } from "./adler32";
 export { xxh32, xxh32Init, xxh32Update, xxh32Digest } from "./xxhash32";
-export { lz4CompressBound, lz4CtxInit, lz4Compress, lz4Decompress } from "./lz4";
+export { lz4CompressBound, lz4Compress, lz4Decompress } from "./lz4";
 
 /** First byte above the module's static data: the library manages memory from here. */
 export function heapBase(): usize {

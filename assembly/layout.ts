@@ -12,15 +12,13 @@ export const CTX_ERROR_POS: usize = 4;
 export const CTX_ERROR_VALUE: usize = 8;
 export const CTX_ERROR_VALUE2: usize = 12;
 
-/** LZ4: next absolute position base of the hash table (see lz4.ts, "generations"). */
-export const CTX_LZ4_BASE: usize = 16;
 /** xxHash32 streaming state (xxhash32.ts). */
 export const CTX_XXH32_STATE: usize = 64;
 export const XXH32_STATE_BYTES: usize = 64;
-/** LZ4 hash table: 2^LZ4_HASH_LOG u32 absolute positions. */
+/** LZ4 hash table: 2^13 u16 offsets (inputs < 64 KiB) or 2^12 u32 positions. */
 export const LZ4_HASH_LOG: u32 = 13;
 export const CTX_LZ4_TABLE: usize = 128;
-export const LZ4_TABLE_BYTES: usize = (<usize>1 << LZ4_HASH_LOG) * 4;
+export const LZ4_TABLE_BYTES: usize = (<usize>1 << LZ4_HASH_LOG) * 2;
 /** Bytes of one codec context; callers align it to 64. */
 export const CTX_BYTES: usize = CTX_LZ4_TABLE + LZ4_TABLE_BYTES;
 

@@ -2,7 +2,10 @@
 export {
   crc32, crc32c, adler32, xxh32, crc32Combine, crc32cCombine, adler32Combine, crc32At, crc32cAt, adler32At,
 } from './checksum.js';
-import { compressBlock, decompressBlock, compressBound, compressBlockAt, decompressBlockAt, LZ4_MAX_BLOCK_BYTES } from './lz4.js';
+import {
+  compressBlock, decompressBlock, compressBlockInto, decompressBlockInto, compressBound, compressBlockAt, decompressBlockAt,
+  LZ4_MAX_BLOCK_BYTES,
+} from './lz4.js';
 import { compressFrame, decompressFrame } from './lz4-frame.js';
 export type { Lz4CompressOptions } from './lz4.js';
 export type { Lz4FrameOptions, Lz4FrameBlockSize } from './lz4-frame.js';
@@ -11,6 +14,8 @@ export type { Lz4FrameOptions, Lz4FrameBlockSize } from './lz4-frame.js';
 export const lz4 = Object.freeze({
   compressBlock,
   decompressBlock,
+  compressBlockInto,
+  decompressBlockInto,
   compressBound,
   compressFrame,
   decompressFrame,

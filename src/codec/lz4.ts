@@ -48,6 +48,43 @@ export function compressBlock(src: ArrayBufferView | ArrayBuffer, opts?: Lz4Comp
   return rt.u8.slice(outAt, outAt + size);
 }
 
+/**
+ * Compresses `src` into `dst` and returns the block size, or 0 when the block
+ * does not fit in dst.length: the "incompressible" result when dst is a limit.
+ * No allocation: the hot-path form of compressBlock.
+ */
+export function compressBlockInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array, opts?: Lz4CompressOptions): number {
+  const input = bytesOf(src, 'lz4.compressBlockInto');
+  const out = bytesOf(dst, 'lz4.compressBlockInto: dst');
+  const accel = accelerationArg(opts);
+  const n = sizeArg(input.length, 'lz4.compressBlockInto: input length', LZ4_MAX_BLOCK_BYTES);
+  const rt = runtime();
+  const inAt = rt.stage(n + 16 + out.length);
+  const outAt = inAt + ((n + 15) & ~15);
+  rt.u8.set(input, inAt);
+  const size = rt.exports.lz4Compress(inAt, n, outAt, out.length, rt.ctx, accel);
+  if (size > 0) out.set(rt.u8.subarray(outAt, outAt + size));
+  return size;
+}
+
+/**
+ * Decompresses one block into `dst` (its length is the capacity, as for
+ * LZ4_decompress_safe) and returns the decoded size. No allocation.
+ */
+export function decompressBlockInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array): number {
+  const input = bytesOf(src, 'lz4.decompressBlockInto');
+  const out = bytesOf(dst, 'lz4.decompressBlockInto: dst');
+  const rt = runtime();
+  const n = input.length;
+  const inAt = rt.stage(n + 16 + out.length);
+  const outAt = inAt + ((n + 15) & ~15);
+  rt.u8.set(input, inAt);
+  const size = rt.exports.lz4Decompress(inAt, n, outAt, out.length, 0, rt.ctx);
+  if (size < 0) throw lz4BlockError(rt, rt.ctx, 'lz4 block');
+  out.set(rt.u8.subarray(outAt, outAt + size));
+  return size;
+}
+
 /** Decompresses one raw LZ4 block that decodes to exactly `originalSize` bytes. */
 export function decompressBlock(src: ArrayBufferView | ArrayBuffer, originalSize: number): Uint8Array {
   const input = bytesOf(src, 'lz4.decompressBlock');

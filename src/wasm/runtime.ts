@@ -29,7 +29,6 @@ export interface WasmExports {
   xxh32Update(ctx: number, ptr: number, len: number): void;
   xxh32Digest(ctx: number): number;
   lz4CompressBound(n: number): number;
-  lz4CtxInit(ctx: number): void;
   lz4Compress(src: number, srcLen: number, dst: number, dstCap: number, ctx: number, acceleration: number): number;
   lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number, prefixLen: number, ctx: number): number;
 }
@@ -97,7 +96,6 @@ export class Runtime {
     this.top = alignUp(this.exports.heapBase(), WASM_PAGE_BYTES);
     this.ctxBytes = this.exports.CTX_BYTES.value as number;
     this.ctx = this.reserve(this.ctxBytes, 64);
-    this.exports.lz4CtxInit(this.ctx);
   }
 
   /** A byte view of the whole memory (renewed after growth). */
