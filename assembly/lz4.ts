@@ -252,6 +252,9 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
   let op = dst;
   const oend = dst + dstCap;
   const lowest = dst - prefixLen;
+  // Pointers stay below 2 GiB (the memory's maximum), so differences fit an i32.
+  const inLimit = iend - FAST_INPUT_MARGIN;
+  const outLimit = oend - FAST_OUTPUT_MARGIN;
 
   while (true) {
     // Fast loop: while both buffers have margin, a sequence cannot be the last
@@ -259,7 +262,9 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
     // end-of-block checks and its copies may overrun by up to 15 bytes. Any error
     // or a sequence too close to an end breaks out with ip/op untouched, and the
     // general loop below decodes (or reports) that one sequence.
-    while (iend - ip >= FAST_INPUT_MARGIN && oend - op >= FAST_OUTPUT_MARGIN) {
+    // One sign test for both margins (V8 compiles `a && b` on compares, which
+    // binaryen turns into `a & b`, into materialized booleans).
+    while (<i32>((inLimit - ip) | (outLimit - op)) >= 0) {
       let p = ip + 1;
       const token = <usize>load<u8>(ip);
       let litLen = token >> 4;
@@ -278,26 +283,41 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
       const mop = op + litLen;
       const offset = <usize>load<u16>(p);
       p += 2;
-      if (offset == 0 || offset > mop - lowest) break;
+      // offset == 0 or beyond the window, as one unsigned compare.
+      if (offset - 1 >= mop - lowest) break;
       let mlen = token & 15;
-      if (mlen == 15) {
+      const match = mop - offset;
+      if (mlen != 15) {
+        mlen += MINMATCH;
+        if (offset >= 16) {
+          // At most 18 bytes: two 16-byte moves, the second reading what the
+          // first wrote when offset < 32.
+          v128.store(mop, v128.load(match));
+          v128.store(mop, v128.load(match, 16), 16);
+        } else if (offset >= 8) {
+          store<u64>(mop, load<u64>(match));
+          store<u64>(mop, load<u64>(match, 8), 8);
+          store<u64>(mop, load<u64>(match, 16), 16);
+        } else {
+          copyShortPeriod(mop, offset, mlen);
+        }
+      } else {
         let s: usize;
         do {
           s = <usize>load<u8>(p++);
           mlen += s;
         } while (s == 255 && p < iend && mlen < dstCap);
         if (iend - p < FAST_INPUT_MARGIN || mlen > oend - mop || oend - mop - mlen < FAST_OUTPUT_MARGIN) break;
-      }
-      mlen += MINMATCH;
-      const match = mop - offset;
-      if (offset >= 16) {
-        wideCopy(mop, match, mlen);
-      } else if (offset >= 8) {
-        let d = mop;
-        const e = mop + mlen;
-        do { store<u64>(d, load<u64>(d - offset)); d += 8; } while (d < e);
-      } else {
-        copyShortPeriod(mop, offset, mlen);
+        mlen += MINMATCH;
+        if (offset >= 16) {
+          wideCopy(mop, match, mlen);
+        } else if (offset >= 8) {
+          let d = mop;
+          const e = mop + mlen;
+          do { store<u64>(d, load<u64>(d - offset)); d += 8; } while (d < e);
+        } else {
+          copyShortPeriod(mop, offset, mlen);
+        }
       }
       ip = p;
       op = mop + mlen;
