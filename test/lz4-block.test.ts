@@ -150,6 +150,42 @@ describe('lz4 pointer-level API and the incompressible result', () => {
   });
 });
 
+describe('lz4 into caller buffers', () => {
+  it('compressBlockInto writes the same block as compressBlock, or 0 when dst is too small', () => {
+    const rand = prng(10);
+    const text = corpusConcat();
+    for (let i = 0; i < 300; i++) {
+      const n = (rand() * 5000) | 0;
+      const data = i % 4 === 0 ? randomBytes(n, rand) : text.subarray(i * 331, i * 331 + n);
+      const want = lz4.compressBlock(data);
+      const dst = new Uint8Array(want.length + 40).fill(0x5a);
+      const size = lz4.compressBlockInto(data, dst);
+      expect(size).toBe(want.length);
+      expect(equalBytes(dst.subarray(0, size), want)).toBe(true);
+      expect(dst.subarray(size).every((b) => b === 0x5a), 'nothing written past the block').toBe(true);
+      const tight = new Uint8Array(Math.max(0, want.length - 1 - ((rand() * 30) | 0)));
+      const small = lz4.compressBlockInto(data, tight);
+      if (small > 0) expect(equalBytes(lz4.decompressBlock(tight.subarray(0, small), n), data)).toBe(true);
+    }
+  });
+
+  it('decompressBlockInto fills dst and returns the size, with liblz4 capacity semantics', () => {
+    const text = corpusConcat();
+    for (const n of [0, 1, 13, 100, 4096, 70_000]) {
+      const data = text.subarray(5000, 5000 + n);
+      const block = lz4.compressBlock(data);
+      const exact = new Uint8Array(n);
+      expect(lz4.decompressBlockInto(block, exact)).toBe(n);
+      expect(equalBytes(exact, data)).toBe(true);
+      const roomy = new Uint8Array(n + 100).fill(7);
+      expect(lz4.decompressBlockInto(block, roomy)).toBe(n);
+      expect(equalBytes(roomy.subarray(0, n), data)).toBe(true);
+      expect(roomy.subarray(n).every((b) => b === 7)).toBe(true);
+      if (n > 20) expect(() => lz4.decompressBlockInto(block, new Uint8Array(n - 1))).toThrowError(FlashpackError);
+    }
+  });
+});
+
 describe('lz4 decode errors are ECORRUPT with the position', () => {
   const good = lz4.compressBlock(corpusConcat().subarray(0, 4096));
 
