@@ -14,3 +14,13 @@ export { lz4CompressBound, lz4Compress, lz4Decompress } from "./lz4";
 export function heapBase(): usize {
   return __heap_base;
 }
+export {
+  FORMAT_RAW, FORMAT_ZLIB, FORMAT_GZIP, INFLATE_SCRATCH_BYTES, INFLATE_MODE, INFLATE_IN_USED, INFLATE_OUT_USED,
+  INFLATE_ERROR_POS_HIGH,
+} from "./layout";
+export { deflateHeader, deflateFooter } from "./deflate-format";
+export { inflateInit, inflate } from "./inflate";
+export {
+  DEFLATE_SCRATCH_BYTES, DEFLATE_IN_USED, DEFLATE_OUT_USED, DEFLATE_NO_FLUSH, DEFLATE_FINISH,
+} from "./layout";
+export { deflateInit, deflate, deflateCompress } from "./deflate";
