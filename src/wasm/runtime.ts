@@ -31,6 +31,26 @@ export interface WasmExports {
   lz4CompressBound(n: number): number;
   lz4Compress(src: number, srcLen: number, dst: number, dstCap: number, ctx: number, acceleration: number): number;
   lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number, prefixLen: number, ctx: number): number;
+  FORMAT_RAW: WebAssembly.Global;
+  FORMAT_ZLIB: WebAssembly.Global;
+  FORMAT_GZIP: WebAssembly.Global;
+  INFLATE_SCRATCH_BYTES: WebAssembly.Global;
+  INFLATE_MODE: WebAssembly.Global;
+  INFLATE_IN_USED: WebAssembly.Global;
+  INFLATE_OUT_USED: WebAssembly.Global;
+  INFLATE_ERROR_POS_HIGH: WebAssembly.Global;
+  deflateHeader(dst: number, format: number, level: number): number;
+  deflateFooter(dst: number, format: number, check: number, length: number): number;
+  DEFLATE_SCRATCH_BYTES: WebAssembly.Global;
+  DEFLATE_IN_USED: WebAssembly.Global;
+  DEFLATE_OUT_USED: WebAssembly.Global;
+  DEFLATE_NO_FLUSH: WebAssembly.Global;
+  DEFLATE_FINISH: WebAssembly.Global;
+  deflateInit(scratch: number, level: number): void;
+  deflate(scratch: number, src: number, srcLen: number, dst: number, dstCap: number, flush: number): number;
+  deflateCompress(scratch: number, src: number, srcLen: number, dst: number, dstCap: number, level: number): number;
+  inflateInit(scratch: number, format: number): void;
+  inflate(scratch: number, src: number, srcLen: number, dst: number, dstPos: number, dstCap: number, final: number): number;
 }
 
 export const WASM_PAGE_BYTES = 65536;
@@ -84,6 +104,9 @@ export class Runtime {
   /** The main thread's codec context (see assembly/layout.ts). */
   readonly ctx: number;
   readonly ctxBytes: number;
+  /** The main thread's deflate and inflate scratch (assembly/layout.ts DEFLATE_*, INFLATE_*), for one-shot calls. */
+  readonly deflateScratch: number;
+  readonly inflateScratch: number;
   private top: number;
   private stageAt = 0;
   private stageCap = 0;
@@ -96,6 +119,8 @@ export class Runtime {
     this.top = alignUp(this.exports.heapBase(), WASM_PAGE_BYTES);
     this.ctxBytes = this.exports.CTX_BYTES.value as number;
     this.ctx = this.reserve(this.ctxBytes, 64);
+    this.deflateScratch = this.reserve(this.exports.DEFLATE_SCRATCH_BYTES.value as number, 64);
+    this.inflateScratch = this.reserve(this.exports.INFLATE_SCRATCH_BYTES.value as number, 64);
   }
 
   /** A byte view of the whole memory (renewed after growth). */
