@@ -4,10 +4,12 @@
 // the next call continues — chunk boundaries anywhere, 1-byte chunks included.
 //
 // Acceptance follows zlib 1.3's inflate (what node:zlib runs): the same code
-// length, code completeness, distance and header checks, distances up to 32768
-// whatever a zlib header's CINFO says (zlib without INFLATE_STRICT). Unlike
-// node:zlib, bytes after the end of a raw or zlib stream are an error, and
-// after the last gzip member only zero padding is allowed.
+// length, code completeness, distance and header checks. Where zlib's answer
+// depends on how its caller sized the output buffers — a distance past the
+// window a zlib header declares (CINFO < 7) — this decoder always rejects it,
+// as zlib built with INFLATE_STRICT does. Unlike node:zlib, bytes after the end
+// of a raw or zlib stream are an error, and after the last gzip member only
+// zero padding is allowed.
 //
 // Decoding is table driven (zlib's inflate_fast shape): a 10-bit root table for
 // literal/length codes and an 8-bit one for distances, with subtables for
@@ -24,7 +26,7 @@ import {
   INFLATE_FLAGS, INFLATE_HCRC, INFLATE_NLEN, INFLATE_NDIST, INFLATE_NCODE, INFLATE_TABLES, INFLATE_REACH,
   INFLATE_IN_USED, INFLATE_OUT_USED, INFLATE_FIELD_POS, INFLATE_IP, INFLATE_IEND, INFLATE_OP, INFLATE_OEND,
   INFLATE_LOWEST, INFLATE_CHECK_FROM, INFLATE_SRC, INFLATE_BYTE, INFLATE_HEADER, INFLATE_LENS, INFLATE_WORK,
-  INFLATE_PRECODE_TABLE, INFLATE_DYNAMIC_TABLES,
+  INFLATE_PRECODE_TABLE, INFLATE_DYNAMIC_TABLES, INFLATE_WINDOW,
   M_ZLIB_HEADER, M_GZIP_HEADER, M_GZIP_XLEN, M_GZIP_EXTRA, M_GZIP_NAME, M_GZIP_COMMENT, M_GZIP_HCRC, M_BLOCK,
   M_STORED, M_STORED_COPY, M_DYN_COUNTS, M_DYN_PRECODE, M_DYN_LENS, M_DECODE, M_DIST, M_COPY, M_TRAILER,
   M_MEMBER_END, M_ZEROS, M_DONE,
@@ -35,6 +37,7 @@ import {
   E_INFLATE_PRECODE, E_INFLATE_REPEAT_NO_PREVIOUS, E_INFLATE_REPEAT_OVERFLOW, E_INFLATE_MISSING_EOB,
   E_INFLATE_LITLEN_CODE, E_INFLATE_DIST_CODE, E_INFLATE_BAD_LITLEN, E_INFLATE_BAD_DIST,
   E_INFLATE_DISTANCE_TOO_FAR, E_INFLATE_CHECKSUM, E_INFLATE_LENGTH, E_INFLATE_TRAILING, E_INFLATE_INTERNAL,
+  E_INFLATE_DISTANCE_BEYOND_WINDOW,
 } from "./layout";
 import {
   LIT, SUB, EOB, BAD, DSUB, DBAD, LITLEN_ROOT_BITS, DIST_ROOT_BITS, LITLEN_TABLE_ENTRIES, DIST_TABLE_ENTRIES,
@@ -69,6 +72,7 @@ export function inflateInit(s: usize, format: u32): void {
   store<u32>(s + INFLATE_FORMAT, format);
   store<u32>(s + INFLATE_MODE, format == FORMAT_GZIP ? M_GZIP_HEADER : format == FORMAT_ZLIB ? M_ZLIB_HEADER : M_BLOCK);
   store<u32>(s + INFLATE_CHECK, format == FORMAT_ZLIB ? 1 : 0);
+  store<u32>(s + INFLATE_WINDOW, <u32>WINDOW_BYTES);
 }
 
 /**
@@ -267,6 +271,7 @@ function zlibHeader(s: usize): i32 {
   if (((hold >> 8) & 15) != 8) return failAt(s, E_INFLATE_ZLIB_METHOD, pos, (hold >> 8) & 15, 0);
   if ((hold >> 12) > 7) return failAt(s, E_INFLATE_ZLIB_WINDOW, pos, hold >> 12, 0);
   if (hold & 0x20) return failAt(s, E_INFLATE_ZLIB_DICTIONARY, pos + 1, hold & 0xff, 0);
+  store<u32>(s + INFLATE_WINDOW, 1 << ((hold >> 12) + 8));
   return setMode(s, M_BLOCK);
 }
 
@@ -782,6 +787,7 @@ function decodeFast(s: usize): i32 {
   const oend = <usize>load<u32>(s + INFLATE_OEND);
   const lowest = <usize>load<u32>(s + INFLATE_LOWEST);
   const tab = <usize>load<u32>(s + INFLATE_TABLES);
+  const window = load<u32>(s + INFLATE_WINDOW);
   let bitbuf = load<u64>(s + INFLATE_BITBUF);
   let bitcount = load<u32>(s + INFLATE_BITCOUNT);
   let status: i32 = 0;
@@ -791,9 +797,11 @@ function decodeFast(s: usize): i32 {
     ip += (63 - bitcount) >> 3;
     bitcount |= 56;
     let e = load<u32>(tab + ((<usize>bitbuf & LITLEN_MASK) << 2));
+    let rootDropped: u32 = 0; // for error positions: where the code began
     if (e & SUB) {
       bitbuf >>= <u64>LITLEN_ROOT_BITS;
       bitcount -= LITLEN_ROOT_BITS;
+      rootDropped = LITLEN_ROOT_BITS;
       e = load<u32>(tab + (<usize>(((e >> 16) & 0xfff) + (<u32>bitbuf & ((1 << ((e >> 8) & 15)) - 1))) << 2));
     }
     if (<i32>e < 0) {
@@ -805,7 +813,7 @@ function decodeFast(s: usize): i32 {
     }
     if (e & (EOB | BAD)) {
       if (e & BAD) {
-        status = failAt(s, E_INFLATE_BAD_LITLEN, bitPos(s, ip, bitcount, 0), 0, 0);
+        status = failAt(s, E_INFLATE_BAD_LITLEN, bitPos(s, ip, bitcount, rootDropped), 0, 0);
         break;
       }
       bitbuf >>= <u64>(e & 63);
@@ -819,13 +827,15 @@ function decodeFast(s: usize): i32 {
     bitbuf >>= <u64>total;
     bitcount -= total;
     let d = load<u32>(tab + DIST_TABLE_OFFSET + ((<usize>bitbuf & DIST_MASK) << 2));
+    rootDropped = 0;
     if (d & DSUB) {
       bitbuf >>= <u64>DIST_ROOT_BITS;
       bitcount -= DIST_ROOT_BITS;
+      rootDropped = DIST_ROOT_BITS;
       d = load<u32>(tab + DIST_TABLE_OFFSET + (<usize>((d >> 16) + (<u32>bitbuf & ((1 << ((d >> 8) & 15)) - 1))) << 2));
     }
     if (d & DBAD) {
-      status = failAt(s, E_INFLATE_BAD_DIST, bitPos(s, ip, bitcount, 0), 0, 0);
+      status = failAt(s, E_INFLATE_BAD_DIST, bitPos(s, ip, bitcount, rootDropped), 0, 0);
       break;
     }
     total = d & 63;
@@ -833,8 +843,8 @@ function decodeFast(s: usize): i32 {
     const dist = (d >> 16) + (<u32>(bitbuf >> <u64>cw) & ((1 << (total - cw)) - 1));
     bitbuf >>= <u64>total;
     bitcount -= total;
-    if (<usize>dist > op - lowest) {
-      status = failAt(s, E_INFLATE_DISTANCE_TOO_FAR, bitPos(s, ip, bitcount, total), dist, <u32>(op - lowest));
+    if (<usize>dist > op - lowest || dist > window) {
+      status = distanceError(s, dist, <u32>(op - lowest), bitPos(s, ip, bitcount, total + rootDropped));
       break;
     }
     if (<usize>(len + COPY_OVERRUN) > oend - op) {
@@ -934,10 +944,16 @@ function decodeDistance(s: usize): i32 {
   const cw = (e >> 8) & 31;
   const dist = (e >> 16) + (takeBits(s, total) >> cw);
   const available = load<u32>(s + INFLATE_OP) - load<u32>(s + INFLATE_LOWEST);
-  if (dist > available) return failAt(s, E_INFLATE_DISTANCE_TOO_FAR, pos, dist, available);
+  if (dist > available || dist > load<u32>(s + INFLATE_WINDOW)) return distanceError(s, dist, available, pos);
   store<u32>(s + INFLATE_DIST, dist);
   store<u32>(s + INFLATE_MODE, M_COPY);
   return CONTINUE;
+}
+
+/** A distance past the output so far (zlib's "too far back"), or past the zlib header's window. */
+function distanceError(s: usize, dist: u32, available: u32, pos: u64): i32 {
+  if (dist > available) return failAt(s, E_INFLATE_DISTANCE_TOO_FAR, pos, dist, available);
+  return failAt(s, E_INFLATE_DISTANCE_BEYOND_WINDOW, pos, dist, load<u32>(s + INFLATE_WINDOW));
 }
 
 /** A match (INFLATE_LENGTH bytes from INFLATE_DIST back), byte by byte, as room allows. */

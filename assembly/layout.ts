@@ -85,6 +85,7 @@ export const INFLATE_LOWEST: usize = 136; // lowest output address a match of th
 export const INFLATE_CHECK_FROM: usize = 140; // output not yet checksummed starts here
 export const INFLATE_SRC: usize = 144;
 export const INFLATE_BYTE: usize = 148; // one-byte slot for header CRC updates
+export const INFLATE_WINDOW: usize = 188; // largest distance allowed: 32768, or the zlib header's CINFO window
 export const INFLATE_HEADER: usize = 152; // the 10 fixed bytes of a gzip header
 export const INFLATE_LENS: usize = 192; // u8[320]: code lengths of a dynamic block
 export const INFLATE_WORK: usize = 512; // u16[320]: symbols sorted by code length
@@ -145,6 +146,7 @@ export const E_INFLATE_CHECKSUM: u32 = 41; // value: stored, value2: computed
 export const E_INFLATE_LENGTH: u32 = 42; // value: stored ISIZE, value2: computed
 export const E_INFLATE_TRAILING: u32 = 43; // value: the first trailing byte
 export const E_INFLATE_INTERNAL: u32 = 44; // a table outgrew its reservation: a bug
+export const E_INFLATE_DISTANCE_BEYOND_WINDOW: u32 = 45; // value: distance, value2: the zlib header's window
 
 // Deflate scratch: one per stream (or per thread for one-shot calls), zlib's
 // deflate_state laid out flat. Offsets of u32 fields unless noted.

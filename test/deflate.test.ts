@@ -340,6 +340,19 @@ describe('inflate errors are ECORRUPT naming the field and its position', () => 
     expect(corruptError(() => deflate.decompress(Uint8Array.of(0x78, 0xbb, 0, 0, 0, 1, 3, 0), { format: 'zlib' }), 'ENOTSUP')).toMatch(/preset dictionary/);
   });
 
+  it('a zlib stream may not reach past the window its header declares (CINFO)', () => {
+    const rand = prng(16);
+    const half = randomBytes(300, rand);
+    const data = Uint8Array.from([...half, ...half]);
+    const raw = deflate.compress(data, { level: 1 });
+    const a = adler32(data);
+    const stream = (cmf: number, flg: number) => Uint8Array.from([cmf, flg, ...raw, a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255]);
+    // CINFO 0: a 256-byte window, but the match is 300 bytes back.
+    expect(corruptError(() => deflate.decompress(stream(0x08, 0x1d), { format: 'zlib' }))).toMatch(/zlib: distance 300 at byte \d+ exceeds the 256-byte window the zlib header declares/);
+    // CINFO 1 (512 bytes) is enough.
+    expect(equalBytes(deflate.decompress(stream(0x18, 0x19), { format: 'zlib' }), data)).toBe(true);
+  });
+
   it('gzip header fields: magic, method, reserved flags', () => {
     expect(corruptError(() => deflate.decompress(Uint8Array.of(0x1f, 0x8c, 8, 0), { format: 'gzip' }))).toMatch(/magic 0x1f8c at byte 0/);
     expect(corruptError(() => deflate.decompress(Uint8Array.of(0x1f, 0x8b, 7, 0), { format: 'gzip' }))).toMatch(/compression method 7 at byte 2/);

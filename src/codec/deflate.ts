@@ -7,12 +7,15 @@
  * it from the checksum taken alongside (Adler-32 for zlib, CRC-32 and ISIZE for
  * gzip), with the existing checksum kernels.
  *
- * Decompression accepts what zlib 1.3 (node:zlib) accepts, with two deliberate
+ * Decompression accepts what zlib 1.3 (node:zlib) accepts, with deliberate
  * differences for a storage engine, where extra bytes mean corruption: bytes
  * after the end of a raw or zlib stream are ECORRUPT (node:zlib ignores them),
  * and after the last gzip member only zero bytes may follow (node:zlib stops
- * at the first zero byte and ignores the rest). Concatenated gzip members are
- * all decoded, as `gzip -d` does. A zlib preset dictionary is ENOTSUP.
+ * at the first zero byte and ignores the rest). A zlib stream may not use
+ * distances past the window its header declares (CINFO), as zlib's
+ * INFLATE_STRICT requires; node:zlib's answer there depends on its output
+ * chunking. Concatenated gzip members are all decoded, as `gzip -d` does. A
+ * zlib preset dictionary is ENOTSUP.
  */
 import { FlashpackError, corrupt, hex32, invalid } from '../errors.js';
 import { runtime, type Runtime } from '../wasm/runtime.js';
@@ -291,6 +294,7 @@ export function inflateError(rt: Runtime, s: number, where: string, basePos = 0)
     case 40: return corrupt(`${where}: distance ${value} exceeds the ${value2} bytes of output ${at}`);
     case 41: return corrupt(`${where} trailer: ${where === 'zlib' ? 'Adler-32' : 'CRC-32'} ${hex32(value)} ${at} does not match the data's ${hex32(value2)}`);
     case 42: return corrupt(`gzip trailer: ISIZE ${value} ${at} does not match the data's length mod 2^32, ${value2}`);
+    case 45: return corrupt(`zlib: distance ${value} ${at} exceeds the ${value2}-byte window the zlib header declares`);
     case 43: {
       const byte = `0x${value.toString(16).padStart(2, '0')}`;
       return corrupt(where === 'gzip'
