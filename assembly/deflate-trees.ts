@@ -6,9 +6,9 @@
 // sized for one block and has slack for 8-byte stores.
 import {
   DEFLATE_SYM_NEXT, DEFLATE_OPT_LEN, DEFLATE_STATIC_LEN, DEFLATE_BITCOUNT, DEFLATE_BITBUF, DEFLATE_PENDING,
-  DEFLATE_PENDING_OUT, DEFLATE_MAX_CODE_L, DEFLATE_MAX_CODE_D, DEFLATE_MAX_CODE_BL, DEFLATE_HEAP_LEN,
-  DEFLATE_HEAP_MAX, DEFLATE_BL_COUNT, DEFLATE_NEXT_CODE, DEFLATE_DYN_LTREE, DEFLATE_DYN_DTREE, DEFLATE_BL_TREE,
-  DEFLATE_HEAP, DEFLATE_DEPTH, DEFLATE_SYM_BUF, DEFLATE_PENDING_BUF,
+  DEFLATE_PENDING_OUT, DEFLATE_MAX_CODE_L, DEFLATE_MAX_CODE_D, DEFLATE_MAX_CODE_BL, DEFLATE_BL_COUNT,
+  DEFLATE_NEXT_CODE, DEFLATE_DYN_LTREE, DEFLATE_DYN_DTREE, DEFLATE_BL_TREE, DEFLATE_HEAP, DEFLATE_ORDER,
+  DEFLATE_SYM_BUF, DEFLATE_PENDING_BUF,
 } from "./layout";
 import {
   BL_ORDER, EXTRA_BLBITS, EXTRA_LBITS, EXTRA_DBITS, BASE_DIST, DIST_CODE, LENGTH_SYMBOL, STATIC_LTREE, STATIC_DTREE,
@@ -36,9 +36,7 @@ export const SYM_END: u32 = 16383;
 @inline function setFreq(tree: usize, n: u32, v: u32): void { store<u16>(tree + (<usize>n << 2), <u16>v); }
 @inline function len(tree: usize, n: u32): u32 { return <u32>load<u16>(tree + (<usize>n << 2), 2); }
 @inline function setLen(tree: usize, n: u32, v: u32): void { store<u16>(tree + (<usize>n << 2), <u16>v, 2); }
-@inline function heapAt(s: usize, i: u32): u32 { return load<u32>(s + DEFLATE_HEAP + (<usize>i << 2)); }
-@inline function setHeap(s: usize, i: u32, v: u32): void { store<u32>(s + DEFLATE_HEAP + (<usize>i << 2), v); }
-@inline function depth(s: usize, n: u32): u32 { return <u32>load<u8>(s + DEFLATE_DEPTH + <usize>n); }
+@inline function orderAt(s: usize, i: u32): u32 { return <u32>load<u16>(s + DEFLATE_ORDER + (<usize>i << 1)); }
 @inline function distCode(dist: u32): u32 {
   return <u32>load<u8>(DIST_CODE + <usize>(dist < 256 ? dist : <u32>256 + (dist >> 7)));
 }
@@ -83,9 +81,10 @@ function putShort(s: usize, v: u32): void {
 // --- blocks -----------------------------------------------------------------------
 
 export function initBlock(s: usize): void {
-  for (let n: u32 = 0; n < L_CODES; n++) setFreq(s + DEFLATE_DYN_LTREE, n, 0);
-  for (let n: u32 = 0; n < D_CODES; n++) setFreq(s + DEFLATE_DYN_DTREE, n, 0);
-  for (let n: u32 = 0; n < BL_CODES; n++) setFreq(s + DEFLATE_BL_TREE, n, 0);
+  // Whole entries: buildTree sets every symbol's length before it is read.
+  memory.fill(s + DEFLATE_DYN_LTREE, 0, <usize>L_CODES * 4);
+  memory.fill(s + DEFLATE_DYN_DTREE, 0, <usize>D_CODES * 4);
+  memory.fill(s + DEFLATE_BL_TREE, 0, <usize>BL_CODES * 4);
   setFreq(s + DEFLATE_DYN_LTREE, END_BLOCK, 1);
   store<u32>(s + DEFLATE_OPT_LEN, 0);
   store<u32>(s + DEFLATE_STATIC_LEN, 0);
@@ -154,27 +153,38 @@ export function flushBlock(s: usize, buf: usize, storedLen: u32, last: u32, leve
   if (last) flushBitsAligned(s);
 }
 
-/** Sends the tallied symbols with the given trees (static or dynamic), then end-of-block. */
+/**
+ * Sends the tallied symbols with the given trees (static or dynamic), then
+ * end-of-block. The 64-bit accumulator goes out in 8-byte stores only when the
+ * next symbol might not fit: a literal needs <= 15 bits, a match <= 48.
+ */
 function compressBlock(s: usize, ltree: usize, dtree: usize): void {
   const symEnd = s + DEFLATE_SYM_BUF + (<usize>load<u32>(s + DEFLATE_SYM_NEXT) << 2);
   let out = s + DEFLATE_PENDING_BUF + <usize>load<u32>(s + DEFLATE_PENDING);
   let bitbuf = load<u64>(s + DEFLATE_BITBUF);
   let bitcount = load<u32>(s + DEFLATE_BITCOUNT);
-  // Down to at most 7 bits held, so each symbol's 48 bits fit.
-  store<u64>(out, bitbuf);
-  out += <usize>(bitcount >> 3);
-  bitbuf >>= <u64>(bitcount & ~7);
-  bitcount &= 7;
   for (let p = s + DEFLATE_SYM_BUF; p < symEnd; p += 4) {
     const sym = load<u32>(p);
     const dist = sym & 0xffff;
     const lc = sym >> 16;
     if (dist == 0) {
+      if (bitcount > 64 - 15) {
+        store<u64>(out, bitbuf);
+        out += <usize>(bitcount >> 3);
+        bitbuf >>= <u64>(bitcount & ~7);
+        bitcount &= 7;
+      }
       const c = load<u32>(ltree + (<usize>lc << 2));
       bitbuf |= <u64>(c & 0xffff) << <u64>bitcount;
       bitcount += c >> 16;
     } else {
-      // Length symbol and extra bits, distance symbol and extra bits: <= 48 bits.
+      if (bitcount > 64 - 48) {
+        store<u64>(out, bitbuf);
+        out += <usize>(bitcount >> 3);
+        bitbuf >>= <u64>(bitcount & ~7);
+        bitcount &= 7;
+      }
+      // Length symbol and extra bits, distance symbol and extra bits.
       const ls = load<u32>(LENGTH_SYMBOL + (<usize>lc << 2));
       const c = load<u32>(ltree + (<usize>((ls & 0xff) + LITERALS + 1) << 2));
       bitbuf |= <u64>(c & 0xffff) << <u64>bitcount;
@@ -189,11 +199,12 @@ function compressBlock(s: usize, ltree: usize, dtree: usize): void {
       bitbuf |= <u64>(d - <u32>load<u16>(BASE_DIST + (<usize>code << 1))) << <u64>bitcount;
       bitcount += <u32>load<u8>(EXTRA_DBITS + <usize>code);
     }
-    store<u64>(out, bitbuf);
-    out += <usize>(bitcount >> 3);
-    bitbuf >>= <u64>(bitcount & ~7);
-    bitcount &= 7;
   }
+  // Back to sendBits' state: fewer than 32 bits held.
+  store<u64>(out, bitbuf);
+  out += <usize>(bitcount >> 3);
+  bitbuf >>= <u64>(bitcount & ~7);
+  bitcount &= 7;
   store<u32>(s + DEFLATE_PENDING, <u32>(out - (s + DEFLATE_PENDING_BUF)));
   store<u64>(s + DEFLATE_BITBUF, bitbuf);
   store<u32>(s + DEFLATE_BITCOUNT, bitcount);
@@ -202,25 +213,34 @@ function compressBlock(s: usize, ltree: usize, dtree: usize): void {
 
 // --- Huffman trees (zlib's build_tree, gen_bitlen, gen_codes) -----------------
 
-/** Whether node n sorts before node m: smaller frequency, then smaller depth. */
-@inline function smaller(s: usize, tree: usize, n: u32, m: u32): bool {
-  const fn = freq(tree, n);
-  const fm = freq(tree, m);
-  return fn < fm || (fn == fm && depth(s, n) <= depth(s, m));
-}
+// The heap holds u64 entries freq << 40 | depth << 32 | node, so zlib's
+// smaller(n, m) — smaller frequency, then smaller or equal depth — is one
+// compare of the entries' high 32 bits, and a merge needs no tree loads.
+const NODE_MASK: u64 = 0xffff;
+@inline function key(entry: u64): u64 { return entry >> 32; }
+@inline function heapAt(heap: usize, i: u32): u64 { return load<u64>(heap + (<usize>i << 3)); }
+@inline function setHeap(heap: usize, i: u32, v: u64): void { store<u64>(heap + (<usize>i << 3), v); }
 
-function pqDownHeap(s: usize, tree: usize, k: u32): void {
-  const v = heapAt(s, k);
-  const heapLen = load<u32>(s + DEFLATE_HEAP_LEN);
+/** zlib's pqdownheap: sifts entry k down (ties go to the right child, as zlib's). */
+function pqDownHeap(heap: usize, heapLen: u32, k: u32): void {
+  const v = heapAt(heap, k);
+  const vk = key(v);
   let j = k << 1;
   while (j <= heapLen) {
-    if (j < heapLen && smaller(s, tree, heapAt(s, j + 1), heapAt(s, j))) j++;
-    if (smaller(s, tree, v, heapAt(s, j))) break;
-    setHeap(s, k, heapAt(s, j));
+    let hj = heapAt(heap, j);
+    if (j < heapLen) {
+      const right = heapAt(heap, j + 1);
+      if (key(right) <= key(hj)) {
+        j++;
+        hj = right;
+      }
+    }
+    if (vk <= key(hj)) break;
+    setHeap(heap, k, hj);
     k = j;
     j <<= 1;
   }
-  setHeap(s, k, v);
+  setHeap(heap, k, v);
 }
 
 /**
@@ -230,13 +250,30 @@ function pqDownHeap(s: usize, tree: usize, k: u32): void {
  * largest symbol with a code at maxCodeField.
  */
 function buildTree(s: usize, tree: usize, stree: usize, extra: usize, base: u32, elems: u32, maxLength: u32, maxCodeField: usize): void {
+  const heap = s + DEFLATE_HEAP;
   let heapLen: u32 = 0;
   let maxCode: i32 = -1;
-  for (let n: u32 = 0; n < elems; n++) {
-    if (freq(tree, n) != 0) {
-      setHeap(s, ++heapLen, n);
+  // The used symbols, in order, four entries at a time: unused entries are
+  // zeroed whole (length 0), used ones go on the heap.
+  const freqMask = i32x4.splat(0xffff);
+  let n: u32 = 0;
+  for (; n + 4 <= elems; n += 4) {
+    const v = v128.load(tree + (<usize>n << 2));
+    const used = i32x4.ne(v128.and(v, freqMask), i32x4.splat(0));
+    v128.store(tree + (<usize>n << 2), v128.and(v, used));
+    let bits = i32x4.bitmask(used);
+    while (bits) {
+      const i = n + ctz(bits);
+      setHeap(heap, ++heapLen, (<u64>freq(tree, i) << 40) | <u64>i);
+      maxCode = <i32>i;
+      bits &= bits - 1;
+    }
+  }
+  for (; n < elems; n++) {
+    const f = freq(tree, n);
+    if (f != 0) {
+      setHeap(heap, ++heapLen, (<u64>f << 40) | <u64>n);
       maxCode = <i32>n;
-      store<u8>(s + DEFLATE_DEPTH + <usize>n, 0);
     } else {
       setLen(tree, n, 0);
     }
@@ -245,57 +282,53 @@ function buildTree(s: usize, tree: usize, stree: usize, extra: usize, base: u32,
   // of some kind: force them with frequency 1.
   while (heapLen < 2) {
     const node: u32 = maxCode < 2 ? <u32>(++maxCode) : 0;
-    setHeap(s, ++heapLen, node);
+    setHeap(heap, ++heapLen, (<u64>1 << 40) | <u64>node);
     setFreq(tree, node, 1);
-    store<u8>(s + DEFLATE_DEPTH + <usize>node, 0);
     store<u32>(s + DEFLATE_OPT_LEN, load<u32>(s + DEFLATE_OPT_LEN) - 1);
     if (stree) store<u32>(s + DEFLATE_STATIC_LEN, load<u32>(s + DEFLATE_STATIC_LEN) - (load<u32>(stree + (<usize>node << 2)) >> 16));
   }
   store<u32>(s + maxCodeField, <u32>maxCode);
-  store<u32>(s + DEFLATE_HEAP_LEN, heapLen);
-  for (let n = heapLen >> 1; n >= 1; n--) pqDownHeap(s, tree, n);
+  for (let n = heapLen >> 1; n >= 1; n--) pqDownHeap(heap, heapLen, n);
 
-  // Combine the two least frequent nodes until one is left.
+  // Combine the two least frequent nodes until one is left; the order they
+  // leave the heap in is what gen_bitlen walks.
   let node = elems;
-  let heapMax = HEAP_SIZE;
+  let orderMax = HEAP_SIZE;
   do {
-    const n = heapAt(s, 1);
-    heapLen = load<u32>(s + DEFLATE_HEAP_LEN);
-    setHeap(s, 1, heapAt(s, heapLen));
-    store<u32>(s + DEFLATE_HEAP_LEN, heapLen - 1);
-    pqDownHeap(s, tree, 1);
-    const m = heapAt(s, 1);
-    setHeap(s, --heapMax, n);
-    setHeap(s, --heapMax, m);
-    setFreq(tree, node, freq(tree, n) + freq(tree, m));
-    const dn = depth(s, n);
-    const dm = depth(s, m);
-    store<u8>(s + DEFLATE_DEPTH + <usize>node, <u8>((dn >= dm ? dn : dm) + 1));
+    const a = heapAt(heap, 1);
+    setHeap(heap, 1, heapAt(heap, heapLen--));
+    pqDownHeap(heap, heapLen, 1);
+    const b = heapAt(heap, 1);
+    const n = <u32>(a & NODE_MASK);
+    const m = <u32>(b & NODE_MASK);
+    store<u16>(s + DEFLATE_ORDER + (<usize>--orderMax << 1), <u16>n);
+    store<u16>(s + DEFLATE_ORDER + (<usize>--orderMax << 1), <u16>m);
+    const dn = (a >> 32) & 0xff;
+    const dm = (b >> 32) & 0xff;
     setLen(tree, n, node); // dad
     setLen(tree, m, node);
-    setHeap(s, 1, node++);
-    pqDownHeap(s, tree, 1);
-  } while (load<u32>(s + DEFLATE_HEAP_LEN) >= 2);
-  setHeap(s, --heapMax, heapAt(s, 1));
-  store<u32>(s + DEFLATE_HEAP_MAX, heapMax);
+    setHeap(heap, 1, (((a >> 40) + (b >> 40)) << 40) | (((dn >= dm ? dn : dm) + 1) << 32) | <u64>node);
+    node++;
+    pqDownHeap(heap, heapLen, 1);
+  } while (heapLen >= 2);
+  store<u16>(s + DEFLATE_ORDER + (<usize>--orderMax << 1), <u16>(heapAt(heap, 1) & NODE_MASK));
 
-  genBitlen(s, tree, stree, extra, base, <u32>maxCode, maxLength);
+  genBitlen(s, tree, stree, extra, base, <u32>maxCode, maxLength, orderMax);
   genCodes(s, tree, <u32>maxCode);
 }
 
 /** Code lengths from the tree, limited to maxLength the way zlib does it. */
-function genBitlen(s: usize, tree: usize, stree: usize, extra: usize, base: u32, maxCode: u32, maxLength: u32): void {
+function genBitlen(s: usize, tree: usize, stree: usize, extra: usize, base: u32, maxCode: u32, maxLength: u32, heapMax: u32): void {
   const blCount = s + DEFLATE_BL_COUNT;
   memory.fill(blCount, 0, (MAX_BITS + 1) * 2);
-  const heapMax = load<u32>(s + DEFLATE_HEAP_MAX);
   let optLen = load<u32>(s + DEFLATE_OPT_LEN);
   let staticLen = load<u32>(s + DEFLATE_STATIC_LEN);
   // The root's length is 0; each node's is its parent's plus one.
-  setLen(tree, heapAt(s, heapMax), 0);
+  setLen(tree, orderAt(s, heapMax), 0);
   let overflow: i32 = 0;
   let h = heapMax + 1;
   for (; h < HEAP_SIZE; h++) {
-    const n = heapAt(s, h);
+    const n = orderAt(s, h);
     let bits = len(tree, len(tree, n)) + 1;
     if (bits > maxLength) {
       bits = maxLength;
@@ -323,7 +356,7 @@ function genBitlen(s: usize, tree: usize, stree: usize, extra: usize, base: u32,
     for (let bits = maxLength; bits != 0; bits--) {
       let n = <u32>load<u16>(blCount + (<usize>bits << 1));
       while (n != 0) {
-        const m = heapAt(s, --h);
+        const m = orderAt(s, --h);
         if (m > maxCode) continue;
         const l = len(tree, m);
         if (l != bits) {

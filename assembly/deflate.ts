@@ -213,6 +213,17 @@ function fillWindow(s: usize): void {
   store<u32>(s + DEFLATE_INSERT, insert);
 }
 
+/**
+ * Whether fillWindow could change anything: there is input to read, or the
+ * position is far enough to slide. At the end of a stream the level functions
+ * meet a short lookahead at each of the last 262 positions; without input
+ * zlib's fill_window does nothing there (its high-water zeroing already ran
+ * when the last input arrived).
+ */
+@inline function windowCanFill(s: usize, strstart: u32): bool {
+  return load<u32>(s + DEFLATE_IP) != load<u32>(s + DEFLATE_IEND) || strstart >= WSIZE + MAX_DIST;
+}
+
 /** Bytes equal at a and b, up to `max` (a multiple of 8), compared 8 at a time. */
 @inline function matchLength(a: usize, b: usize, max: u32): u32 {
   let n: u32 = 0;
@@ -231,7 +242,7 @@ function fillWindow(s: usize): void {
  * length found (not beyond the lookahead). Reads up to 258 bytes past
  * strstart, as zlib does, whatever the lookahead.
  */
-function longestMatch(s: usize, curMatch: u32, strstart: u32, bestLen: u32, lookahead: u32, level: u32): u32 {
+@inline function longestMatch(s: usize, curMatch: u32, strstart: u32, bestLen: u32, lookahead: u32, level: u32): u32 {
   const win = s + DEFLATE_WINDOW;
   const prev = s + DEFLATE_PREV;
   let chainLength = config(level, 3);
@@ -243,19 +254,27 @@ function longestMatch(s: usize, curMatch: u32, strstart: u32, bestLen: u32, look
   const scanStart = load<u16>(scan);
   let scanEnd = load<u16>(scan + <usize>bestLen - 1);
   let matchStart = load<u32>(s + DEFLATE_MATCH_START);
-  do {
+  // Plain branches throughout: binaryen turns `a || b` / `a && b` on compares
+  // into materialized booleans, which V8 compiles badly.
+  while (true) {
     const match = win + <usize>curMatch;
     // The bytes at bestLen-1 and bestLen, then the first two. The third needs
     // no check: equal hashes and equal first two bytes imply it.
-    if (load<u16>(match + <usize>bestLen - 1) != scanEnd || load<u16>(match) != scanStart) continue;
-    const len: u32 = 2 + matchLength(scan + 2, match + 2, MAX_MATCH - 2);
-    if (len > bestLen) {
-      matchStart = curMatch;
-      bestLen = len;
-      if (len >= niceMatch) break;
-      scanEnd = load<u16>(scan + <usize>bestLen - 1);
+    if (load<u16>(match + <usize>bestLen - 1) == scanEnd) {
+      if (load<u16>(match) == scanStart) {
+        const len: u32 = 2 + matchLength(scan + 2, match + 2, MAX_MATCH - 2);
+        if (len > bestLen) {
+          matchStart = curMatch;
+          bestLen = len;
+          if (len >= niceMatch) break;
+          scanEnd = load<u16>(scan + <usize>bestLen - 1);
+        }
+      }
     }
-  } while ((curMatch = <u32>load<u16>(prev + (<usize>(curMatch & WMASK) << 1))) > limit && --chainLength != 0);
+    curMatch = <u32>load<u16>(prev + (<usize>(curMatch & WMASK) << 1));
+    if (curMatch <= limit) break;
+    if (--chainLength == 0) break;
+  }
   store<u32>(s + DEFLATE_MATCH_START, matchStart);
   return bestLen <= lookahead ? bestLen : lookahead;
 }
@@ -303,13 +322,17 @@ function deflateFast(s: usize, flush: u32): i32 {
   let lookahead = load<u32>(s + DEFLATE_LOOKAHEAD);
   let symNext = load<u32>(s + DEFLATE_SYM_NEXT);
   while (true) {
-    if (lookahead < MIN_LOOKAHEAD) {
+    if (lookahead < MIN_LOOKAHEAD && windowCanFill(s, strstart)) {
       store<u32>(s + DEFLATE_STRSTART, strstart);
       store<u32>(s + DEFLATE_LOOKAHEAD, lookahead);
       fillWindow(s);
       strstart = load<u32>(s + DEFLATE_STRSTART);
       lookahead = load<u32>(s + DEFLATE_LOOKAHEAD);
-      if (lookahead < MIN_LOOKAHEAD && flush == DEFLATE_NO_FLUSH) {
+    }
+    if (lookahead < MIN_LOOKAHEAD) {
+      if (flush == DEFLATE_NO_FLUSH) {
+        store<u32>(s + DEFLATE_STRSTART, strstart);
+        store<u32>(s + DEFLATE_LOOKAHEAD, lookahead);
         store<u32>(s + DEFLATE_SYM_NEXT, symNext);
         return NEED_MORE;
       }
@@ -318,7 +341,9 @@ function deflateFast(s: usize, flush: u32): i32 {
     let hashHead: u32 = 0;
     if (lookahead >= MIN_MATCH) hashHead = insertString(win, prev, head, strstart);
     let matchLen: u32 = 0;
-    if (hashHead != 0 && strstart - hashHead <= MAX_DIST) matchLen = longestMatch(s, hashHead, strstart, MIN_MATCH - 1, lookahead, level);
+    if (hashHead != 0) {
+      if (strstart - hashHead <= MAX_DIST) matchLen = longestMatch(s, hashHead, strstart, MIN_MATCH - 1, lookahead, level);
+    }
     if (matchLen >= MIN_MATCH) {
       tallyMatch(s, symNext++, strstart - load<u32>(s + DEFLATE_MATCH_START), matchLen - MIN_MATCH);
       lookahead -= matchLen;
@@ -371,13 +396,17 @@ function deflateSlow(s: usize, flush: u32): i32 {
   let matchLen = load<u32>(s + DEFLATE_MATCH_LENGTH);
   let matchAvailable = load<u32>(s + DEFLATE_MATCH_AVAILABLE);
   while (true) {
-    if (lookahead < MIN_LOOKAHEAD) {
+    if (lookahead < MIN_LOOKAHEAD && windowCanFill(s, strstart)) {
       store<u32>(s + DEFLATE_STRSTART, strstart);
       store<u32>(s + DEFLATE_LOOKAHEAD, lookahead);
       fillWindow(s);
       strstart = load<u32>(s + DEFLATE_STRSTART);
       lookahead = load<u32>(s + DEFLATE_LOOKAHEAD);
-      if (lookahead < MIN_LOOKAHEAD && flush == DEFLATE_NO_FLUSH) {
+    }
+    if (lookahead < MIN_LOOKAHEAD) {
+      if (flush == DEFLATE_NO_FLUSH) {
+        store<u32>(s + DEFLATE_STRSTART, strstart);
+        store<u32>(s + DEFLATE_LOOKAHEAD, lookahead);
         store<u32>(s + DEFLATE_SYM_NEXT, symNext);
         store<u32>(s + DEFLATE_MATCH_LENGTH, matchLen);
         store<u32>(s + DEFLATE_MATCH_AVAILABLE, matchAvailable);
@@ -390,9 +419,15 @@ function deflateSlow(s: usize, flush: u32): i32 {
     const prevLength = matchLen;
     const prevMatch = load<u32>(s + DEFLATE_MATCH_START);
     matchLen = MIN_MATCH - 1;
-    if (hashHead != 0 && prevLength < maxLazy && strstart - hashHead <= MAX_DIST) {
-      matchLen = longestMatch(s, hashHead, strstart, prevLength, lookahead, level);
-      if (matchLen == MIN_MATCH && strstart - load<u32>(s + DEFLATE_MATCH_START) > TOO_FAR) matchLen = MIN_MATCH - 1;
+    if (hashHead != 0) {
+      if (prevLength < maxLazy) {
+        if (strstart - hashHead <= MAX_DIST) {
+          matchLen = longestMatch(s, hashHead, strstart, prevLength, lookahead, level);
+          if (matchLen == MIN_MATCH) {
+            if (strstart - load<u32>(s + DEFLATE_MATCH_START) > TOO_FAR) matchLen = MIN_MATCH - 1;
+          }
+        }
+      }
     }
     if (prevLength >= MIN_MATCH && matchLen <= prevLength) {
       // The previous match is at least as long: emit it, hash its strings.

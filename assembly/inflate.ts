@@ -26,7 +26,7 @@ import {
   INFLATE_FLAGS, INFLATE_HCRC, INFLATE_NLEN, INFLATE_NDIST, INFLATE_NCODE, INFLATE_TABLES, INFLATE_REACH,
   INFLATE_IN_USED, INFLATE_OUT_USED, INFLATE_FIELD_POS, INFLATE_IP, INFLATE_IEND, INFLATE_OP, INFLATE_OEND,
   INFLATE_LOWEST, INFLATE_CHECK_FROM, INFLATE_SRC, INFLATE_BYTE, INFLATE_HEADER, INFLATE_LENS, INFLATE_WORK,
-  INFLATE_PRECODE_TABLE, INFLATE_DYNAMIC_TABLES, INFLATE_WINDOW,
+  INFLATE_PRECODE_TABLE, INFLATE_DYNAMIC_TABLES, INFLATE_WINDOW, INFLATE_FAST_ILIMIT, INFLATE_FAST_OLIMIT,
   M_ZLIB_HEADER, M_GZIP_HEADER, M_GZIP_XLEN, M_GZIP_EXTRA, M_GZIP_NAME, M_GZIP_COMMENT, M_GZIP_HCRC, M_BLOCK,
   M_STORED, M_STORED_COPY, M_DYN_COUNTS, M_DYN_PRECODE, M_DYN_LENS, M_DECODE, M_DIST, M_COPY, M_TRAILER,
   M_MEMBER_END, M_ZEROS, M_DONE,
@@ -652,12 +652,16 @@ function dynamicLengths(s: usize): i32 {
 }
 
 /**
- * zlib's inflate_table for literal/length (sub = SUB) and distance (sub = DSUB)
- * codes, emitting this decoder's entries. Rejects over-subscribed codes and
- * incomplete ones except a single 1-bit code (zlib's rule); a code with no
- * symbols at all (only for distances) decodes every distance as BAD.
+ * Decode table for literal/length (sub = SUB) or distance (sub = DSUB) codes.
+ * Accepts exactly what zlib's inflate_table accepts: no over-subscribed code,
+ * and no incomplete code except a single 1-bit code (its twin codeword stays
+ * an error) or, for distances, no code at all (every distance is an error).
  * Returns 0, CODE_OVERSUBSCRIBED, CODE_INCOMPLETE, or CODE_EMPTY when the
  * table outgrows `entries` (a bug).
+ *
+ * Filling is libdeflate's: codewords in canonical order, each root entry
+ * written once at its bit-reversed index, and the table doubled with one copy
+ * per length, so a short code's replicas cost a memory.copy, not a store each.
  */
 function buildTable(lens: usize, n: u32, template: usize, table: usize, root: u32, entries: usize, work: usize, sub: u32): u32 {
   const count = work + 320 * 2 - 64; // 16 u16 counts + 16 u16 offsets after the sorted symbols
@@ -670,14 +674,13 @@ function buildTable(lens: usize, n: u32, template: usize, table: usize, root: u3
   let max: u32 = 15;
   while (max >= 1 && load<u16>(count + <usize>max * 2) == 0) max--;
   const badEntry = sub == SUB ? BAD : DBAD;
+  const rootEntries = <u32>1 << root;
   if (max == 0) {
     // No codes (a block without matches): any distance code is an error.
     const bad = badEntry + 1 + (1 << 8);
-    for (let i: usize = 0; i < (<usize>1 << root); i++) store<u32>(table + i * 4, bad);
+    for (let i: u32 = 0; i < rootEntries; i++) store<u32>(table + (<usize>i << 2), bad);
     return 0;
   }
-  let min: u32 = 1;
-  while (load<u16>(count + <usize>min * 2) == 0) min++;
   let left: i32 = 1;
   for (let len: usize = 1; len <= 15; len++) {
     left = (left << 1) - <i32>load<u16>(count + len * 2);
@@ -693,59 +696,83 @@ function buildTable(lens: usize, n: u32, template: usize, table: usize, root: u3
     store<u16>(work + o * 2, <u16>sym);
     store<u16>(offs + l * 2, <u16>(o + 1));
   }
+  if (left > 0) {
+    // The one incomplete code allowed: codeword 0 is the symbol, 1 a hole.
+    const e = load<u32>(template + (<usize>load<u16>(work) << 2)) + 0x101;
+    const bad = badEntry + 0x101;
+    for (let i: u32 = 0; i < rootEntries; i += 2) {
+      store<u32>(table + (<usize>i << 2), e);
+      store<u32>(table + (<usize>i << 2), bad, 4);
+    }
+    return 0;
+  }
 
-  // Fill the root table and subtables in order of code length (zlib's loop).
-  let huff: u32 = 0; // current code, bit-reversed
+  // A complete code. Codewords are kept bit-reversed (as they index the
+  // table); the next one in canonical order sets the highest clear bit below
+  // `len` and clears the bits above it.
+  let codeword: u32 = 0;
+  let len: u32 = 1;
+  let remaining = <u32>load<u16>(count + 2);
+  while (remaining == 0) remaining = <u32>load<u16>(count + <usize>(++len) * 2);
+  let tableEnd = <u32>1 << len;
   let sym: usize = 0;
-  let len = min;
-  let next = table; // current (sub)table
-  let curr = root; // index bits of the current table
-  let drop: u32 = 0; // code bits the current table's index skips
-  let low: u32 = 0xffffffff; // root index the current subtable hangs from
-  let used: usize = <usize>1 << root;
-  const mask = (<u32>1 << root) - 1;
-  while (true) {
-    const here = load<u32>(template + (<usize>load<u16>(work + sym * 2) << 2)) + (len - drop) * 0x101;
-    const incr = <u32>1 << (len - drop);
-    let fill = <u32>1 << curr;
-    const tableSize = fill;
+  while (len <= root) {
     do {
-      fill -= incr;
-      store<u32>(next + (<usize>((huff >> drop) + fill) << 2), here);
-    } while (fill != 0);
-    let step = <u32>1 << (len - 1);
-    while (huff & step) step >>= 1;
-    huff = step != 0 ? (huff & (step - 1)) + step : 0;
-    sym++;
-    const remaining = load<u16>(count + <usize>len * 2) - 1;
-    store<u16>(count + <usize>len * 2, remaining);
-    if (remaining == 0) {
-      if (len == max) break;
-      len = <u32>load<u8>(lens + <usize>load<u16>(work + sym * 2));
-    }
-    if (len > root && (huff & mask) != low) {
-      if (drop == 0) drop = root;
-      next += <usize>tableSize << 2;
-      curr = len - drop;
-      let room: i32 = 1 << curr;
-      while (curr + drop < max) {
-        room -= <i32>load<u16>(count + <usize>(curr + drop) * 2);
-        if (room <= 0) break;
-        curr++;
-        room <<= 1;
+      store<u32>(table + (<usize>codeword << 2), load<u32>(template + (<usize>load<u16>(work + sym * 2) << 2)) + len * 0x101);
+      sym++;
+      if (codeword == tableEnd - 1) {
+        // The last codeword: replicate up to the full root.
+        for (; len < root; len++) {
+          memory.copy(table + (<usize>tableEnd << 2), table, <usize>tableEnd << 2);
+          tableEnd <<= 1;
+        }
+        return 0;
       }
-      used += <usize>1 << curr;
-      if (used > entries) return CODE_EMPTY;
-      low = huff & mask;
-      store<u32>(table + (<usize>low << 2), sub | (<u32>((next - table) >> 2) << 16) | (curr << 8) | root);
+      const bit = <u32>1 << (31 - clz(codeword ^ ((<u32>1 << len) - 1)));
+      codeword = (codeword & (bit - 1)) | bit;
+    } while (--remaining != 0);
+    do {
+      if (++len <= root) {
+        memory.copy(table + (<usize>tableEnd << 2), table, <usize>tableEnd << 2);
+        tableEnd <<= 1;
+      }
+      remaining = <u32>load<u16>(count + <usize>len * 2);
+    } while (remaining == 0);
+  }
+
+  // Codewords longer than the root: subtables, each as small as the codes
+  // that share its root prefix allow.
+  const rootMask = rootEntries - 1;
+  let tableEndAll = rootEntries;
+  let prefix: u32 = 0xffffffff;
+  let subStart: u32 = 0;
+  let subEnd: u32 = 0;
+  while (true) {
+    if ((codeword & rootMask) != prefix) {
+      prefix = codeword & rootMask;
+      subStart = tableEndAll;
+      let subBits = len - root;
+      let used = remaining;
+      while (used < (<u32>1 << subBits)) {
+        subBits++;
+        used = (used << 1) + <u32>load<u16>(count + <usize>(root + subBits) * 2);
+      }
+      subEnd = subStart + (<u32>1 << subBits);
+      if (<usize>subEnd > entries) return CODE_EMPTY;
+      tableEndAll = subEnd;
+      store<u32>(table + (<usize>prefix << 2), sub | (subStart << 16) | (subBits << 8) | root);
     }
+    const e = load<u32>(template + (<usize>load<u16>(work + sym * 2) << 2)) + (len - root) * 0x101;
+    sym++;
+    const stride = <u32>1 << (len - root);
+    for (let i = subStart + (codeword >> root); i < subEnd; i += stride) store<u32>(table + (<usize>i << 2), e);
+    if (codeword == (<u32>1 << len) - 1) return 0;
+    const bit = <u32>1 << (31 - clz(codeword ^ ((<u32>1 << len) - 1)));
+    codeword = (codeword & (bit - 1)) | bit;
+    remaining--;
+    while (remaining == 0) remaining = <u32>load<u16>(count + <usize>(++len) * 2);
   }
-  // The one incomplete code allowed (a single 1-bit code): its twin is a hole.
-  if (huff != 0) {
-    const bad = badEntry + (len - drop) * 0x101;
-    for (let i = huff; i < (<u32>1 << root); i += <u32>1 << len) store<u32>(table + (<usize>i << 2), bad);
-  }
-  return 0;
+  return 0; // unreachable
 }
 
 // --- symbol decoding --------------------------------------------------------------
@@ -775,93 +802,104 @@ function buildTable(lens: usize, n: u32, template: usize, table: usize, root: u3
   }
 }
 
+/** Literals the fast loop writes per refill: 56 bits hold three 15-bit codes. */
+const LITERALS_PER_REFILL: usize = 3;
+
 /**
- * The fast loop: while 8 input bytes and some output are left. Returns 0 when
- * a margin ran out (the careful path takes over), END_OF_BLOCK, CONTINUE when
- * a match needs the careful copy (mode M_COPY), ERROR on a bad code.
+ * The fast loop: while 8 input bytes and room for three literals are left.
+ * Returns 0 when a margin ran out (the careful path takes over), END_OF_BLOCK,
+ * CONTINUE when a match needs the careful copy (mode M_COPY), ERROR on a bad
+ * code. Kept small for the register allocator: eight values live across the
+ * loop, one sign test checks both margins (binaryen would turn `a && b` into
+ * materialized booleans).
  */
 function decodeFast(s: usize): i32 {
   let ip = <usize>load<u32>(s + INFLATE_IP);
-  const ilimit = <usize>load<u32>(s + INFLATE_IEND) - FAST_INPUT_MARGIN;
   let op = <usize>load<u32>(s + INFLATE_OP);
-  const oend = <usize>load<u32>(s + INFLATE_OEND);
-  const lowest = <usize>load<u32>(s + INFLATE_LOWEST);
+  store<u32>(s + INFLATE_FAST_ILIMIT, load<u32>(s + INFLATE_IEND) - <u32>FAST_INPUT_MARGIN);
+  store<u32>(s + INFLATE_FAST_OLIMIT, load<u32>(s + INFLATE_OEND) - <u32>LITERALS_PER_REFILL);
   const tab = <usize>load<u32>(s + INFLATE_TABLES);
-  const window = load<u32>(s + INFLATE_WINDOW);
   let bitbuf = load<u64>(s + INFLATE_BITBUF);
+  // Only the low 6 bits of bitcount are kept exact between refills: a code is
+  // dropped with `bitcount -= e` (e's low 6 bits are its length) and a 64-bit
+  // shift by e uses exactly those bits.
   let bitcount = load<u32>(s + INFLATE_BITCOUNT);
   let status: i32 = 0;
-  while (ip <= ilimit && op < oend) {
+  // Every path falls through to the one back-edge: TurboFan allocates
+  // registers far better for that than for several `continue`s.
+  while (<i32>((<usize>load<u32>(s + INFLATE_FAST_ILIMIT) - ip) | (<usize>load<u32>(s + INFLATE_FAST_OLIMIT) - op)) >= 0) {
     // Refill to 56..63 bits; bits above the count are the next input bits.
+    bitcount &= 63;
     bitbuf |= load<u64>(ip) << <u64>bitcount;
     ip += (63 - bitcount) >> 3;
     bitcount |= 56;
     let e = load<u32>(tab + ((<usize>bitbuf & LITLEN_MASK) << 2));
-    let rootDropped: u32 = 0; // for error positions: where the code began
-    if (e & SUB) {
-      bitbuf >>= <u64>LITLEN_ROOT_BITS;
-      bitcount -= LITLEN_ROOT_BITS;
-      rootDropped = LITLEN_ROOT_BITS;
-      e = load<u32>(tab + (<usize>(((e >> 16) & 0xfff) + (<u32>bitbuf & ((1 << ((e >> 8) & 15)) - 1))) << 2));
-    }
+    // A subtable entry: its code length counts the root bits too (withRoot).
+    if (e & SUB) e = withRoot(load<u32>(tab + (<usize>(((e >> 16) & 0xfff) + (<u32>(bitbuf >> <u64>LITLEN_ROOT_BITS) & ((1 << ((e >> 8) & 15)) - 1))) << 2)), LITLEN_ROOT_BITS);
     if (<i32>e < 0) {
-      bitbuf >>= <u64>(e & 63);
-      bitcount -= e & 63;
-      store<u8>(op, <u8>(e >> 16));
-      op++;
-      continue;
-    }
-    if (e & (EOB | BAD)) {
+      // Literals: up to three from one refill (a subtable code is <= 15 bits too).
+      bitbuf >>= <u64>e;
+      bitcount -= e;
+      store<u8>(op++, <u8>(e >> 16));
+      e = load<u32>(tab + ((<usize>bitbuf & LITLEN_MASK) << 2));
+      if (<i32>e < 0) {
+        bitbuf >>= <u64>e;
+        bitcount -= e;
+        store<u8>(op++, <u8>(e >> 16));
+        e = load<u32>(tab + ((<usize>bitbuf & LITLEN_MASK) << 2));
+        if (<i32>e < 0) {
+          bitbuf >>= <u64>e;
+          bitcount -= e;
+          store<u8>(op++, <u8>(e >> 16));
+        }
+      }
+    } else if (e & (EOB | BAD)) {
       if (e & BAD) {
-        status = failAt(s, E_INFLATE_BAD_LITLEN, bitPos(s, ip, bitcount, rootDropped), 0, 0);
+        status = failAt(s, E_INFLATE_BAD_LITLEN, bitPos(s, ip, bitcount & 63, 0), 0, 0);
+      } else {
+        bitbuf >>= <u64>e;
+        bitcount -= e;
+        status = END_OF_BLOCK;
+      }
+      break;
+    } else {
+      // A length (code and extra bits: <= 20 bits), then its distance (<= 28).
+      // Extra bits = (bits of the whole field) >> (codeword bits).
+      let saved = bitbuf;
+      bitbuf >>= <u64>e;
+      bitcount -= e;
+      const len = (e >> 16) + <u32>((saved & ((<u64>1 << <u64>e) - 1)) >> <u64>(e >> 8));
+      let d = load<u32>(tab + DIST_TABLE_OFFSET + ((<usize>bitbuf & DIST_MASK) << 2));
+      if (d & DSUB) d = withRoot(load<u32>(tab + DIST_TABLE_OFFSET + (<usize>((d >> 16) + (<u32>(bitbuf >> <u64>DIST_ROOT_BITS) & ((1 << ((d >> 8) & 15)) - 1))) << 2)), DIST_ROOT_BITS);
+      if (d & DBAD) {
+        status = failAt(s, E_INFLATE_BAD_DIST, bitPos(s, ip, bitcount & 63, 0), 0, 0);
         break;
       }
-      bitbuf >>= <u64>(e & 63);
-      bitcount -= e & 63;
-      status = END_OF_BLOCK;
-      break;
+      saved = bitbuf;
+      bitbuf >>= <u64>d;
+      bitcount -= d;
+      const dist = (d >> 16) + <u32>((saved & ((<u64>1 << <u64>d) - 1)) >> <u64>(d >> 8));
+      const available = op - <usize>load<u32>(s + INFLATE_LOWEST);
+      if (<usize>dist > available) {
+        status = distanceError(s, dist, <u32>available, bitPos(s, ip, bitcount & 63, d & 63));
+        break;
+      }
+      if (<usize>(len + COPY_OVERRUN) > <usize>load<u32>(s + INFLATE_OEND) - op) {
+        // Too close to the output end for wide stores: the careful copy finishes it.
+        store<u32>(s + INFLATE_LENGTH, len);
+        store<u32>(s + INFLATE_DIST, dist);
+        store<u32>(s + INFLATE_MODE, M_COPY);
+        status = CONTINUE;
+        break;
+      }
+      copyMatch(op, dist, len);
+      op += len;
     }
-    let total = e & 63;
-    let cw = (e >> 8) & 31;
-    const len = (e >> 16) + (<u32>(bitbuf >> <u64>cw) & ((1 << (total - cw)) - 1));
-    bitbuf >>= <u64>total;
-    bitcount -= total;
-    let d = load<u32>(tab + DIST_TABLE_OFFSET + ((<usize>bitbuf & DIST_MASK) << 2));
-    rootDropped = 0;
-    if (d & DSUB) {
-      bitbuf >>= <u64>DIST_ROOT_BITS;
-      bitcount -= DIST_ROOT_BITS;
-      rootDropped = DIST_ROOT_BITS;
-      d = load<u32>(tab + DIST_TABLE_OFFSET + (<usize>((d >> 16) + (<u32>bitbuf & ((1 << ((d >> 8) & 15)) - 1))) << 2));
-    }
-    if (d & DBAD) {
-      status = failAt(s, E_INFLATE_BAD_DIST, bitPos(s, ip, bitcount, rootDropped), 0, 0);
-      break;
-    }
-    total = d & 63;
-    cw = (d >> 8) & 31;
-    const dist = (d >> 16) + (<u32>(bitbuf >> <u64>cw) & ((1 << (total - cw)) - 1));
-    bitbuf >>= <u64>total;
-    bitcount -= total;
-    if (<usize>dist > op - lowest || dist > window) {
-      status = distanceError(s, dist, <u32>(op - lowest), bitPos(s, ip, bitcount, total + rootDropped));
-      break;
-    }
-    if (<usize>(len + COPY_OVERRUN) > oend - op) {
-      // Too close to the output end for wide stores: the careful copy finishes it.
-      store<u32>(s + INFLATE_LENGTH, len);
-      store<u32>(s + INFLATE_DIST, dist);
-      store<u32>(s + INFLATE_MODE, M_COPY);
-      status = CONTINUE;
-      break;
-    }
-    copyMatch(op, dist, len);
-    op += len;
   }
   store<u32>(s + INFLATE_IP, <u32>ip);
   store<u32>(s + INFLATE_OP, <u32>op);
   store<u64>(s + INFLATE_BITBUF, bitbuf);
-  store<u32>(s + INFLATE_BITCOUNT, bitcount);
+  store<u32>(s + INFLATE_BITCOUNT, bitcount & 63);
   return status;
 }
 
@@ -894,7 +932,11 @@ function peekCode(s: usize, tab: usize, dist: bool): u32 {
   return 0; // unreachable
 }
 
-/** A subtable entry with the root bits folded into its drop count (fits: <= 28 + 10). */
+/**
+ * A subtable entry with the root bits folded into its length and codeword
+ * fields (<= 28 and <= 15 bits), so it is dropped and its extra bits found like
+ * a root entry's.
+ */
 @inline function withRoot(e: u32, rootBits: u32): u32 {
   return e + rootBits + (rootBits << 8);
 }
@@ -902,8 +944,11 @@ function peekCode(s: usize, tab: usize, dist: bool): u32 {
 /** Literal/length symbols near the ends of the buffers, one at a time. */
 function decode(s: usize): i32 {
   while (true) {
+    // The fast loop leaves the check of a zlib header's smaller window (rare)
+    // to this path.
     if (<usize>load<u32>(s + INFLATE_IP) + FAST_INPUT_MARGIN <= <usize>load<u32>(s + INFLATE_IEND) &&
-        load<u32>(s + INFLATE_OP) < load<u32>(s + INFLATE_OEND)) {
+        <usize>load<u32>(s + INFLATE_OP) + LITERALS_PER_REFILL <= <usize>load<u32>(s + INFLATE_OEND) &&
+        load<u32>(s + INFLATE_WINDOW) == <u32>WINDOW_BYTES) {
       const r = decodeFast(s);
       if (r == END_OF_BLOCK) return endBlock(s);
       if (r != 0) return r;

@@ -87,6 +87,8 @@ export const INFLATE_SRC: usize = 144;
 export const INFLATE_BYTE: usize = 148; // one-byte slot for header CRC updates
 export const INFLATE_WINDOW: usize = 188; // largest distance allowed: 32768, or the zlib header's CINFO window
 export const INFLATE_HEADER: usize = 152; // the 10 fixed bytes of a gzip header
+export const INFLATE_FAST_ILIMIT: usize = 164; // the fast loop's input and output limits (kept
+export const INFLATE_FAST_OLIMIT: usize = 168; // in memory: fewer values live across the loop)
 export const INFLATE_LENS: usize = 192; // u8[320]: code lengths of a dynamic block
 export const INFLATE_WORK: usize = 512; // u16[320]: symbols sorted by code length
 export const INFLATE_PRECODE_TABLE: usize = 1152; // u16[128]: code-length code, 7-bit direct
@@ -178,16 +180,14 @@ export const DEFLATE_OEND: usize = 116;
 export const DEFLATE_MAX_CODE_L: usize = 120;
 export const DEFLATE_MAX_CODE_D: usize = 124;
 export const DEFLATE_MAX_CODE_BL: usize = 128;
-export const DEFLATE_HEAP_LEN: usize = 132;
-export const DEFLATE_HEAP_MAX: usize = 136;
 export const DEFLATE_BL_COUNT: usize = 192; // u16[16]
 export const DEFLATE_NEXT_CODE: usize = 224; // u16[16]
 export const DEFLATE_DYN_LTREE: usize = 256; // ct_data[573]: freq|code u16, dad|len u16
 export const DEFLATE_DYN_DTREE: usize = 256 + 573 * 4; // ct_data[61]
 export const DEFLATE_BL_TREE: usize = DEFLATE_DYN_DTREE + 61 * 4; // ct_data[39]
-export const DEFLATE_HEAP: usize = DEFLATE_BL_TREE + 39 * 4; // u32[573]
-export const DEFLATE_DEPTH: usize = DEFLATE_HEAP + 573 * 4; // u8[573]
-export const DEFLATE_WINDOW: usize = 8192; // 2 * WINDOW_BYTES, plus DEFLATE_WINDOW_PAD
+export const DEFLATE_HEAP: usize = 3072; // u64[573]: freq << 40 | depth << 32 | node (after the trees, 8-aligned)
+export const DEFLATE_ORDER: usize = DEFLATE_HEAP + 573 * 8; // u16[573]: nodes as the heap released them
+export const DEFLATE_WINDOW: usize = 12288; // 2 * WINDOW_BYTES, plus DEFLATE_WINDOW_PAD (after DEFLATE_ORDER)
 export const DEFLATE_WINDOW_PAD: usize = 64; // 8-byte match compares may read past the window
 export const DEFLATE_PREV: usize = DEFLATE_WINDOW + 2 * WINDOW_BYTES + DEFLATE_WINDOW_PAD; // u16[32768]
 export const DEFLATE_HASH_BITS: u32 = 15;
@@ -205,3 +205,8 @@ export const DEFLATE_FINISH: u32 = 1;
 export const DEFLATE_DONE: i32 = 0; // the stream is complete and all of it is out
 export const DEFLATE_NEED_INPUT: i32 = 1; // input used up, output drained
 export const DEFLATE_NEED_OUTPUT: i32 = 2; // dst is full, call again with room
+
+// Regions must not overlap: checked when the module starts (folded away when true).
+assert(DEFLATE_DYN_LTREE >= 192 && DEFLATE_HEAP >= DEFLATE_BL_TREE + 39 * 4, "deflate trees overlap");
+assert(DEFLATE_WINDOW >= DEFLATE_ORDER + 573 * 2, "deflate heap overlaps the window");
+assert(INFLATE_LENS >= INFLATE_WINDOW + 4 && INFLATE_WORK >= INFLATE_LENS + 320, "inflate state overlaps its tables");

@@ -16,7 +16,9 @@
 //   distance table        base in bits 16..31; bit 6 SUB (offset in bits
 //                         16..31, index bits in 8..11); bit 7 BAD
 //   both                  bits 0..5: bits to drop (codeword + extra bits),
-//                         bits 8..12: codeword bits (extra = total - codeword)
+//                         bits 8..11: codeword bits (extra = total - codeword),
+//                         bits 12..15 zero (so `e >> 8` is a shift count for
+//                         the codeword bits: 64-bit shifts use 6 count bits)
 import { mkdirSync, writeFileSync } from 'node:fs';
 
 export const LIT = 0x80000000;
