@@ -87,7 +87,7 @@ export async function buildDeflateCases({ blocks, size, rt, corpusPtr }) {
     throw new Error(`deflate verification failed: ${library} ${what}, ${sizeLabel(size)} block #${i} (corpus offset ${i * size}): ${why}`);
   };
   const sum = (arrays) => arrays.reduce((s, a) => s + a.length, 0);
-  const { compress, decompress, compressAt, decompressAt, compressBound, createCompressor, createDecompressor } = fp.deflate;
+  const { compress, decompress, decompressInto, compressAt, decompressAt, compressBound, createCompressor, createDecompressor } = fp.deflate;
   const out = new Uint8Array(size);
 
   // Shared-memory regions for the pointer-level rows: one compressed stream
@@ -208,6 +208,7 @@ export async function buildDeflateCases({ blocks, size, rt, corpusPtr }) {
         });
       }
       for (let i = 0; i < n; i++) {
+        if (decompressInto(fpComp[i], out) !== size || !sameBytes(out, blocks[i])) fail('flashpack (into caller buffer)', what, i, 'decompressInto differs');
         const got = decompressAt(atOff[i], atLen[i], atOut, size, rt.inflateScratch);
         if (got !== size || !sameBytes(rt.u8.subarray(atOut, atOut + size), blocks[i])) fail('flashpack (in shared memory)', what, i, `decompressAt returned ${got} / differs`);
       }
@@ -235,6 +236,11 @@ export async function buildDeflateCases({ blocks, size, rt, corpusPtr }) {
         for (let i = 0; i < n; i++) acc += (await nodeStream(zlib.createDeflateRaw, o, blocks[i])).length;
         blackhole.value ^= acc;
       }, { async: true, note: 'one zlib.createDeflateRaw / createInflateRaw stream per block, awaited' });
+      decompressCase('flashpack (into caller buffer)', 'variant', what, () => {
+        let acc = 0;
+        for (let i = 0; i < n; i++) acc += decompressInto(fpComp[i], out);
+        blackhole.value ^= acc;
+      });
       decompressCase('flashpack (in shared memory)', 'variant', what, () => {
         const scratch = rt.inflateScratch;
         let acc = 0;

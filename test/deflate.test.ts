@@ -298,6 +298,17 @@ describe('deflate pointer-level API and the incompressible result', () => {
     expect(equalBytes(deflate.decompress(out.subarray(0, n)), text)).toBe(true);
   });
 
+  it('decompressInto decodes into a caller buffer and rejects output past its length', () => {
+    const text = corpus.subarray(10_000, 14_096);
+    const out = new Uint8Array(4096);
+    for (const format of FORMATS) {
+      const c = deflate.compress(text, { format, level: 1 });
+      expect(deflate.decompressInto(c, out, { format })).toBe(4096);
+      expect(equalBytes(out, text)).toBe(true);
+      expect(corruptError(() => deflate.decompressInto(c, out.subarray(0, 4000), { format }))).toMatch(/exceeds the output capacity of 4000 bytes/);
+    }
+  });
+
   it('decompressAt decodes into an exact-size region and rejects output past dstCap', () => {
     const rt = runtime();
     const text = corpus.subarray(0, 4096);

@@ -231,6 +231,26 @@ export function decompress(src: ArrayBufferView | ArrayBuffer, opts?: InflateOpt
 }
 
 /**
+ * Decompresses a whole stream into `dst` (its length is the capacity) and
+ * returns the decoded size; ECORRUPT if the stream is bad or decodes to more
+ * than dst.length bytes. No allocation: the hot-path form of decompress.
+ */
+export function decompressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array, opts?: InflateOptions): number {
+  const input = bytesOf(src, 'deflate.decompressInto');
+  const out = bytesOf(dst, 'deflate.decompressInto: dst');
+  const format = formatArg(opts?.format, 'deflate.decompressInto');
+  const rt = runtime();
+  const n = input.length;
+  const inBytes = (n + 15) & ~15;
+  const inAt = rt.stage(inBytes + out.length);
+  const outAt = inAt + inBytes;
+  rt.u8.set(input, inAt);
+  const size = decompressAt(inAt, n, outAt, out.length, rt.inflateScratch, opts);
+  out.set(rt.u8.subarray(outAt, outAt + size));
+  return size;
+}
+
+/**
  * Pointer-level decompression of [srcPtr, srcPtr+srcLen) into
  * [dstPtr, dstPtr+dstCap) with a caller-provided inflate scratch
  * (`Runtime.inflateScratch`, or INFLATE_SCRATCH_BYTES reserved by the caller).

@@ -26,6 +26,7 @@ export const lz4 = Object.freeze({
 import {
   compress as deflateCompress, compressInto as deflateInto, compressAt as deflateAt, compressBound as deflateBound,
   header as deflateHeader, footer as deflateFooter, decompress as inflateStream, decompressAt as inflateAt,
+  decompressInto as inflateInto,
 } from './deflate.js';
 import { createCompressor, createDecompressor } from './deflate-stream.js';
 export type { DeflateFormat, DeflateOptions, InflateOptions, FooterFields } from './deflate.js';
@@ -38,6 +39,7 @@ export const deflate = Object.freeze({
   compressAt: deflateAt,
   compressBound: deflateBound,
   decompress: inflateStream,
+  decompressInto: inflateInto,
   decompressAt: inflateAt,
   header: deflateHeader,
   footer: deflateFooter,
