@@ -221,24 +221,59 @@ const NODE_MASK: u64 = 0xffff;
 @inline function heapAt(heap: usize, i: u32): u64 { return load<u64>(heap + (<usize>i << 3)); }
 @inline function setHeap(heap: usize, i: u32, v: u64): void { store<u64>(heap + (<usize>i << 3), v); }
 
-/** zlib's pqdownheap: sifts entry k down (ties go to the right child, as zlib's). */
+/** Past the heap's last entry: never picked as the smaller child. */
+const SENTINEL: u64 = 0xffffffffffffffff;
+
+/**
+ * zlib's pqdownheap: sifts entry k down (ties go to the right child, as
+ * zlib's). The child is chosen with a select, not a branch: which child is
+ * smaller is data, and mispredicting it cost more than the rest of the sift.
+ * Needs SENTINEL at heap[heapLen + 1].
+ */
 function pqDownHeap(heap: usize, heapLen: u32, k: u32): void {
   const v = heapAt(heap, k);
   const vk = key(v);
   let j = k << 1;
   while (j <= heapLen) {
-    let hj = heapAt(heap, j);
-    if (j < heapLen) {
-      const right = heapAt(heap, j + 1);
-      if (key(right) <= key(hj)) {
-        j++;
-        hj = right;
-      }
-    }
+    const left = heapAt(heap, j);
+    const right = heapAt(heap, j + 1);
+    const pickRight = key(right) <= key(left);
+    const hj = select<u64>(right, left, pickRight);
+    j += <u32>pickRight;
     if (vk <= key(hj)) break;
     setHeap(heap, k, hj);
     k = j;
     j <<= 1;
+  }
+  setHeap(heap, k, v);
+}
+
+/**
+ * pqremove's sift of the heap's last entry, moved to the root: it is large, so
+ * it sinks nearly to the bottom. Bottom-up (Floyd): move the smaller child up
+ * level by level to a leaf (selects only), then climb back while the entry
+ * sorts at or before the one above. Keys grow down any path, so this places it
+ * exactly where zlib's pqdownheap would. Needs SENTINEL at heap[heapLen + 1].
+ */
+function pqSinkFromRoot(heap: usize, heapLen: u32): void {
+  const v = heapAt(heap, 1);
+  const vk = key(v);
+  let k: u32 = 1;
+  let j: u32 = 2;
+  while (j <= heapLen) {
+    const left = heapAt(heap, j);
+    const right = heapAt(heap, j + 1);
+    const pickRight = key(right) <= key(left);
+    setHeap(heap, k, select<u64>(right, left, pickRight));
+    k = j + <u32>pickRight;
+    j = k << 1;
+  }
+  // The hole is at k; climb while v belongs above the entry moved up into k's parent.
+  while (k > 1) {
+    const up = heapAt(heap, k >> 1);
+    if (vk > key(up)) break;
+    setHeap(heap, k, up);
+    k >>= 1;
   }
   setHeap(heap, k, v);
 }
@@ -288,6 +323,7 @@ function buildTree(s: usize, tree: usize, stree: usize, extra: usize, base: u32,
     if (stree) store<u32>(s + DEFLATE_STATIC_LEN, load<u32>(s + DEFLATE_STATIC_LEN) - (load<u32>(stree + (<usize>node << 2)) >> 16));
   }
   store<u32>(s + maxCodeField, <u32>maxCode);
+  setHeap(heap, heapLen + 1, SENTINEL);
   for (let n = heapLen >> 1; n >= 1; n--) pqDownHeap(heap, heapLen, n);
 
   // Combine the two least frequent nodes until one is left; the order they
@@ -296,8 +332,9 @@ function buildTree(s: usize, tree: usize, stree: usize, extra: usize, base: u32,
   let orderMax = HEAP_SIZE;
   do {
     const a = heapAt(heap, 1);
-    setHeap(heap, 1, heapAt(heap, heapLen--));
-    pqDownHeap(heap, heapLen, 1);
+    setHeap(heap, 1, heapAt(heap, heapLen));
+    setHeap(heap, heapLen--, SENTINEL);
+    pqSinkFromRoot(heap, heapLen);
     const b = heapAt(heap, 1);
     const n = <u32>(a & NODE_MASK);
     const m = <u32>(b & NODE_MASK);
