@@ -55,8 +55,8 @@ const LITLEN_MASK: u32 = (1 << LITLEN_ROOT_BITS) - 1;
 const DIST_MASK: u32 = (1 << DIST_ROOT_BITS) - 1;
 /** A length/distance pair needs at most 15+5+15+13 bits; a refill leaves >= 56. */
 const FAST_INPUT_MARGIN: usize = 8;
-/** 16-byte match copies overrun the match by up to 15 bytes. */
-const COPY_OVERRUN: u32 = 16;
+/** Match copies write 32 bytes at least, in 16-byte stores: up to 31 past the match. */
+const COPY_OVERRUN: u32 = 32;
 const GZIP_FHCRC: u32 = 2;
 const GZIP_FEXTRA: u32 = 4;
 const GZIP_FNAME: u32 = 8;
@@ -598,24 +598,40 @@ function dynamicLengths(s: usize): i32 {
   const pre = s + INFLATE_PRECODE_TABLE;
   const total = load<u32>(s + INFLATE_NLEN) + load<u32>(s + INFLATE_NDIST);
   let have = load<u32>(s + INFLATE_HAVE);
+  let ip = <usize>load<u32>(s + INFLATE_IP);
+  const iend = <usize>load<u32>(s + INFLATE_IEND);
+  let bitbuf = load<u64>(s + INFLATE_BITBUF);
+  let bitcount = load<u32>(s + INFLATE_BITCOUNT);
+  let status: i32 = CONTINUE;
+  // Locals, refilled 8 bytes at a time while the input allows: a symbol and
+  // its repeat bits take at most 14 bits.
   while (have < total) {
-    // Peek the symbol, then make sure it and its repeat bits are all here.
-    let entry: u32 = 0;
-    let need: u32 = 0;
-    while (true) {
-      const bitcount = load<u32>(s + INFLATE_BITCOUNT);
-      entry = <u32>load<u16>(pre + ((<usize>load<u64>(s + INFLATE_BITBUF) & 127) << 1));
-      const sym = entry & 0xff;
-      need = (entry >> 8) + (sym == 16 ? 2 : sym == 17 ? 3 : sym == 18 ? 7 : 0);
-      if (bitcount >= need) break;
-      if (!needBits(s, bitcount + 8)) {
-        store<u32>(s + INFLATE_HAVE, have);
-        return INFLATE_NEED_INPUT;
+    if (bitcount < 14) {
+      if (iend - ip >= 8) {
+        bitbuf |= load<u64>(ip) << <u64>bitcount;
+        ip += (63 - bitcount) >> 3;
+        bitcount |= 56;
+      } else {
+        while (bitcount < 14 && ip < iend) {
+          bitbuf |= <u64>load<u8>(ip) << <u64>bitcount;
+          ip++;
+          bitcount += 8;
+        }
       }
     }
-    const pos = bytePos(s);
+    const entry = <u32>load<u16>(pre + ((<usize>bitbuf & 127) << 1));
     const sym = entry & 0xff;
-    takeBits(s, entry >> 8);
+    const len = entry >> 8;
+    const extra: u32 = sym < 16 ? 0 : sym == 16 ? 2 : sym == 17 ? 3 : 7;
+    if (len + extra > bitcount) {
+      status = INFLATE_NEED_INPUT; // nothing of this symbol consumed
+      break;
+    }
+    const pos = bitPos(s, ip, bitcount, 0);
+    bitbuf >>= <u64>len;
+    const bits = <u32>bitbuf & ((1 << extra) - 1);
+    bitbuf >>= <u64>extra;
+    bitcount -= len + extra;
     if (sym < 16) {
       store<u8>(lens + have, <u8>sym);
       have++;
@@ -624,19 +640,28 @@ function dynamicLengths(s: usize): i32 {
     let value: u32 = 0;
     let n: u32;
     if (sym == 16) {
-      if (have == 0) return failAt(s, E_INFLATE_REPEAT_NO_PREVIOUS, pos, 0, 0);
+      if (have == 0) {
+        status = failAt(s, E_INFLATE_REPEAT_NO_PREVIOUS, pos, 0, 0);
+        break;
+      }
       value = <u32>load<u8>(lens + have - 1);
-      n = 3 + takeBits(s, 2);
-    } else if (sym == 17) {
-      n = 3 + takeBits(s, 3);
+      n = 3 + bits;
     } else {
-      n = 11 + takeBits(s, 7);
+      n = (sym == 17 ? 3 : 11) + bits;
     }
-    if (have + n > total) return failAt(s, E_INFLATE_REPEAT_OVERFLOW, pos, have + n, total);
+    if (have + n > total) {
+      status = failAt(s, E_INFLATE_REPEAT_OVERFLOW, pos, have + n, total);
+      break;
+    }
     memory.fill(lens + have, <u8>value, n);
     have += n;
   }
   store<u32>(s + INFLATE_HAVE, have);
+  store<u32>(s + INFLATE_IP, <u32>ip);
+  // Bits above the count may be read-ahead input: takeBits-style state needs them clear.
+  store<u64>(s + INFLATE_BITBUF, bitbuf & ((<u64>1 << <u64>bitcount) - 1));
+  store<u32>(s + INFLATE_BITCOUNT, bitcount);
+  if (status != CONTINUE) return status;
   const nlen = load<u32>(s + INFLATE_NLEN);
   const pos = bytePos(s);
   if (load<u8>(lens + 256) == 0) return failAt(s, E_INFLATE_MISSING_EOB, pos, 0, 0);
@@ -779,26 +804,37 @@ function buildTable(lens: usize, n: u32, template: usize, table: usize, root: u3
 
 /**
  * Copies a match of `len` bytes from `dist` back, in 16-byte stores that may
- * run 15 bytes past op + len. Distances under 16 replicate their pattern with
+ * run 31 bytes past op + len. Distances under 16 replicate their pattern with
  * swizzles, so no store reads bytes it has not written.
  */
 @inline function copyMatch(op: usize, dist: u32, len: u32): void {
   const end = op + len;
   let from = op - dist;
   if (dist >= 16) {
-    do {
+    // Most matches are at most 32 bytes: two stores, no loop (V8 puts a
+    // stack check in every loop iteration). With dist >= 16 the second load
+    // reads only bytes the first store has written, or older ones.
+    v128.store(op, v128.load(from));
+    v128.store(op, v128.load(from, 16), 16);
+    op += 32;
+    from += 32;
+    while (op < end) {
       v128.store(op, v128.load(from));
       op += 16;
       from += 16;
-    } while (op < end);
+    }
   } else {
     let pattern = i8x16.swizzle(v128.load(from), v128.load(PATTERN_INDEX + (<usize>dist << 4)));
     const rotate = v128.load(PATTERN_ROTATE + (<usize>dist << 4));
-    do {
-      v128.store(op, pattern);
+    v128.store(op, pattern);
+    pattern = i8x16.swizzle(pattern, rotate);
+    v128.store(op, pattern, 16);
+    op += 32;
+    while (op < end) {
       pattern = i8x16.swizzle(pattern, rotate);
+      v128.store(op, pattern);
       op += 16;
-    } while (op < end);
+    }
   }
 }
 
