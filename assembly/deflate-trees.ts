@@ -13,6 +13,7 @@ import {
 import {
   BL_ORDER, EXTRA_BLBITS, EXTRA_LBITS, EXTRA_DBITS, BASE_DIST, DIST_CODE, LENGTH_SYMBOL, STATIC_LTREE, STATIC_DTREE,
 } from "./generated/deflate-tables";
+import { reverseBits } from "./bits";
 
 const L_CODES: u32 = 286;
 const D_CODES: u32 = 30;
@@ -423,16 +424,8 @@ function genCodes(s: usize, tree: usize, maxCode: u32): void {
     const slot = nextCode + (<usize>l << 1);
     const c = <u32>load<u16>(slot);
     store<u16>(slot, <u16>(c + 1));
-    setFreq(tree, n, reverse(c, l));
+    setFreq(tree, n, reverseBits(c, l));
   }
-}
-
-function reverse(code: u32, n: u32): u32 {
-  let x = code;
-  x = ((x >> 1) & 0x55555555) | ((x & 0x55555555) << 1);
-  x = ((x >> 2) & 0x33333333) | ((x & 0x33333333) << 2);
-  x = ((x >> 4) & 0x0f0f0f0f) | ((x & 0x0f0f0f0f) << 4);
-  return bswap<u32>(x) >> (32 - n);
 }
 
 // --- the code-length code (scan_tree, send_tree, build_bl_tree) -------------------

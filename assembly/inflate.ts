@@ -43,6 +43,7 @@ import {
   LIT, SUB, EOB, BAD, DSUB, DBAD, LITLEN_ROOT_BITS, DIST_ROOT_BITS, LITLEN_TABLE_ENTRIES, DIST_TABLE_ENTRIES,
   DIST_TABLE_OFFSET, LITLEN_TEMPLATE, DIST_TEMPLATE, FIXED_TABLES, PATTERN_INDEX, PATTERN_ROTATE, BL_ORDER,
 } from "./generated/deflate-tables";
+import { reverseBits } from "./bits";
 import { crc32 } from "./crc32";
 import { adler32 } from "./adler32";
 
@@ -582,15 +583,6 @@ function buildPrecode(lens: usize, table: usize, count: usize): u32 {
     for (let i = reverseBits(c, len); i < 128; i += 1 << len) store<u16>(table + (<usize>i << 1), <u16>(sym | (len << 8)));
   }
   return 0;
-}
-
-/** The low `len` bits of `code`, reversed (deflate sends codes MSB first into an LSB-first stream). */
-function reverseBits(code: u32, len: u32): u32 {
-  let x = code;
-  x = ((x >> 1) & 0x55555555) | ((x & 0x55555555) << 1);
-  x = ((x >> 2) & 0x33333333) | ((x & 0x33333333) << 2);
-  x = ((x >> 4) & 0x0f0f0f0f) | ((x & 0x0f0f0f0f) << 4);
-  return bswap<u32>(x) >> (32 - len);
 }
 
 function dynamicLengths(s: usize): i32 {

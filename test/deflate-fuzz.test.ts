@@ -17,7 +17,7 @@ import { describe, expect, it } from 'vitest';
 import zlib from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { deflate, crc32, adler32, FlashpackError, type DeflateFormat } from '../src/index.js';
-import { corpusConcat, equalBytes, prng, randomBytes } from './helpers/data.js';
+import { concatBytes, corpusConcat, equalBytes, prng, randomBytes } from './helpers/data.js';
 import { synthesizeDeflate, wrap } from './helpers/deflate-synth.js';
 import { maxDistance } from './helpers/inflate-model.js';
 
@@ -101,13 +101,7 @@ function decodeStreamed(input: Uint8Array, format: DeflateFormat, rand: () => nu
     off += n;
   }
   d.finish();
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function outcome(fn: () => Uint8Array): { bytes?: Uint8Array; error?: FlashpackError } {

@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import zlib from 'node:zlib';
 import { deflate, runtime, FlashpackError, type DeflateFormat } from '../src/index.js';
-import { corpusConcat, equalBytes, prng, randomBytes } from './helpers/data.js';
+import { concatBytes, corpusConcat, equalBytes, prng, randomBytes } from './helpers/data.js';
 
 const FORMATS: DeflateFormat[] = ['raw', 'zlib', 'gzip'];
 const corpus = corpusConcat();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** Chunk sizes: mostly large and random, with runs of 1-byte and tiny chunks. */
 function chunker(rand: () => number): () => number {
@@ -33,7 +23,7 @@ function compressStreamed(data: Uint8Array, level: number, format: DeflateFormat
     off += n;
   }
   parts.push(c.finish());
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 function decompressStreamed(data: Uint8Array, format: DeflateFormat, next: () => number): Uint8Array {
@@ -45,7 +35,7 @@ function decompressStreamed(data: Uint8Array, format: DeflateFormat, next: () =>
     off += n;
   }
   parts.push(d.finish());
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 describe('deflate streams', () => {

@@ -5,6 +5,7 @@ import * as fflate from 'fflate';
 import * as pako from 'pako';
 import { deflate, runtime, crc32, adler32, FlashpackError, type DeflateFormat } from '../src/index.js';
 import { corpusConcat, corpusFiles, equalBytes, pieces, prng, randomBytes } from './helpers/data.js';
+import { BitWriter } from './helpers/deflate-synth.js';
 
 const FORMATS: DeflateFormat[] = ['raw', 'zlib', 'gzip'];
 const corpus = corpusConcat();
@@ -17,32 +18,6 @@ function nodeCompress(data: Uint8Array, format: DeflateFormat, level: number): U
 function nodeDecompress(data: Uint8Array, format: DeflateFormat): Uint8Array {
   const f = format === 'raw' ? zlib.inflateRawSync : format === 'zlib' ? zlib.inflateSync : zlib.gunzipSync;
   return new Uint8Array(f(data));
-}
-
-/** Deflate's LSB-first bit packing of [value, bit count] fields. */
-function bitStream(fields: [number, number][]): Uint8Array {
-  const out: number[] = [];
-  let acc = 0;
-  let count = 0;
-  for (const [value, n] of fields) {
-    for (let i = 0; i < n; i++) {
-      acc |= ((value >> i) & 1) << count;
-      if (++count === 8) {
-        out.push(acc);
-        acc = 0;
-        count = 0;
-      }
-    }
-  }
-  if (count) out.push(acc);
-  return Uint8Array.from(out);
-}
-
-/** A Huffman code of n bits as a bitStream field (codes are sent most significant bit first). */
-function code(value: number, n: number): number {
-  let r = 0;
-  for (let i = 0; i < n; i++) r = (r << 1) | ((value >> i) & 1);
-  return r;
 }
 
 function corruptError(fn: () => unknown, code = 'ECORRUPT'): string {
@@ -332,7 +307,15 @@ describe('inflate errors are ECORRUPT naming the field and its position', () => 
 
   it('a distance beyond the output', () => {
     // Fixed block: literal 'a', then length 3 (code 257) at distance 5 (code 4 + 1 extra bit).
-    const bytes = bitStream([[1, 1], [1, 2], [code(0x30 + 0x61, 8), 8], [code(1, 7), 7], [code(4, 5), 5], [0, 1], [0, 7]]);
+    const w = new BitWriter();
+    w.bits(1, 1); // final
+    w.bits(1, 2); // fixed codes
+    w.code(0x30 + 0x61, 8); // 'a'
+    w.code(1, 7); // length 3
+    w.code(4, 5); // distance code 4
+    w.bits(0, 1); // its extra bit: distance 5
+    w.code(0, 7); // end of block
+    const bytes = w.bytes();
     expect(corruptError(() => deflate.decompress(bytes))).toMatch(/deflate: distance 5 exceeds the 1 bytes of output at byte 2/);
   });
 
@@ -391,8 +374,12 @@ describe('inflate errors are ECORRUPT naming the field and its position', () => 
 
   it('code length codes: over-subscribed, incomplete, empty, repeat without a previous length, missing end-of-block', () => {
     // Final dynamic block, HLIT 0, HDIST 0, HCLEN 0: lengths of code length codes 16, 17, 18, 0.
-    const dynamic = (lens: number[], more: [number, number][] = []) =>
-      bitStream([[1, 1], [2, 2], [0, 5], [0, 5], [0, 4], ...lens.map((l): [number, number] => [l, 3]), ...more, ...new Array<[number, number]>(20).fill([0, 16])]);
+    const dynamic = (lens: number[], more: [number, number][] = []) => {
+      const w = new BitWriter();
+      for (const [value, n] of [[1, 1], [2, 2], [0, 5], [0, 5], [0, 4], ...lens.map((l) => [l, 3]), ...more]) w.bits(value, n);
+      for (let i = 0; i < 20; i++) w.bits(0, 16);
+      return w.bytes();
+    };
     expect(corruptError(() => deflate.decompress(dynamic([1, 1, 1, 0])))).toMatch(/code length code at byte 2 is over-subscribed/);
     expect(corruptError(() => deflate.decompress(dynamic([1, 0, 0, 0])))).toMatch(/code length code at byte 2 is incomplete/);
     expect(corruptError(() => deflate.decompress(dynamic([0, 0, 0, 0])))).toMatch(/code length code at byte 2 is empty/);

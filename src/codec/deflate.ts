@@ -109,8 +109,11 @@ export function footer(format: DeflateFormat, fields: FooterFields): Uint8Array 
  */
 export function compressBound(n: number, format: DeflateFormat = 'raw'): number {
   sizeArg(n, 'deflate.compressBound');
-  const f = formatArg(format, 'deflate.compressBound');
-  return n + (n >>> 3) + (n >>> 8) + (n >>> 9) + 64 + WRAPPER_BYTES[f];
+  return bound(n, formatArg(format, 'deflate.compressBound'));
+}
+
+function bound(n: number, format: number): number {
+  return n + Math.floor(n / 8) + Math.floor(n / 256) + Math.floor(n / 512) + 64 + WRAPPER_BYTES[format];
 }
 
 /** Header plus footer bytes per format code. */
@@ -140,13 +143,13 @@ export function compress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptio
   const format = formatArg(opts?.format, 'deflate.compress');
   const n = input.length;
   const rt = runtime();
-  const bound = n + (n >>> 3) + (n >>> 8) + (n >>> 9) + 64 + WRAPPER_BYTES[format];
+  const cap = bound(n, format);
   const inBytes = (n + 15) & ~15;
-  const inAt = rt.stage(inBytes + bound);
+  const inAt = rt.stage(inBytes + cap);
   const outAt = inAt + inBytes;
   rt.u8.set(input, inAt);
-  const size = compressRegion(rt, rt.deflateScratch, inAt, n, outAt, bound, level, format);
-  if (size === 0) throw new FlashpackError('EINTERNAL', `deflate.compress: ${n} bytes did not fit the bound ${bound}`);
+  const size = compressRegion(rt, rt.deflateScratch, inAt, n, outAt, cap, level, format);
+  if (size === 0) throw new FlashpackError('EINTERNAL', `deflate.compress: ${n} bytes did not fit the bound ${cap}`);
   return rt.u8.slice(outAt, outAt + size);
 }
 
