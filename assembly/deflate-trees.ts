@@ -430,8 +430,12 @@ function genCodes(s: usize, tree: usize, maxCode: u32): void {
 
 // --- the code-length code (scan_tree, send_tree, build_bl_tree) -------------------
 
-/** Counts the run-length symbols that would send `tree`'s code lengths. */
-function scanTree(s: usize, tree: usize, maxCode: u32): void {
+/**
+ * zlib's scan_tree (send = false: counts the run-length symbols that would
+ * send `tree`'s code lengths into the code-length tree's frequencies) and
+ * send_tree (send = true: sends them with the code-length code): one walk.
+ */
+function walkTree(s: usize, tree: usize, maxCode: u32, send: bool): void {
   const bl = s + DEFLATE_BL_TREE;
   let prevlen: i32 = -1;
   let nextlen = len(tree, 0);
@@ -442,67 +446,43 @@ function scanTree(s: usize, tree: usize, maxCode: u32): void {
     maxCount = 138;
     minCount = 3;
   }
-  setLen(tree, maxCode + 1, 0xffff); // guard
+  if (!send) setLen(tree, maxCode + 1, 0xffff); // guard
   for (let n: u32 = 0; n <= maxCode; n++) {
     const curlen = nextlen;
     nextlen = len(tree, n + 1);
     if (++count < maxCount && curlen == nextlen) continue;
     if (count < minCount) {
-      setFreq(bl, curlen, freq(bl, curlen) + count);
-    } else if (curlen != 0) {
-      if (<i32>curlen != prevlen) setFreq(bl, curlen, freq(bl, curlen) + 1);
-      setFreq(bl, REP_3_6, freq(bl, REP_3_6) + 1);
-    } else if (count <= 10) {
-      setFreq(bl, REPZ_3_10, freq(bl, REPZ_3_10) + 1);
-    } else {
-      setFreq(bl, REPZ_11_138, freq(bl, REPZ_11_138) + 1);
-    }
-    count = 0;
-    prevlen = <i32>curlen;
-    if (nextlen == 0) {
-      maxCount = 138;
-      minCount = 3;
-    } else if (curlen == nextlen) {
-      maxCount = 6;
-      minCount = 3;
-    } else {
-      maxCount = 7;
-      minCount = 4;
-    }
-  }
-}
-
-/** Sends `tree`'s code lengths with the code-length code. */
-function sendTree(s: usize, tree: usize, maxCode: u32): void {
-  const bl = s + DEFLATE_BL_TREE;
-  let prevlen: i32 = -1;
-  let nextlen = len(tree, 0);
-  let count: u32 = 0;
-  let maxCount: u32 = 7;
-  let minCount: u32 = 4;
-  if (nextlen == 0) {
-    maxCount = 138;
-    minCount = 3;
-  }
-  for (let n: u32 = 0; n <= maxCode; n++) {
-    const curlen = nextlen;
-    nextlen = len(tree, n + 1);
-    if (++count < maxCount && curlen == nextlen) continue;
-    if (count < minCount) {
-      do sendCode(s, curlen, bl); while (--count != 0);
+      if (send) {
+        do sendCode(s, curlen, bl); while (--count != 0);
+      } else {
+        setFreq(bl, curlen, freq(bl, curlen) + count);
+      }
     } else if (curlen != 0) {
       if (<i32>curlen != prevlen) {
-        sendCode(s, curlen, bl);
+        if (send) sendCode(s, curlen, bl);
+        else setFreq(bl, curlen, freq(bl, curlen) + 1);
         count--;
       }
-      sendCode(s, REP_3_6, bl);
-      sendBits(s, count - 3, 2);
+      if (send) {
+        sendCode(s, REP_3_6, bl);
+        sendBits(s, count - 3, 2);
+      } else {
+        setFreq(bl, REP_3_6, freq(bl, REP_3_6) + 1);
+      }
     } else if (count <= 10) {
-      sendCode(s, REPZ_3_10, bl);
-      sendBits(s, count - 3, 3);
+      if (send) {
+        sendCode(s, REPZ_3_10, bl);
+        sendBits(s, count - 3, 3);
+      } else {
+        setFreq(bl, REPZ_3_10, freq(bl, REPZ_3_10) + 1);
+      }
     } else {
-      sendCode(s, REPZ_11_138, bl);
-      sendBits(s, count - 11, 7);
+      if (send) {
+        sendCode(s, REPZ_11_138, bl);
+        sendBits(s, count - 11, 7);
+      } else {
+        setFreq(bl, REPZ_11_138, freq(bl, REPZ_11_138) + 1);
+      }
     }
     count = 0;
     prevlen = <i32>curlen;
@@ -521,8 +501,8 @@ function sendTree(s: usize, tree: usize, maxCode: u32): void {
 
 /** Builds the code-length code; returns the index in BL_ORDER of the last length to send. */
 function buildBlTree(s: usize): u32 {
-  scanTree(s, s + DEFLATE_DYN_LTREE, load<u32>(s + DEFLATE_MAX_CODE_L));
-  scanTree(s, s + DEFLATE_DYN_DTREE, load<u32>(s + DEFLATE_MAX_CODE_D));
+  walkTree(s, s + DEFLATE_DYN_LTREE, load<u32>(s + DEFLATE_MAX_CODE_L), false);
+  walkTree(s, s + DEFLATE_DYN_DTREE, load<u32>(s + DEFLATE_MAX_CODE_D), false);
   buildTree(s, s + DEFLATE_BL_TREE, 0, EXTRA_BLBITS, 0, BL_CODES, MAX_BL_BITS, DEFLATE_MAX_CODE_BL);
   let maxBlindex = BL_CODES - 1;
   for (; maxBlindex >= 3; maxBlindex--) {
@@ -539,6 +519,6 @@ function sendAllTrees(s: usize, lcodes: u32, dcodes: u32, blcodes: u32): void {
   for (let rank: u32 = 0; rank < blcodes; rank++) {
     sendBits(s, len(s + DEFLATE_BL_TREE, <u32>load<u8>(BL_ORDER + <usize>rank)), 3);
   }
-  sendTree(s, s + DEFLATE_DYN_LTREE, lcodes - 1);
-  sendTree(s, s + DEFLATE_DYN_DTREE, dcodes - 1);
+  walkTree(s, s + DEFLATE_DYN_LTREE, lcodes - 1, true);
+  walkTree(s, s + DEFLATE_DYN_DTREE, dcodes - 1, true);
 }

@@ -246,6 +246,23 @@ function fieldByte(s: usize): i32 {
   return readByte(s);
 }
 
+/**
+ * Reads the current field up to `size` bytes, little-endian into
+ * INFLATE_HOLD (gzip header CRC updated as each byte arrives, if `hcrc`);
+ * false while the input runs out first.
+ */
+function readFieldLE(s: usize, size: u32, hcrc: bool): bool {
+  while (load<u32>(s + INFLATE_HAVE) < size) {
+    const b = fieldByte(s);
+    if (b < 0) return false;
+    if (hcrc) hcrcByte(s, b);
+    const have = load<u32>(s + INFLATE_HAVE);
+    store<u32>(s + INFLATE_HOLD, load<u32>(s + INFLATE_HOLD) | (<u32>b << (8 * have)));
+    store<u32>(s + INFLATE_HAVE, have + 1);
+  }
+  return true;
+}
+
 function fieldPos(s: usize): u64 {
   return load<u64>(s + INFLATE_FIELD_POS);
 }
@@ -312,14 +329,7 @@ function afterGzipField(s: usize, field: u32): i32 {
 }
 
 function gzipXlen(s: usize): i32 {
-  while (load<u32>(s + INFLATE_HAVE) < 2) {
-    const b = fieldByte(s);
-    if (b < 0) return INFLATE_NEED_INPUT;
-    hcrcByte(s, b);
-    const have = load<u32>(s + INFLATE_HAVE);
-    store<u32>(s + INFLATE_HOLD, load<u32>(s + INFLATE_HOLD) | (<u32>b << (8 * have)));
-    store<u32>(s + INFLATE_HAVE, have + 1);
-  }
+  if (!readFieldLE(s, 2, true)) return INFLATE_NEED_INPUT;
   const xlen = load<u32>(s + INFLATE_HOLD);
   setMode(s, M_GZIP_EXTRA);
   store<u32>(s + INFLATE_LENGTH, xlen);
@@ -362,13 +372,7 @@ function gzipString(s: usize): i32 {
 }
 
 function gzipHcrc(s: usize): i32 {
-  while (load<u32>(s + INFLATE_HAVE) < 2) {
-    const b = fieldByte(s);
-    if (b < 0) return INFLATE_NEED_INPUT;
-    const have = load<u32>(s + INFLATE_HAVE);
-    store<u32>(s + INFLATE_HOLD, load<u32>(s + INFLATE_HOLD) | (<u32>b << (8 * have)));
-    store<u32>(s + INFLATE_HAVE, have + 1);
-  }
+  if (!readFieldLE(s, 2, false)) return INFLATE_NEED_INPUT;
   const stored = load<u32>(s + INFLATE_HOLD);
   const computed = load<u32>(s + INFLATE_HCRC) & 0xffff;
   if (stored != computed) return failAt(s, E_INFLATE_GZIP_HEADER_CRC, fieldPos(s), stored, computed);
@@ -464,13 +468,7 @@ function blockHeader(s: usize): i32 {
 }
 
 function storedHeader(s: usize): i32 {
-  while (load<u32>(s + INFLATE_HAVE) < 4) {
-    const b = fieldByte(s);
-    if (b < 0) return INFLATE_NEED_INPUT;
-    const have = load<u32>(s + INFLATE_HAVE);
-    store<u32>(s + INFLATE_HOLD, load<u32>(s + INFLATE_HOLD) | (<u32>b << (8 * have)));
-    store<u32>(s + INFLATE_HAVE, have + 1);
-  }
+  if (!readFieldLE(s, 4, false)) return INFLATE_NEED_INPUT;
   const hold = load<u32>(s + INFLATE_HOLD);
   const len = hold & 0xffff;
   const nlen = hold >> 16;
