@@ -228,6 +228,25 @@ export class Ring {
     }
   }
 
+  /** The producer index: compare with a later value to see whether anything was enqueued. */
+  get enqueueCount(): number {
+    return Atomics.load(this.i32, this.head);
+  }
+
+  /** Resolves when something is enqueued after `since` (an enqueueCount snapshot), or on timeout. */
+  async waitEnqueuedSinceAsync(since: number, timeoutMs = Infinity): Promise<WaitResult> {
+    const i32 = this.i32;
+    Atomics.add(i32, this.sleepers, 1);
+    try {
+      if (Atomics.load(i32, this.closed) !== 0) return 'closed';
+      const r = Atomics.waitAsync(i32, this.head, since, timeoutMs);
+      const v = r.async ? await r.value : r.value;
+      return v === 'timed-out' ? 'timed-out' : 'ok';
+    } finally {
+      Atomics.sub(i32, this.sleepers, 1);
+    }
+  }
+
   /** Blocks (in a worker) until the ring has room or timeoutMs passes. */
   waitNotFull(timeoutMs = Infinity, spins = RING_SPIN_ITERATIONS): WaitResult {
     const i32 = this.i32;

@@ -128,6 +128,11 @@ export class SlabPool {
     return this.classes[this.classes.length - 1].size;
   }
 
+  /** Buffer size of the class that serves `size` bytes. */
+  classSizeFor(size: number): number {
+    return this.classFor(size).size;
+  }
+
   /** Free buffers in the class that serves `size` bytes (a snapshot). */
   available(size: number): number {
     return this.classFor(size).ring.size;
@@ -178,6 +183,16 @@ export class SlabPool {
       if (left <= 0) throw new FlashpackError('ENOMEM', `slab pool: no buffer of ${c.size} bytes freed within ${timeoutMs} ms`);
       await c.ring.waitNotEmptyAsync(left);
     }
+  }
+
+  /** A snapshot to pass to waitForFree: how many frees the class that serves `size` has seen. */
+  freeCount(size: number): number {
+    return this.classFor(size).ring.enqueueCount;
+  }
+
+  /** Resolves once a buffer for `size` is freed after the `since` snapshot (or on timeout). */
+  async waitForFree(size: number, since: number, timeoutMs = Infinity): Promise<void> {
+    await this.classFor(size).ring.waitEnqueuedSinceAsync(since, timeoutMs);
   }
 
   /** Returns a descriptor to its class; EINVAL for a foreign index or a double free. */

@@ -61,10 +61,15 @@ function alignUp(n: number, align: number): number {
   return Math.ceil(n / align) * align;
 }
 
-/** The compiled module, shared by every instance (workers receive it by postMessage). */
-export const wasmModule: WebAssembly.Module = new WebAssembly.Module(decodeBase64(wasmBase64) as BufferSource);
+let compiled: WebAssembly.Module | undefined;
 
-export function instantiate(memory: WebAssembly.Memory): WasmExports {
+/** The compiled module, compiled once per process (workers receive it by postMessage). */
+export function wasmModule(): WebAssembly.Module {
+  return (compiled ??= new WebAssembly.Module(decodeBase64(wasmBase64) as BufferSource));
+}
+
+/** An instance of the module on `memory`; workers pass the Module the host compiled. */
+export function instantiate(memory: WebAssembly.Memory, module: WebAssembly.Module = wasmModule()): WasmExports {
   const readString = (ptr: number): string => {
     if (!ptr) return '';
     const bytes = new Uint8Array(memory.buffer);
@@ -73,7 +78,7 @@ export function instantiate(memory: WebAssembly.Memory): WasmExports {
     for (let i = 0; i < len; i++) s += String.fromCharCode(bytes[ptr + 2 * i] | (bytes[ptr + 2 * i + 1] << 8));
     return s;
   };
-  const instance = new WebAssembly.Instance(wasmModule, {
+  const instance = new WebAssembly.Instance(module, {
     env: {
       memory,
       abort(msg: number, file: number, line: number, col: number): never {
