@@ -9,6 +9,7 @@ export { TABLES_BASE } from "./generated/tables";
 export { adler32 } from "./adler32";
 export { xxh32, xxh32Init, xxh32Update, xxh32Digest } from "./xxhash32";
 export { lz4CompressBound, lz4Compress, lz4Decompress } from "./lz4";
+export { xxh128 } from "./xxh3";
 
 /** First byte above the module's static data: the library manages memory from here. */
 export function heapBase(): usize {

@@ -31,6 +31,7 @@ export interface WasmExports {
   lz4CompressBound(n: number): number;
   lz4Compress(src: number, srcLen: number, dst: number, dstCap: number, ctx: number, acceleration: number): number;
   lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number, prefixLen: number, ctx: number): number;
+  xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
 }
 
 export const WASM_PAGE_BYTES = 65536;
