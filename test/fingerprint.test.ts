@@ -27,6 +27,10 @@ describe('fingerprint known answers', () => {
     expect(hex(fingerprint(new Uint8Array(0)))).toBe('99aa06d3014798d86001c324468d497f');
   });
 
+  it('fingerprint("123456789") is 33119477ede5dcd5e9716427681d5860 (reference xxhash.h, XXH3_128bits_withSeed)', () => {
+    expect(hex(fingerprint(new TextEncoder().encode('123456789')))).toBe('33119477ede5dcd5e9716427681d5860');
+  });
+
   // XSUM_XXH128_testdata: { length, seed, { low64, high64 } }; one case per length class.
   const vectors: [number, bigint, bigint, bigint][] = [
     [0, 0n, 0x6001C324468D497Fn, 0x99AA06D3014798D8n],
