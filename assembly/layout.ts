@@ -19,8 +19,14 @@ export const XXH32_STATE_BYTES: usize = 64;
 export const LZ4_HASH_LOG: u32 = 13;
 export const CTX_LZ4_TABLE: usize = 128;
 export const LZ4_TABLE_BYTES: usize = (<usize>1 << LZ4_HASH_LOG) * 2;
+/** XXH3 (xxh3.ts): the eight 64-bit accumulators of the > 240-byte path. */
+export const CTX_XXH3_ACC: usize = CTX_LZ4_TABLE + LZ4_TABLE_BYTES;
+export const XXH3_ACC_BYTES: usize = 64;
+/** XXH3: the secret derived from a non-zero seed (XXH3_initCustomSecret), 192 bytes. */
+export const CTX_XXH3_SECRET: usize = CTX_XXH3_ACC + XXH3_ACC_BYTES;
+export const XXH3_SECRET_BYTES: usize = 192;
 /** Bytes of one codec context; callers align it to 64. */
-export const CTX_BYTES: usize = CTX_LZ4_TABLE + LZ4_TABLE_BYTES;
+export const CTX_BYTES: usize = CTX_XXH3_SECRET + XXH3_SECRET_BYTES;
 
 // Error kinds written to CTX_ERROR_KIND (decoded into messages by src/codec/errors.ts).
 export const E_LZ4_EMPTY_INPUT: u32 = 1;

@@ -21,9 +21,10 @@ describe('engine', () => {
 
   it('promise API equals the synchronous codecs on every 4 KiB corpus block', async () => {
     const results = await Promise.all(blocks.map(async (b) => {
-      const [crc, crcc, adler, packed] = await Promise.all([engine.crc32(b), engine.crc32c(b), engine.adler32(b), engine.lz4.compressBlock(b)]);
+      const [crc, crcc, adler, packed, print] = await Promise.all([engine.crc32(b), engine.crc32c(b), engine.adler32(b), engine.lz4.compressBlock(b), engine.fingerprint(b)]);
       const back = await engine.lz4.decompressBlock(packed, b.length);
-      return crc === fp.crc32(b) && crcc === fp.crc32c(b) && adler === fp.adler32(b) && equalBytes(packed, fp.lz4.compressBlock(b)) && equalBytes(back, b);
+      return crc === fp.crc32(b) && crcc === fp.crc32c(b) && adler === fp.adler32(b) && equalBytes(packed, fp.lz4.compressBlock(b)) &&
+        equalBytes(back, b) && equalBytes(print, fp.fingerprint(b));
     }));
     expect(results.filter((ok) => !ok).length).toBe(0);
     expect(results.length).toBe(blocks.length);

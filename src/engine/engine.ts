@@ -21,7 +21,7 @@ import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
 import { bytesOf } from '../codec/input.js';
 import { compressBlock as compressBlockSync, lz4ErrorMessage, type Lz4CompressOptions } from '../codec/lz4.js';
 import {
-  OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS,
+  OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT,
   STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_PENDING, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH,
   STATUS_WORKER_CRASHED, STATUS_CANCELED, DOORBELL_COUNT, DOORBELL_SLEEPERS, DOORBELL_BYTES,
   type WorkerInit, type WorkerReply,
@@ -495,6 +495,29 @@ export class Engine {
 
   adler32(src: ArrayBufferView | ArrayBuffer): Promise<number> {
     return this.checksum(OP_ADLER32, 'adler32', src);
+  }
+
+  /** The dedupe fingerprint (XXH3-128, 16 bytes), as fingerprint(src). */
+  fingerprint(src: ArrayBufferView | ArrayBuffer): Promise<Uint8Array> {
+    return this.call('fingerprint', async () => {
+      const input = bytesOf(src, 'engine.fingerprint');
+      this.checkSize(input.length, 'fingerprint');
+      const d = await this.pool.allocAsync(input.length);
+      try {
+        this.pool.write(d, input);
+        this.prepare(d, OP_FINGERPRINT);
+        await this.run(d);
+        return this.resultOf(d);
+      } finally {
+        this.pool.free(d);
+      }
+    });
+  }
+
+  /** DESC_RESULT of a fingerprint job: the 16-byte digest (a copy). */
+  resultOf(idx: number): Uint8Array {
+    const at = (this.pool.descWord(idx) << 2) + this.layout.DESC_RESULT;
+    return new Uint8Array(this.runtime.memory.buffer, at, 16).slice();
   }
 
   readonly lz4 = Object.freeze({

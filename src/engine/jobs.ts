@@ -12,6 +12,8 @@ export const OP_ADLER32 = 3;
 export const OP_LZ4_COMPRESS = 4;
 /** DESC_ARG: the exact decoded size (0 = any size up to the output capacity). */
 export const OP_LZ4_DECOMPRESS = 5;
+/** XXH3-128 of the buffer (seed DESC_ARG) into DESC_RESULT (16 bytes, big-endian). */
+export const OP_FINGERPRINT = 6;
 /** Test-only: the worker throws, as a crashed accelerator would vanish. */
 export const OP_TEST_CRASH = 255;
 

@@ -8,7 +8,7 @@ import { instantiate } from '../wasm/runtime.js';
 import { readLayout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
 import {
-  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_TEST_CRASH,
+  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_TEST_CRASH,
   STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
   DOORBELL_COUNT, DOORBELL_SLEEPERS, type WorkerInit, type WorkerReply,
 } from './jobs.js';
@@ -65,6 +65,9 @@ function serve(init: WorkerInit, p: Port): void {
         break;
       case OP_ADLER32:
         u32[d + F.checksum] = ex.adler32(buf, len, 1);
+        break;
+      case OP_FINGERPRINT:
+        ex.xxh128(buf, len, u32[d + F.arg], 0, (d + F.result) << 2, ctx);
         break;
       case OP_LZ4_COMPRESS:
       case OP_LZ4_DECOMPRESS: {

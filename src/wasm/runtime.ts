@@ -42,6 +42,7 @@ export interface WasmExports {
   ringCount(r: number): number;
   slabAlloc(pool: number, cls: number): number;
   slabFree(pool: number, idx: number): number;
+  xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
 }
 
 export const WASM_PAGE_BYTES = 65536;

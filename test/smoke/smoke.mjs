@@ -4,7 +4,9 @@
 import * as fp from '../../dist/index.js';
 
 const failures = [];
+let checks = 0;
 const check = (name, ok) => {
+  checks++;
   if (!ok) failures.push(name);
 };
 const equal = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
@@ -30,8 +32,23 @@ try {
 } catch (e) {
   check('lz4 corrupt block throws FlashpackError ECORRUPT', e instanceof fp.FlashpackError && e.code === 'ECORRUPT');
 }
+// Fingerprints: xxHash's own XXH128 sanity vectors (cli/xsum_sanity_check.c),
+// whose buffer is bytes of a 64-bit multiplicative sequence.
+const sanity = new Uint8Array(2367);
+for (let i = 0, gen = 2654435761n; i < sanity.length; i++, gen = (gen * 11400714785074694797n) & 0xffffffffffffffffn) sanity[i] = Number(gen >> 56n);
+const hex = (b) => Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+check('fingerprint empty', hex(fp.fingerprint(new Uint8Array(0))) === '99aa06d3014798d86001c324468d497f');
+check('fingerprint 222 bytes', hex(fp.fingerprint(sanity.subarray(0, 222))) === '337e09641b948717f1aebd597cec6b3a');
+check('fingerprint 2367 bytes seeded', hex(fp.fingerprint(sanity, 2654435761)) === 'd23aae4b76c31ecb6f5360ae69c2f406');
+{
+  const rt = fp.runtime();
+  const at = rt.reserve(random.length + 16);
+  rt.u8.set(random, at);
+  fp.fingerprintAt(at, random.length, at + random.length, 0x89abcdef, 0x01234567);
+  check('fingerprintAt equals fingerprint', hex(rt.u8.subarray(at + random.length, at + random.length + 16)) === hex(fp.fingerprint(random, 0x0123456789abcdefn)));
+}
 const runtime = typeof Deno !== 'undefined' ? `deno ${Deno.version.deno}` : typeof Bun !== 'undefined' ? `bun ${Bun.version}` : `node ${process.version}`;
-console.log(JSON.stringify({ runtime, checks: 12, failures }));
+console.log(JSON.stringify({ runtime, checks, failures }));
 if (failures.length) {
   if (typeof Deno !== 'undefined') Deno.exit(1);
   else process.exit(1);
