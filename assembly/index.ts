@@ -25,3 +25,13 @@ export { xxh128 } from "./xxh3";
 export function heapBase(): usize {
   return __heap_base;
 }
+export {
+  FORMAT_RAW, FORMAT_ZLIB, FORMAT_GZIP, INFLATE_SCRATCH_BYTES, INFLATE_MODE, INFLATE_IN_USED, INFLATE_OUT_USED,
+  INFLATE_ERROR_POS_HIGH,
+} from "./layout";
+export { deflateHeader, deflateFooter } from "./deflate-format";
+export { inflateInit, inflate } from "./inflate";
+export {
+  DEFLATE_SCRATCH_BYTES, DEFLATE_IN_USED, DEFLATE_OUT_USED, DEFLATE_NO_FLUSH, DEFLATE_FINISH,
+} from "./layout";
+export { deflateInit, deflate, deflateCompress } from "./deflate";

@@ -1,6 +1,6 @@
 // flashpack benchmark harness.
 //
-//   node bench/index.mjs [group...]      groups: lz4, crc (default: all)
+//   node bench/index.mjs [group...]      groups: lz4, crc, deflate (default: all)
 //
 // One process, flashpack and its peers side by side, on the shared corpus
 // (../shared/corpus) cut into 4 KiB blocks and 1 MiB chunks. Every library is
@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import * as fp from '../dist/index.js';
 import { loadCorpus, projectRoot, sizeLabel, splitBlocks } from './corpus.mjs';
 import { buildCrcCases } from './crc.mjs';
+import { buildDeflateCases, DEFLATE_BENCH_OPTIONS } from './deflate.mjs';
 import { buildLz4Cases } from './lz4.mjs';
 import { BENCH_OPTIONS, runCases } from './run.mjs';
 import { formatMBps, formatRatio, markdownTable } from './table.mjs';
@@ -20,6 +21,7 @@ import { formatMBps, formatRatio, markdownTable } from './table.mjs';
 const GROUPS = {
   lz4: { title: 'LZ4 block', build: buildLz4Cases, compression: true },
   crc: { title: 'Checksums', build: buildCrcCases, compression: false },
+  deflate: { title: 'Deflate', build: buildDeflateCases, compression: true, options: DEFLATE_BENCH_OPTIONS },
 };
 const SIZES = [4 << 10, 1 << 20];
 const RESULTS_FILE = path.join(projectRoot, 'bench', 'results', 'latest.json');
@@ -54,6 +56,9 @@ console.log(`- ${env.cpu.model} (${env.cpu.count} logical CPUs), ${env.os}; Node
 console.log(`- corpus: ${corpus.files.length} files, ${corpus.bytes.length.toLocaleString('en-US')} bytes (${path.relative(projectRoot, corpus.dir)}); partial tail dropped per block size`);
 console.log(`- peers: ${Object.entries(env.versions).filter(([k]) => k !== 'flashpack' && k !== 'tinybench').map(([k, v]) => `${k} ${v}`).join(', ')}`);
 console.log(`- tinybench ${env.versions.tinybench}: ${JSON.stringify(BENCH_OPTIONS)}; one task = one pass over every block`);
+for (const group of groups) {
+  if (GROUPS[group].options) console.log(`- ${group} group: tinybench ${JSON.stringify(GROUPS[group].options)} (more cases, fewer samples each)`);
+}
 console.log(`- MB/s = MB of uncompressed input per pass ÷ mean pass latency (10^6 bytes); ratio vs flashpack = flashpack MB/s ÷ row MB/s (>1: flashpack is faster)`);
 
 // --- verify everything first (untimed), so a mismatch aborts before timing --
@@ -72,10 +77,12 @@ log(`all libraries verified in ${((performance.now() - started) / 1000).toFixed(
 // --- time ------------------------------------------------------------------
 const tables = [];
 for (const plan of plans) {
-  const rows = runCases(plan.label, plan.cases, {
+  const rows = await runCases(plan.label, plan.cases, {
+    options: GROUPS[plan.group].options,
     progress: (r) => log(`  ${plan.label}: ${r.library} ${r.operation}: ${formatMBps(r.mbps)} MB/s ±${r.rmePercent.toFixed(1)}% (${r.samples} passes)`),
   });
   const table = { group: plan.group, blockSize: plan.size, blocks: plan.blocks, bytesPerPass: plan.bytesPerPass, rows };
+  if (GROUPS[plan.group].options) table.tinybench = GROUPS[plan.group].options;
   tables.push(table);
   console.log(`\n${render(table)}`);
 }
@@ -141,6 +148,9 @@ function environment() {
     lz4js: dep('lz4js'),
     'hash-wasm': dep('hash-wasm'),
     '@node-rs/crc32': dep('@node-rs/crc32'),
+    zlib: process.versions.zlib,
+    fflate: dep('fflate'),
+    pako: dep('pako'),
   };
   const cpus = os.cpus();
   return {

@@ -25,10 +25,12 @@ export const blackhole = { value: 0 };
  * Throughput is bytes per pass / mean pass latency. tinybench's own
  * `throughput.mean` is the mean of per-sample reciprocals (ops/s), which by
  * Jensen's inequality overstates the rate whenever latency varies, so it is not
- * used.
+ * used. `options` overrides BENCH_OPTIONS (a group with many cases trades
+ * samples for run time). If any case is `async` (its fn returns a promise),
+ * the bench runs asynchronously and a promise of the rows is returned.
  */
-export function runCases(title, cases, { progress = () => {} } = {}) {
-  const bench = new Bench({ name: title, ...BENCH_OPTIONS });
+export function runCases(title, cases, { progress = () => {}, options = BENCH_OPTIONS } = {}) {
+  const bench = new Bench({ name: title, ...options });
   const byName = new Map();
   for (const c of cases) {
     const name = `${c.library} ${c.operation}`;
@@ -58,6 +60,7 @@ export function runCases(title, cases, { progress = () => {} } = {}) {
     };
   };
   bench.addEventListener('cycle', (event) => progress(measure(event.task)));
+  if (cases.some((c) => c.async)) return bench.run().then(() => withBaselineRatios(bench.tasks.map(measure)));
   bench.runSync();
   return withBaselineRatios(bench.tasks.map(measure));
 }

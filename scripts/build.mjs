@@ -10,6 +10,7 @@ const bin = (name) => join(root, 'node_modules', '.bin', name);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
 
 await import('./gen-tables.mjs');
+await import('./gen-deflate-tables.mjs');
 mkdirSync(join(root, 'build'), { recursive: true });
 run(bin('asc'), ['assembly/index.ts', '--config', 'asconfig.json', '--target', 'release']);
 

@@ -24,3 +24,24 @@ export const lz4 = Object.freeze({
   decompressBlockAt,
   MAX_BLOCK_BYTES: LZ4_MAX_BLOCK_BYTES,
 });
+import {
+  compress as deflateCompress, compressInto as deflateInto, compressAt as deflateAt, compressBound as deflateBound,
+  header as deflateHeader, footer as deflateFooter, decompress as inflateStream, decompressAt as inflateAt,
+} from './deflate.js';
+import { createCompressor, createDecompressor } from './deflate-stream.js';
+export type { DeflateFormat, DeflateOptions, InflateOptions, FooterFields } from './deflate.js';
+export { DeflateCompressor, DeflateDecompressor } from './deflate-stream.js';
+
+/** Deflate with raw, zlib or gzip framing: one-shot, header/footer, pointer-level entry points. */
+export const deflate = Object.freeze({
+  compress: deflateCompress,
+  compressInto: deflateInto,
+  compressAt: deflateAt,
+  compressBound: deflateBound,
+  decompress: inflateStream,
+  decompressAt: inflateAt,
+  header: deflateHeader,
+  footer: deflateFooter,
+  createCompressor,
+  createDecompressor,
+});

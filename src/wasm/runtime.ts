@@ -43,6 +43,26 @@ export interface WasmExports {
   slabAlloc(pool: number, cls: number): number;
   slabFree(pool: number, idx: number): number;
   xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
+  FORMAT_RAW: WebAssembly.Global;
+  FORMAT_ZLIB: WebAssembly.Global;
+  FORMAT_GZIP: WebAssembly.Global;
+  INFLATE_SCRATCH_BYTES: WebAssembly.Global;
+  INFLATE_MODE: WebAssembly.Global;
+  INFLATE_IN_USED: WebAssembly.Global;
+  INFLATE_OUT_USED: WebAssembly.Global;
+  INFLATE_ERROR_POS_HIGH: WebAssembly.Global;
+  deflateHeader(dst: number, format: number, level: number): number;
+  deflateFooter(dst: number, format: number, check: number, length: number): number;
+  DEFLATE_SCRATCH_BYTES: WebAssembly.Global;
+  DEFLATE_IN_USED: WebAssembly.Global;
+  DEFLATE_OUT_USED: WebAssembly.Global;
+  DEFLATE_NO_FLUSH: WebAssembly.Global;
+  DEFLATE_FINISH: WebAssembly.Global;
+  deflateInit(scratch: number, level: number): void;
+  deflate(scratch: number, src: number, srcLen: number, dst: number, dstCap: number, flush: number): number;
+  deflateCompress(scratch: number, src: number, srcLen: number, dst: number, dstCap: number, level: number): number;
+  inflateInit(scratch: number, format: number): void;
+  inflate(scratch: number, src: number, srcLen: number, dst: number, dstPos: number, dstCap: number, final: number): number;
 }
 
 export const WASM_PAGE_BYTES = 65536;
@@ -101,6 +121,9 @@ export class Runtime {
   /** The main thread's codec context (see assembly/layout.ts). */
   readonly ctx: number;
   readonly ctxBytes: number;
+  /** The main thread's deflate and inflate scratch (assembly/layout.ts DEFLATE_*, INFLATE_*), for one-shot calls. */
+  readonly deflateScratch: number;
+  readonly inflateScratch: number;
   private top: number;
   private stageAt = 0;
   private stageCap = 0;
@@ -113,6 +136,8 @@ export class Runtime {
     this.top = alignUp(this.exports.heapBase(), WASM_PAGE_BYTES);
     this.ctxBytes = this.exports.CTX_BYTES.value as number;
     this.ctx = this.reserve(this.ctxBytes, 64);
+    this.deflateScratch = this.reserve(this.exports.DEFLATE_SCRATCH_BYTES.value as number, 64);
+    this.inflateScratch = this.reserve(this.exports.INFLATE_SCRATCH_BYTES.value as number, 64);
   }
 
   /** A byte view of the whole memory (renewed after growth). */

@@ -47,6 +47,31 @@ check('fingerprint 2367 bytes seeded', hex(fp.fingerprint(sanity, 2654435761)) =
   fp.fingerprintAt(at, random.length, at + random.length, 0x89abcdef, 0x01234567);
   check('fingerprintAt equals fingerprint', hex(rt.u8.subarray(at + random.length, at + random.length + 16)) === hex(fp.fingerprint(random, 0x0123456789abcdefn)));
 }
+for (const [name, data] of [['text', text], ['random', random], ['empty', new Uint8Array(0)]]) {
+  for (const format of ['raw', 'zlib', 'gzip']) {
+    for (const level of [0, 1, 6, 9]) {
+      const c = fp.deflate.compress(data, { level, format });
+      check(`deflate ${format} level ${level} ${name}`, equal(fp.deflate.decompress(c, { format }), data));
+    }
+    const z = fp.deflate.createCompressor({ level: 6, format });
+    const d = fp.deflate.createDecompressor({ format });
+    const parts = [];
+    for (let off = 0; off < data.length; off += 4999) parts.push(d.push(z.push(data.subarray(off, off + 4999))));
+    parts.push(d.push(z.finish()), d.finish());
+    const back = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (back.set(p, at), at + p.length), 0);
+    check(`deflate ${format} stream ${name}`, equal(back, data));
+  }
+}
+check('deflate zlib header', equal(fp.deflate.header('zlib', 9), [0x78, 0xda]));
+const le32 = (v) => [v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24];
+check('deflate gzip footer', equal(fp.deflate.footer('gzip', { checksum: fp.crc32(text), length: text.length }), [...le32(fp.crc32(text)), ...le32(text.length)]));
+try {
+  fp.deflate.decompress(Uint8Array.of(0x07));
+  check('deflate corrupt stream throws', false);
+} catch (e) {
+  check('deflate corrupt stream throws FlashpackError ECORRUPT', e instanceof fp.FlashpackError && e.code === 'ECORRUPT');
+}
 const runtime = typeof Deno !== 'undefined' ? `deno ${Deno.version.deno}` : typeof Bun !== 'undefined' ? `bun ${Bun.version}` : `node ${process.version}`;
 console.log(JSON.stringify({ runtime, checks, failures }));
 if (failures.length) {
