@@ -78,6 +78,30 @@ describe('engine', () => {
     engine.pool.free(o);
   });
 
+  it('deflate jobs equal the synchronous codec in every format, and inflate errors name the field', async () => {
+    const sample = blocks.filter((_, i) => i % 7 === 0);
+    for (const format of ['raw', 'zlib', 'gzip'] as const) {
+      const ok = await Promise.all(sample.map(async (b, i) => {
+        const level = [1, 6, 9][i % 3];
+        const packed = await engine.deflate.compress(b, { level, format });
+        const back = await engine.deflate.decompress(packed, { format, originalSize: b.length });
+        return equalBytes(packed, fp.deflate.compress(b, { level, format })) && equalBytes(back, b);
+      }));
+      expect(ok.every(Boolean), format).toBe(true);
+    }
+    const bad = Uint8Array.of(0x78, 0x9c, 0x07);
+    await expect(engine.deflate.decompress(bad, { format: 'zlib' })).rejects.toMatchObject({ code: 'ECORRUPT' });
+    let want = '';
+    try {
+      fp.deflate.decompress(bad, { format: 'zlib' });
+    } catch (e) {
+      want = (e as Error).message;
+    }
+    await expect(engine.deflate.decompress(bad, { format: 'zlib' })).rejects.toThrowError(want);
+    const big = await engine.deflate.compress(blocks[0], { format: 'gzip' });
+    await expect(engine.deflate.decompress(big, { format: 'gzip', originalSize: 100 })).rejects.toMatchObject({ code: 'ECORRUPT' });
+  });
+
   it('back-pressure: submit accepts no more than the rings hold', async () => {
     const small = await Engine.start({ workers: 1, runtime: new fp.Runtime(), ringCapacity: 8, classes: [{ size: 4096, count: 64 }] });
     try {

@@ -21,7 +21,11 @@ import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
 import { bytesOf } from '../codec/input.js';
 import { compressBlock as compressBlockSync, lz4ErrorMessage, type Lz4CompressOptions } from '../codec/lz4.js';
 import {
-  OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT,
+  compress as deflateSync, formatArg, levelArg, inflateError, formatName, type DeflateOptions, type InflateOptions,
+} from '../codec/deflate.js';
+import {
+  OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE,
+  STATUS_INFLATE_ERROR, STATUS_OUTPUT_OVERFLOW,
   STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_PENDING, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH,
   STATUS_WORKER_CRASHED, STATUS_CANCELED, DOORBELL_COUNT, DOORBELL_SLEEPERS, DOORBELL_BYTES,
   type WorkerInit, type WorkerReply,
@@ -66,6 +70,8 @@ interface WorkerSlot {
   submit: Ring;
   complete: Ring;
   ctxAt: number;
+  deflateScratchAt: number;
+  inflateScratchAt: number;
   /** Descriptors on this worker's rings or running on it. */
   inflight: Set<number>;
   alive: boolean;
@@ -134,6 +140,8 @@ export class Engine {
   private readonly i32: Int32Array;
   private readonly u32: Uint32Array;
   private readonly doorbell: number;
+  /** Where an inflate error record copied from a descriptor is replayed for inflateError(). */
+  private readonly errorRecordAt: number;
   private readonly pending = new Map<number, Pending>();
   private readonly completed: number[] = [];
   private readonly backlog: number[] = [];
@@ -155,6 +163,7 @@ export class Engine {
     this.i32 = new Int32Array(rt.memory.buffer);
     this.u32 = new Uint32Array(rt.memory.buffer);
     this.doorbell = doorbellAt >> 2;
+    this.errorRecordAt = rt.reserve(32, 16);
   }
 
   /** Carves the pool and rings from the shared memory and starts the workers. */
@@ -180,6 +189,8 @@ export class Engine {
         submit: Ring.init(rt.memory, layout, submitAt, ringCapacity, 'spsc'),
         complete: Ring.init(rt.memory, layout, completeAt, ringCapacity, 'spsc'),
         ctxAt: rt.reserve(rt.ctxBytes, 64),
+        deflateScratchAt: rt.reserve(rt.exports.DEFLATE_SCRATCH_BYTES.value as number, 64),
+        inflateScratchAt: rt.reserve(rt.exports.INFLATE_SCRATCH_BYTES.value as number, 64),
         inflight: new Set(),
         alive: false,
       });
@@ -223,7 +234,7 @@ export class Engine {
         handle.post({
           type: 'init', module: wasmModule(), memory: this.runtime.memory, index: slot.index,
           submitAt: slot.submit.at, completeAt: slot.complete.at, doorbellAt: this.doorbell << 2,
-          ctxAt: slot.ctxAt, poolAt: this.pool.at,
+          ctxAt: slot.ctxAt, poolAt: this.pool.at, deflateScratchAt: slot.deflateScratchAt, inflateScratchAt: slot.inflateScratchAt,
         });
       }, (err) => this.readyWaiters.get(slot.index)?.reject(err));
     });
@@ -518,6 +529,71 @@ export class Engine {
   resultOf(idx: number): Uint8Array {
     const at = (this.pool.descWord(idx) << 2) + this.layout.DESC_RESULT;
     return new Uint8Array(this.runtime.memory.buffer, at, 16).slice();
+  }
+
+  readonly deflate = Object.freeze({
+    /** As deflate.compress(src, opts), on a worker. */
+    compress: (src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Promise<Uint8Array> => this.call('deflate.compress', () => this.deflateCompress(src, opts)),
+    /**
+     * As deflate.decompress(src, opts), on a worker. The output must fit one pool
+     * buffer: give originalSize when known (it picks the buffer), else the largest.
+     */
+    decompress: (src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions & { originalSize?: number }): Promise<Uint8Array> => this.call('deflate.decompress', () => this.inflate(src, opts)),
+  });
+
+  private async deflateCompress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Promise<Uint8Array> {
+    const input = bytesOf(src, 'engine.deflate.compress');
+    this.checkSize(input.length, 'deflate.compress');
+    const level = levelArg(opts?.level ?? 6, 'engine.deflate.compress');
+    const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.compress');
+    // As for LZ4: the output gets the input's size class; a stream that would
+    // not fit (incompressible data plus the wrapper) is compressed here instead.
+    const [inD, outD] = await this.allocPair(input.length, this.pool.classSizeFor(Math.max(1, input.length)));
+    try {
+      this.pool.write(inD, input);
+      this.prepare(inD, OP_DEFLATE_COMPRESS, outD, level | (format << 8));
+      const status = await this.run(inD);
+      if (status === STATUS_INCOMPRESSIBLE) return deflateSync(input, opts);
+      return this.pool.bytes(outD).slice();
+    } finally {
+      this.pool.free(inD);
+      this.pool.free(outD);
+    }
+  }
+
+  private async inflate(src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions & { originalSize?: number }): Promise<Uint8Array> {
+    const input = bytesOf(src, 'engine.deflate.decompress');
+    this.checkSize(input.length, 'deflate.decompress');
+    const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.decompress');
+    const size = opts?.originalSize ?? this.pool.maxBufferBytes;
+    if (!Number.isInteger(size) || size < 0 || size > this.pool.maxBufferBytes) {
+      throw invalid(`engine.deflate.decompress: originalSize must be an integer from 0 to ${this.pool.maxBufferBytes}, got ${String(size)}`);
+    }
+    const [inD, outD] = await this.allocPair(Math.max(1, input.length), Math.max(1, size));
+    try {
+      this.pool.write(inD, input);
+      this.prepare(inD, OP_INFLATE, outD, format);
+      const status = await this.run(inD);
+      const L = this.layout;
+      const d = this.pool.descWord(inD);
+      if (status === STATUS_INFLATE_ERROR) {
+        const rec = this.errorRecordAt >> 2;
+        this.u32[rec] = this.u32[d + (L.DESC_CHECKSUM >> 2)];
+        this.u32[rec + 1] = this.u32[d + (L.DESC_AUX >> 2)];
+        for (let k = 0; k < 3; k++) this.u32[rec + 2 + k] = this.u32[d + (L.DESC_RESULT >> 2) + k];
+        throw inflateError(this.runtime, this.errorRecordAt, formatName(format));
+      }
+      if (status === STATUS_OUTPUT_OVERFLOW) throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded data exceeds the ${this.pool.capacityOf(outD)}-byte output buffer`);
+      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `engine: inflate status ${status}`);
+      const out = this.pool.bytes(outD).slice();
+      if (opts?.originalSize !== undefined && out.length !== opts.originalSize) {
+        throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded ${out.length} bytes, expected originalSize ${opts.originalSize}`);
+      }
+      return out;
+    } finally {
+      this.pool.free(inD);
+      this.pool.free(outD);
+    }
   }
 
   readonly lz4 = Object.freeze({

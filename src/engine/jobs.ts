@@ -14,6 +14,10 @@ export const OP_LZ4_COMPRESS = 4;
 export const OP_LZ4_DECOMPRESS = 5;
 /** XXH3-128 of the buffer (seed DESC_ARG) into DESC_RESULT (16 bytes, big-endian). */
 export const OP_FINGERPRINT = 6;
+/** DESC_ARG: level | format << 8 (format 0 raw, 1 zlib, 2 gzip). Output: the linked descriptor. */
+export const OP_DEFLATE_COMPRESS = 7;
+/** DESC_ARG: format. Output: the linked descriptor (its capacity bounds the output). */
+export const OP_INFLATE = 8;
 /** Test-only: the worker throws, as a crashed accelerator would vanish. */
 export const OP_TEST_CRASH = 255;
 
@@ -29,6 +33,10 @@ export const STATUS_BAD_OP = -201;
 export const STATUS_BAD_LINK = -202;
 export const STATUS_WORKER_CRASHED = -203;
 export const STATUS_CANCELED = -204;
+/** Inflate rejected the stream: the error record is in DESC_CHECKSUM, DESC_AUX and DESC_RESULT. */
+export const STATUS_INFLATE_ERROR = -205;
+/** The decoded data did not fit the output descriptor. */
+export const STATUS_OUTPUT_OVERFLOW = -206;
 
 /** Messages between the engine and a worker (startup and shutdown only; work goes through rings). */
 export interface WorkerInit {
@@ -41,6 +49,8 @@ export interface WorkerInit {
   doorbellAt: number;
   ctxAt: number;
   poolAt: number;
+  deflateScratchAt: number;
+  inflateScratchAt: number;
 }
 
 export type WorkerReply = { type: 'ready'; index: number } | { type: 'closed'; index: number };

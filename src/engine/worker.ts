@@ -5,11 +5,13 @@
  * Runs as a node:worker_threads worker on Node and a Web Worker on Deno and Bun.
  */
 import { instantiate } from '../wasm/runtime.js';
+import { compressRegion } from '../codec/deflate.js';
 import { readLayout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
 import {
-  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_TEST_CRASH,
+  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH,
   STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
+  STATUS_INFLATE_ERROR, STATUS_OUTPUT_OVERFLOW,
   DOORBELL_COUNT, DOORBELL_SLEEPERS, type WorkerInit, type WorkerReply,
 } from './jobs.js';
 
@@ -47,6 +49,10 @@ function serve(init: WorkerInit, p: Port): void {
     checksum: L.DESC_CHECKSUM >> 2, link: L.DESC_LINK >> 2, arg: L.DESC_ARG >> 2, aux: L.DESC_AUX >> 2, result: L.DESC_RESULT >> 2,
   };
   const errWords = ctx >> 2;
+  const deflateScratch = init.deflateScratchAt;
+  const inflateScratch = init.inflateScratchAt;
+  const inflateOutUsed = (inflateScratch + (ex.INFLATE_OUT_USED.value as number)) >> 2;
+  const host = { exports: ex };
 
   const run = (idx: number): void => {
     const d = descBase + idx * descWords;
@@ -66,6 +72,39 @@ function serve(init: WorkerInit, p: Port): void {
       case OP_ADLER32:
         u32[d + F.checksum] = ex.adler32(buf, len, 1);
         break;
+      case OP_DEFLATE_COMPRESS:
+      case OP_INFLATE: {
+        const link = u32[d + F.link];
+        if (link >= nDescs || link === idx) {
+          status = STATUS_BAD_LINK;
+          break;
+        }
+        const o = descBase + link * descWords;
+        const arg = u32[d + F.arg];
+        if (op === OP_DEFLATE_COMPRESS) {
+          const size = compressRegion(host, deflateScratch, buf, len, u32[o + F.buf], u32[o + F.cap], arg & 255, arg >>> 8);
+          if (size === 0) status = STATUS_INCOMPRESSIBLE;
+          u32[o + F.len] = size;
+        } else {
+          ex.inflateInit(inflateScratch, arg);
+          const r = ex.inflate(inflateScratch, buf, len, u32[o + F.buf], 0, u32[o + F.cap], 1);
+          if (r < 0) {
+            // The error record (kind, position low, value, value2, position high).
+            const e = inflateScratch >> 2;
+            status = STATUS_INFLATE_ERROR;
+            u32[d + F.checksum] = u32[e];
+            u32[d + F.aux] = u32[e + 1];
+            u32[d + F.result] = u32[e + 2];
+            u32[d + F.result + 1] = u32[e + 3];
+            u32[d + F.result + 2] = u32[e + 4];
+          } else if (r !== 0) {
+            status = STATUS_OUTPUT_OVERFLOW;
+          } else {
+            u32[o + F.len] = u32[inflateOutUsed];
+          }
+        }
+        break;
+      }
       case OP_FINGERPRINT:
         ex.xxh128(buf, len, u32[d + F.arg], 0, (d + F.result) << 2, ctx);
         break;

@@ -21,7 +21,8 @@ const results = await Promise.all(blocks.map(async (b) => {
   const packed = await engine.lz4.compressBlock(b);
   const back = await engine.lz4.decompressBlock(packed, b.length);
   return (await engine.crc32(b)) === fp.crc32(b) && (await engine.crc32c(b)) === fp.crc32c(b) && equal(packed, fp.lz4.compressBlock(b)) && equal(back, b) &&
-    equal(await engine.fingerprint(b), fp.fingerprint(b));
+    equal(await engine.fingerprint(b), fp.fingerprint(b)) &&
+    equal(await engine.deflate.decompress(await engine.deflate.compress(b, { format: 'gzip' }), { format: 'gzip', originalSize: b.length }), b);
 }));
 check('promise API equals the synchronous codecs', results.every(Boolean));
 try {
