@@ -19,11 +19,13 @@ const log = (...a) => console.error(...a);
 
 async function runBench(name, tasks) {
   const bench = new Bench({ name, time: TIME_MS, iterations: 5, warmup: true, warmupTime: 300, warmupIterations: 2, throws: true });
-  for (const t of tasks) bench.add(t.name, t.fn);
+  const only = process.env.BENCH_ONLY;
+  for (const t of tasks) if (!only || t.name.includes(only)) bench.add(t.name, t.fn);
+  bench.addEventListener('cycle', (e) => log(`  ${e.task.name}: ${e.task.result.latency?.mean?.toFixed(1)} ms`));
   await bench.run();
-  return bench.tasks.map((task, i) => {
+  return bench.tasks.map((task) => {
     if (task.result.state !== 'completed') throw new Error(`${name}: ${task.name} did not complete`, { cause: task.result.error });
-    return { ...tasks[i], meanMs: task.result.latency.mean, samples: task.result.latency.samplesCount };
+    return { ...tasks.find((t) => t.name === task.name), meanMs: task.result.latency.mean, samples: task.result.latency.samplesCount };
   });
 }
 
@@ -64,37 +66,47 @@ async function ringBench() {
       },
     });
   }
+  let runs = 0;
   const pm = new Worker(new URL('./helpers/echo-worker.mjs', import.meta.url), { workerData: { mode: 'message' } });
   const objN = 50_000;
   tasks.push({
     name: 'postMessage, one object per descriptor', items: objN,
+    // Each run counts only its own echoes (tinybench may start a run it does not
+    // await, whose late echoes must not be counted by the next).
     fn: () => new Promise((resolve) => {
+      const run = ++runs;
       let got = 0;
-      const onMsg = () => {
-        if (++got === objN) {
+      const onMsg = (m) => {
+        if (m.run === run && ++got >= objN) {
           pm.off('message', onMsg);
           resolve();
         }
       };
       pm.on('message', onMsg);
-      for (let i = 0; i < objN; i++) pm.postMessage({ desc: i });
+      for (let i = 0; i < objN; i++) pm.postMessage({ run, desc: i });
     }),
   });
-  const batchN = 1_000_000;
+  const batchN = 1 << 20; // a whole number of messages
   const perMessage = 256;
   tasks.push({
     name: `postMessage, Int32Array of ${perMessage} descriptors`, items: batchN,
     fn: () => new Promise((resolve) => {
+      const run = ++runs;
       let got = 0;
       const onMsg = (m) => {
+        if (!(m instanceof Int32Array) || m[0] !== run) return;
         got += m.length;
-        if (got === batchN) {
+        if (got >= batchN) {
           pm.off('message', onMsg);
           resolve();
         }
       };
       pm.on('message', onMsg);
-      for (let i = 0; i < batchN; i += perMessage) pm.postMessage(new Int32Array(perMessage).fill(i));
+      for (let i = 0; i < batchN; i += perMessage) {
+        const batch = new Int32Array(perMessage).fill(i);
+        batch[0] = run;
+        pm.postMessage(batch);
+      }
     }),
   });
   for (const r of await runBench('rings', tasks)) results.push({ ...r, rate: r.items / (r.meanMs / 1e3) });

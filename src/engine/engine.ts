@@ -149,6 +149,7 @@ export class Engine {
   private readonly readyWaiters = new Map<number, { resolve(): void; reject(e: Error): void }>();
   private readonly closedWaiters = new Map<number, () => void>();
   private pumping = false;
+  private flushQueued = false;
   private keepAlive: ReturnType<typeof setInterval> | undefined;
   private state: 'running' | 'closing' | 'closed' = 'running';
   private draining = true;
@@ -437,7 +438,17 @@ export class Engine {
     const L = this.layout;
     this.i32[this.pool.descWord(idx) + (L.DESC_STATUS >> 2)] = STATUS_PENDING;
     const done = new Promise<number>((resolve, reject) => this.pending.set(idx, { resolve, reject }));
-    if (this.place([idx], 0, 1) === 0) this.backlog.push(idx);
+    // Calls made together reach here in the same microtask wave: queue them and
+    // place them as one burst at the end of the wave (one worker wake-up, not one
+    // per job); a lone call waits only for that microtask.
+    this.backlog.push(idx);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        this.flushBacklog();
+      });
+    }
     this.updateRef();
     void this.pump();
     return done;
@@ -543,22 +554,9 @@ export class Engine {
 
   private async deflateCompress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Promise<Uint8Array> {
     const input = bytesOf(src, 'engine.deflate.compress');
-    this.checkSize(input.length, 'deflate.compress');
     const level = levelArg(opts?.level ?? 6, 'engine.deflate.compress');
     const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.compress');
-    // As for LZ4: the output gets the input's size class; a stream that would
-    // not fit (incompressible data plus the wrapper) is compressed here instead.
-    const [inD, outD] = await this.allocPair(input.length, this.pool.classSizeFor(Math.max(1, input.length)));
-    try {
-      this.pool.write(inD, input);
-      this.prepare(inD, OP_DEFLATE_COMPRESS, outD, level | (format << 8));
-      const status = await this.run(inD);
-      if (status === STATUS_INCOMPRESSIBLE) return deflateSync(input, opts);
-      return this.pool.bytes(outD).slice();
-    } finally {
-      this.pool.free(inD);
-      this.pool.free(outD);
-    }
+    return this.compressJob('deflate.compress', input, OP_DEFLATE_COMPRESS, level | (format << 8), () => deflateSync(input, opts));
   }
 
   private async inflate(src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions & { originalSize?: number }): Promise<Uint8Array> {
@@ -612,18 +610,25 @@ export class Engine {
 
   private async lz4Compress(src: ArrayBufferView | ArrayBuffer, opts?: Lz4CompressOptions): Promise<Uint8Array> {
     const input = bytesOf(src, 'engine.lz4.compressBlock');
-    this.checkSize(input.length, 'lz4.compressBlock');
     const accel = opts?.acceleration ?? 1;
     if (!Number.isInteger(accel) || accel < 1 || accel > 65537) throw invalid(`engine.lz4.compressBlock: acceleration must be an integer from 1 to 65537, got ${String(accel)}`);
-    // The output gets the input's own size class (a 4 KiB block compresses into
-    // a 4 KiB buffer); the rare block that does not shrink is compressed here.
-    const bound = input.length + Math.floor(input.length / 255) + 16;
-    const [inD, outD] = await this.allocPair(input.length, Math.min(bound, this.pool.classSizeFor(Math.max(1, input.length))));
+    return this.compressJob('lz4.compressBlock', input, OP_LZ4_COMPRESS, accel, () => compressBlockSync(input, opts));
+  }
+
+  /**
+   * A compression job: the output gets the input's own size class (a 4 KiB block
+   * compresses into a 4 KiB buffer); the rare input that does not shrink enough
+   * to fit is compressed on this thread by `fallback`.
+   */
+  private async compressJob(what: string, input: Uint8Array, op: number, arg: number, fallback: () => Uint8Array): Promise<Uint8Array> {
+    this.checkSize(input.length, what);
+    const [inD, outD] = await this.allocPair(input.length, this.pool.classSizeFor(Math.max(1, input.length)));
     try {
       this.pool.write(inD, input);
-      this.prepare(inD, OP_LZ4_COMPRESS, outD, accel);
+      this.prepare(inD, op, outD, arg);
       const status = await this.run(inD);
-      if (status === STATUS_INCOMPRESSIBLE) return compressBlockSync(input, opts);
+      if (status === STATUS_INCOMPRESSIBLE) return fallback();
+      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `engine.${what}: status ${status}`);
       return this.pool.bytes(outD).slice();
     } finally {
       this.pool.free(inD);

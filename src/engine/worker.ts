@@ -54,6 +54,12 @@ function serve(init: WorkerInit, p: Port): void {
   const inflateOutUsed = (inflateScratch + (ex.INFLATE_OUT_USED.value as number)) >> 2;
   const host = { exports: ex };
 
+  // The output descriptor a codec job names in DESC_LINK (word index), or -1.
+  const linked = (idx: number, d: number): number => {
+    const link = u32[d + F.link];
+    return link >= nDescs || link === idx ? -1 : descBase + link * descWords;
+  };
+
   const run = (idx: number): void => {
     const d = descBase + idx * descWords;
     const op = u32[d + F.op];
@@ -74,12 +80,11 @@ function serve(init: WorkerInit, p: Port): void {
         break;
       case OP_DEFLATE_COMPRESS:
       case OP_INFLATE: {
-        const link = u32[d + F.link];
-        if (link >= nDescs || link === idx) {
+        const o = linked(idx, d);
+        if (o < 0) {
           status = STATUS_BAD_LINK;
           break;
         }
-        const o = descBase + link * descWords;
         const arg = u32[d + F.arg];
         if (op === OP_DEFLATE_COMPRESS) {
           const size = compressRegion(host, deflateScratch, buf, len, u32[o + F.buf], u32[o + F.cap], arg & 255, arg >>> 8);
@@ -110,12 +115,11 @@ function serve(init: WorkerInit, p: Port): void {
         break;
       case OP_LZ4_COMPRESS:
       case OP_LZ4_DECOMPRESS: {
-        const link = u32[d + F.link];
-        if (link >= nDescs || link === idx) {
+        const o = linked(idx, d);
+        if (o < 0) {
           status = STATUS_BAD_LINK;
           break;
         }
-        const o = descBase + link * descWords;
         const arg = u32[d + F.arg];
         if (op === OP_LZ4_COMPRESS) {
           const size = ex.lz4Compress(buf, len, u32[o + F.buf], u32[o + F.cap], ctx, arg || 1);
