@@ -1,4 +1,4 @@
-// CRC-32, CRC-32C and Adler-32: flashpack against its peers.
+// CRC-32, CRC-32C, Adler-32 and the XXH3-128 fingerprint: flashpack against its peers.
 //
 // buildCrcCases() first checks known test vectors and that every library returns
 // the same value as flashpack for every block (untimed), then returns the timed
@@ -24,21 +24,24 @@ async function hashWasmHashers() {
     crc32: await hashWasm.createCRC32(),
     crc32c: await hashWasm.createCRC32(CRC32C_POLY_REFLECTED),
     adler32: await hashWasm.createAdler32(),
+    xxh128: await hashWasm.createXXHash128(),
   };
   return hashers;
 }
 
 /**
- * @param {{ blocks: Uint8Array[], size: number, corpusPtr: number }} ctx
+ * @param {{ blocks: Uint8Array[], size: number, rt: import('../dist/index.js').Runtime, corpusPtr: number }} ctx
  *   blocks: views of the corpus; the same bytes sit in shared memory at corpusPtr.
  */
-export async function buildCrcCases({ blocks, size, corpusPtr }) {
+export async function buildCrcCases({ blocks, size, rt, corpusPtr }) {
   if (typeof zlib.crc32 !== 'function') throw new Error(`node:zlib.crc32 needs Node >= 20.15 (this is ${process.version})`);
   const hw = await hashWasmHashers();
   const n = blocks.length;
   const total = n * size;
-  const { crc32, crc32c, adler32, crc32At } = fp;
-  const hex = (v) => `0x${(v >>> 0).toString(16).padStart(8, '0')}`;
+  const { crc32, crc32c, adler32, crc32At, fingerprint, fingerprintAt } = fp;
+  const hex = (v) => (typeof v === 'string' ? v : `0x${(v >>> 0).toString(16).padStart(8, '0')}`);
+  const hex128 = (b) => Buffer.from(b).toString('hex');
+  const outPtr = rt.reserve(16); // fingerprintAt's output slot
 
   // One-shot checksum per library, for verification only.
   const viaHashWasm = (h) => (data) => {
@@ -63,11 +66,25 @@ export async function buildCrcCases({ blocks, size, corpusPtr }) {
       ['flashpack', (b) => adler32(b) >>> 0],
       ['hash-wasm', viaHashWasm(hw.adler32)],
     ],
+    // Fingerprints compare as hex strings (canonical byte order).
+    'XXH3-128': [
+      ['flashpack', (b) => hex128(fingerprint(b))],
+      ['flashpack (in shared memory)', (b, i) => {
+        fingerprintAt(corpusPtr + i * size, size, outPtr);
+        return hex128(rt.u8.subarray(outPtr, outPtr + 16));
+      }],
+      ['hash-wasm', (b) => {
+        hw.xxh128.init();
+        hw.xxh128.update(b);
+        return hex128(hw.xxh128.digest('binary'));
+      }],
+    ],
   };
 
   // Known check values of "123456789" catch a wrong variant that peers share.
   const check = new TextEncoder().encode('123456789');
-  const expected = { 'CRC-32': 0xcbf43926, 'CRC-32C': 0xe3069283, 'Adler-32': 0x091e01de };
+  // XXH3-128's is from the reference xxhash.h (XXH3_128bits_withSeed, seed 0), high half first.
+  const expected = { 'CRC-32': 0xcbf43926, 'CRC-32C': 0xe3069283, 'Adler-32': 0x091e01de, 'XXH3-128': '33119477ede5dcd5e9716427681d5860' };
   for (const [algo, list] of Object.entries(impls)) {
     for (const [library, f] of list) {
       if (library.includes('shared memory')) continue; // reads the corpus, not `check`
@@ -93,7 +110,7 @@ export async function buildCrcCases({ blocks, size, corpusPtr }) {
   // Timed passes, each its own loop. hash-wasm is used as documented for a
   // reusable hasher: init, update, digest('binary').
   const row = (library, operation, role, fn) => ({ library, operation, role, bytes: total, fn });
-  const { crc32: hwCrc32, crc32c: hwCrc32c, adler32: hwAdler32 } = hw;
+  const { crc32: hwCrc32, crc32c: hwCrc32c, adler32: hwAdler32, xxh128: hwXxh128 } = hw;
   return [
     row('flashpack', 'CRC-32', 'baseline', () => {
       let acc = 0;
@@ -156,6 +173,33 @@ export async function buildCrcCases({ blocks, size, corpusPtr }) {
         hwAdler32.init();
         hwAdler32.update(blocks[i]);
         acc ^= hwAdler32.digest('binary')[0];
+      }
+      blackhole.value ^= acc;
+    }),
+
+    // The dedupe fingerprint. fingerprint() copies the block into the shared
+    // memory and returns a fresh 16-byte array; fingerprintAt() hashes the corpus
+    // where it already sits in the shared memory (the engine's form).
+    row('flashpack', 'XXH3-128', 'baseline', () => {
+      let acc = 0;
+      for (let i = 0; i < n; i++) acc ^= fingerprint(blocks[i])[0];
+      blackhole.value ^= acc;
+    }),
+    row('flashpack (in shared memory)', 'XXH3-128', 'variant', () => {
+      const u8 = rt.u8;
+      let acc = 0;
+      for (let i = 0; i < n; i++) {
+        fingerprintAt(corpusPtr + i * size, size, outPtr);
+        acc ^= u8[outPtr];
+      }
+      blackhole.value ^= acc;
+    }),
+    row('hash-wasm', 'XXH3-128', 'peer', () => {
+      let acc = 0;
+      for (let i = 0; i < n; i++) {
+        hwXxh128.init();
+        hwXxh128.update(blocks[i]);
+        acc ^= hwXxh128.digest('binary')[0];
       }
       blackhole.value ^= acc;
     }),

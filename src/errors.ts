@@ -10,6 +10,8 @@ export type FlashpackErrorCode =
   | 'ENOSPC'
   | 'ETIMEDOUT'
   | 'ENXIO'
+  | 'EWORKER' // a worker thread died with the job in flight (it has been replaced)
+  | 'ECANCELED' // the job was canceled (engine.close({ drain: false }))
   | 'EINTERNAL'; // a broken internal invariant: a bug, never bad input
 
 export class FlashpackError extends Error {

@@ -6,4 +6,8 @@ export { FlashpackError } from './errors.js';
 export type { FlashpackErrorCode } from './errors.js';
 export * from './codec/index.js';
 export { Runtime, runtime, wasmModule } from './wasm/index.js';
+export { Ring, SlabPool, DEFAULT_CLASSES, readLayout } from './shm/index.js';
+export type { RingKind, WaitResult, SizeClass, Layout } from './shm/index.js';
+export { Engine, jobs } from './engine/index.js';
+export type { EngineOptions, CloseOptions } from './engine/index.js';
 export type { WasmExports } from './wasm/index.js';

@@ -8,22 +8,34 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
-const smoke = join(root, 'test', 'smoke', 'smoke.mjs');
 const bin = (name: string) => join(root, 'node_modules', '.bin', name);
+const smoke = (file: string) => join(root, 'test', 'smoke', file);
 
-const runtimes: [string, string, string[]][] = [
-  ['node', process.execPath, [smoke]],
-  ['deno', bin('deno'), ['run', smoke]],
-  ['bun', bin('bun'), [smoke]],
+// The codec smoke suite needs no Deno permissions (the module is embedded); the
+// engine's workers load dist/engine/worker.js, which takes --allow-read.
+const runtimes: [string, string, (file: string) => string[]][] = [
+  ['node', process.execPath, (f) => [smoke(f)]],
+  ['deno', bin('deno'), (f) => (f === 'smoke.mjs' ? ['run', smoke(f)] : ['run', '--allow-read', smoke(f)])],
+  ['bun', bin('bun'), (f) => [smoke(f)]],
 ];
 
-describe('runtime smoke suite', () => {
+function run(exe: string, args: string[]): { runtime: string; failures: string[]; checks: number } {
+  expect(existsSync(exe), `${exe} is installed (npm install)`).toBe(true);
+  const out = execFileSync(exe, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'ignore'], timeout: 120_000 });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+describe('runtime smoke suites', () => {
   for (const [name, exe, args] of runtimes) {
     it(`imports the package and round-trips every codec under ${name}`, () => {
-      expect(existsSync(exe), `${exe} is installed (npm install)`).toBe(true);
-      const out = execFileSync(exe, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
-      const result = JSON.parse(out.trim().split('\n').pop()!);
+      const result = run(exe, args('smoke.mjs'));
       expect(result.runtime.startsWith(name)).toBe(true);
+      expect(result.failures).toEqual([]);
+    });
+    it(`runs the engine (workers, rings, crash recovery, close) under ${name}`, () => {
+      const result = run(exe, args('engine.mjs'));
+      expect(result.runtime.startsWith(name)).toBe(true);
+      expect(result.checks).toBeGreaterThanOrEqual(10);
       expect(result.failures).toEqual([]);
     });
   }

@@ -123,7 +123,7 @@ const WRAPPER_BYTES = [0, 2 + 4, 10 + 8];
  * Header, raw deflate payload and footer of [srcPtr, srcPtr+srcLen) into
  * [dstPtr, dstPtr+dstCap); the size, or 0 when it does not fit.
  */
-function compressRegion(rt: Runtime, scratch: number, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, level: number, format: number): number {
+export function compressRegion(rt: Pick<Runtime, "exports">, scratch: number, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, level: number, format: number): number {
   const ex = rt.exports;
   const wrapper = WRAPPER_BYTES[format];
   if (dstCap < wrapper) return 0;

@@ -2,6 +2,7 @@
 export {
   crc32, crc32c, adler32, xxh32, crc32Combine, crc32cCombine, adler32Combine, crc32At, crc32cAt, adler32At,
 } from './checksum.js';
+export { fingerprint, fingerprintAt, FINGERPRINT_BYTES } from './fingerprint.js';
 import {
   compressBlock, decompressBlock, compressBlockInto, decompressBlockInto, compressBound, compressBlockAt, decompressBlockAt,
   LZ4_MAX_BLOCK_BYTES,

@@ -123,20 +123,24 @@ export function decompressBlockAt(srcPtr: number, srcLen: number, dstPtr: number
 
 /** Decodes the error record a failed lz4Decompress left in `ctx` (assembly/layout.ts). */
 export function lz4BlockError(rt: Runtime, ctx: number, where: string, basePos = 0): FlashpackError {
-  const words = new Uint32Array(rt.memory.buffer, ctx, 4);
-  const [kind, rawPos, value, value2] = words;
-  const pos = basePos + rawPos;
+  const [kind, pos, value, value2] = new Uint32Array(rt.memory.buffer, ctx, 4);
+  const message = lz4ErrorMessage(where, kind, basePos + pos, value, value2);
+  return new FlashpackError(kind >= 1 && kind <= 10 ? 'ECORRUPT' : 'EINTERNAL', message);
+}
+
+/** The message for an LZ4 block error kind (E_LZ4_* in assembly/layout.ts). */
+export function lz4ErrorMessage(where: string, kind: number, pos: number, value: number, value2: number): string {
   switch (kind) {
-    case 1: return corrupt(`${where}: empty input (a block holds at least one token byte) at byte ${pos}`);
-    case 2: return corrupt(`${where}: literal length field at byte ${pos} leaves fewer than 15 input bytes for the literals`);
-    case 3: return corrupt(`${where}: literal run of ${value} bytes in the sequence at byte ${pos} exceeds the ${value2} input bytes left`);
-    case 4: return corrupt(`${where}: sequence at byte ${pos} writes up to output byte ${value}, beyond the output size ${value2}`);
-    case 5: return corrupt(`${where}: sequence at byte ${pos} (output byte ${value} of ${value2}) is within 12 bytes of the output end or 8 bytes of the input end, so it must be the last, but the input continues`);
-    case 6: return corrupt(`${where}: match offset 0 at byte ${pos}`);
-    case 7: return corrupt(`${where}: match offset ${value} at byte ${pos} exceeds window of ${value2} bytes`);
-    case 8: return corrupt(`${where}: match length field at byte ${pos} runs into the last 5 input bytes`);
-    case 9: return corrupt(`${where}: match in the sequence at byte ${pos} ends at output byte ${value}, inside the last 5 bytes of the output size ${value2}, which must be literals`);
-    case 10: return corrupt(`${where}: output size is 0 but the input has ${value} bytes (only a single 0x00 token decodes to nothing)`);
-    default: return new FlashpackError('EINTERNAL', `${where}: unknown error kind ${kind} at byte ${pos}`);
+    case 1: return `${where}: empty input (a block holds at least one token byte) at byte ${pos}`;
+    case 2: return `${where}: literal length field at byte ${pos} leaves fewer than 15 input bytes for the literals`;
+    case 3: return `${where}: literal run of ${value} bytes in the sequence at byte ${pos} exceeds the ${value2} input bytes left`;
+    case 4: return `${where}: sequence at byte ${pos} writes up to output byte ${value}, beyond the output size ${value2}`;
+    case 5: return `${where}: sequence at byte ${pos} (output byte ${value} of ${value2}) is within 12 bytes of the output end or 8 bytes of the input end, so it must be the last, but the input continues`;
+    case 6: return `${where}: match offset 0 at byte ${pos}`;
+    case 7: return `${where}: match offset ${value} at byte ${pos} exceeds window of ${value2} bytes`;
+    case 8: return `${where}: match length field at byte ${pos} runs into the last 5 input bytes`;
+    case 9: return `${where}: match in the sequence at byte ${pos} ends at output byte ${value}, inside the last 5 bytes of the output size ${value2}, which must be literals`;
+    case 10: return `${where}: output size is 0 but the input has ${value} bytes (only a single 0x00 token decodes to nothing)`;
+    default: return `${where}: unknown error kind ${kind} at byte ${pos}`;
   }
 }

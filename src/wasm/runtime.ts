@@ -31,6 +31,18 @@ export interface WasmExports {
   lz4CompressBound(n: number): number;
   lz4Compress(src: number, srcLen: number, dst: number, dstCap: number, ctx: number, acceleration: number): number;
   lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number, prefixLen: number, ctx: number): number;
+  ringBytes(capacity: number, kind: number): number;
+  ringInit(r: number, capacity: number, kind: number): void;
+  spscEnqueue(r: number, src: number, n: number): number;
+  spscDequeue(r: number, dst: number, max: number): number;
+  mpmcEnqueue(r: number, src: number, n: number): number;
+  mpmcDequeue(r: number, dst: number, max: number): number;
+  mpmcPush(r: number, value: number): number;
+  mpmcPop(r: number): bigint;
+  ringCount(r: number): number;
+  slabAlloc(pool: number, cls: number): number;
+  slabFree(pool: number, idx: number): number;
+  xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
   FORMAT_RAW: WebAssembly.Global;
   FORMAT_ZLIB: WebAssembly.Global;
   FORMAT_GZIP: WebAssembly.Global;
@@ -70,10 +82,15 @@ function alignUp(n: number, align: number): number {
   return Math.ceil(n / align) * align;
 }
 
-/** The compiled module, shared by every instance (workers receive it by postMessage). */
-export const wasmModule: WebAssembly.Module = new WebAssembly.Module(decodeBase64(wasmBase64) as BufferSource);
+let compiled: WebAssembly.Module | undefined;
 
-export function instantiate(memory: WebAssembly.Memory): WasmExports {
+/** The compiled module, compiled once per process (workers receive it by postMessage). */
+export function wasmModule(): WebAssembly.Module {
+  return (compiled ??= new WebAssembly.Module(decodeBase64(wasmBase64) as BufferSource));
+}
+
+/** An instance of the module on `memory`; workers pass the Module the host compiled. */
+export function instantiate(memory: WebAssembly.Memory, module: WebAssembly.Module = wasmModule()): WasmExports {
   const readString = (ptr: number): string => {
     if (!ptr) return '';
     const bytes = new Uint8Array(memory.buffer);
@@ -82,7 +99,7 @@ export function instantiate(memory: WebAssembly.Memory): WasmExports {
     for (let i = 0; i < len; i++) s += String.fromCharCode(bytes[ptr + 2 * i] | (bytes[ptr + 2 * i + 1] << 8));
     return s;
   };
-  const instance = new WebAssembly.Instance(wasmModule, {
+  const instance = new WebAssembly.Instance(module, {
     env: {
       memory,
       abort(msg: number, file: number, line: number, col: number): never {

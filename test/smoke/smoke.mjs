@@ -32,6 +32,21 @@ try {
 } catch (e) {
   check('lz4 corrupt block throws FlashpackError ECORRUPT', e instanceof fp.FlashpackError && e.code === 'ECORRUPT');
 }
+// Fingerprints: xxHash's own XXH128 sanity vectors (cli/xsum_sanity_check.c),
+// whose buffer is bytes of a 64-bit multiplicative sequence.
+const sanity = new Uint8Array(2367);
+for (let i = 0, gen = 2654435761n; i < sanity.length; i++, gen = (gen * 11400714785074694797n) & 0xffffffffffffffffn) sanity[i] = Number(gen >> 56n);
+const hex = (b) => Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+check('fingerprint empty', hex(fp.fingerprint(new Uint8Array(0))) === '99aa06d3014798d86001c324468d497f');
+check('fingerprint 222 bytes', hex(fp.fingerprint(sanity.subarray(0, 222))) === '337e09641b948717f1aebd597cec6b3a');
+check('fingerprint 2367 bytes seeded', hex(fp.fingerprint(sanity, 2654435761)) === 'd23aae4b76c31ecb6f5360ae69c2f406');
+{
+  const rt = fp.runtime();
+  const at = rt.reserve(random.length + 16);
+  rt.u8.set(random, at);
+  fp.fingerprintAt(at, random.length, at + random.length, 0x89abcdef, 0x01234567);
+  check('fingerprintAt equals fingerprint', hex(rt.u8.subarray(at + random.length, at + random.length + 16)) === hex(fp.fingerprint(random, 0x0123456789abcdefn)));
+}
 for (const [name, data] of [['text', text], ['random', random], ['empty', new Uint8Array(0)]]) {
   for (const format of ['raw', 'zlib', 'gzip']) {
     for (const level of [0, 1, 6, 9]) {

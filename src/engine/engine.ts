@@ -1,0 +1,716 @@
+/**
+ * The offload engine: the software stand-in for an accelerator (QAT instances,
+ * SPDK's per-thread rings). N workers each run the WASM module on the shared
+ * memory; a job is a descriptor index put on a worker's submission ring, and
+ * comes back on its completion ring with DESC_STATUS set.
+ *
+ * Two APIs: the batch API (`submit`, `poll`) moves descriptor indices the caller
+ * prepared in `engine.pool`; the promise API (`engine.lz4.compressBlock(src)`,
+ * `engine.crc32(src)`, …) mirrors the synchronous codecs and does the copying.
+ *
+ * Invariants: a worker never holds more jobs (queued, running or completed but
+ * not reaped) than its completion ring has slots, so it never waits on the host;
+ * the host waits on one doorbell word with Atomics.waitAsync and keeps the
+ * process alive with a timer only while jobs are in flight.
+ */
+import { FlashpackError, invalid } from '../errors.js';
+import { Runtime, runtime as processRuntime, wasmModule } from '../wasm/runtime.js';
+import { readLayout, type Layout } from '../shm/layout.js';
+import { Ring } from '../shm/ring.js';
+import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
+import { bytesOf } from '../codec/input.js';
+import { compressBlock as compressBlockSync, lz4ErrorMessage, type Lz4CompressOptions } from '../codec/lz4.js';
+import {
+  compress as deflateSync, formatArg, levelArg, inflateError, formatName, type DeflateOptions, type InflateOptions,
+} from '../codec/deflate.js';
+import {
+  OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE,
+  STATUS_INFLATE_ERROR, STATUS_OUTPUT_OVERFLOW,
+  STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_PENDING, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH,
+  STATUS_WORKER_CRASHED, STATUS_CANCELED, DOORBELL_COUNT, DOORBELL_SLEEPERS, DOORBELL_BYTES,
+  type WorkerInit, type WorkerReply,
+} from './jobs.js';
+
+export interface EngineOptions {
+  /** Worker threads (default: cores − 1, at least 1). */
+  workers?: number;
+  /** The runtime whose memory the engine carves (default: the process runtime). */
+  runtime?: Runtime;
+  /** A fresh shared memory to build a runtime on (instead of `runtime`). */
+  memory?: WebAssembly.Memory;
+  /** Pool size classes (default 4096 × 4 KiB and 32 × 512 KiB). */
+  classes?: readonly SizeClass[];
+  /** Slots of each worker's submission and completion ring (a power of two, default 1024). */
+  ringCapacity?: number;
+}
+
+export interface CloseOptions {
+  /** Let queued and running jobs finish (default), or cancel what has not started. */
+  drain?: boolean;
+  /** How long a drain may take before the rest is canceled (default 30 s). */
+  timeoutMs?: number;
+}
+
+const DEFAULT_RING_CAPACITY = 1024;
+const BURST = 64;
+const READY_TIMEOUT_MS = 30_000;
+/** The host re-checks completion rings at least this often, even without a doorbell. */
+const DOORBELL_SAFETY_WAKE_MS = 200;
+
+interface WorkerHandle {
+  post(msg: WorkerInit): void;
+  terminate(): void;
+  ref(): void;
+  unref(): void;
+}
+
+interface WorkerSlot {
+  index: number;
+  handle: WorkerHandle | null;
+  submit: Ring;
+  complete: Ring;
+  ctxAt: number;
+  deflateScratchAt: number;
+  inflateScratchAt: number;
+  /** Descriptors on this worker's rings or running on it. */
+  inflight: Set<number>;
+  alive: boolean;
+}
+
+interface Pending {
+  resolve(status: number): void;
+  reject(err: Error): void;
+}
+
+const isWebWorkerRuntime = (): boolean => {
+  const g = globalThis as { Deno?: unknown; Bun?: unknown };
+  return g.Deno !== undefined || g.Bun !== undefined;
+};
+
+async function defaultWorkerCount(): Promise<number> {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  let cores = nav?.hardwareConcurrency;
+  if (!cores) cores = (await import('node:os')).availableParallelism();
+  return Math.max(1, cores - 1);
+}
+
+async function spawn(onReply: (r: WorkerReply) => void, onFailure: (err: Error) => void): Promise<WorkerHandle> {
+  const url = new URL('./worker.js', import.meta.url);
+  if (!isWebWorkerRuntime()) {
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(url);
+    let exiting = false;
+    w.on('message', onReply);
+    w.on('error', (err) => onFailure(err));
+    w.on('exit', (code) => {
+      if (!exiting) onFailure(new Error(`worker exited with code ${code}`));
+    });
+    return {
+      post: (m) => w.postMessage(m),
+      terminate: () => {
+        exiting = true;
+        void w.terminate();
+      },
+      ref: () => w.ref(),
+      unref: () => w.unref(),
+    };
+  }
+  const w = new Worker(url, { type: 'module' }) as Worker & { ref?: () => void; unref?: () => void };
+  w.onmessage = (e: MessageEvent) => onReply(e.data as WorkerReply);
+  w.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    onFailure(new Error(e.message || 'worker error'));
+  };
+  return {
+    post: (m) => w.postMessage(m),
+    terminate: () => w.terminate(),
+    ref: () => w.ref?.(),
+    unref: () => w.unref?.(),
+  };
+}
+
+export class Engine {
+  readonly runtime: Runtime;
+  readonly pool: SlabPool;
+  readonly layout: Layout;
+  /** Worker crashes survived (each crashed worker was replaced). */
+  crashes = 0;
+  private readonly slots: WorkerSlot[] = [];
+  private readonly ringCapacity: number;
+  private readonly i32: Int32Array;
+  private readonly u32: Uint32Array;
+  private readonly doorbell: number;
+  /** Where an inflate error record copied from a descriptor is replayed for inflateError(). */
+  private readonly errorRecordAt: number;
+  private readonly pending = new Map<number, Pending>();
+  private readonly completed: number[] = [];
+  private readonly backlog: number[] = [];
+  private readonly reaped = new Uint32Array(BURST * 4);
+  private readonly readyWaiters = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  private readonly closedWaiters = new Map<number, () => void>();
+  private pumping = false;
+  private flushQueued = false;
+  private keepAlive: ReturnType<typeof setInterval> | undefined;
+  private state: 'running' | 'closing' | 'closed' = 'running';
+  private draining = true;
+  /** Promise-API calls between entry and return (close() waits for them when draining). */
+  private calls = 0;
+
+  private constructor(rt: Runtime, pool: SlabPool, ringCapacity: number, doorbellAt: number) {
+    this.runtime = rt;
+    this.pool = pool;
+    this.layout = pool.layout;
+    this.ringCapacity = ringCapacity;
+    this.i32 = new Int32Array(rt.memory.buffer);
+    this.u32 = new Uint32Array(rt.memory.buffer);
+    this.doorbell = doorbellAt >> 2;
+    this.errorRecordAt = rt.reserve(32, 16);
+  }
+
+  /** Carves the pool and rings from the shared memory and starts the workers. */
+  static async start(opts: EngineOptions = {}): Promise<Engine> {
+    const rt = opts.runtime ?? (opts.memory ? new Runtime(opts.memory) : processRuntime());
+    const count = opts.workers ?? (await defaultWorkerCount());
+    if (!Number.isInteger(count) || count < 1 || count > 256) throw invalid(`engine: workers must be an integer from 1 to 256, got ${String(count)}`);
+    const ringCapacity = opts.ringCapacity ?? DEFAULT_RING_CAPACITY;
+    if (!Number.isInteger(ringCapacity) || ringCapacity < 2 || ringCapacity > 1 << 20 || (ringCapacity & (ringCapacity - 1)) !== 0) {
+      throw invalid(`engine: ringCapacity must be a power of two from 2 to 2^20, got ${String(ringCapacity)}`);
+    }
+    const layout = readLayout(rt.exports);
+    const pool = SlabPool.create(rt, opts.classes ?? DEFAULT_CLASSES);
+    const doorbellAt = rt.reserve(DOORBELL_BYTES, 128);
+    new Int32Array(rt.memory.buffer, doorbellAt, DOORBELL_BYTES >> 2).fill(0);
+    const engine = new Engine(rt, pool, ringCapacity, doorbellAt);
+    for (let i = 0; i < count; i++) {
+      const submitAt = rt.reserve(Ring.bytes(layout, ringCapacity, 'spsc'), 128);
+      const completeAt = rt.reserve(Ring.bytes(layout, ringCapacity, 'spsc'), 128);
+      engine.slots.push({
+        index: i,
+        handle: null,
+        submit: Ring.init(rt.memory, layout, submitAt, ringCapacity, 'spsc'),
+        complete: Ring.init(rt.memory, layout, completeAt, ringCapacity, 'spsc'),
+        ctxAt: rt.reserve(rt.ctxBytes, 64),
+        deflateScratchAt: rt.reserve(rt.exports.DEFLATE_SCRATCH_BYTES.value as number, 64),
+        inflateScratchAt: rt.reserve(rt.exports.INFLATE_SCRATCH_BYTES.value as number, 64),
+        inflight: new Set(),
+        alive: false,
+      });
+    }
+    try {
+      await Promise.all(engine.slots.map((s) => engine.launch(s)));
+    } catch (err) {
+      await engine.close({ drain: false });
+      throw err;
+    }
+    return engine;
+  }
+
+  get workers(): number {
+    return this.slots.length;
+  }
+
+  /** Jobs queued, running, or completed and not yet reaped. */
+  get inflight(): number {
+    let n = this.backlog.length;
+    for (const s of this.slots) n += s.inflight.size;
+    return n;
+  }
+
+  private launch(slot: WorkerSlot): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new FlashpackError('ETIMEDOUT', `engine: worker ${slot.index} not ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+      this.readyWaiters.set(slot.index, {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      spawn((r) => this.onReply(slot, r), (err) => this.onFailure(slot, err)).then((handle) => {
+        slot.handle = handle;
+        handle.unref();
+        handle.post({
+          type: 'init', module: wasmModule(), memory: this.runtime.memory, index: slot.index,
+          submitAt: slot.submit.at, completeAt: slot.complete.at, doorbellAt: this.doorbell << 2,
+          ctxAt: slot.ctxAt, poolAt: this.pool.at, deflateScratchAt: slot.deflateScratchAt, inflateScratchAt: slot.inflateScratchAt,
+        });
+      }, (err) => this.readyWaiters.get(slot.index)?.reject(err));
+    });
+  }
+
+  private onReply(slot: WorkerSlot, r: WorkerReply): void {
+    if (r.type === 'ready') {
+      slot.alive = true;
+      this.readyWaiters.get(slot.index)?.resolve();
+      this.readyWaiters.delete(slot.index);
+      this.flushBacklog();
+    } else {
+      this.closedWaiters.get(slot.index)?.();
+    }
+  }
+
+  /** A worker died: fail its jobs in flight with EWORKER and start a replacement on fresh rings. */
+  private onFailure(slot: WorkerSlot, err: Error): void {
+    const starting = this.readyWaiters.get(slot.index);
+    if (starting) {
+      this.readyWaiters.delete(slot.index);
+      starting.reject(new FlashpackError('EWORKER', `engine: worker ${slot.index} failed to start: ${err.message}`));
+      return;
+    }
+    if (this.state === 'closed') return;
+    slot.alive = false;
+    slot.handle?.terminate();
+    slot.handle = null;
+    this.crashes++;
+    this.drain(slot); // completions it published before dying are good
+    const lost = [...slot.inflight];
+    slot.inflight.clear();
+    const L = this.layout;
+    for (const idx of lost) {
+      this.i32[this.pool.descWord(idx) + (L.DESC_STATUS >> 2)] = STATUS_WORKER_CRASHED;
+      this.finish(idx, new FlashpackError('EWORKER', `engine: worker ${slot.index} crashed with descriptor ${idx} in flight (${err.message})`));
+    }
+    Ring.init(this.runtime.memory, L, slot.submit.at, this.ringCapacity, 'spsc');
+    Ring.init(this.runtime.memory, L, slot.complete.at, this.ringCapacity, 'spsc');
+    if (this.state === 'running') {
+      this.launch(slot).catch(() => {
+        // Could not replace it: the engine goes on with the workers it has.
+      });
+    }
+  }
+
+  // --------------------------------------------------------------------------
+  // Batch API
+
+  /**
+   * Submits prepared job descriptors (DESC_OP, DESC_LEN, DESC_LINK, DESC_ARG set)
+   * and returns how many were accepted: fewer when every worker's rings are full
+   * (back-pressure: poll, then submit the rest).
+   */
+  submit(batch: ArrayLike<number>): number {
+    if (this.state !== 'running') throw invalid('engine: submit after close');
+    const L = this.layout;
+    for (let i = 0; i < batch.length; i++) {
+      const idx = batch[i];
+      if (!Number.isInteger(idx) || idx < 0 || idx >= this.pool.descriptors) throw invalid(`engine: descriptor ${idx} is not one of the pool's ${this.pool.descriptors}`);
+      this.i32[this.pool.descWord(idx) + (L.DESC_STATUS >> 2)] = STATUS_PENDING;
+    }
+    const placed = this.place(batch, 0, batch.length);
+    this.updateRef();
+    return placed;
+  }
+
+  // A pending Atomics.waitAsync does not keep a process alive, and idle workers
+  // are unref'd: hold a timer while anything is in flight, release it when idle.
+  private updateRef(): void {
+    const busy = this.inflight > 0 || this.pending.size > 0;
+    if (busy && this.keepAlive === undefined) this.keepAlive = setInterval(() => {}, 1 << 30);
+    else if (!busy && this.keepAlive !== undefined) {
+      clearInterval(this.keepAlive);
+      this.keepAlive = undefined;
+    }
+  }
+
+  /** Reaps up to `max` completed descriptors of the batch API (never blocks). */
+  poll(max = Infinity): number[] {
+    this.reap();
+    return this.completed.splice(0, max);
+  }
+
+  /** Resolves when at least one batch-API completion can be polled (or nothing is in flight). */
+  async waitForCompletions(): Promise<void> {
+    while (this.completed.length === 0 && this.inflight > this.pending.size) {
+      this.reap();
+      if (this.completed.length > 0) return;
+      await this.sleepOnDoorbell();
+    }
+  }
+
+  /** DESC_STATUS of a descriptor (0 ok, 1 incompressible, < 0 error). */
+  statusOf(idx: number): number {
+    return this.i32[this.pool.descWord(idx) + (this.layout.DESC_STATUS >> 2)];
+  }
+
+  /** DESC_CHECKSUM of a checksum job. */
+  checksumOf(idx: number): number {
+    return this.u32[this.pool.descWord(idx) + (this.layout.DESC_CHECKSUM >> 2)];
+  }
+
+  /** Sets a descriptor's job fields. */
+  prepare(idx: number, op: number, link = 0, arg = 0): void {
+    const L = this.layout;
+    const d = this.pool.descWord(idx);
+    this.u32[d + (L.DESC_OP >> 2)] = op;
+    this.u32[d + (L.DESC_LINK >> 2)] = link;
+    this.u32[d + (L.DESC_ARG >> 2)] = arg;
+  }
+
+  // Places batch[start, start+n) on the least busy live workers; returns how many.
+  private place(batch: ArrayLike<number>, start: number, n: number): number {
+    let done = 0;
+    while (done < n) {
+      let best: WorkerSlot | undefined;
+      for (const s of this.slots) {
+        if (s.alive && s.inflight.size < this.ringCapacity && (!best || s.inflight.size < best.inflight.size)) best = s;
+      }
+      if (!best) break;
+      const k = Math.min(n - done, this.ringCapacity - best.inflight.size, BURST);
+      const put = best.submit.enqueue(batch, start + done, k);
+      for (let i = 0; i < put; i++) best.inflight.add(batch[start + done + i]);
+      done += put;
+      if (put < k) break; // cannot happen while inflight <= capacity; stop rather than spin
+    }
+    return done;
+  }
+
+  private flushBacklog(): void {
+    if (this.backlog.length === 0) return;
+    const put = this.place(this.backlog, 0, this.backlog.length);
+    this.backlog.splice(0, put);
+  }
+
+  /** Drains every completion ring, routing each descriptor to its promise or the poll queue. */
+  private reap(): void {
+    for (const s of this.slots) this.drain(s);
+    this.flushBacklog();
+    this.updateRef();
+  }
+
+  private drain(s: WorkerSlot): void {
+    const buf = this.reaped;
+    for (let n = s.complete.dequeue(buf, buf.length); n > 0; n = s.complete.dequeue(buf, buf.length)) {
+      for (let i = 0; i < n; i++) {
+        s.inflight.delete(buf[i]);
+        this.finish(buf[i]);
+      }
+    }
+  }
+
+  private finish(idx: number, err?: Error): void {
+    const p = this.pending.get(idx);
+    if (!p) {
+      this.completed.push(idx);
+      return;
+    }
+    this.pending.delete(idx);
+    if (err) p.reject(err);
+    else p.resolve(this.statusOf(idx));
+  }
+
+  private async sleepOnDoorbell(): Promise<void> {
+    const i32 = this.i32;
+    const seen = Atomics.load(i32, this.doorbell + DOORBELL_COUNT);
+    Atomics.add(i32, this.doorbell + DOORBELL_SLEEPERS, 1);
+    try {
+      for (const s of this.slots) if (s.complete.size > 0) return;
+      const r = Atomics.waitAsync(i32, this.doorbell + DOORBELL_COUNT, seen, DOORBELL_SAFETY_WAKE_MS);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(i32, this.doorbell + DOORBELL_SLEEPERS, 1);
+    }
+  }
+
+  // Reaps while promise-API jobs are outstanding; holds the process open meanwhile
+  // (a pending Atomics.waitAsync does not).
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.pending.size > 0) {
+        this.reap();
+        if (this.pending.size === 0) break;
+        await this.sleepOnDoorbell();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Runs one prepared job descriptor; resolves with its status. */
+  private run(idx: number): Promise<number> {
+    if (this.state === 'closed' || (this.state === 'closing' && !this.draining)) {
+      this.i32[this.pool.descWord(idx) + (this.layout.DESC_STATUS >> 2)] = STATUS_CANCELED;
+      return Promise.reject(new FlashpackError('ECANCELED', `engine: descriptor ${idx} canceled by close()`));
+    }
+    const L = this.layout;
+    this.i32[this.pool.descWord(idx) + (L.DESC_STATUS >> 2)] = STATUS_PENDING;
+    const done = new Promise<number>((resolve, reject) => this.pending.set(idx, { resolve, reject }));
+    // Calls made together reach here in the same microtask wave: queue them and
+    // place them as one burst at the end of the wave (one worker wake-up, not one
+    // per job); a lone call waits only for that microtask.
+    this.backlog.push(idx);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        this.flushBacklog();
+      });
+    }
+    this.updateRef();
+    void this.pump();
+    return done;
+  }
+
+  // Both descriptors, or neither: waiting while holding one could deadlock
+  // callers that each hold one half. Waits are for a free after a snapshot taken
+  // before trying, so a free in between is not missed and nothing spins.
+  private async allocPair(a: number, b: number): Promise<[number, number]> {
+    for (;;) {
+      const sinceA = this.pool.freeCount(a);
+      const sinceB = this.pool.freeCount(b);
+      const x = this.pool.tryAlloc(a);
+      if (x < 0) {
+        await this.pool.waitForFree(a, sinceA);
+        continue;
+      }
+      const y = this.pool.tryAlloc(b);
+      if (y >= 0) return [x, y];
+      this.pool.free(x);
+      // Our own free counts too when a and b share a class: wait past it.
+      await this.pool.waitForFree(b, this.pool.classSizeFor(a) === this.pool.classSizeFor(b) ? sinceB + 1 : sinceB);
+    }
+  }
+
+  // A promise-API call is accepted or refused when it is made; an accepted call
+  // that reaches run() during close() is drained or canceled with the rest.
+  private enter(what: string): void {
+    if (this.state !== 'running') throw invalid(`engine.${what}: the engine is closed`);
+    this.calls++;
+  }
+
+  private checkSize(n: number, what: string): void {
+    if (n > this.pool.maxBufferBytes) throw invalid(`engine.${what}: ${n} bytes exceed the largest pool buffer (${this.pool.maxBufferBytes}); use the synchronous codec`);
+  }
+
+  // --------------------------------------------------------------------------
+  // Promise API: the synchronous codecs, run on the workers.
+
+  private async checksum(op: number, what: string, src: ArrayBufferView | ArrayBuffer): Promise<number> {
+    this.enter(what);
+    try {
+      const input = bytesOf(src, `engine.${what}`);
+      this.checkSize(input.length, what);
+      const d = await this.pool.allocAsync(input.length);
+      try {
+        this.pool.write(d, input);
+        this.prepare(d, op);
+        await this.run(d);
+        return this.checksumOf(d);
+      } finally {
+        this.pool.free(d);
+      }
+    } finally {
+      this.calls--;
+    }
+  }
+
+  crc32(src: ArrayBufferView | ArrayBuffer): Promise<number> {
+    return this.checksum(OP_CRC32, 'crc32', src);
+  }
+
+  crc32c(src: ArrayBufferView | ArrayBuffer): Promise<number> {
+    return this.checksum(OP_CRC32C, 'crc32c', src);
+  }
+
+  adler32(src: ArrayBufferView | ArrayBuffer): Promise<number> {
+    return this.checksum(OP_ADLER32, 'adler32', src);
+  }
+
+  /** The dedupe fingerprint (XXH3-128, 16 bytes), as fingerprint(src). */
+  fingerprint(src: ArrayBufferView | ArrayBuffer): Promise<Uint8Array> {
+    return this.call('fingerprint', async () => {
+      const input = bytesOf(src, 'engine.fingerprint');
+      this.checkSize(input.length, 'fingerprint');
+      const d = await this.pool.allocAsync(input.length);
+      try {
+        this.pool.write(d, input);
+        this.prepare(d, OP_FINGERPRINT);
+        await this.run(d);
+        return this.resultOf(d);
+      } finally {
+        this.pool.free(d);
+      }
+    });
+  }
+
+  /** DESC_RESULT of a fingerprint job: the 16-byte digest (a copy). */
+  resultOf(idx: number): Uint8Array {
+    const at = (this.pool.descWord(idx) << 2) + this.layout.DESC_RESULT;
+    return new Uint8Array(this.runtime.memory.buffer, at, 16).slice();
+  }
+
+  readonly deflate = Object.freeze({
+    /** As deflate.compress(src, opts), on a worker. */
+    compress: (src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Promise<Uint8Array> => this.call('deflate.compress', () => this.deflateCompress(src, opts)),
+    /**
+     * As deflate.decompress(src, opts), on a worker. The output must fit one pool
+     * buffer: give originalSize when known (it picks the buffer), else the largest.
+     */
+    decompress: (src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions & { originalSize?: number }): Promise<Uint8Array> => this.call('deflate.decompress', () => this.inflate(src, opts)),
+  });
+
+  private async deflateCompress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Promise<Uint8Array> {
+    const input = bytesOf(src, 'engine.deflate.compress');
+    const level = levelArg(opts?.level ?? 6, 'engine.deflate.compress');
+    const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.compress');
+    return this.compressJob('deflate.compress', input, OP_DEFLATE_COMPRESS, level | (format << 8), () => deflateSync(input, opts));
+  }
+
+  private async inflate(src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions & { originalSize?: number }): Promise<Uint8Array> {
+    const input = bytesOf(src, 'engine.deflate.decompress');
+    this.checkSize(input.length, 'deflate.decompress');
+    const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.decompress');
+    const size = opts?.originalSize ?? this.pool.maxBufferBytes;
+    if (!Number.isInteger(size) || size < 0 || size > this.pool.maxBufferBytes) {
+      throw invalid(`engine.deflate.decompress: originalSize must be an integer from 0 to ${this.pool.maxBufferBytes}, got ${String(size)}`);
+    }
+    const [inD, outD] = await this.allocPair(Math.max(1, input.length), Math.max(1, size));
+    try {
+      this.pool.write(inD, input);
+      this.prepare(inD, OP_INFLATE, outD, format);
+      const status = await this.run(inD);
+      const L = this.layout;
+      const d = this.pool.descWord(inD);
+      if (status === STATUS_INFLATE_ERROR) {
+        const rec = this.errorRecordAt >> 2;
+        this.u32[rec] = this.u32[d + (L.DESC_CHECKSUM >> 2)];
+        this.u32[rec + 1] = this.u32[d + (L.DESC_AUX >> 2)];
+        for (let k = 0; k < 3; k++) this.u32[rec + 2 + k] = this.u32[d + (L.DESC_RESULT >> 2) + k];
+        throw inflateError(this.runtime, this.errorRecordAt, formatName(format));
+      }
+      if (status === STATUS_OUTPUT_OVERFLOW) throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded data exceeds the ${this.pool.capacityOf(outD)}-byte output buffer`);
+      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `engine: inflate status ${status}`);
+      const out = this.pool.bytes(outD).slice();
+      if (opts?.originalSize !== undefined && out.length !== opts.originalSize) {
+        throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded ${out.length} bytes, expected originalSize ${opts.originalSize}`);
+      }
+      return out;
+    } finally {
+      this.pool.free(inD);
+      this.pool.free(outD);
+    }
+  }
+
+  readonly lz4 = Object.freeze({
+    compressBlock: (src: ArrayBufferView | ArrayBuffer, opts?: Lz4CompressOptions): Promise<Uint8Array> => this.call('lz4.compressBlock', () => this.lz4Compress(src, opts)),
+    decompressBlock: (src: ArrayBufferView | ArrayBuffer, originalSize: number): Promise<Uint8Array> => this.call('lz4.decompressBlock', () => this.lz4Decompress(src, originalSize)),
+  });
+
+  private async call<T>(what: string, body: () => Promise<T>): Promise<T> {
+    this.enter(what);
+    try {
+      return await body();
+    } finally {
+      this.calls--;
+    }
+  }
+
+  private async lz4Compress(src: ArrayBufferView | ArrayBuffer, opts?: Lz4CompressOptions): Promise<Uint8Array> {
+    const input = bytesOf(src, 'engine.lz4.compressBlock');
+    const accel = opts?.acceleration ?? 1;
+    if (!Number.isInteger(accel) || accel < 1 || accel > 65537) throw invalid(`engine.lz4.compressBlock: acceleration must be an integer from 1 to 65537, got ${String(accel)}`);
+    return this.compressJob('lz4.compressBlock', input, OP_LZ4_COMPRESS, accel, () => compressBlockSync(input, opts));
+  }
+
+  /**
+   * A compression job: the output gets the input's own size class (a 4 KiB block
+   * compresses into a 4 KiB buffer); the rare input that does not shrink enough
+   * to fit is compressed on this thread by `fallback`.
+   */
+  private async compressJob(what: string, input: Uint8Array, op: number, arg: number, fallback: () => Uint8Array): Promise<Uint8Array> {
+    this.checkSize(input.length, what);
+    const [inD, outD] = await this.allocPair(input.length, this.pool.classSizeFor(Math.max(1, input.length)));
+    try {
+      this.pool.write(inD, input);
+      this.prepare(inD, op, outD, arg);
+      const status = await this.run(inD);
+      if (status === STATUS_INCOMPRESSIBLE) return fallback();
+      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `engine.${what}: status ${status}`);
+      return this.pool.bytes(outD).slice();
+    } finally {
+      this.pool.free(inD);
+      this.pool.free(outD);
+    }
+  }
+
+  private async lz4Decompress(src: ArrayBufferView | ArrayBuffer, originalSize: number): Promise<Uint8Array> {
+    const input = bytesOf(src, 'engine.lz4.decompressBlock');
+    this.checkSize(input.length, 'lz4.decompressBlock');
+    if (!Number.isInteger(originalSize) || originalSize < 0 || originalSize > this.pool.maxBufferBytes) {
+      throw invalid(`engine.lz4.decompressBlock: originalSize must be an integer from 0 to ${this.pool.maxBufferBytes}, got ${String(originalSize)}`);
+    }
+    const [inD, outD] = await this.allocPair(input.length, Math.max(1, originalSize));
+    try {
+      this.pool.write(inD, input);
+      this.prepare(inD, OP_LZ4_DECOMPRESS, outD, originalSize === 0 ? 0 : originalSize);
+      const status = await this.run(inD);
+      const L = this.layout;
+      const d = this.pool.descWord(inD);
+      if (status <= STATUS_LZ4_ERROR_BASE) {
+        throw new FlashpackError('ECORRUPT', lz4ErrorMessage('lz4 block', STATUS_LZ4_ERROR_BASE - status, this.u32[d + (L.DESC_CHECKSUM >> 2)],
+          this.u32[d + (L.DESC_AUX >> 2)], this.u32[d + (L.DESC_RESULT >> 2)]));
+      }
+      const got = this.pool.lengthOf(outD);
+      if (status === STATUS_SIZE_MISMATCH || got !== originalSize) {
+        throw new FlashpackError('ECORRUPT', `lz4 block: decoded ${got} bytes, expected originalSize ${originalSize}`);
+      }
+      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `engine: lz4 decompress status ${status}`);
+      return this.pool.bytes(outD).slice();
+    } finally {
+      this.pool.free(inD);
+      this.pool.free(outD);
+    }
+  }
+
+  // --------------------------------------------------------------------------
+
+  /**
+   * Stops the engine. By default lets queued and running jobs finish (up to
+   * timeoutMs); otherwise, or after the timeout, cancels what has not started
+   * (promises reject with ECANCELED, batch jobs complete with STATUS_CANCELED).
+   * Workers leave and nothing is left holding the process open.
+   */
+  async close(opts: CloseOptions = {}): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'closing';
+    this.draining = opts.drain ?? true;
+    const deadline = performance.now() + (opts.timeoutMs ?? 30_000);
+    while (this.draining && (this.calls > 0 || this.inflight > 0) && performance.now() < deadline && this.slots.some((s) => s.alive)) {
+      this.reap();
+      if (this.inflight > 0) await this.sleepOnDoorbell();
+      else if (this.calls > 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    this.draining = false;
+    // Ask the workers to leave; a closed ring makes a worker stop before its next burst.
+    const gone = this.slots.map((s) => new Promise<void>((resolve) => {
+      if (!s.alive) return resolve();
+      const timer = setTimeout(resolve, 5000);
+      this.closedWaiters.set(s.index, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      s.submit.close();
+    }));
+    await Promise.all(gone);
+    this.reap();
+    this.state = 'closed';
+    for (const s of this.slots) {
+      s.alive = false;
+      s.handle?.terminate();
+      s.handle = null;
+      const left = [...s.inflight];
+      s.inflight.clear();
+      for (const idx of left) this.cancel(idx);
+    }
+    for (const idx of this.backlog.splice(0)) this.cancel(idx);
+    this.updateRef();
+  }
+
+  private cancel(idx: number): void {
+    this.i32[this.pool.descWord(idx) + (this.layout.DESC_STATUS >> 2)] = STATUS_CANCELED;
+    this.finish(idx, new FlashpackError('ECANCELED', `engine: descriptor ${idx} canceled by close()`));
+  }
+}
