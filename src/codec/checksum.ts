@@ -7,13 +7,12 @@
 import { runtime } from '../wasm/runtime.js';
 import { bytesOf, seedArg, sizeArg } from './input.js';
 
-type Kernel = 'crc32' | 'crc32c' | 'adler32';
+type Kernel = 'crc32' | 'crc32c' | 'adler32' | 'xxh32';
 
 function run(kernel: Kernel, data: ArrayBufferView | ArrayBuffer, seed: number): number {
   const rt = runtime();
   const src = bytesOf(data, kernel);
-  const at = rt.stage(src.length);
-  rt.u8.set(src, at);
+  const at = rt.stageInput(src, 0);
   return rt.exports[kernel](at, src.length, seed) >>> 0;
 }
 
@@ -125,9 +124,5 @@ export function adler32Combine(adlerA: number, adlerB: number, lengthB: number):
 
 /** xxHash32 (the LZ4 frame checksum). */
 export function xxh32(data: ArrayBufferView | ArrayBuffer, seed?: number): number {
-  const rt = runtime();
-  const src = bytesOf(data, 'xxh32');
-  const at = rt.stage(src.length);
-  rt.u8.set(src, at);
-  return rt.exports.xxh32(at, src.length, seedArg(seed, 'xxh32', 0)) >>> 0;
+  return run('xxh32', data, seedArg(seed, 'xxh32', 0));
 }

@@ -18,7 +18,7 @@
  * zlib preset dictionary is ENOTSUP.
  */
 import { FlashpackError, corrupt, hex32, invalid } from '../errors.js';
-import { runtime, type Runtime } from '../wasm/runtime.js';
+import { runtime, outputAfter, type Runtime } from '../wasm/runtime.js';
 import { ByteWriter, readU32le } from './byte-writer.js';
 import { bytesOf, sizeArg } from './input.js';
 
@@ -144,10 +144,8 @@ export function compress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptio
   const n = input.length;
   const rt = runtime();
   const cap = bound(n, format);
-  const inBytes = (n + 15) & ~15;
-  const inAt = rt.stage(inBytes + cap);
-  const outAt = inAt + inBytes;
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, cap);
+  const outAt = outputAfter(inAt, n);
   const size = compressRegion(rt, rt.deflateScratch, inAt, n, outAt, cap, level, format);
   if (size === 0) throw new FlashpackError('EINTERNAL', `deflate.compress: ${n} bytes did not fit the bound ${cap}`);
   return rt.u8.slice(outAt, outAt + size);
@@ -166,10 +164,8 @@ export function compressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array
   const format = formatArg(opts?.format, 'deflate.compressInto');
   const n = input.length;
   const rt = runtime();
-  const inBytes = (n + 15) & ~15;
-  const inAt = rt.stage(inBytes + out.length);
-  const outAt = inAt + inBytes;
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, out.length);
+  const outAt = outputAfter(inAt, n);
   const size = compressRegion(rt, rt.deflateScratch, inAt, n, outAt, out.length, level, format);
   if (size > 0) out.set(rt.u8.subarray(outAt, outAt + size));
   return size;
@@ -199,7 +195,7 @@ export function decompress(src: ArrayBufferView | ArrayBuffer, opts?: InflateOpt
   const rt = runtime();
   const ex = rt.exports;
   const n = input.length;
-  const inBytes = (n + 15) & ~15;
+  const inBytes = outputAfter(0, n);
   let region = Math.min(DECOMPRESS_MAX_REGION_BYTES, Math.max(DECOMPRESS_MIN_REGION_BYTES, 4 * n + WINDOW_BYTES));
   const inAt = rt.stage(inBytes + region);
   const outAt = inAt + inBytes;
@@ -244,10 +240,8 @@ export function decompressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Arr
   const format = formatArg(opts?.format, 'deflate.decompressInto');
   const rt = runtime();
   const n = input.length;
-  const inBytes = (n + 15) & ~15;
-  const inAt = rt.stage(inBytes + out.length);
-  const outAt = inAt + inBytes;
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, out.length);
+  const outAt = outputAfter(inAt, n);
   const size = decompressAt(inAt, n, outAt, out.length, rt.inflateScratch, opts);
   out.set(rt.u8.subarray(outAt, outAt + size));
   return size;

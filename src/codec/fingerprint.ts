@@ -10,7 +10,7 @@
  * into the shared memory, so a fingerprint never changes form between the two.
  */
 import { invalid } from '../errors.js';
-import { runtime, type Runtime } from '../wasm/runtime.js';
+import { runtime, outputAfter, type Runtime } from '../wasm/runtime.js';
 import { bytesOf, sizeArg } from './input.js';
 
 /** Bytes of one fingerprint. */
@@ -66,9 +66,8 @@ export function fingerprint(data: ArrayBufferView | ArrayBuffer, seed?: bigint |
   splitSeed(seed, 'fingerprint');
   const rt = runtime();
   const n = src.length;
-  const inAt = rt.stage(n + 16 + FINGERPRINT_BYTES);
-  const outAt = inAt + ((n + 15) & ~15);
-  rt.u8.set(src, inAt);
+  const inAt = rt.stageInput(src, FINGERPRINT_BYTES);
+  const outAt = outputAfter(inAt, n);
   rt.exports.xxh128(inAt, n, splitLo, splitHi, outAt, rt.ctx);
   return rt.u8.slice(outAt, outAt + FINGERPRINT_BYTES);
 }

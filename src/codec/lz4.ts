@@ -8,7 +8,7 @@
  * byte position.
  */
 import { FlashpackError, corrupt, invalid } from '../errors.js';
-import { runtime, type Runtime } from '../wasm/runtime.js';
+import { runtime, outputAfter, type Runtime } from '../wasm/runtime.js';
 import { bytesOf, sizeArg } from './input.js';
 
 /** Largest input of one block (liblz4's LZ4_MAX_INPUT_SIZE). */
@@ -40,9 +40,8 @@ export function compressBlock(src: ArrayBufferView | ArrayBuffer, opts?: Lz4Comp
   const n = sizeArg(input.length, 'lz4.compressBlock: input length', LZ4_MAX_BLOCK_BYTES);
   const rt = runtime();
   const bound = n + Math.floor(n / 255) + 16;
-  const inAt = rt.stage(n + 16 + bound);
-  const outAt = inAt + ((n + 15) & ~15);
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, bound);
+  const outAt = outputAfter(inAt, n);
   const size = rt.exports.lz4Compress(inAt, n, outAt, bound, rt.ctx, accel);
   if (size <= 0) throw new FlashpackError('EINTERNAL', `lz4.compressBlock: ${n} bytes did not fit the bound ${bound}`);
   return rt.u8.slice(outAt, outAt + size);
@@ -59,9 +58,8 @@ export function compressBlockInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8
   const accel = accelerationArg(opts);
   const n = sizeArg(input.length, 'lz4.compressBlockInto: input length', LZ4_MAX_BLOCK_BYTES);
   const rt = runtime();
-  const inAt = rt.stage(n + 16 + out.length);
-  const outAt = inAt + ((n + 15) & ~15);
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, out.length);
+  const outAt = outputAfter(inAt, n);
   const size = rt.exports.lz4Compress(inAt, n, outAt, out.length, rt.ctx, accel);
   if (size > 0) out.set(rt.u8.subarray(outAt, outAt + size));
   return size;
@@ -76,9 +74,8 @@ export function decompressBlockInto(src: ArrayBufferView | ArrayBuffer, dst: Uin
   const out = bytesOf(dst, 'lz4.decompressBlockInto: dst');
   const rt = runtime();
   const n = input.length;
-  const inAt = rt.stage(n + 16 + out.length);
-  const outAt = inAt + ((n + 15) & ~15);
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, out.length);
+  const outAt = outputAfter(inAt, n);
   const size = rt.exports.lz4Decompress(inAt, n, outAt, out.length, 0, rt.ctx);
   if (size < 0) throw lz4BlockError(rt, rt.ctx, 'lz4 block');
   out.set(rt.u8.subarray(outAt, outAt + size));
@@ -91,9 +88,8 @@ export function decompressBlock(src: ArrayBufferView | ArrayBuffer, originalSize
   sizeArg(originalSize, 'lz4.decompressBlock: originalSize', LZ4_MAX_BLOCK_BYTES);
   const rt = runtime();
   const n = input.length;
-  const inAt = rt.stage(n + 16 + originalSize);
-  const outAt = inAt + ((n + 15) & ~15);
-  rt.u8.set(input, inAt);
+  const inAt = rt.stageInput(input, originalSize);
+  const outAt = outputAfter(inAt, n);
   const size = rt.exports.lz4Decompress(inAt, n, outAt, originalSize, 0, rt.ctx);
   if (size < 0) throw lz4BlockError(rt, rt.ctx, 'lz4 block');
   if (size !== originalSize) throw corrupt(`lz4 block: decoded ${size} bytes, expected originalSize ${originalSize}`);

@@ -168,6 +168,17 @@ export class Runtime {
     return at;
   }
 
+  /**
+   * Stages `input` for one synchronous call with `outBytes` of output room after
+   * it: copies it in and returns its offset. The output starts at
+   * outputAfter(inAt, input.length).
+   */
+  stageInput(input: Uint8Array, outBytes: number): number {
+    const at = this.stage(outputAfter(0, input.length) + outBytes);
+    this.view.set(input, at);
+    return at;
+  }
+
   private ensure(end: number): void {
     const have = this.memory.buffer.byteLength;
     if (end > have) {
@@ -180,6 +191,11 @@ export class Runtime {
     }
     if (this.view.byteLength !== this.memory.buffer.byteLength) this.view = new Uint8Array(this.memory.buffer);
   }
+}
+
+/** Where a call's output goes: after its staged input, 16-byte aligned. */
+export function outputAfter(inAt: number, inputBytes: number): number {
+  return inAt + ((inputBytes + 15) & ~15);
 }
 
 let defaultRuntime: Runtime | undefined;
