@@ -9,7 +9,7 @@ export { TABLES_BASE } from "./generated/tables";
 export { adler32 } from "./adler32";
 export { xxh32, xxh32Init, xxh32Update, xxh32Digest } from "./xxhash32";
 export { lz4CompressBound, lz4Compress, lz4Decompress } from "./lz4";
-export { ringBytes, ringInit, spscEnqueue, spscDequeue, mpmcEnqueue, mpmcDequeue, mpmcPush, mpmcPop, ringCount } from "./ring";
+export { spscEnqueue, spscDequeue, mpmcEnqueue, mpmcDequeue, mpmcPush, mpmcPop } from "./ring";
 export { slabAlloc, slabFree } from "./slab";
 export {
   RING_HEAD, RING_PROD_TAIL_CACHE, RING_TAIL, RING_CONS_HEAD_CACHE, RING_SLEEPERS, RING_PROD_SLEEPERS, RING_CLOSED,

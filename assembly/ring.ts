@@ -7,25 +7,11 @@
 // queue, one CAS per burst: a slot at position p is free for the producer when
 // its seq == p and full for the consumer when its seq == p + 1.
 // Nothing here blocks: waiting is the caller's (Atomics.wait in JS), because
-// Node 20's V8 miscompiles code after memory.atomic.wait32.
+// Node 20's V8 miscompiles code after memory.atomic.wait32. Rings are carved and
+// initialized by the host (Ring.init in src/shm/ring.ts) before threads use them.
 import {
-  RING_HEAD, RING_PROD_TAIL_CACHE, RING_TAIL, RING_CONS_HEAD_CACHE, RING_CAPACITY, RING_KIND, RING_SLOTS, RING_MPMC,
+  RING_HEAD, RING_PROD_TAIL_CACHE, RING_TAIL, RING_CONS_HEAD_CACHE, RING_CAPACITY, RING_SLOTS,
 } from "./layout";
-
-/** Bytes a ring of `capacity` slots of `kind` occupies. */
-export function ringBytes(capacity: u32, kind: u32): usize {
-  return RING_SLOTS + <usize>capacity * (kind == RING_MPMC ? 8 : 4);
-}
-
-/** Initializes a ring (capacity a power of two); not concurrent with any use. */
-export function ringInit(r: usize, capacity: u32, kind: u32): void {
-  memory.fill(r, 0, RING_SLOTS);
-  store<u32>(r + RING_CAPACITY, capacity);
-  store<u32>(r + RING_KIND, kind);
-  if (kind == RING_MPMC) {
-    for (let i: u32 = 0; i < capacity; i++) store<u32>(r + RING_SLOTS + (<usize>i << 3), i);
-  }
-}
 
 /** SPSC burst enqueue of up to n values from src (u32s); returns how many. */
 export function spscEnqueue(r: usize, src: usize, n: u32): u32 {
@@ -108,11 +94,6 @@ export function mpmcDequeue(r: usize, dst: usize, max: u32): u32 {
     return k;
   }
   return 0; // unreachable
-}
-
-/** Values waiting in the ring (a snapshot). */
-export function ringCount(r: usize): u32 {
-  return atomic.load<u32>(r + RING_HEAD) - atomic.load<u32>(r + RING_TAIL);
 }
 
 /** MPMC enqueue of one value; false when full. */

@@ -32,7 +32,7 @@ export class Ring {
   private readonly closed: number;
   private readonly slots: number;
 
-  /** Attaches to a ring initialized by Ring.init (or the WASM ringInit) at byte offset `at`. */
+  /** Attaches to a ring initialized by Ring.init at byte offset `at`. */
   constructor(memory: WebAssembly.Memory, layout: Layout, at: number) {
     if (at % 128 !== 0) throw new Error(`ring at ${at} is not 128-byte aligned`);
     this.at = at;

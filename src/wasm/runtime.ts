@@ -31,15 +31,12 @@ export interface WasmExports {
   lz4CompressBound(n: number): number;
   lz4Compress(src: number, srcLen: number, dst: number, dstCap: number, ctx: number, acceleration: number): number;
   lz4Decompress(src: number, srcLen: number, dst: number, dstCap: number, prefixLen: number, ctx: number): number;
-  ringBytes(capacity: number, kind: number): number;
-  ringInit(r: number, capacity: number, kind: number): void;
   spscEnqueue(r: number, src: number, n: number): number;
   spscDequeue(r: number, dst: number, max: number): number;
   mpmcEnqueue(r: number, src: number, n: number): number;
   mpmcDequeue(r: number, dst: number, max: number): number;
   mpmcPush(r: number, value: number): number;
   mpmcPop(r: number): bigint;
-  ringCount(r: number): number;
   slabAlloc(pool: number, cls: number): number;
   slabFree(pool: number, idx: number): number;
   xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
