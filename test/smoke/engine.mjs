@@ -2,14 +2,7 @@
 // results equal the synchronous codecs, the batch API, crash recovery, and both
 // close modes. Prints one JSON line; exits non-zero on any failure.
 import * as fp from '../../dist/index.js';
-
-const failures = [];
-let checks = 0;
-const check = (name, ok) => {
-  checks++;
-  if (!ok) failures.push(name);
-};
-const equal = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+import { check, equal, report } from './report.mjs';
 const text = new TextEncoder().encode('the engine runs the codecs in workers over rings in shared memory. '.repeat(400));
 const blocks = [];
 for (let off = 0; off + 4096 <= text.length; off += 4096) blocks.push(text.subarray(off, off + 4096));
@@ -68,9 +61,4 @@ await e2.close({ drain: false });
 const settled = await canceled;
 check('cancel settles every call with a result or ECANCELED', settled.every((s) => s.status === 'fulfilled' || s.reason.code === 'ECANCELED'));
 
-const runtime = typeof Deno !== 'undefined' ? `deno ${Deno.version.deno}` : typeof Bun !== 'undefined' ? `bun ${Bun.version}` : `node ${process.version}`;
-console.log(JSON.stringify({ runtime, checks, failures }));
-if (failures.length) {
-  if (typeof Deno !== 'undefined') Deno.exit(1);
-  else process.exit(1);
-}
+report();

@@ -2,14 +2,7 @@
 // round-trips data through every codec. Run by test/runtimes.test.ts under
 // Node, Deno and Bun; prints one JSON line and exits non-zero on any mismatch.
 import * as fp from '../../dist/index.js';
-
-const failures = [];
-let checks = 0;
-const check = (name, ok) => {
-  checks++;
-  if (!ok) failures.push(name);
-};
-const equal = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+import { check, equal, report } from './report.mjs';
 
 const text = new TextEncoder().encode('flashpack smoke test: the quick brown fox jumps over the lazy dog. '.repeat(200));
 const random = new Uint8Array(70_000);
@@ -72,9 +65,4 @@ try {
 } catch (e) {
   check('deflate corrupt stream throws FlashpackError ECORRUPT', e instanceof fp.FlashpackError && e.code === 'ECORRUPT');
 }
-const runtime = typeof Deno !== 'undefined' ? `deno ${Deno.version.deno}` : typeof Bun !== 'undefined' ? `bun ${Bun.version}` : `node ${process.version}`;
-console.log(JSON.stringify({ runtime, checks, failures }));
-if (failures.length) {
-  if (typeof Deno !== 'undefined') Deno.exit(1);
-  else process.exit(1);
-}
+report();
