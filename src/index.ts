@@ -9,5 +9,6 @@ export { Runtime, runtime, wasmModule } from './wasm/index.js';
 export { Ring, SlabPool, DEFAULT_CLASSES, readLayout } from './shm/index.js';
 export type { RingKind, WaitResult, SizeClass, Layout } from './shm/index.js';
 export { Engine, jobs } from './engine/index.js';
+export * as nvme from './nvme/index.js';
 export type { EngineOptions, CloseOptions } from './engine/index.js';
 export type { WasmExports } from './wasm/index.js';

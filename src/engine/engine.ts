@@ -15,6 +15,7 @@
  */
 import { FlashpackError, invalid } from '../errors.js';
 import { Runtime, runtime as processRuntime, wasmModule } from '../wasm/runtime.js';
+import { spawnWorker, availableCores, type WorkerHandle } from '../wasm/spawn.js';
 import { readLayout, type Layout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
 import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
@@ -57,16 +58,9 @@ const READY_TIMEOUT_MS = 30_000;
 /** The host re-checks completion rings at least this often, even without a doorbell. */
 const DOORBELL_SAFETY_WAKE_MS = 200;
 
-interface WorkerHandle {
-  post(msg: WorkerInit): void;
-  terminate(): void;
-  ref(): void;
-  unref(): void;
-}
-
 interface WorkerSlot {
   index: number;
-  handle: WorkerHandle | null;
+  handle: WorkerHandle<WorkerInit> | null;
   submit: Ring;
   complete: Ring;
   ctxAt: number;
@@ -82,52 +76,12 @@ interface Pending {
   reject(err: Error): void;
 }
 
-const isWebWorkerRuntime = (): boolean => {
-  const g = globalThis as { Deno?: unknown; Bun?: unknown };
-  return g.Deno !== undefined || g.Bun !== undefined;
-};
-
 async function defaultWorkerCount(): Promise<number> {
-  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
-  let cores = nav?.hardwareConcurrency;
-  if (!cores) cores = (await import('node:os')).availableParallelism();
-  return Math.max(1, cores - 1);
+  return Math.max(1, (await availableCores()) - 1);
 }
 
-async function spawn(onReply: (r: WorkerReply) => void, onFailure: (err: Error) => void): Promise<WorkerHandle> {
-  const url = new URL('./worker.js', import.meta.url);
-  if (!isWebWorkerRuntime()) {
-    const { Worker } = await import('node:worker_threads');
-    const w = new Worker(url);
-    let exiting = false;
-    w.on('message', onReply);
-    w.on('error', (err) => onFailure(err));
-    w.on('exit', (code) => {
-      if (!exiting) onFailure(new Error(`worker exited with code ${code}`));
-    });
-    return {
-      post: (m) => w.postMessage(m),
-      terminate: () => {
-        exiting = true;
-        void w.terminate();
-      },
-      ref: () => w.ref(),
-      unref: () => w.unref(),
-    };
-  }
-  const w = new Worker(url, { type: 'module' }) as Worker & { ref?: () => void; unref?: () => void };
-  w.onmessage = (e: MessageEvent) => onReply(e.data as WorkerReply);
-  w.onerror = (e: ErrorEvent) => {
-    e.preventDefault();
-    onFailure(new Error(e.message || 'worker error'));
-  };
-  return {
-    post: (m) => w.postMessage(m),
-    terminate: () => w.terminate(),
-    ref: () => w.ref?.(),
-    unref: () => w.unref?.(),
-  };
-}
+const spawn = (onReply: (r: WorkerReply) => void, onFailure: (err: Error) => void): Promise<WorkerHandle<WorkerInit>> =>
+  spawnWorker<WorkerInit, WorkerReply>(new URL('./worker.js', import.meta.url), onReply, onFailure);
 
 export class Engine {
   readonly runtime: Runtime;
@@ -262,7 +216,7 @@ export class Engine {
     }
     if (this.state === 'closed') return;
     slot.alive = false;
-    slot.handle?.terminate();
+    void slot.handle?.terminate();
     slot.handle = null;
     this.crashes++;
     this.drain(slot); // completions it published before dying are good
@@ -699,7 +653,7 @@ export class Engine {
     this.state = 'closed';
     for (const s of this.slots) {
       s.alive = false;
-      s.handle?.terminate();
+      void s.handle?.terminate();
       s.handle = null;
       const left = [...s.inflight];
       s.inflight.clear();

@@ -1,0 +1,246 @@
+/**
+ * A device worker: the controller's side of the queue pairs. It fetches
+ * commands from every active submission queue (claiming each with a CAS on the
+ * SQ head, so several workers run commands in parallel), runs them on its own
+ * Device synchronously, and posts phase-tagged completion entries. It spins
+ * briefly when idle, then parks in Atomics.wait on the controller doorbell.
+ * Runs as a node:worker_threads worker on Node and a Web Worker on Deno and Bun.
+ */
+import { openDevice } from './devices.js';
+import type { BackendDescription, Device } from './backend.js';
+import {
+  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_LIVE, CTRL_CLOSING, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
+  TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout,
+} from './layout.js';
+import {
+  OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, DSM_ATTR_DEALLOCATE,
+  SQE_WORDS, SQE_CDW0, SQE_NSID, SQE_PRP1, SQE_CDW10, SQE_CDW11, SQE_CDW12, CQE_WORDS, CQE_DW0, CQE_DW2, CQE_DW3,
+  CQE_PHASE_BIT, CQE_STATUS_SHIFT, DSM_RANGE_BYTES, STATUS_ABORTED_BY_REQUEST, STATUS_INVALID_NAMESPACE,
+  STATUS_INVALID_OPCODE, STATUS_LBA_OUT_OF_RANGE, STATUS_DATA_TRANSFER_ERROR, STATUS_INTERNAL_DEVICE_ERROR, STATUS_SUCCESS,
+} from './spec.js';
+
+export interface DeviceWorkerInit {
+  memory: WebAssembly.Memory;
+  ctrlAt: number;
+  backend: BackendDescription;
+  /** Idle scans of the queues before parking on the doorbell. */
+  spinIterations: number;
+}
+
+export type DeviceWorkerReply = { ready: true } | { ready: false; error: string } | { closed: true };
+
+/** A parked worker re-checks its queues at least this often. */
+const PARK_TIMEOUT_MS = 1000;
+
+interface Queue {
+  qid: number;
+  base: number; // byte address
+  entries: number;
+  mask: number;
+  shift: number;
+  sq: number; // Int32 index of SQ entry 0
+  cq: number; // Int32 index of CQ entry 0
+}
+
+type Port = { post(msg: DeviceWorkerReply): void; onInit(cb: (msg: DeviceWorkerInit) => void): void };
+
+async function port(): Promise<Port> {
+  const g = globalThis as unknown as { Deno?: unknown; Bun?: unknown; postMessage?: (m: unknown) => void; addEventListener?: (t: string, f: (e: MessageEvent) => void) => void };
+  if (g.Deno === undefined && g.Bun === undefined) {
+    const { parentPort } = await import('node:worker_threads');
+    return { post: (m) => parentPort!.postMessage(m), onInit: (cb) => parentPort!.once('message', cb) };
+  }
+  return {
+    post: (m) => g.postMessage!(m),
+    onInit: (cb) => g.addEventListener!('message', (e: MessageEvent) => cb(e.data as DeviceWorkerInit)),
+  };
+}
+
+class DeviceLoop {
+  private readonly memory: WebAssembly.Memory;
+  private i32: Int32Array;
+  private u8: Uint8Array;
+  private readonly ctrl: number; // Int32 index of the controller block
+  private readonly dev: Device;
+  private readonly blockSize: number;
+  private readonly blocks: number;
+  private queues: Queue[] = [];
+  private tableGen = -1;
+
+  constructor(init: DeviceWorkerInit, dev: Device) {
+    this.memory = init.memory;
+    this.i32 = new Int32Array(init.memory.buffer);
+    this.u8 = new Uint8Array(init.memory.buffer);
+    this.ctrl = init.ctrlAt >> 2;
+    this.dev = dev;
+    this.blockSize = init.backend.blockSize;
+    this.blocks = init.backend.blocks;
+  }
+
+  /** The memory grew (the host carved a queue pair past our views): renew them. */
+  private refresh(): void {
+    if (this.memory.buffer.byteLength !== this.u8.length) {
+      this.i32 = new Int32Array(this.memory.buffer);
+      this.u8 = new Uint8Array(this.memory.buffer);
+    }
+  }
+
+  private loadTable(gen: number): void {
+    this.refresh();
+    const i32 = this.i32;
+    const qs: Queue[] = [];
+    for (let q = 0; q < MAX_QPAIRS; q++) {
+      const e = this.ctrl + ((CTRL_TABLE + q * CTRL_TABLE_ENTRY_BYTES) >> 2);
+      if (Atomics.load(i32, e + 3) !== 1) continue;
+      const base = i32[e];
+      const entries = i32[e + 1];
+      const L = qpairLayout(entries);
+      qs.push({ qid: q + 1, base, entries, mask: entries - 1, shift: 31 - Math.clz32(entries), sq: (base + L.sq) >> 2, cq: (base + L.cq) >> 2 });
+    }
+    this.queues = qs;
+    this.tableGen = gen;
+  }
+
+  run(spinIterations: number): void {
+    const i32 = () => this.i32;
+    const state = this.ctrl + (CTRL_STATE >> 2);
+    const bell = this.ctrl + (CTRL_DOORBELL >> 2);
+    const sleepers = this.ctrl + (CTRL_SLEEPERS >> 2);
+    const genWord = this.ctrl + (CTRL_TABLE_GEN >> 2);
+    let idle = 0;
+    let turn = 0;
+    for (;;) {
+      const rung = Atomics.load(i32(), bell);
+      const gen = Atomics.load(i32(), genWord);
+      if (gen !== this.tableGen) this.loadTable(gen);
+      let did = 0;
+      const qs = this.queues;
+      for (let k = 0; k < qs.length; k++) did += this.fetch(qs[(turn + k) % qs.length]);
+      turn++;
+      if (did > 0) {
+        idle = 0;
+        continue;
+      }
+      const st = Atomics.load(i32(), state);
+      if (st !== CTRL_LIVE) {
+        if (st === CTRL_CLOSING) return; // every SQ is empty: drained
+        return;
+      }
+      if (++idle < spinIterations) continue;
+      Atomics.add(i32(), sleepers, 1);
+      if (Atomics.load(i32(), bell) === rung) Atomics.wait(i32(), bell, rung, PARK_TIMEOUT_MS);
+      Atomics.sub(i32(), sleepers, 1);
+      idle = 0;
+    }
+  }
+
+  /** Claims and runs one command of queue q; 0 if its SQ is empty. */
+  private fetch(q: Queue): number {
+    const i32 = this.i32;
+    const headAt = (q.base + QP_SQ_HEAD) >> 2;
+    const h = Atomics.load(i32, headAt);
+    if (h === Atomics.load(i32, (q.base + QP_SQ_TAIL) >> 2)) return 0;
+    if (Atomics.compareExchange(i32, headAt, h, (h + 1) | 0) !== h) return 1; // another worker took it: look again
+    const e = q.sq + (h & q.mask) * SQE_WORDS;
+    const cdw0 = i32[e + SQE_CDW0];
+    const cid = cdw0 >>> 16;
+    const tracker = ((q.base + QP_TRACKERS) >> 2) + cid;
+    let status: number;
+    if (cid >= q.entries) status = STATUS_INVALID_OPCODE;
+    else if (Atomics.compareExchange(i32, tracker, TRACKER_QUEUED, TRACKER_ACTIVE) === TRACKER_ABORTED) status = STATUS_ABORTED_BY_REQUEST;
+    else status = this.execute(cdw0 & 0xff, i32[e + SQE_NSID], i32[e + SQE_PRP1] >>> 0, i32[e + SQE_CDW10], i32[e + SQE_CDW11], i32[e + SQE_CDW12]);
+    this.complete(q, cid, (h + 1) & 0xffff, status);
+    return 1;
+  }
+
+  private execute(opc: number, nsid: number, ptr: number, cdw10: number, cdw11: number, cdw12: number): number {
+    if (nsid !== 1) return STATUS_INVALID_NAMESPACE;
+    try {
+      switch (opc) {
+        case OPC_READ:
+        case OPC_WRITE: {
+          const lba = (cdw10 >>> 0) + (cdw11 >>> 0) * 2 ** 32;
+          const nlb = (cdw12 & 0xffff) + 1;
+          if (lba + nlb > this.blocks) return STATUS_LBA_OUT_OF_RANGE;
+          if (!this.mapped(ptr, nlb * this.blockSize)) return STATUS_DATA_TRANSFER_ERROR;
+          return opc === OPC_READ
+            ? this.dev.read(lba, nlb, this.u8, ptr)
+            : this.dev.write(lba, nlb, this.u8, ptr, (cdw12 & IO_FLAGS_FUA) !== 0);
+        }
+        case OPC_FLUSH:
+          return this.dev.flush();
+        case OPC_WRITE_ZEROES: {
+          const lba = (cdw10 >>> 0) + (cdw11 >>> 0) * 2 ** 32;
+          const nlb = (cdw12 & 0xffff) + 1;
+          if (lba + nlb > this.blocks) return STATUS_LBA_OUT_OF_RANGE;
+          return this.dev.writeZeroes(lba, nlb, (cdw12 & IO_FLAGS_FUA) !== 0);
+        }
+        case OPC_DATASET_MANAGEMENT: {
+          const ranges = (cdw10 & 0xff) + 1;
+          if ((cdw11 & DSM_ATTR_DEALLOCATE) === 0) return STATUS_SUCCESS; // attributes alone are hints
+          if (!this.mapped(ptr, ranges * DSM_RANGE_BYTES)) return STATUS_DATA_TRANSFER_ERROR;
+          const w = ptr >> 2;
+          for (let r = 0; r < ranges; r++) {
+            const len = this.i32[w + r * 4 + 1] >>> 0;
+            const lba = (this.i32[w + r * 4 + 2] >>> 0) + (this.i32[w + r * 4 + 3] >>> 0) * 2 ** 32;
+            if (lba + len > this.blocks) return STATUS_LBA_OUT_OF_RANGE;
+          }
+          for (let r = 0; r < ranges; r++) {
+            const len = this.i32[w + r * 4 + 1] >>> 0;
+            const lba = (this.i32[w + r * 4 + 2] >>> 0) + (this.i32[w + r * 4 + 3] >>> 0) * 2 ** 32;
+            if (len === 0) continue;
+            const st = this.dev.deallocate(lba, len);
+            if (st !== STATUS_SUCCESS) return st;
+          }
+          return STATUS_SUCCESS;
+        }
+        default:
+          return STATUS_INVALID_OPCODE;
+      }
+    } catch {
+      return STATUS_INTERNAL_DEVICE_ERROR;
+    }
+  }
+
+  /** Whether [ptr, ptr + len) lies inside the shared memory (4-byte aligned for range lists). */
+  private mapped(ptr: number, len: number): boolean {
+    if (ptr + len > this.u8.length) this.refresh();
+    return ptr % 4 === 0 && ptr + len <= this.u8.length;
+  }
+
+  private complete(q: Queue, cid: number, sqHead: number, status: number): void {
+    const i32 = this.i32;
+    const c = Atomics.add(i32, (q.base + QP_CQ_TAIL) >> 2, 1);
+    const e = q.cq + (c & q.mask) * CQE_WORDS;
+    const phase = ((c >>> q.shift) & 1) ^ 1;
+    i32[e + CQE_DW0] = 0;
+    i32[e + CQE_DW2] = sqHead | (q.qid << 16);
+    Atomics.store(i32, e + CQE_DW3, cid | (phase << CQE_PHASE_BIT) | (status << CQE_STATUS_SHIFT));
+    if (Atomics.load(i32, (q.base + QP_HOST_WAITING) >> 2) !== 0) {
+      Atomics.add(i32, (q.base + QP_CQ_SIGNAL) >> 2, 1);
+      Atomics.notify(i32, (q.base + QP_CQ_SIGNAL) >> 2);
+    }
+  }
+}
+
+const p = await port();
+p.onInit((init) => {
+  let dev: Device;
+  try {
+    dev = openDevice(init.backend);
+  } catch (err) {
+    p.post({ ready: false, error: (err as Error).message });
+    return;
+  }
+  p.post({ ready: true });
+  // Let the ready message leave before the loop takes the thread.
+  setTimeout(() => {
+    try {
+      new DeviceLoop(init, dev).run(init.spinIterations);
+    } finally {
+      dev.close();
+    }
+    p.post({ closed: true });
+  }, 0);
+});

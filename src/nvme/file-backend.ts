@@ -1,0 +1,165 @@
+/**
+ * A namespace on a regular file or a block device, through node:fs positional
+ * I/O (pread/pwrite), which Node, Deno and Bun all provide. Each device worker
+ * opens its own descriptor, so commands run in parallel across workers.
+ * Flush is fdatasync; a FUA write is the write followed by fdatasync before it
+ * completes. Write zeroes and deallocate write zeroes (node:fs has no
+ * fallocate), so deallocated blocks read back as zeroes here too.
+ */
+import * as fs from 'node:fs';
+import { FlashpackError, invalid } from '../errors.js';
+import { BLOCK_SIZES, type Backend, type BackendDescription, type Device } from './backend.js';
+import { STATUS_SUCCESS, STATUS_INTERNAL_DEVICE_ERROR, STATUS_UNRECOVERED_READ_ERROR, STATUS_WRITE_FAULT } from './spec.js';
+
+export interface FileBackendOptions {
+  /** Logical block size: 512 or 4096 (default 4096). */
+  blockSize?: number;
+  /** Create the file if missing and grow it to this many bytes (regular files only). */
+  size?: number;
+}
+
+/** Block devices report size 0 to fstat; their size is found by probing reads (at most this many). */
+const PROBE_READS_MAX = 64;
+
+export class FileBackend implements Backend {
+  readonly path: string;
+  readonly blockSize: number;
+  readonly blocks: number;
+  readonly epoch = 0;
+
+  constructor(path: string, opts: FileBackendOptions = {}) {
+    const bs = opts.blockSize ?? 4096;
+    if (!BLOCK_SIZES.includes(bs)) throw invalid(`file backend: block size ${bs} (512 or 4096)`);
+    if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % bs !== 0)) {
+      throw invalid(`file backend: size ${opts.size} must be a positive multiple of the ${bs}-byte block size`);
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(path, opts.size !== undefined ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR, 0o644);
+    } catch (err) {
+      throw new FlashpackError('ENXIO', `file backend: cannot open ${path}: ${(err as Error).message}`);
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      let bytes: number;
+      if (st.isBlockDevice()) bytes = probeSize(fd);
+      else if (st.isFile()) {
+        if (opts.size !== undefined && st.size < opts.size) fs.ftruncateSync(fd, opts.size);
+        bytes = opts.size ?? st.size;
+      } else throw invalid(`file backend: ${path} is neither a regular file nor a block device`);
+      if (bytes < bs) throw invalid(`file backend: ${path} holds ${bytes} bytes, less than one ${bs}-byte block`);
+      this.blocks = Math.floor(bytes / bs);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.path = path;
+    this.blockSize = bs;
+  }
+
+  describe(): BackendDescription {
+    return { kind: 'file', blockSize: this.blockSize, blocks: this.blocks, path: this.path };
+  }
+
+  present(): boolean {
+    return true;
+  }
+}
+
+/** The size of a block device: the first offset where a 1-byte read returns nothing. */
+function probeSize(fd: number): number {
+  const b = new Uint8Array(1);
+  const readsAt = (pos: number): boolean => fs.readSync(fd, b, 0, 1, pos) === 1;
+  let hi = 512;
+  let probes = 0;
+  while (readsAt(hi - 1)) {
+    hi *= 2;
+    if (++probes > PROBE_READS_MAX) throw invalid('file backend: cannot find the block device size');
+  }
+  let lo = hi / 2; // a byte at lo - 1 reads; one at hi - 1 does not
+  while (hi - lo > 1 && probes++ < 2 * PROBE_READS_MAX) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (readsAt(mid - 1)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const ZERO_CHUNK_BYTES = 1 << 20;
+
+export class FileDevice implements Device {
+  private readonly fd: number;
+  private readonly bs: number;
+  private zeroes: Uint8Array | null = null;
+
+  constructor(desc: Extract<BackendDescription, { kind: 'file' }>) {
+    this.fd = fs.openSync(desc.path, fs.constants.O_RDWR);
+    this.bs = desc.blockSize;
+  }
+
+  read(lba: number, blocks: number, mem: Uint8Array, at: number): number {
+    const len = blocks * this.bs;
+    let done = 0;
+    try {
+      while (done < len) {
+        const n = fs.readSync(this.fd, mem, at + done, len - done, lba * this.bs + done);
+        if (n === 0) break; // past the end of a file that shrank underneath us
+        done += n;
+      }
+    } catch (err) {
+      return ioStatus(err, STATUS_UNRECOVERED_READ_ERROR);
+    }
+    if (done < len) mem.fill(0, at + done, at + len);
+    return STATUS_SUCCESS;
+  }
+
+  write(lba: number, blocks: number, mem: Uint8Array, at: number, fua: boolean): number {
+    try {
+      writeAll(this.fd, mem, at, blocks * this.bs, lba * this.bs);
+      if (fua) fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      return ioStatus(err, STATUS_WRITE_FAULT);
+    }
+    return STATUS_SUCCESS;
+  }
+
+  flush(): number {
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      return ioStatus(err, STATUS_WRITE_FAULT);
+    }
+    return STATUS_SUCCESS;
+  }
+
+  writeZeroes(lba: number, blocks: number, fua: boolean): number {
+    const zeroes = (this.zeroes ??= new Uint8Array(ZERO_CHUNK_BYTES));
+    try {
+      const end = (lba + blocks) * this.bs;
+      for (let pos = lba * this.bs; pos < end; pos += ZERO_CHUNK_BYTES) {
+        writeAll(this.fd, zeroes, 0, Math.min(ZERO_CHUNK_BYTES, end - pos), pos);
+      }
+      if (fua) fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      return ioStatus(err, STATUS_WRITE_FAULT);
+    }
+    return STATUS_SUCCESS;
+  }
+
+  deallocate(lba: number, blocks: number): number {
+    return this.writeZeroes(lba, blocks, false);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+function writeAll(fd: number, buf: Uint8Array, at: number, len: number, pos: number): void {
+  let done = 0;
+  while (done < len) done += fs.writeSync(fd, buf, at + done, len - done, pos + done);
+}
+
+/** EIO is a media error; anything else (EBADF, ENOSPC on a sparse file, …) is an internal device error. */
+function ioStatus(err: unknown, media: number): number {
+  return (err as { code?: string }).code === 'EIO' ? media : STATUS_INTERNAL_DEVICE_ERROR;
+}

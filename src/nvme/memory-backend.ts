@@ -1,0 +1,90 @@
+/**
+ * A namespace held in a SharedArrayBuffer: every device worker copies straight
+ * between it and the slab buffers. Writes are durable once completed (there is
+ * no cache to lose); wrap it in a FaultBackend to get one.
+ */
+import { invalid } from '../errors.js';
+import { BLOCK_SIZES, type Backend, type BackendDescription, type Device } from './backend.js';
+import { STATUS_SUCCESS } from './spec.js';
+
+export interface MemoryBackendOptions {
+  /** Logical block size: 512 or 4096 (default 4096). */
+  blockSize?: number;
+  /** Capacity in bytes, a multiple of the block size. */
+  size: number;
+}
+
+export class MemoryBackend implements Backend {
+  readonly blockSize: number;
+  readonly blocks: number;
+  readonly storage: SharedArrayBuffer;
+  readonly epoch = 0;
+
+  constructor(opts: MemoryBackendOptions) {
+    const bs = opts.blockSize ?? 4096;
+    if (!BLOCK_SIZES.includes(bs)) throw invalid(`memory backend: block size ${bs} (512 or 4096)`);
+    if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % bs !== 0) {
+      throw invalid(`memory backend: size ${opts.size} must be a positive multiple of the ${bs}-byte block size`);
+    }
+    this.blockSize = bs;
+    this.blocks = opts.size / bs;
+    this.storage = new SharedArrayBuffer(opts.size);
+  }
+
+  describe(): BackendDescription {
+    return { kind: 'memory', blockSize: this.blockSize, blocks: this.blocks, storage: this.storage };
+  }
+
+  present(): boolean {
+    return true;
+  }
+
+  /** The namespace's bytes (for tests: what the medium holds now). */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.storage);
+  }
+}
+
+const ZERO_CHUNK_BYTES = 64 * 1024;
+const zeroChunk = new Uint8Array(ZERO_CHUNK_BYTES);
+
+export class MemoryDevice implements Device {
+  private readonly data: Uint8Array;
+  private readonly bs: number;
+
+  constructor(desc: Extract<BackendDescription, { kind: 'memory' }>) {
+    this.data = new Uint8Array(desc.storage);
+    this.bs = desc.blockSize;
+  }
+
+  read(lba: number, blocks: number, mem: Uint8Array, at: number): number {
+    const from = lba * this.bs;
+    mem.set(this.data.subarray(from, from + blocks * this.bs), at);
+    return STATUS_SUCCESS;
+  }
+
+  write(lba: number, blocks: number, mem: Uint8Array, at: number): number {
+    this.data.set(mem.subarray(at, at + blocks * this.bs), lba * this.bs);
+    return STATUS_SUCCESS;
+  }
+
+  flush(): number {
+    return STATUS_SUCCESS;
+  }
+
+  writeZeroes(lba: number, blocks: number): number {
+    // TypedArray.fill on shared memory takes V8's slow path; copying zeroes does not.
+    const end = (lba + blocks) * this.bs;
+    for (let at = lba * this.bs; at < end; at += ZERO_CHUNK_BYTES) {
+      const n = Math.min(ZERO_CHUNK_BYTES, end - at);
+      this.data.set(n === ZERO_CHUNK_BYTES ? zeroChunk : zeroChunk.subarray(0, n), at);
+    }
+    return STATUS_SUCCESS;
+  }
+
+  deallocate(lba: number, blocks: number): number {
+    return this.writeZeroes(lba, blocks);
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,548 @@
+/**
+ * An I/O queue pair, host side, after SPDK's nvme_qpair.c and nvme_ns_cmd.c.
+ *
+ * - A submission queue and a completion queue of `ioQueueSize` entries in the
+ *   shared memory; command IDs are tracker slot indices; completion entries
+ *   carry a phase bit. At most entries − cap commands are outstanding, where
+ *   cap (completions reaped per call) is entries / 4 clamped to 1..128, as SPDK.
+ * - A request pool of `ioQueueRequests` requests, separate from the trackers.
+ *   A split I/O takes one request for the parent and one per child.
+ * - Submission never blocks: with no free tracker the request joins a software
+ *   queue (FIFO, and everything after it waits behind it); with no free request
+ *   the call throws ENOMEM; an I/O needing ≥ ioQueueRequests children can never
+ *   fit, so it is EINVAL; a failed or removed controller is ENXIO.
+ * - processCompletions(max) reaps, runs callbacks in completion order,
+ *   resubmits queued requests, then checks timeouts oldest first.
+ *
+ * The hot path allocates nothing: requests and trackers are struct-of-arrays,
+ * statuses are interned.
+ */
+import { FlashpackError, invalid } from '../errors.js';
+import type { SlabPool } from '../shm/slab.js';
+import type { Controller, Namespace } from './controller.js';
+import { childBlocks, childCount } from './split.js';
+import {
+  QP_SQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS, TRACKER_FREE, TRACKER_QUEUED, TRACKER_ABORTED, qpairLayout,
+} from './layout.js';
+import {
+  OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, DSM_ATTR_DEALLOCATE,
+  DSM_MAX_RANGES, DSM_RANGE_BYTES, MAX_LBAS_PER_COMMAND, SQE_WORDS, SQE_CDW0, SQE_NSID, SQE_PRP1, SQE_CDW10,
+  SQE_CDW11, SQE_CDW12, CQE_WORDS, CQE_DW3, CQE_PHASE_BIT, CQE_STATUS_SHIFT, STATUS_PATH_ERROR,
+  STATUS_ABORTED_SQ_DELETION, Status,
+} from './spec.js';
+
+export type IoCallback = (status: Status, arg: unknown) => void;
+export type TimeoutCallback = (qpair: IoQpair, cid: number) => void;
+
+export interface IoQpairOptions {
+  /** Submission/completion queue entries: a power of two, 4 .. the controller's maxQueueEntries (default 256). */
+  ioQueueSize?: number;
+  /** Requests in the pool (default 512). */
+  ioQueueRequests?: number;
+}
+
+export interface DeallocateRange {
+  lba: number;
+  count: number;
+}
+
+const NO = -1;
+const REQ_IDLE = 0;
+const REQ_PARENT = 1;
+const REQ_QUEUED = 2;
+const REQ_SUBMITTED = 3;
+/** How long waitForCompletions spins before it parks, in milliseconds. */
+const WAIT_SPIN_MS = 0.02;
+
+export class IoQpair {
+  readonly id: number;
+  readonly ctrlr: Controller;
+  readonly entries: number;
+  readonly trackers: number;
+  readonly requests: number;
+  /** Completions one processCompletions call reaps at most. */
+  readonly maxCompletionsCap: number;
+  /** Byte address of the queue pair region in the shared memory. */
+  readonly base: number;
+
+  private readonly pool: SlabPool;
+  private readonly memory: WebAssembly.Memory;
+  private i32: Int32Array;
+  private readonly sqAt: number; // byte address of SQ entry 0
+  private readonly cqAt: number;
+  private readonly shift: number;
+  private sqTail = 0;
+  private cqHead = 0;
+
+  // Requests (struct of arrays).
+  private readonly rCb: (IoCallback | null)[];
+  private readonly rArg: unknown[];
+  private readonly rOpc: Uint8Array;
+  private readonly rState: Uint8Array;
+  private readonly rLba: Float64Array;
+  private readonly rBlocks: Int32Array;
+  private readonly rPtr: Int32Array;
+  private readonly rCdw10: Int32Array;
+  private readonly rCdw11: Int32Array;
+  private readonly rFlags: Int32Array;
+  private readonly rParent: Int32Array;
+  private readonly rPending: Int32Array;
+  private readonly rStatus: Int32Array;
+  private readonly rNext: Int32Array;
+  private readonly rScratch: Int32Array; // a descriptor the request owns (DSM range list) or NO
+  private readonly freeReqs: Int32Array;
+  private freeReqCount: number;
+  private queueHead = NO;
+  private queueTail = NO;
+  private queued = 0;
+
+  // Trackers: command ID → request, submit time, and the outstanding list in submission order.
+  private readonly tReq: Int32Array;
+  private readonly tTime: Float64Array;
+  private readonly tReported: Uint8Array;
+  private readonly tPrev: Int32Array;
+  private readonly tNext: Int32Array;
+  private readonly freeTrackers: Int32Array;
+  private freeTrackerCount: number;
+  private oldest = NO;
+  private newest = NO;
+  private outstanding = 0;
+  private freed = false;
+
+  /** @internal Controller.allocIoQpair creates queue pairs. */
+  constructor(ctrlr: Controller, id: number, base: number, entries: number, requests: number) {
+    this.ctrlr = ctrlr;
+    this.id = id;
+    this.base = base;
+    this.entries = entries;
+    this.requests = requests;
+    this.maxCompletionsCap = Math.min(128, Math.max(1, entries >> 2));
+    this.trackers = entries - this.maxCompletionsCap;
+    this.pool = ctrlr.pool;
+    this.memory = ctrlr.runtime.memory;
+    this.i32 = new Int32Array(this.memory.buffer);
+    const L = qpairLayout(entries);
+    this.sqAt = base + L.sq;
+    this.cqAt = base + L.cq;
+    this.shift = 31 - Math.clz32(entries);
+
+    const R = requests;
+    this.rCb = new Array<IoCallback | null>(R).fill(null);
+    this.rArg = new Array<unknown>(R).fill(undefined);
+    this.rOpc = new Uint8Array(R);
+    this.rState = new Uint8Array(R);
+    this.rLba = new Float64Array(R);
+    this.rBlocks = new Int32Array(R);
+    this.rPtr = new Int32Array(R);
+    this.rCdw10 = new Int32Array(R);
+    this.rCdw11 = new Int32Array(R);
+    this.rFlags = new Int32Array(R);
+    this.rParent = new Int32Array(R).fill(NO);
+    this.rPending = new Int32Array(R);
+    this.rStatus = new Int32Array(R);
+    this.rNext = new Int32Array(R).fill(NO);
+    this.rScratch = new Int32Array(R).fill(NO);
+    this.freeReqs = new Int32Array(R);
+    for (let i = 0; i < R; i++) this.freeReqs[i] = R - 1 - i;
+    this.freeReqCount = R;
+
+    const T = this.trackers;
+    this.tReq = new Int32Array(T).fill(NO);
+    this.tTime = new Float64Array(T);
+    this.tReported = new Uint8Array(T);
+    this.tPrev = new Int32Array(T).fill(NO);
+    this.tNext = new Int32Array(T).fill(NO);
+    this.freeTrackers = new Int32Array(T);
+    for (let i = 0; i < T; i++) this.freeTrackers[i] = T - 1 - i;
+    this.freeTrackerCount = T;
+  }
+
+  /** Commands on the device (submitted, not yet reaped). */
+  get outstandingCount(): number {
+    return this.outstanding;
+  }
+
+  /** Requests waiting in the software queue for a free tracker. */
+  get queuedCount(): number {
+    return this.queued;
+  }
+
+  /** Requests left in the pool. */
+  get freeRequests(): number {
+    return this.freeReqCount;
+  }
+
+  // ---- commands (spdk_nvme_ns_cmd_*) ----
+
+  /** Reads lbaCount blocks at lba into the slab buffer of descriptor `desc`. */
+  read(ns: Namespace, desc: number, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
+    this.rw(OPC_READ, ns, desc, lba, lbaCount, cb, arg, ioFlags);
+  }
+
+  /** Writes lbaCount blocks at lba from the slab buffer of descriptor `desc` (ioFlags: IO_FLAGS_FUA). */
+  write(ns: Namespace, desc: number, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
+    this.rw(OPC_WRITE, ns, desc, lba, lbaCount, cb, arg, ioFlags);
+  }
+
+  /** Commits every write completed before it to non-volatile media. */
+  flush(ns: Namespace, cb: IoCallback, arg?: unknown): void {
+    this.checkNamespace(ns);
+    this.ctrlr.checkLive();
+    const r = this.takeRequests(1, 'flush');
+    this.setRequest(r, OPC_FLUSH, 0, 0, 0, 0, 0, 0, cb, arg, NO);
+    this.submitLeaf(r);
+  }
+
+  /** Sets lbaCount blocks to zero (split into 65,536-block commands). */
+  writeZeroes(ns: Namespace, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
+    this.checkRange(ns, lba, lbaCount, 'write zeroes');
+    this.ctrlr.checkLive();
+    this.submitSplit(OPC_WRITE_ZEROES, ns, 0, lba, lbaCount, MAX_LBAS_PER_COMMAND, 0, ioFlags & IO_FLAGS_FUA, cb, arg, 'write zeroes');
+  }
+
+  /** Dataset management with the deallocate attribute: up to 256 ranges; deallocated blocks read as zeroes. */
+  deallocate(ns: Namespace, ranges: readonly DeallocateRange[], cb: IoCallback, arg?: unknown): void {
+    this.checkNamespace(ns);
+    if (ranges.length < 1 || ranges.length > DSM_MAX_RANGES) throw invalid(`deallocate: ${ranges.length} ranges (1 to ${DSM_MAX_RANGES})`);
+    for (const r of ranges) {
+      this.checkRange(ns, r.lba, r.count, 'deallocate');
+      if (r.count > 0xffffffff) throw invalid(`deallocate: range of ${r.count} blocks exceeds 2^32 - 1`);
+    }
+    this.ctrlr.checkLive();
+    const req = this.takeRequests(1, 'deallocate');
+    const desc = this.pool.tryAlloc(ranges.length * DSM_RANGE_BYTES);
+    if (desc < 0) {
+      this.releaseRequest(req);
+      throw new FlashpackError('ENOMEM', `deallocate: no free buffer for a ${ranges.length}-range list`);
+    }
+    const ptr = this.pool.bufferOf(desc);
+    const i32 = this.view();
+    for (let k = 0; k < ranges.length; k++) {
+      const w = (ptr >> 2) + k * 4;
+      i32[w] = 0;
+      i32[w + 1] = ranges[k].count;
+      i32[w + 2] = ranges[k].lba >>> 0;
+      i32[w + 3] = Math.floor(ranges[k].lba / 2 ** 32);
+    }
+    this.setRequest(req, OPC_DATASET_MANAGEMENT, 0, 0, ptr, ranges.length - 1, DSM_ATTR_DEALLOCATE, 0, cb, arg, NO);
+    this.rScratch[req] = desc;
+    this.submitLeaf(req);
+  }
+
+  /**
+   * Best-effort abort of command `cid` (spdk_nvme_ctrlr_cmd_abort). True when
+   * the device had not started it: it completes with ABORTED_BY_REQUEST
+   * (generic status 0x07). False when it already ran or is running.
+   */
+  abort(cid: number): boolean {
+    if (!Number.isInteger(cid) || cid < 0 || cid >= this.trackers) throw invalid(`abort: command ID ${cid} (0 to ${this.trackers - 1})`);
+    if (this.tReq[cid] === NO) return false;
+    const at = ((this.base + QP_TRACKERS) >> 2) + cid;
+    return Atomics.compareExchange(this.view(), at, TRACKER_QUEUED, TRACKER_ABORTED) === TRACKER_QUEUED;
+  }
+
+  // ---- completions ----
+
+  /**
+   * Reaps up to `max` completions (0 = all available, capped at
+   * maxCompletionsCap), calls their callbacks in completion order, resubmits
+   * queued requests and reports timed-out commands. Returns completions reaped.
+   */
+  processCompletions(max = 0): number {
+    if (this.freed) throw new FlashpackError('ENXIO', `qpair ${this.id} was freed`);
+    const cap = max <= 0 || max > this.maxCompletionsCap ? this.maxCompletionsCap : max;
+    const i32 = this.view();
+    let n = 0;
+    while (n < cap) {
+      const e = (this.cqAt >> 2) + (this.cqHead & (this.entries - 1)) * CQE_WORDS;
+      const dw3 = Atomics.load(i32, e + CQE_DW3);
+      if (((dw3 >>> CQE_PHASE_BIT) & 1) !== (((this.cqHead >>> this.shift) & 1) ^ 1)) break;
+      this.cqHead = (this.cqHead + 1) | 0;
+      n++;
+      this.retire(dw3 & 0xffff, dw3 >>> CQE_STATUS_SHIFT);
+    }
+    if (this.ctrlr.failed) this.failAll();
+    this.resubmitQueued();
+    this.checkTimeouts();
+    return n;
+  }
+
+  /**
+   * Resolves when a completion is waiting (or after timeoutMs). Spins ~20 µs,
+   * then parks on the completion signal with Atomics.waitAsync, holding a
+   * timer so the process stays alive while I/O is outstanding.
+   */
+  async waitForCompletions(timeoutMs = 1000): Promise<void> {
+    if (this.ready() || this.outstanding === 0) return;
+    const until = performance.now() + WAIT_SPIN_MS;
+    while (performance.now() < until) if (this.ready()) return;
+    const i32 = this.view();
+    const waiting = (this.base + QP_HOST_WAITING) >> 2;
+    const signal = (this.base + QP_CQ_SIGNAL) >> 2;
+    const seen = Atomics.load(i32, signal);
+    Atomics.store(i32, waiting, 1);
+    const keepAlive = setTimeout(() => {}, timeoutMs);
+    try {
+      if (this.ready() || this.ctrlr.failed) return;
+      const r = Atomics.waitAsync(i32, signal, seen, timeoutMs);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.store(i32, waiting, 0);
+      clearTimeout(keepAlive);
+    }
+  }
+
+  /** Whether the completion queue's next entry is posted. */
+  private ready(): boolean {
+    const e = (this.cqAt >> 2) + (this.cqHead & (this.entries - 1)) * CQE_WORDS;
+    return ((Atomics.load(this.view(), e + CQE_DW3) >>> CQE_PHASE_BIT) & 1) === (((this.cqHead >>> this.shift) & 1) ^ 1);
+  }
+
+  // ---- internals ----
+
+  private view(): Int32Array {
+    if (this.i32.buffer.byteLength !== this.memory.buffer.byteLength) this.i32 = new Int32Array(this.memory.buffer);
+    return this.i32;
+  }
+
+  private checkNamespace(ns: Namespace): void {
+    if (ns === null || typeof ns !== 'object' || ns.ctrlr !== this.ctrlr) throw invalid(`namespace ${String((ns as Namespace | null)?.id)} is not on this controller`);
+  }
+
+  private checkRange(ns: Namespace, lba: number, count: number, what: string): void {
+    this.checkNamespace(ns);
+    if (!Number.isSafeInteger(lba) || lba < 0) throw invalid(`${what}: LBA ${lba} is not a non-negative integer`);
+    if (!Number.isSafeInteger(count) || count < 1) throw invalid(`${what}: block count ${count} (at least 1)`);
+    if (lba + count > ns.blocks) throw invalid(`${what}: LBAs ${lba}..${lba + count - 1} past the namespace's ${ns.blocks} blocks`);
+  }
+
+  private rw(opc: number, ns: Namespace, desc: number, lba: number, count: number, cb: IoCallback, arg: unknown, ioFlags: number): void {
+    const what = opc === OPC_READ ? 'read' : 'write';
+    this.checkRange(ns, lba, count, what);
+    const cap = this.pool.capacityOf(desc); // EINVAL for a foreign descriptor
+    if (count * ns.blockSize > cap) throw invalid(`${what}: ${count} blocks of ${ns.blockSize} bytes exceed descriptor ${desc}'s ${cap}-byte buffer`);
+    this.ctrlr.checkLive();
+    this.submitSplit(opc, ns, this.pool.bufferOf(desc), lba, count, ns.maxTransferBlocks, ns.boundaryBlocks, ioFlags & IO_FLAGS_FUA, cb, arg, what);
+  }
+
+  private submitSplit(
+    opc: number, ns: Namespace, ptr: number, lba: number, count: number, maxBlocks: number, boundary: number,
+    flags: number, cb: IoCallback, arg: unknown, what: string,
+  ): void {
+    const children = childCount(lba, count, maxBlocks, boundary);
+    if (children === 1) {
+      const r = this.takeRequests(1, what);
+      this.setRequest(r, opc, lba, count, ptr, 0, 0, flags, cb, arg, NO);
+      this.submitLeaf(r);
+      return;
+    }
+    // SPDK (nvme_ns_map_failure_rc): an I/O whose children could never fit the request pool is EINVAL, not ENOMEM.
+    if (children >= this.requests) {
+      throw invalid(`${what}: ${count} blocks at LBA ${lba} split into ${children} commands; the qpair's pool holds ${this.requests} requests (ioQueueRequests)`);
+    }
+    const parent = this.takeRequests(children + 1, what);
+    this.setRequest(parent, opc, lba, count, ptr, 0, 0, flags, cb, arg, NO);
+    this.rState[parent] = REQ_PARENT;
+    this.rPending[parent] = children;
+    let at = lba;
+    let left = count;
+    let p = ptr;
+    while (left > 0) {
+      const n = childBlocks(at, left, maxBlocks, boundary);
+      const c = this.takeRequests(1, what);
+      this.setRequest(c, opc, at, n, p, 0, 0, flags, null, undefined, parent);
+      this.submitLeaf(c);
+      at += n;
+      left -= n;
+      if (ptr !== 0) p += n * ns.blockSize;
+    }
+  }
+
+  /** Takes one request, after checking that `needed` are free (ENOMEM otherwise). */
+  private takeRequests(needed: number, what: string): number {
+    if (this.freeReqCount < needed) {
+      throw new FlashpackError('ENOMEM', `${what}: needs ${needed} requests, ${this.freeReqCount} of ${this.requests} free on qpair ${this.id}`);
+    }
+    return this.freeReqs[--this.freeReqCount];
+  }
+
+  private releaseRequest(r: number): void {
+    this.rCb[r] = null;
+    this.rArg[r] = undefined;
+    this.rState[r] = REQ_IDLE;
+    this.rParent[r] = NO;
+    this.rNext[r] = NO;
+    if (this.rScratch[r] !== NO) {
+      this.pool.free(this.rScratch[r]);
+      this.rScratch[r] = NO;
+    }
+    this.freeReqs[this.freeReqCount++] = r;
+  }
+
+  private setRequest(
+    r: number, opc: number, lba: number, blocks: number, ptr: number, cdw10: number, cdw11: number, flags: number,
+    cb: IoCallback | null, arg: unknown, parent: number,
+  ): void {
+    this.rOpc[r] = opc;
+    this.rLba[r] = lba;
+    this.rBlocks[r] = blocks;
+    this.rPtr[r] = ptr;
+    this.rCdw10[r] = cdw10;
+    this.rCdw11[r] = cdw11;
+    this.rFlags[r] = flags;
+    this.rCb[r] = cb;
+    this.rArg[r] = arg;
+    this.rParent[r] = parent;
+    this.rStatus[r] = 0;
+  }
+
+  /** Into the SQ if a tracker is free and nobody is queued ahead; else the software queue. */
+  private submitLeaf(r: number): void {
+    if (this.queued === 0 && this.freeTrackerCount > 0) this.toDevice(r);
+    else this.enqueue(r);
+  }
+
+  private enqueue(r: number): void {
+    this.rState[r] = REQ_QUEUED;
+    this.rNext[r] = NO;
+    if (this.queueTail === NO) this.queueHead = r;
+    else this.rNext[this.queueTail] = r;
+    this.queueTail = r;
+    this.queued++;
+  }
+
+  private toDevice(r: number): void {
+    const cid = this.freeTrackers[--this.freeTrackerCount];
+    this.tReq[cid] = r;
+    this.tTime[cid] = performance.now();
+    this.tReported[cid] = 0;
+    // Append to the outstanding list (submission order = oldest first).
+    this.tPrev[cid] = this.newest;
+    this.tNext[cid] = NO;
+    if (this.newest === NO) this.oldest = cid;
+    else this.tNext[this.newest] = cid;
+    this.newest = cid;
+    this.outstanding++;
+    this.rState[r] = REQ_SUBMITTED;
+
+    const i32 = this.view();
+    const e = (this.sqAt >> 2) + (this.sqTail & (this.entries - 1)) * SQE_WORDS;
+    const opc = this.rOpc[r];
+    const lba = this.rLba[r];
+    i32.fill(0, e, e + SQE_WORDS);
+    i32[e + SQE_CDW0] = opc | (cid << 16);
+    i32[e + SQE_NSID] = 1;
+    i32[e + SQE_PRP1] = this.rPtr[r];
+    if (opc === OPC_DATASET_MANAGEMENT) {
+      i32[e + SQE_CDW10] = this.rCdw10[r];
+      i32[e + SQE_CDW11] = this.rCdw11[r];
+    } else if (opc !== OPC_FLUSH) {
+      i32[e + SQE_CDW10] = lba >>> 0;
+      i32[e + SQE_CDW11] = Math.floor(lba / 2 ** 32);
+      i32[e + SQE_CDW12] = ((this.rBlocks[r] - 1) & 0xffff) | this.rFlags[r];
+    }
+    Atomics.store(i32, ((this.base + QP_TRACKERS) >> 2) + cid, TRACKER_QUEUED);
+    this.sqTail = (this.sqTail + 1) | 0;
+    Atomics.store(i32, (this.base + QP_SQ_TAIL) >> 2, this.sqTail);
+    this.ctrlr.ringDoorbell();
+  }
+
+  /** A command completed: free its tracker and complete its request. */
+  private retire(cid: number, status: number): void {
+    if (cid >= this.trackers || this.tReq[cid] === NO) {
+      throw new FlashpackError('EINTERNAL', `qpair ${this.id}: completion for command ID ${cid}, which is not outstanding`);
+    }
+    const r = this.tReq[cid];
+    this.tReq[cid] = NO;
+    const prev = this.tPrev[cid];
+    const next = this.tNext[cid];
+    if (prev === NO) this.oldest = next;
+    else this.tNext[prev] = next;
+    if (next === NO) this.newest = prev;
+    else this.tPrev[next] = prev;
+    Atomics.store(this.view(), ((this.base + QP_TRACKERS) >> 2) + cid, TRACKER_FREE);
+    this.freeTrackers[this.freeTrackerCount++] = cid;
+    this.outstanding--;
+    this.completeRequest(r, status);
+  }
+
+  private completeRequest(r: number, status: number): void {
+    const parent = this.rParent[r];
+    if (parent === NO) {
+      const cb = this.rCb[r];
+      const arg = this.rArg[r];
+      this.releaseRequest(r);
+      cb!(Status.of(status), arg);
+      return;
+    }
+    this.releaseRequest(r);
+    if (status !== 0 && this.rStatus[parent] === 0) this.rStatus[parent] = status;
+    if (--this.rPending[parent] === 0) this.completeRequest(parent, this.rStatus[parent]);
+  }
+
+  private resubmitQueued(): void {
+    while (this.queued > 0 && this.freeTrackerCount > 0 && this.ctrlr.live) {
+      const r = this.queueHead;
+      this.queueHead = this.rNext[r];
+      if (this.queueHead === NO) this.queueTail = NO;
+      this.queued--;
+      this.toDevice(r);
+    }
+  }
+
+  /** The controller failed or vanished: queued requests fail here; the device side fails what it holds. */
+  private failAll(): void {
+    while (this.queued > 0) {
+      const r = this.queueHead;
+      this.queueHead = this.rNext[r];
+      if (this.queueHead === NO) this.queueTail = NO;
+      this.queued--;
+      this.completeRequest(r, STATUS_PATH_ERROR);
+    }
+    if (this.ctrlr.devicesGone) {
+      // No device worker is left to answer: complete what they held, oldest first.
+      while (this.oldest !== NO) this.retire(this.oldest, STATUS_PATH_ERROR);
+    }
+  }
+
+  private checkTimeouts(): void {
+    const timeoutMs = this.ctrlr.timeoutMs;
+    const cb = this.ctrlr.timeoutCallback;
+    if (timeoutMs <= 0 || cb === null || this.oldest === NO) return;
+    const now = performance.now();
+    for (let cid = this.oldest; cid !== NO; cid = this.tNext[cid]) {
+      if (now - this.tTime[cid] < timeoutMs) break;
+      if (this.tReported[cid] === 0) {
+        this.tReported[cid] = 1;
+        cb(this, cid);
+      }
+    }
+  }
+
+  /** @internal Controller.close: completes what is queued with ABORTED_SQ_DELETION once the device has drained. */
+  drainOnClose(): void {
+    while (this.processCompletions(0) > 0);
+    while (this.queued > 0) {
+      const r = this.queueHead;
+      this.queueHead = this.rNext[r];
+      if (this.queueHead === NO) this.queueTail = NO;
+      this.queued--;
+      this.completeRequest(r, STATUS_ABORTED_SQ_DELETION);
+    }
+    this.freed = true;
+  }
+
+  /** @internal */
+  markFreed(): void {
+    this.freed = true;
+  }
+
+  /** @internal The ready-made command IDs of outstanding commands, oldest first (tests). */
+  outstandingCids(): number[] {
+    const out: number[] = [];
+    for (let cid = this.oldest; cid !== NO; cid = this.tNext[cid]) out.push(cid);
+    return out;
+  }
+}
+
+export { IO_FLAGS_FUA };
