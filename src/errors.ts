@@ -9,7 +9,8 @@ export type FlashpackErrorCode =
   | 'ENOTSUP' // valid input using a feature flashpack does not implement
   | 'ENOSPC'
   | 'ETIMEDOUT'
-  | 'ENXIO'
+  | 'ENXIO' // the device is gone (removed, failed, closed)
+  | 'EIO' // the device failed a command (media error, write fault): carries the NVMe status
   | 'EWORKER' // a worker thread died with the job in flight (it has been replaced)
   | 'ECANCELED' // the job was canceled (engine.close({ drain: false }))
   | 'EINTERNAL'; // a broken internal invariant: a bug, never bad input

@@ -383,7 +383,15 @@ export class Engine {
     }
   }
 
-  /** Runs one prepared job descriptor; resolves with its status. */
+  /**
+   * Runs one descriptor prepared with prepare() and resolves with its status
+   * (STATUS_OK, STATUS_INCOMPRESSIBLE, or a negative error status). Jobs
+   * started in the same microtask wave reach the workers as one burst.
+   */
+  execute(idx: number): Promise<number> {
+    return this.run(idx);
+  }
+
   private run(idx: number): Promise<number> {
     if (this.state === 'closed' || (this.state === 'closing' && !this.draining)) {
       this.i32[this.pool.descWord(idx) + (this.layout.DESC_STATUS >> 2)] = STATUS_CANCELED;

@@ -37,6 +37,7 @@ const C_MEDIA_ERRORS = 6;
 const C_LOG_BYTES = 7;
 const C_LOG_RECORDS = 8;
 const C_DESTAGES = 9;
+const C_VOLATILE = 10; // records of writes not yet durable (FUA records excluded)
 const CONTROL_BYTES = 4096;
 // Media error table: Float64 triples [lba, count, kinds] from this byte offset.
 const MEDIA_TABLE_AT = 1024;
@@ -50,7 +51,8 @@ const RECORD_HEADER_BYTES = 16;
 const RECORD_FUA = 1;
 
 const DEFAULT_CACHE_BYTES = 64 << 20;
-const LOCK_SPIN_MAX = 1 << 30;
+const LOCK_SPINS = 1000;
+const LOCK_WAIT_MAX_MS = 60_000;
 
 export type PowerCutMode = 'tear' | 'drop' | 'keep';
 
@@ -93,7 +95,8 @@ export class FaultBackend implements Backend {
     if (!Number.isInteger(sector) || sector < 512 || inner.blockSize % sector !== 0) {
       throw invalid(`fault backend: sector size ${sector} must be at least 512 and divide the ${inner.blockSize}-byte block`);
     }
-    const cache = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    // Whole 8-byte words: the log is read through Int32Array views.
+    const cache = Math.floor((opts.cacheBytes ?? DEFAULT_CACHE_BYTES) / 8) * 8;
     if (!Number.isSafeInteger(cache) || cache < RECORD_HEADER_BYTES + inner.blockSize) {
       throw invalid(`fault backend: cache of ${cache} bytes cannot hold one ${inner.blockSize}-byte block`);
     }
@@ -158,7 +161,7 @@ export class FaultBackend implements Backend {
 
   /** Writes not yet durable (in the volatile cache). */
   get unflushedWrites(): number {
-    return Atomics.load(this.c, C_LOG_RECORDS);
+    return Atomics.load(this.c, C_VOLATILE);
   }
 
   /** Times the cache filled and destaged everything (making it durable). */
@@ -196,7 +199,7 @@ export class FaultBackend implements Backend {
 
   private loseCache(mode: PowerCutMode, seed: number): PowerCutReport {
     const records = Atomics.load(this.c, C_LOG_RECORDS);
-    const report: PowerCutReport = { unflushedWrites: records, sectors: 0, sectorsReverted: 0 };
+    const report: PowerCutReport = { unflushedWrites: Atomics.load(this.c, C_VOLATILE), sectors: 0, sectorsReverted: 0 };
     if (records === 0 || mode === 'keep') return report;
     const spb = this.blockSize / this.sectorBytes;
     // Per sector: byte offsets in the log of the values it held, oldest first (the durable one first).
@@ -251,19 +254,25 @@ export class FaultBackend implements Backend {
 
 const recordBytes = (dataBytes: number, fua: boolean): number => RECORD_HEADER_BYTES + (fua ? 0 : dataBytes);
 
+/** The cache lock: spin briefly, then sleep on the word (a holder may be in fdatasync). */
 function lock(c: Int32Array): void {
+  const deadline = Date.now() + LOCK_WAIT_MAX_MS;
   for (let i = 0; Atomics.compareExchange(c, C_LOCK, 0, 1) !== 0; i++) {
-    if (i > LOCK_SPIN_MAX) throw new FlashpackError('EINTERNAL', 'fault backend: cache lock never released');
+    if (i < LOCK_SPINS) continue;
+    if (Date.now() > deadline) throw new FlashpackError('EINTERNAL', `fault backend: cache lock held for over ${LOCK_WAIT_MAX_MS} ms`);
+    Atomics.wait(c, C_LOCK, 1, 1);
   }
 }
 
 function unlock(c: Int32Array): void {
   Atomics.store(c, C_LOCK, 0);
+  Atomics.notify(c, C_LOCK, 1);
 }
 
 function clearLog(c: Int32Array): void {
   Atomics.store(c, C_LOG_BYTES, 0);
   Atomics.store(c, C_LOG_RECORDS, 0);
+  Atomics.store(c, C_VOLATILE, 0);
 }
 
 function mulberry32(seed: number): () => number {
@@ -362,7 +371,7 @@ export class FaultDevice implements Device {
       if (!this.alive()) return STATUS_PATH_ERROR;
       const bytes = recordBytes(blocks * this.bs, fua);
       let at = Atomics.load(this.c, C_LOG_BYTES);
-      if (at + bytes > this.log.length) {
+      if (at + bytes > this.log.length && at > 0) {
         // The cache is full: destage it all (it is durable now) and start over.
         const st = this.inner.flush();
         if (st !== STATUS_SUCCESS) return st;
@@ -389,6 +398,7 @@ export class FaultDevice implements Device {
       this.logWords[w + 3] = fua ? RECORD_FUA : 0;
       Atomics.store(this.c, C_LOG_BYTES, at + bytes);
       Atomics.add(this.c, C_LOG_RECORDS, 1);
+      if (!fua) Atomics.add(this.c, C_VOLATILE, 1);
       return STATUS_SUCCESS;
     } finally {
       unlock(this.c);

@@ -53,6 +53,8 @@ const REQ_QUEUED = 2;
 const REQ_SUBMITTED = 3;
 /** How long waitForCompletions spins before it parks, in milliseconds. */
 const WAIT_SPIN_MS = 0.02;
+/** setTimeout's longest delay (larger values fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class IoQpair {
   readonly id: number;
@@ -281,7 +283,7 @@ export class IoQpair {
     const signal = (this.base + QP_CQ_SIGNAL) >> 2;
     const seen = Atomics.load(i32, signal);
     Atomics.store(i32, waiting, 1);
-    const keepAlive = setTimeout(() => {}, timeoutMs);
+    const keepAlive = setTimeout(() => {}, Math.min(timeoutMs, MAX_TIMER_MS));
     try {
       if (this.ready() || this.ctrlr.failed) return;
       const r = Atomics.waitAsync(i32, signal, seen, timeoutMs);
@@ -306,6 +308,7 @@ export class IoQpair {
   }
 
   private checkNamespace(ns: Namespace): void {
+    if (this.freed) throw new FlashpackError('ENXIO', `qpair ${this.id} was freed`);
     if (ns === null || typeof ns !== 'object' || ns.ctrlr !== this.ctrlr) throw invalid(`namespace ${String((ns as Namespace | null)?.id)} is not on this controller`);
   }
 
@@ -319,9 +322,10 @@ export class IoQpair {
   private rw(opc: number, ns: Namespace, desc: number, lba: number, count: number, cb: IoCallback, arg: unknown, ioFlags: number): void {
     const what = opc === OPC_READ ? 'read' : 'write';
     this.checkRange(ns, lba, count, what);
-    const cap = this.pool.capacityOf(desc); // EINVAL for a foreign descriptor
-    if (count * ns.blockSize > cap) throw invalid(`${what}: ${count} blocks of ${ns.blockSize} bytes exceed descriptor ${desc}'s ${cap}-byte buffer`);
     this.ctrlr.checkLive();
+    this.pool.checkAllocated(desc, what);
+    const cap = this.pool.capacityOf(desc);
+    if (count * ns.blockSize > cap) throw invalid(`${what}: ${count} blocks of ${ns.blockSize} bytes exceed descriptor ${desc}'s ${cap}-byte buffer`);
     this.submitSplit(opc, ns, this.pool.bufferOf(desc), lba, count, ns.maxTransferBlocks, ns.boundaryBlocks, ioFlags & IO_FLAGS_FUA, cb, arg, what);
   }
 
@@ -429,7 +433,8 @@ export class IoQpair {
     const e = (this.sqAt >> 2) + (this.sqTail & (this.entries - 1)) * SQE_WORDS;
     const opc = this.rOpc[r];
     const lba = this.rLba[r];
-    i32.fill(0, e, e + SQE_WORDS);
+    // Word stores, not fill(): TypedArray.fill on shared memory takes V8's slow path.
+    for (let w = 0; w < SQE_WORDS; w++) i32[e + w] = 0;
     i32[e + SQE_CDW0] = opc | (cid << 16);
     i32[e + SQE_NSID] = 1;
     i32[e + SQE_PRP1] = this.rPtr[r];

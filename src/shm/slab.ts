@@ -215,6 +215,17 @@ export class SlabPool {
     }
   }
 
+  /** EINVAL unless `idx` is one of this pool's descriptors and currently allocated (`what` names the caller). */
+  checkAllocated(idx: number, what: string): void {
+    if (!Number.isInteger(idx) || idx < 0 || idx >= this.descriptors) {
+      throw invalid(`${what}: descriptor ${idx} is not one of this pool's ${this.descriptors}`);
+    }
+    const L = this.layout;
+    if (Atomics.load(this.i32, this.descWord(idx) + (L.DESC_STATE >> 2)) !== (L.DESC_ALLOCATED | 0)) {
+      throw invalid(`${what}: descriptor ${idx} is not allocated`);
+    }
+  }
+
   /** Int32Array index of a descriptor's first word (for fast field access). */
   descWord(idx: number): number {
     return this.descBase + idx * (this.layout.DESC_BYTES >> 2);
