@@ -135,21 +135,31 @@ class DeviceLoop {
     }
   }
 
-  /** Claims and runs one command of queue q; 0 if its SQ is empty. */
+  /**
+   * Claims and runs one command of queue q; 0 if its SQ is empty. The entry is
+   * read before the claim: until command h is fetched the host cannot reuse its
+   * slot (outstanding commands < entries), but once it is fetched, commands
+   * after it may complete on other workers and the host may refill the slot.
+   */
   private fetch(q: Queue): number {
     const i32 = this.i32;
     const headAt = (q.base + QP_SQ_HEAD) >> 2;
     const h = Atomics.load(i32, headAt);
     if (h === Atomics.load(i32, (q.base + QP_SQ_TAIL) >> 2)) return 0;
-    if (Atomics.compareExchange(i32, headAt, h, (h + 1) | 0) !== h) return 1; // another worker took it: look again
     const e = q.sq + (h & q.mask) * SQE_WORDS;
     const cdw0 = i32[e + SQE_CDW0];
+    const nsid = i32[e + SQE_NSID];
+    const prp1 = i32[e + SQE_PRP1] >>> 0;
+    const cdw10 = i32[e + SQE_CDW10];
+    const cdw11 = i32[e + SQE_CDW11];
+    const cdw12 = i32[e + SQE_CDW12];
+    if (Atomics.compareExchange(i32, headAt, h, (h + 1) | 0) !== h) return 1; // another worker took it: look again
     const cid = cdw0 >>> 16;
     const tracker = ((q.base + QP_TRACKERS) >> 2) + cid;
     let status: number;
     if (cid >= q.entries) status = STATUS_INVALID_OPCODE;
     else if (Atomics.compareExchange(i32, tracker, TRACKER_QUEUED, TRACKER_ACTIVE) === TRACKER_ABORTED) status = STATUS_ABORTED_BY_REQUEST;
-    else status = this.execute(cdw0 & 0xff, i32[e + SQE_NSID], i32[e + SQE_PRP1] >>> 0, i32[e + SQE_CDW10], i32[e + SQE_CDW11], i32[e + SQE_CDW12]);
+    else status = this.execute(cdw0 & 0xff, nsid, prp1, cdw10, cdw11, cdw12);
     this.complete(q, cid, (h + 1) & 0xffff, status);
     return 1;
   }
