@@ -10,5 +10,7 @@ export { Ring, SlabPool, DEFAULT_CLASSES, readLayout } from './shm/index.js';
 export type { RingKind, WaitResult, SizeClass, Layout } from './shm/index.js';
 export { Engine, jobs } from './engine/index.js';
 export * as nvme from './nvme/index.js';
+export { Volume, Packer, simulatePacking } from './vdo/index.js';
+export type { VolumeOptions, OpenOptions, VolumeStats, Codec, WritePolicy, PackerPolicy, PackingResult } from './vdo/index.js';
 export type { EngineOptions, CloseOptions } from './engine/index.js';
 export type { WasmExports } from './wasm/index.js';

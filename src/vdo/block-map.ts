@@ -1,0 +1,220 @@
+/**
+ * The block map: logical block → (PBN, mapping state), stored as a flat array
+ * of 4 KiB pages (8 self-validating sectors × 99 entries) behind a bounded
+ * LRU page cache whose pages are slab buffers (read and written in place).
+ *
+ * Write-ahead rule: a dirty page reaches the device only in a checkpoint,
+ * after the journal entries that changed it are durable (the volume runs
+ * checkpoints). A sector that fails validation makes every read of its
+ * entries ECORRUPT; it is never taken as "unmapped".
+ */
+import { FlashpackError, corrupt } from '../errors.js';
+import type { SlabPool } from '../shm/slab.js';
+import type { BlockDevice } from './block-device.js';
+import {
+  MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
+  mapEntryAt, openSector, sealSector, type SectorHeader,
+} from './encodings.js';
+
+/** A mapping as one number: pbn * 16 + state. */
+export const mappingOf = (pbn: number, state: number): number => pbn * 16 + state;
+export const pbnOf = (m: number): number => Math.floor(m / 16);
+export const stateOf = (m: number): number => m % 16;
+
+interface Page {
+  index: number;
+  desc: number;
+  dirty: boolean;
+  /** Bit s set: sector s failed validation. */
+  corrupt: number;
+  /** Callers holding the page; a pinned page is never evicted. */
+  pins: number;
+  loading: Promise<Page> | null;
+}
+
+export interface BlockMapStats {
+  cacheHits: number;
+  cacheMisses: number;
+  pagesWritten: number;
+}
+
+export class BlockMap {
+  readonly logicalBlocks: number;
+  readonly pages: number;
+  readonly cachePages: number;
+  readonly stats: BlockMapStats = { cacheHits: 0, cacheMisses: 0, pagesWritten: 0 };
+  private readonly dev: BlockDevice;
+  private readonly pool: SlabPool;
+  private readonly start: number;
+  private readonly nonce: number;
+  private readonly cache = new Map<number, Page>();
+  private dirtyCount = 0;
+  private mem: Uint8Array;
+
+  constructor(dev: BlockDevice, pool: SlabPool, start: number, logicalBlocks: number, nonce: number, cachePages: number) {
+    this.dev = dev;
+    this.pool = pool;
+    this.start = start;
+    this.logicalBlocks = logicalBlocks;
+    this.pages = Math.ceil(logicalBlocks / MAP_ENTRIES_PER_PAGE);
+    this.nonce = nonce;
+    this.cachePages = cachePages;
+    this.mem = new Uint8Array(pool.memory.buffer);
+  }
+
+  get dirtyPages(): number {
+    return this.dirtyCount;
+  }
+
+  /** Whether the cache is full of dirty pages (a checkpoint must clean some). */
+  get needsCheckpoint(): boolean {
+    return this.dirtyCount >= this.cachePages - 1;
+  }
+
+  private bytes(): Uint8Array {
+    if (this.mem.buffer.byteLength !== this.pool.memory.buffer.byteLength) this.mem = new Uint8Array(this.pool.memory.buffer);
+    return this.mem;
+  }
+
+  /** The page holding `lba`, loaded and pinned: release it with unpin() (pinned pages stay cached). */
+  async page(lba: number): Promise<Page> {
+    const index = Math.floor(lba / MAP_ENTRIES_PER_PAGE);
+    let p = this.cache.get(index);
+    if (p !== undefined) {
+      this.cache.delete(index);
+      this.cache.set(index, p);
+      if (p.loading === null) this.stats.cacheHits++;
+    } else {
+      this.stats.cacheMisses++;
+      this.makeRoom();
+      const desc = await this.pool.allocAsync(4096);
+      p = this.cache.get(index);
+      if (p === undefined) {
+        p = { index, desc, dirty: false, corrupt: 0, pins: 0, loading: null };
+        p.loading = this.load(p);
+        this.cache.set(index, p);
+      } else this.pool.free(desc);
+    }
+    p.pins++;
+    if (p.loading !== null) {
+      try {
+        await p.loading;
+      } catch (err) {
+        p.pins--;
+        throw err;
+      }
+    }
+    return p;
+  }
+
+  unpin(p: Page): void {
+    p.pins--;
+  }
+
+  private async load(page: Page): Promise<Page> {
+    try {
+      await this.dev.read(this.start + page.index, page.desc);
+    } catch (err) {
+      this.cache.delete(page.index);
+      this.pool.free(page.desc);
+      page.loading = null;
+      throw err;
+    }
+    const at = this.pool.bufferOf(page.desc);
+    const b = this.bytes().subarray(at, at + 4096);
+    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+    for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+      const r = openSector(b, s, MAP_MAGIC, this.nonce, h);
+      if (r === SECTOR_CORRUPT || (r !== SECTOR_ABSENT && h.key !== page.index)) page.corrupt |= 1 << s;
+    }
+    page.loading = null;
+    return page;
+  }
+
+  /** Evicts clean, unpinned pages past the cache bound (least recently used first). */
+  private makeRoom(): void {
+    if (this.cache.size < this.cachePages) return;
+    for (const [index, p] of this.cache) {
+      if (this.cache.size < this.cachePages) return;
+      if (p.dirty || p.loading !== null || p.pins > 0) continue;
+      this.cache.delete(index);
+      this.pool.free(p.desc);
+    }
+    // Everything cached is dirty or loading: the cache grows past its bound until the next checkpoint.
+  }
+
+  /** The mapping of `lba` from a loaded page. */
+  get(page: Page, lba: number): number {
+    const e = lba - page.index * MAP_ENTRIES_PER_PAGE;
+    const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
+    if ((page.corrupt & (1 << s)) !== 0) {
+      throw corrupt(`block map: page ${page.index} sector ${s} (LBAs ${page.index * MAP_ENTRIES_PER_PAGE + s * MAP_ENTRIES_PER_SECTOR}..) fails its checksum`);
+    }
+    const b = this.bytes();
+    const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
+    const pbn = (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+    return mappingOf(pbn, b[at + 4] & 15);
+  }
+
+  /** Sets the mapping of `lba` in a loaded page (the caller has journaled the change). */
+  set(page: Page, lba: number, mapping: number): void {
+    const e = lba - page.index * MAP_ENTRIES_PER_PAGE;
+    const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
+    if ((page.corrupt & (1 << s)) !== 0) throw corrupt(`block map: page ${page.index} sector ${s} fails its checksum; cannot update LBA ${lba}`);
+    const b = this.bytes();
+    const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
+    const pbn = pbnOf(mapping);
+    b[at] = pbn & 0xff;
+    b[at + 1] = (pbn >>> 8) & 0xff;
+    b[at + 2] = (pbn >>> 16) & 0xff;
+    b[at + 3] = (pbn >>> 24) & 0xff;
+    b[at + 4] = stateOf(mapping);
+    if (!page.dirty) {
+      page.dirty = true;
+      this.dirtyCount++;
+    }
+  }
+
+  /** Writes every dirty page (checkpoint step: the journal covering them is durable). */
+  async writeDirty(): Promise<void> {
+    const writes: Promise<void>[] = [];
+    for (const p of this.cache.values()) {
+      if (!p.dirty) continue;
+      const at = this.pool.bufferOf(p.desc);
+      const b = this.bytes().subarray(at, at + 4096);
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) sealSector(b, s, MAP_MAGIC, this.nonce, { index: s, count: 0, key: p.index, aux: 0 });
+      p.dirty = false;
+      this.dirtyCount--;
+      this.stats.pagesWritten++;
+      writes.push(this.dev.write(this.start + p.index, p.desc));
+    }
+    await Promise.all(writes);
+    this.makeRoom();
+  }
+
+  /** Every mapping of the volume in page order (refcount rebuild); loads pages through the cache. */
+  async forEach(visit: (lba: number, mapping: number) => void): Promise<void> {
+    for (let pi = 0; pi < this.pages; pi++) {
+      const p = await this.page(pi * MAP_ENTRIES_PER_PAGE);
+      try {
+        const end = Math.min(this.logicalBlocks, (pi + 1) * MAP_ENTRIES_PER_PAGE);
+        for (let lba = pi * MAP_ENTRIES_PER_PAGE; lba < end; lba++) {
+          const m = this.get(p, lba);
+          if (m !== 0) visit(lba, m);
+        }
+      } finally {
+        this.unpin(p);
+      }
+    }
+  }
+
+  /** Drops every cached page (close). */
+  release(): void {
+    for (const p of this.cache.values()) if (p.loading === null) this.pool.free(p.desc);
+    this.cache.clear();
+    this.dirtyCount = 0;
+  }
+}
+
+export type { Page };
+export { FlashpackError };

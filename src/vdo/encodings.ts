@@ -1,0 +1,297 @@
+/**
+ * Every on-disk layout of a flashpack volume, in one place (dm-vdo keeps its
+ * in encodings.c). The volume block is 4 KiB. Every metadata structure is made
+ * of self-validating 512-byte sectors (magic, volume nonce, CRC-32C), because
+ * a device may tear a 4 KiB write at any 512-byte boundary: a torn write leaves
+ * each sector wholly old or wholly new, and each is still readable on its own.
+ *
+ *   VB 0, 1       superblock copies A and B (PureFlash's head page): geometry,
+ *                 codec, generation; the valid copy with the higher generation wins
+ *   journal       ring of `journalBlocks` blocks of 8 sectors × 15 entries
+ *   block map     flat array of pages, 8 sectors × 99 five-byte entries each
+ *   data          PBNs from dataStart; PBN 0 (a superblock's place) means "zero block"
+ *
+ * Format zeroes the journal and block map, so an all-zero sector is "never
+ * written" and any other sector that fails validation is corruption.
+ *
+ * Compressed (packed) data block: 36-byte header (magic, version, codec, count,
+ * 14 × u16 fragment sizes), fragments back to back (dm-vdo's compressed block).
+ */
+import { crc32c } from '../codec/checksum.js';
+
+export const BLOCK_BYTES = 4096;
+export const SECTOR_BYTES = 512;
+export const SECTORS_PER_BLOCK = BLOCK_BYTES / SECTOR_BYTES;
+
+// ---- superblock -------------------------------------------------------------
+export const SUPERBLOCK_COPIES = 2;
+const SB_MAGIC = 0x4f445046; // "FPDO"
+export const SB_VERSION = 1;
+const SB_OFF_MAGIC = 0;
+const SB_OFF_VERSION = 4;
+const SB_OFF_CRC = 8;
+const SB_OFF_GENERATION = 12; // u32 × 2
+const SB_OFF_NONCE = 20;
+const SB_OFF_LOGICAL = 24; // u32 × 2
+const SB_OFF_PHYSICAL = 32; // u32 × 2
+const SB_OFF_JOURNAL_START = 40;
+const SB_OFF_JOURNAL_BLOCKS = 44;
+const SB_OFF_MAP_START = 48;
+const SB_OFF_MAP_PAGES = 52;
+const SB_OFF_DATA_START = 56;
+const SB_OFF_CODEC = 60;
+const SB_OFF_DEDUPE = 61;
+const SB_OFF_POLICY = 62;
+const SB_OFF_SLAB_BLOCKS = 64;
+
+export const CODECS = ['none', 'lz4', 'deflate'] as const;
+export type Codec = (typeof CODECS)[number];
+export type WritePolicy = 'sync' | 'async';
+
+export interface Geometry {
+  nonce: number;
+  logicalBlocks: number;
+  physicalBlocks: number;
+  journalStart: number;
+  journalBlocks: number;
+  mapStart: number;
+  mapPages: number;
+  dataStart: number;
+  slabBlocks: number;
+  codec: Codec;
+  dedupe: boolean;
+  writePolicy: WritePolicy;
+}
+
+export interface Superblock extends Geometry {
+  generation: number;
+}
+
+const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
+const getU64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+const setU64 = (v: DataView, at: number, x: number): void => {
+  v.setUint32(at, x >>> 0, true);
+  v.setUint32(at + 4, Math.floor(x / 2 ** 32), true);
+};
+
+/** Writes a superblock into the first sector of `b` (4 KiB, rest zero). */
+export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
+  b.fill(0, 0, BLOCK_BYTES);
+  const v = dv(b);
+  v.setUint32(SB_OFF_MAGIC, SB_MAGIC, true);
+  v.setUint32(SB_OFF_VERSION, SB_VERSION, true);
+  setU64(v, SB_OFF_GENERATION, sb.generation);
+  v.setUint32(SB_OFF_NONCE, sb.nonce, true);
+  setU64(v, SB_OFF_LOGICAL, sb.logicalBlocks);
+  setU64(v, SB_OFF_PHYSICAL, sb.physicalBlocks);
+  v.setUint32(SB_OFF_JOURNAL_START, sb.journalStart, true);
+  v.setUint32(SB_OFF_JOURNAL_BLOCKS, sb.journalBlocks, true);
+  v.setUint32(SB_OFF_MAP_START, sb.mapStart, true);
+  v.setUint32(SB_OFF_MAP_PAGES, sb.mapPages, true);
+  v.setUint32(SB_OFF_DATA_START, sb.dataStart, true);
+  v.setUint8(SB_OFF_CODEC, CODECS.indexOf(sb.codec));
+  v.setUint8(SB_OFF_DEDUPE, sb.dedupe ? 1 : 0);
+  v.setUint8(SB_OFF_POLICY, sb.writePolicy === 'sync' ? 1 : 0);
+  v.setUint32(SB_OFF_SLAB_BLOCKS, sb.slabBlocks, true);
+  v.setUint32(SB_OFF_CRC, crc32c(b.subarray(0, SECTOR_BYTES)), true);
+}
+
+/** A superblock copy, or a reason it is not one (bad magic, checksum, version, geometry). */
+export function decodeSuperblock(b: Uint8Array): Superblock | string {
+  const v = dv(b);
+  if (v.getUint32(SB_OFF_MAGIC, true) !== SB_MAGIC) return `bad magic 0x${v.getUint32(SB_OFF_MAGIC, true).toString(16)}`;
+  const crc = v.getUint32(SB_OFF_CRC, true);
+  const copy = b.slice(0, SECTOR_BYTES);
+  new DataView(copy.buffer).setUint32(SB_OFF_CRC, 0, true);
+  const want = crc32c(copy);
+  if (crc !== want) return `checksum 0x${crc.toString(16)} != 0x${want.toString(16)}`;
+  if (v.getUint32(SB_OFF_VERSION, true) !== SB_VERSION) return `version ${v.getUint32(SB_OFF_VERSION, true)} (this build reads ${SB_VERSION})`;
+  const codec = CODECS[v.getUint8(SB_OFF_CODEC)];
+  if (codec === undefined) return `codec ${v.getUint8(SB_OFF_CODEC)}`;
+  const sb: Superblock = {
+    generation: getU64(v, SB_OFF_GENERATION),
+    nonce: v.getUint32(SB_OFF_NONCE, true),
+    logicalBlocks: getU64(v, SB_OFF_LOGICAL),
+    physicalBlocks: getU64(v, SB_OFF_PHYSICAL),
+    journalStart: v.getUint32(SB_OFF_JOURNAL_START, true),
+    journalBlocks: v.getUint32(SB_OFF_JOURNAL_BLOCKS, true),
+    mapStart: v.getUint32(SB_OFF_MAP_START, true),
+    mapPages: v.getUint32(SB_OFF_MAP_PAGES, true),
+    dataStart: v.getUint32(SB_OFF_DATA_START, true),
+    slabBlocks: v.getUint32(SB_OFF_SLAB_BLOCKS, true),
+    codec,
+    dedupe: v.getUint8(SB_OFF_DEDUPE) === 1,
+    writePolicy: v.getUint8(SB_OFF_POLICY) === 1 ? 'sync' : 'async',
+  };
+  const geometryOk =
+    sb.journalStart === SUPERBLOCK_COPIES && sb.journalBlocks > 0 &&
+    sb.mapStart === sb.journalStart + sb.journalBlocks &&
+    sb.mapPages === Math.ceil(sb.logicalBlocks / MAP_ENTRIES_PER_PAGE) &&
+    sb.dataStart === sb.mapStart + sb.mapPages && sb.dataStart < sb.physicalBlocks && sb.slabBlocks > 0;
+  return geometryOk ? sb : 'inconsistent geometry';
+}
+
+// ---- sector framing (journal and block map) -----------------------------------
+// [magic u16][index u8][count u8][crc u32][nonce u32][key u32 × 2][aux u32 × 2] = 28 bytes
+export const SECTOR_HEADER_BYTES = 28;
+const S_MAGIC = 0;
+const S_INDEX = 2;
+const S_COUNT = 3;
+const S_CRC = 4;
+const S_NONCE = 8;
+const S_KEY = 12;
+const S_AUX = 20;
+
+export const JOURNAL_MAGIC = 0x4a52; // "RJ"
+export const MAP_MAGIC = 0x4d42; // "BM"
+
+export interface SectorHeader {
+  index: number;
+  count: number;
+  key: number;
+  aux: number;
+}
+
+/** Seals sector `s` of block `b`: header fields, then the CRC over the whole sector. */
+export function sealSector(b: Uint8Array, s: number, magic: number, nonce: number, h: SectorHeader): void {
+  const at = s * SECTOR_BYTES;
+  const v = new DataView(b.buffer, b.byteOffset + at, SECTOR_BYTES);
+  v.setUint16(S_MAGIC, magic, true);
+  v.setUint8(S_INDEX, h.index);
+  v.setUint8(S_COUNT, h.count);
+  v.setUint32(S_CRC, 0, true);
+  v.setUint32(S_NONCE, nonce, true);
+  setU64(v, S_KEY, h.key);
+  setU64(v, S_AUX, h.aux);
+  v.setUint32(S_CRC, crc32c(b.subarray(at, at + SECTOR_BYTES)), true);
+}
+
+export const SECTOR_VALID = 0;
+/** Never written since format (format zeroes the journal and block map regions). */
+export const SECTOR_ABSENT = 1;
+/** Anything else that fails its magic, nonce, index or CRC: corruption (a torn write never makes one). */
+export const SECTOR_CORRUPT = 2;
+
+/** Checks sector `s` of `b`; fills `out` when valid. */
+export function openSector(b: Uint8Array, s: number, magic: number, nonce: number, out: SectorHeader): number {
+  const at = s * SECTOR_BYTES;
+  const v = new DataView(b.buffer, b.byteOffset + at, SECTOR_BYTES);
+  if (v.getUint16(S_MAGIC, true) !== magic || v.getUint32(S_NONCE, true) !== nonce) {
+    for (let i = 0; i < SECTOR_BYTES; i += 4) if (v.getUint32(i, true) !== 0) return SECTOR_CORRUPT;
+    return SECTOR_ABSENT;
+  }
+  const crc = v.getUint32(S_CRC, true);
+  v.setUint32(S_CRC, 0, true);
+  const want = crc32c(b.subarray(at, at + SECTOR_BYTES));
+  v.setUint32(S_CRC, crc, true);
+  if (crc !== want || v.getUint8(S_INDEX) !== s) return SECTOR_CORRUPT;
+  out.index = s;
+  out.count = v.getUint8(S_COUNT);
+  out.key = getU64(v, S_KEY);
+  out.aux = getU64(v, S_AUX);
+  return SECTOR_VALID;
+}
+
+// ---- recovery journal -------------------------------------------------------------
+// Sector: header (key = block sequence, aux = head sequence, count = entries), then
+// 15 entries of 32 bytes: [kind u8][newState u8][oldState u8][0][lba u32 × 2]
+// [newPbn u32][oldPbn u32][dataCrc u32][count u32][0 × 4].
+export const JOURNAL_ENTRY_BYTES = 32;
+export const JOURNAL_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / JOURNAL_ENTRY_BYTES);
+export const JOURNAL_ENTRIES_PER_BLOCK = JOURNAL_ENTRIES_PER_SECTOR * SECTORS_PER_BLOCK;
+/** One logical block's mapping changes. */
+export const ENTRY_MAP = 1;
+/** `count` logical blocks from `lba` become unmapped (one entry per discard range, not per block). */
+export const ENTRY_DISCARD = 2;
+
+export interface JournalEntry {
+  kind: number;
+  lba: number;
+  count: number;
+  newPbn: number;
+  newState: number;
+  oldPbn: number;
+  oldState: number;
+  dataCrc: number;
+}
+
+export function journalEntryAt(entry: number): number {
+  const s = Math.floor(entry / JOURNAL_ENTRIES_PER_SECTOR);
+  return s * SECTOR_BYTES + SECTOR_HEADER_BYTES + (entry % JOURNAL_ENTRIES_PER_SECTOR) * JOURNAL_ENTRY_BYTES;
+}
+
+export function encodeJournalEntry(b: Uint8Array, entry: number, e: JournalEntry): void {
+  const v = dv(b);
+  const at = journalEntryAt(entry);
+  v.setUint8(at, e.kind);
+  v.setUint8(at + 1, e.newState);
+  v.setUint8(at + 2, e.oldState);
+  v.setUint8(at + 3, 0);
+  setU64(v, at + 4, e.lba);
+  v.setUint32(at + 12, e.newPbn, true);
+  v.setUint32(at + 16, e.oldPbn, true);
+  v.setUint32(at + 20, e.dataCrc, true);
+  v.setUint32(at + 24, e.count, true);
+  v.setUint32(at + 28, 0, true);
+}
+
+export function decodeJournalEntry(b: Uint8Array, entry: number, out: JournalEntry): void {
+  const v = dv(b);
+  const at = journalEntryAt(entry);
+  out.kind = v.getUint8(at);
+  out.newState = v.getUint8(at + 1);
+  out.oldState = v.getUint8(at + 2);
+  out.lba = getU64(v, at + 4);
+  out.newPbn = v.getUint32(at + 12, true);
+  out.oldPbn = v.getUint32(at + 16, true);
+  out.dataCrc = v.getUint32(at + 20, true);
+  out.count = v.getUint32(at + 24, true);
+}
+
+// ---- block map ------------------------------------------------------------------------
+// Sector: header (key = page index), then 99 entries of 5 bytes: PBN u32, state u8.
+export const MAP_ENTRY_BYTES = 5;
+export const MAP_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / MAP_ENTRY_BYTES);
+export const MAP_ENTRIES_PER_PAGE = MAP_ENTRIES_PER_SECTOR * SECTORS_PER_BLOCK;
+
+/** Mapping states (dm-vdo's): unmapped, uncompressed, or compressed in slot 0–13. */
+export const STATE_UNMAPPED = 0;
+export const STATE_UNCOMPRESSED = 1;
+export const STATE_COMPRESSED_BASE = 2;
+export const MAX_COMPRESSION_SLOTS = 14;
+/** PBN 0 with STATE_UNCOMPRESSED: the shared zero block. */
+export const ZERO_PBN = 0;
+
+export function mapEntryAt(index: number): number {
+  const s = Math.floor(index / MAP_ENTRIES_PER_SECTOR);
+  return s * SECTOR_BYTES + SECTOR_HEADER_BYTES + (index % MAP_ENTRIES_PER_SECTOR) * MAP_ENTRY_BYTES;
+}
+
+// ---- compressed block --------------------------------------------------------------------
+const CB_MAGIC = 0x42435046; // "FPCB"
+export const CB_HEADER_BYTES = 36;
+/** Bytes of fragments one packed block holds. */
+export const CB_CAPACITY = BLOCK_BYTES - CB_HEADER_BYTES;
+
+export function encodePackedHeader(b: Uint8Array, codec: Codec, sizes: readonly number[]): void {
+  const v = dv(b);
+  v.setUint32(0, CB_MAGIC, true);
+  v.setUint8(4, 1);
+  v.setUint8(5, CODECS.indexOf(codec));
+  v.setUint8(6, sizes.length);
+  v.setUint8(7, 0);
+  for (let i = 0; i < MAX_COMPRESSION_SLOTS; i++) v.setUint16(8 + i * 2, sizes[i] ?? 0, true);
+}
+
+/** Byte range [from, to) of `slot`'s fragment in a packed block, or a reason it has none. */
+export function packedFragment(b: Uint8Array, slot: number): [number, number] | string {
+  const v = dv(b);
+  if (v.getUint32(0, true) !== CB_MAGIC) return 'not a packed block (bad magic)';
+  const count = v.getUint8(6);
+  if (count > MAX_COMPRESSION_SLOTS || slot >= count) return `slot ${slot} of a packed block with ${count} fragments`;
+  let at = CB_HEADER_BYTES;
+  for (let i = 0; i < slot; i++) at += v.getUint16(8 + i * 2, true);
+  const size = v.getUint16(8 + slot * 2, true);
+  if (size === 0 || at + size > BLOCK_BYTES) return `fragment ${slot} of ${size} bytes at ${at} overruns the block`;
+  return [at, at + size];
+}

@@ -1,0 +1,120 @@
+/**
+ * The slab depot: the data region cut into slabs, a reference count per
+ * physical block (dm-vdo's bound: 254 references; a block at the bound is not
+ * shared further), and allocation slab by slab.
+ *
+ * Reference counts live in memory and are rebuilt from the block map when a
+ * volume opens. A block whose count drops to zero is not reusable at once: it
+ * waits until the next completed flush, so a crash can never leave a journal
+ * entry's old mapping pointing at a block that was already overwritten.
+ */
+import { FlashpackError } from '../errors.js';
+
+export const MAX_REFERENCES = 254;
+
+export class SlabDepot {
+  readonly dataStart: number;
+  readonly dataBlocks: number;
+  readonly slabBlocks: number;
+  private readonly refs: Uint8Array;
+  private readonly slabFree: Int32Array;
+  private pendingFree: number[] = [];
+  private pendingMark: Uint8Array;
+  private cursor = 0;
+  private used = 0;
+
+  constructor(dataStart: number, physicalBlocks: number, slabBlocks: number) {
+    this.dataStart = dataStart;
+    this.dataBlocks = physicalBlocks - dataStart;
+    this.slabBlocks = slabBlocks;
+    this.refs = new Uint8Array(this.dataBlocks);
+    this.pendingMark = new Uint8Array(this.dataBlocks);
+    this.slabFree = new Int32Array(Math.ceil(this.dataBlocks / slabBlocks));
+    for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(slabBlocks, this.dataBlocks - s * slabBlocks);
+  }
+
+  /** Data blocks holding data (count > 0). */
+  get usedBlocks(): number {
+    return this.used;
+  }
+
+  /** Blocks free now (not counting those waiting for a flush). */
+  get freeBlocks(): number {
+    return this.dataBlocks - this.used - this.pendingFree.length;
+  }
+
+  /** Blocks freed since the last flush, reusable after the next one. */
+  get pendingBlocks(): number {
+    return this.pendingFree.length;
+  }
+
+  slabs(): number {
+    return this.slabFree.length;
+  }
+
+  isData(pbn: number): boolean {
+    return pbn >= this.dataStart && pbn < this.dataStart + this.dataBlocks;
+  }
+
+  references(pbn: number): number {
+    return this.refs[pbn - this.dataStart];
+  }
+
+  canShare(pbn: number): boolean {
+    return this.refs[pbn - this.dataStart] < MAX_REFERENCES;
+  }
+
+  /** A free block with one reference, or ENOSPC. Allocation fills a slab before moving on. */
+  allocate(): number {
+    const n = this.dataBlocks;
+    for (let scanned = 0; scanned < n; scanned++) {
+      const i = this.cursor;
+      this.cursor = this.cursor + 1 === n ? 0 : this.cursor + 1;
+      if (this.refs[i] === 0 && this.pendingMark[i] === 0) {
+        this.refs[i] = 1;
+        this.used++;
+        this.slabFree[Math.floor(i / this.slabBlocks)]--;
+        return this.dataStart + i;
+      }
+    }
+    throw new FlashpackError('ENOSPC', `slab depot: all ${n} data blocks are in use${this.pendingFree.length ? ` (${this.pendingFree.length} free after the next flush)` : ''}`);
+  }
+
+  /** One more reference to an allocated block. */
+  increment(pbn: number): void {
+    const i = pbn - this.dataStart;
+    if (this.refs[i] >= MAX_REFERENCES) throw new FlashpackError('EINTERNAL', `slab depot: PBN ${pbn} already has ${MAX_REFERENCES} references`);
+    if (this.refs[i] === 0) {
+      this.used++;
+      this.slabFree[Math.floor(i / this.slabBlocks)]--;
+    }
+    this.refs[i]++;
+  }
+
+  /** One reference fewer; at zero the block waits for the next flush. */
+  decrement(pbn: number): void {
+    const i = pbn - this.dataStart;
+    if (this.refs[i] === 0) throw new FlashpackError('EINTERNAL', `slab depot: PBN ${pbn} has no references to drop`);
+    if (--this.refs[i] === 0) {
+      this.used--;
+      this.slabFree[Math.floor(i / this.slabBlocks)]++;
+      this.pendingMark[i] = 1;
+      this.pendingFree.push(i);
+    }
+  }
+
+  /** A flush completed: blocks freed before it became reusable. */
+  releasePending(count = this.pendingFree.length): void {
+    const done = this.pendingFree.splice(0, count);
+    for (const i of done) this.pendingMark[i] = 0;
+  }
+
+  /** Recovery: counts rebuilt from scratch (every block referenced by the block map). */
+  resetAll(): void {
+    this.refs.fill(0);
+    this.pendingMark.fill(0);
+    this.pendingFree = [];
+    this.used = 0;
+    for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(this.slabBlocks, this.dataBlocks - s * this.slabBlocks);
+  }
+}

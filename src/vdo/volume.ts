@@ -1,0 +1,957 @@
+/**
+ * A VDO volume: logical 4 KiB blocks stored reduced the way dm-vdo does —
+ * zero blocks elided, duplicates shared (fingerprint → advice → byte compare),
+ * the rest compressed and packed up to 14 to a block — over an NVMe-style
+ * controller, with a recovery journal in front of the block map.
+ *
+ * Write path (one data_vio per logical block):
+ *   accept   copy the block into a slab buffer; reads see it at once
+ *            (async policy: acknowledged here, as dm-vdo's async mode)
+ *   zero     all-zero data maps to the zero block, nothing allocated
+ *   hash     XXH3-128 in the engine's workers
+ *   dedupe   concurrent identical writes share one lookup and one write (hash
+ *            lock); index advice is verified against the stored bytes; a block
+ *            at 254 references is not shared further
+ *   compress in the engine's workers; a fragment the packer cannot place is
+ *            stored raw ("incompressible")
+ *   pack     bins of up to 14 fragments (packer.ts); a bin of one is stored raw
+ *   map      under the metadata lock: journal (LBA, old, new, data CRC), then
+ *            the block map, then reference counts; an older write that lost the
+ *            race to a newer one for the same LBA is dropped here
+ *
+ * Durability: flush() waits for every accepted write to be mapped, writes the
+ * journal, and flushes the device. Blocks freed by remapping are reused only
+ * after a flush. Recovery replays the journal, keeping an entry only when the
+ * block it points to holds the bytes it journaled (so a write whose data never
+ * reached the media reverts to its previous mapping), rebuilds reference counts
+ * from the block map, and checkpoints.
+ */
+import { FlashpackError, invalid } from '../errors.js';
+import { Engine } from '../engine/engine.js';
+import { OP_FINGERPRINT, OP_LZ4_COMPRESS, OP_DEFLATE_COMPRESS, STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
+import { Controller } from '../nvme/controller.js';
+import type { Backend } from '../nvme/backend.js';
+import { FileBackend } from '../nvme/file-backend.js';
+import { runtime as processRuntime, type Runtime } from '../wasm/runtime.js';
+import { crc32c } from '../codec/checksum.js';
+import { decompressBlockInto } from '../codec/lz4.js';
+import { decompressInto as inflateInto } from '../codec/deflate.js';
+import { BlockDevice } from './block-device.js';
+import { BlockMap, mappingOf, pbnOf, stateOf } from './block-map.js';
+import { RecoveryJournal } from './recovery-journal.js';
+import { SlabDepot } from './slab-depot.js';
+import { DedupeIndex, DEFAULT_INDEX_MEMORY } from './dedupe.js';
+import { Packer, type Batch, type PackerPolicy } from './packer.js';
+import {
+  BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
+  STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader,
+  encodeSuperblock, packedFragment, type Codec, type Superblock, type WritePolicy,
+} from './encodings.js';
+
+export interface VolumeOptions {
+  /** Logical size in bytes (a multiple of 4096). */
+  logicalSize: number;
+  /** Physical size in bytes to use on the backend (default: all of it; for a new file path: logicalSize). */
+  physicalSize?: number;
+  /** Compression codec, recorded in the superblock (default 'lz4'). */
+  codec?: Codec;
+  /** Deduplicate (default true). */
+  dedupe?: boolean;
+  /** 'async' (default): writes are acknowledged when accepted, durable after flush(). 'sync': acknowledged when durable. */
+  writePolicy?: WritePolicy;
+  /** Dedupe index memory in bytes (default 16 MiB). */
+  indexMemory?: number;
+  /** Recovery journal blocks (default 256). */
+  journalBlocks?: number;
+  /** Blocks per slab (default 8192). */
+  slabBlocks?: number;
+}
+
+export interface OpenOptions {
+  indexMemory?: number;
+  /** Block map pages cached (default 1024 = 4 MiB, mapping ~3 GiB of logical space). */
+  cachePages?: number;
+  /** Engine workers for hashing and compression (default: cores − 1). */
+  workers?: number;
+  /** Device workers (default: the controller's). */
+  ioWorkers?: number;
+  /** Packer policy (default 'flashpack'; 'dm-vdo' packs as dm-vdo does). */
+  packer?: PackerPolicy;
+  /** Writes in the pipeline at once before write() waits (default 256). */
+  maxInflight?: number;
+  runtime?: Runtime;
+  /** File-backend block size for a path (default 4096). */
+  blockSize?: number;
+}
+
+export interface VolumeStats {
+  logicalBlocks: number;
+  physicalBlocks: number;
+  /** Physical blocks holding data. */
+  dataBlocksUsed: number;
+  /** Physical blocks of metadata (superblocks, journal, block map). */
+  overheadBlocksUsed: number;
+  /** Logical blocks mapped (including those mapped to the zero block). */
+  logicalBlocksUsed: number;
+  /** (logical blocks used − data blocks used) / logical blocks used, in percent. */
+  savingPercent: number;
+  dedupeAdviceValid: number;
+  dedupeAdviceStale: number;
+  dedupeConcurrentShared: number;
+  zeroBlocksWritten: number;
+  compressedFragmentsWritten: number;
+  compressedBlocksWritten: number;
+  compressedFragmentsInPacker: number;
+  journalEntriesWritten: number;
+  journalBlocksWritten: number;
+  blockMapCacheHits: number;
+  blockMapCacheMisses: number;
+  blockMapPagesWritten: number;
+  biosIn: { read: number; write: number; discard: number; flush: number };
+  biosOut: { read: number; write: number; flush: number };
+  /** Blocks written to the device per logical block written. */
+  writeAmplification: number;
+}
+
+const DEFAULT_JOURNAL_BLOCKS = 256;
+const DEFAULT_SLAB_BLOCKS = 8192;
+const DEFAULT_CACHE_PAGES = 1024;
+const DEFAULT_MAX_INFLIGHT = 256;
+const DEFLATE_LEVEL = 1;
+
+interface Pending {
+  gen: number;
+  /** Slab descriptor holding the data, or −1 for a zero block. */
+  desc: number;
+}
+
+interface LbaState {
+  latest: number;
+  applied: number;
+  inflight: number;
+}
+
+/** A block write the volume has taken: `done` settles when it is acknowledged. */
+interface Accepted {
+  done: Promise<void>;
+}
+
+interface Placed {
+  mapping: number;
+  crc: number;
+}
+
+/** A write's progress toward the packer: while `before`, it may still bring the packer a fragment. */
+interface Stage {
+  before: boolean;
+}
+
+interface FragmentItem {
+  lba: number;
+  desc: number; // data
+  out: number; // compressed
+  resolve(p: Placed): void;
+  reject(err: Error): void;
+}
+
+/** A promise-chain mutex: the metadata lock. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.tail.then(fn);
+    this.tail = r.then(() => {}, () => {});
+    return r;
+  }
+}
+
+const isZero = (b: Uint8Array): boolean => {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+};
+
+export class Volume {
+  readonly sb: Superblock;
+  readonly engine: Engine;
+  readonly ctrlr: Controller;
+  private readonly dev: BlockDevice;
+  private readonly map: BlockMap;
+  private readonly journal: RecoveryJournal;
+  private readonly depot: SlabDepot;
+  private readonly index: DedupeIndex;
+  private readonly packer: Packer<FragmentItem>;
+  private readonly meta = new Mutex();
+  private readonly pending = new Map<number, Pending>();
+  private readonly lbaStates = new Map<number, LbaState>();
+  private readonly hashLocks = new Map<string, Promise<Placed | null>>();
+  private readonly waitingInPacker = new Map<number, FragmentItem>();
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly rmwLocks = new Map<number, Promise<void>>();
+  private readonly maxInflight: number;
+  private readonly ownsEngine: boolean;
+  private gen = 0;
+  private active = 0;
+  /** Writes that may still bring the packer a fragment; at 0 nothing can fill the bins, so they go out. */
+  private prePacker = 0;
+  private reserved = 0;
+  private logicalUsed = 0;
+  private readsInFlight = 0;
+  private failure: Error | null = null;
+  private closed = false;
+  private mem: Uint8Array;
+  private readonly counters = {
+    adviceValid: 0, adviceStale: 0, concurrentShared: 0, zeroBlocks: 0, fragments: 0, packedBlocks: 0,
+    readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
+  };
+
+  private constructor(sb: Superblock, engine: Engine, ownsEngine: boolean, ctrlr: Controller, dev: BlockDevice, opts: OpenOptions) {
+    this.sb = sb;
+    this.engine = engine;
+    this.ownsEngine = ownsEngine;
+    this.ctrlr = ctrlr;
+    this.dev = dev;
+    const pool = engine.pool;
+    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES);
+    this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce);
+    this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
+    this.index = new DedupeIndex(opts.indexMemory ?? DEFAULT_INDEX_MEMORY);
+    this.packer = new Packer<FragmentItem>(opts.packer ?? 'flashpack');
+    this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
+    this.mem = new Uint8Array(pool.memory.buffer);
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------
+
+  /** Formats a new volume on a file path (created or grown to physicalSize) or a backend. */
+  static async create(target: string | Backend, opts: VolumeOptions & OpenOptions): Promise<Volume> {
+    const logical = opts.logicalSize;
+    if (!Number.isSafeInteger(logical) || logical <= 0 || logical % BLOCK_BYTES !== 0) {
+      throw invalid(`volume: logicalSize ${logical} must be a positive multiple of 4096`);
+    }
+    const codec = opts.codec ?? 'lz4';
+    if (codec !== 'lz4' && codec !== 'deflate' && codec !== 'none') throw invalid(`volume: codec ${String(codec)} (lz4, deflate or none)`);
+    const policy = opts.writePolicy ?? 'async';
+    if (policy !== 'async' && policy !== 'sync') throw invalid(`volume: writePolicy ${String(policy)} (async or sync)`);
+    const journalBlocks = opts.journalBlocks ?? DEFAULT_JOURNAL_BLOCKS;
+    if (!Number.isInteger(journalBlocks) || journalBlocks < 4 || journalBlocks > 65536) throw invalid(`volume: journalBlocks ${journalBlocks} (4 to 65,536)`);
+    const backend = typeof target === 'string'
+      ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096, size: opts.physicalSize ?? logical })
+      : target;
+    const { engine, ownsEngine, ctrlr, dev } = await Volume.attach(backend, opts);
+    try {
+      let physical = dev.blocks;
+      if (opts.physicalSize !== undefined) {
+        if (!Number.isSafeInteger(opts.physicalSize) || opts.physicalSize % BLOCK_BYTES !== 0 || opts.physicalSize / BLOCK_BYTES > dev.blocks) {
+          throw invalid(`volume: physicalSize ${opts.physicalSize} must be a multiple of 4096 within the backend's ${dev.blocks * BLOCK_BYTES} bytes`);
+        }
+        physical = opts.physicalSize / BLOCK_BYTES;
+      }
+      const logicalBlocks = logical / BLOCK_BYTES;
+      const mapPages = Math.ceil(logicalBlocks / MAP_ENTRIES_PER_PAGE);
+      const dataStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
+      if (dataStart + 1 > physical || physical >= 2 ** 32) {
+        throw new FlashpackError('ENOSPC', `volume: ${physical} physical blocks cannot hold ${dataStart} blocks of metadata and any data`);
+      }
+      const sb: Superblock = {
+        generation: 1,
+        nonce: (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0,
+        logicalBlocks, physicalBlocks: physical, journalStart: SUPERBLOCK_COPIES, journalBlocks,
+        mapStart: SUPERBLOCK_COPIES + journalBlocks, mapPages, dataStart,
+        slabBlocks: Math.min(opts.slabBlocks ?? DEFAULT_SLAB_BLOCKS, physical - dataStart),
+        codec, dedupe: opts.dedupe ?? true, writePolicy: policy,
+      };
+      // Zero the journal and the block map: an all-zero sector means "never written".
+      await dev.writeZeroes(SUPERBLOCK_COPIES, dataStart - SUPERBLOCK_COPIES);
+      await Volume.writeSuperblocks(engine, dev, sb, [0, 1]);
+      await dev.flush();
+      return new Volume(sb, engine, ownsEngine, ctrlr, dev, opts);
+    } catch (err) {
+      await Volume.detach(engine, ownsEngine, ctrlr);
+      throw err;
+    }
+  }
+
+  /** Opens a volume, recovering from the journal if it was not closed cleanly. */
+  static async open(target: string | Backend, opts: OpenOptions = {}): Promise<Volume> {
+    const backend = typeof target === 'string' ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096 }) : target;
+    const { engine, ownsEngine, ctrlr, dev } = await Volume.attach(backend, opts);
+    try {
+      const sb = await Volume.readSuperblock(engine, dev);
+      if (sb.physicalBlocks > dev.blocks) {
+        throw new FlashpackError('ECORRUPT', `volume: superblock says ${sb.physicalBlocks} physical blocks; the backend has ${dev.blocks}`);
+      }
+      const v = new Volume(sb, engine, ownsEngine, ctrlr, dev, opts);
+      await v.recover();
+      return v;
+    } catch (err) {
+      await Volume.detach(engine, ownsEngine, ctrlr);
+      throw err;
+    }
+  }
+
+  private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ownsEngine: boolean; ctrlr: Controller; dev: BlockDevice }> {
+    const rt = opts.runtime ?? processRuntime();
+    const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: 8192 }, { size: 512 * 1024, count: 4 }] });
+    let ctrlr: Controller;
+    try {
+      ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers: opts.ioWorkers });
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+    return { engine, ownsEngine: true, ctrlr, dev: new BlockDevice(ctrlr) };
+  }
+
+  private static async detach(engine: Engine, ownsEngine: boolean, ctrlr: Controller): Promise<void> {
+    await ctrlr.close();
+    if (ownsEngine) await engine.close();
+  }
+
+  private static async writeSuperblocks(engine: Engine, dev: BlockDevice, sb: Superblock, copies: number[]): Promise<void> {
+    const d = engine.pool.alloc(4096);
+    try {
+      encodeSuperblock(sb, engine.pool.bytes(d, true));
+      for (const c of copies) await dev.write(c, d, true);
+    } finally {
+      engine.pool.free(d);
+    }
+  }
+
+  /** Both copies; the valid one with the higher generation. Neither valid: ECORRUPT naming both reasons. */
+  private static async readSuperblock(engine: Engine, dev: BlockDevice): Promise<Superblock> {
+    const d = engine.pool.alloc(4096);
+    const found: (Superblock | string)[] = [];
+    try {
+      for (let c = 0; c < SUPERBLOCK_COPIES; c++) {
+        await dev.read(c, d);
+        found.push(decodeSuperblock(engine.pool.bytes(d, true)));
+      }
+    } finally {
+      engine.pool.free(d);
+    }
+    const valid = found.filter((f): f is Superblock => typeof f !== 'string');
+    if (valid.length === 0) throw new FlashpackError('ECORRUPT', `volume: no valid superblock (copy A: ${found[0]}; copy B: ${found[1]})`);
+    valid.sort((a, b) => b.generation - a.generation);
+    return valid[0];
+  }
+
+  // ---- recovery -------------------------------------------------------------------
+
+  private async recover(): Promise<void> {
+    const entries = await this.journal.replay();
+    const verified = new Map<number, number>(); // pbn → crc of what it holds
+    const d = await this.engine.pool.allocAsync(4096);
+    try {
+      for (const e of entries) {
+        if (e.kind === ENTRY_DISCARD) {
+          if (e.lba + e.count > this.sb.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
+          for (let lba = e.lba; lba < e.lba + e.count; lba++) await this.setMapping(lba, 0);
+          continue;
+        }
+        if (e.kind !== ENTRY_MAP || e.lba >= this.sb.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13) {
+          throw new FlashpackError('ECORRUPT', `recovery journal: entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume`);
+        }
+        const m = mappingOf(e.newPbn, e.newState);
+        if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN) {
+          if (!this.depot.isData(e.newPbn)) throw new FlashpackError('ECORRUPT', `recovery journal: LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region`);
+          let crc = verified.get(e.newPbn);
+          if (crc === undefined) {
+            await this.dev.read(e.newPbn, d);
+            crc = crc32c(this.engine.pool.bytes(d, true));
+            verified.set(e.newPbn, crc);
+          }
+          if (crc !== e.dataCrc) continue; // the data never reached the media: keep the previous mapping
+        }
+        await this.setMapping(e.lba, m);
+      }
+    } finally {
+      this.engine.pool.free(d);
+    }
+    await this.rebuildReferences();
+    await this.checkpoint();
+  }
+
+  private async setMapping(lba: number, m: number): Promise<void> {
+    const p = await this.map.page(lba);
+    try {
+      this.map.set(p, lba, m);
+    } finally {
+      this.map.unpin(p);
+    }
+  }
+
+  private async rebuildReferences(): Promise<void> {
+    this.depot.resetAll();
+    let used = 0;
+    await this.map.forEach((lba, m) => {
+      used++;
+      const pbn = pbnOf(m);
+      const state = stateOf(m);
+      if (state > STATE_COMPRESSED_BASE + 13) throw new FlashpackError('ECORRUPT', `block map: LBA ${lba} has mapping state ${state}`);
+      if (pbn === ZERO_PBN) return;
+      if (!this.depot.isData(pbn)) throw new FlashpackError('ECORRUPT', `block map: LBA ${lba} maps to PBN ${pbn}, outside the data region`);
+      if (!this.depot.canShare(pbn)) throw new FlashpackError('ECORRUPT', `block map: PBN ${pbn} is referenced more than 254 times`);
+      this.depot.increment(pbn);
+    });
+    this.logicalUsed = used;
+  }
+
+  /** Journal durable, then every dirty block map page written and flushed; recovery then starts at the next block. */
+  private async checkpoint(): Promise<void> {
+    await this.journal.commit();
+    await this.dev.flush();
+    await this.map.writeDirty();
+    await this.dev.flush();
+    await this.journal.advanceHead();
+  }
+
+  // ---- public API -------------------------------------------------------------------
+
+  get logicalSize(): number {
+    return this.sb.logicalBlocks * BLOCK_BYTES;
+  }
+
+  get codec(): Codec {
+    return this.sb.codec;
+  }
+
+  private check(offset: number, length: number, what: string): void {
+    if (this.closed) throw new FlashpackError('ENXIO', `volume: ${what} after close()`);
+    if (this.failure !== null) throw this.failure;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || offset + length > this.logicalSize) {
+      throw invalid(`volume: ${what} of ${length} bytes at offset ${offset} outside the ${this.logicalSize}-byte volume`);
+    }
+  }
+
+  private bytes(): Uint8Array {
+    if (this.mem.buffer.byteLength !== this.engine.pool.memory.buffer.byteLength) this.mem = new Uint8Array(this.engine.pool.memory.buffer);
+    return this.mem;
+  }
+
+  private descBytes(d: number): Uint8Array {
+    const at = this.engine.pool.bufferOf(d);
+    return this.bytes().subarray(at, at + BLOCK_BYTES);
+  }
+
+  /** Writes `data` at byte `offset`; unaligned edges are read-modify-write. */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (!(data instanceof Uint8Array)) throw invalid('volume: write data must be a Uint8Array');
+    this.check(offset, data.length, 'write');
+    this.counters.writeIn++;
+    const waits: Promise<void>[] = [];
+    let pos = 0;
+    while (pos < data.length) {
+      const at = offset + pos;
+      const lba = Math.floor(at / BLOCK_BYTES);
+      const within = at % BLOCK_BYTES;
+      const n = Math.min(BLOCK_BYTES - within, data.length - pos);
+      const piece = data.subarray(pos, pos + n);
+      if (n === BLOCK_BYTES && !this.rmwLocks.has(lba)) waits.push((await this.writeBlock(lba, piece)).done);
+      else waits.push((await this.patchBlock(lba, within, piece)).done);
+      pos += n;
+    }
+    await Promise.all(waits);
+  }
+
+  /** Read-modify-write of part of a block, serialized per LBA with every other write to it. */
+  private async patchBlock(lba: number, within: number, piece: Uint8Array): Promise<Accepted> {
+    const prev = this.rmwLocks.get(lba) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = prev.then(() => mine);
+    this.rmwLocks.set(lba, chained);
+    try {
+      await prev;
+      const block = await this.readBlock(lba);
+      block.set(piece, within);
+      return await this.writeBlock(lba, block);
+    } finally {
+      release();
+      if (this.rmwLocks.get(lba) === chained) this.rmwLocks.delete(lba);
+    }
+  }
+
+  /**
+   * Accepts one whole block. Returns (after accepting) the promise of its
+   * completion: awaited by sync writes, tracked for flush by async ones.
+   */
+  private async writeBlock(lba: number, data: Uint8Array): Promise<Accepted> {
+    while (this.inflight.size >= this.maxInflight) await Promise.race(this.inflight);
+    await this.reserveSpace();
+    const zero = isZero(data);
+    const desc = zero ? -1 : await this.engine.pool.allocAsync(BLOCK_BYTES);
+    if (!zero) this.descBytes(desc).set(data);
+    const gen = ++this.gen;
+    const prev = this.pending.get(lba);
+    this.pending.set(lba, { gen, desc });
+    let st = this.lbaStates.get(lba);
+    if (st === undefined) this.lbaStates.set(lba, (st = { latest: gen, applied: 0, inflight: 0 }));
+    st.latest = gen;
+    st.inflight++;
+    void prev; // the older write still owns its buffer until it finishes
+    this.counters.blocksWrittenIn++;
+    // An overwrite of a block waiting in the packer writes that bin out now.
+    const waiting = this.waitingInPacker.get(lba);
+    if (waiting !== undefined) {
+      const batch = this.packer.evict(waiting);
+      if (batch !== null) this.writeBatches([batch]);
+    }
+    this.active++;
+    const stage: Stage = { before: desc >= 0 };
+    if (stage.before) this.prePacker++;
+    const done = this.processWrite(lba, gen, desc, stage).finally(() => {
+      this.leave(stage);
+      this.active--;
+      this.reserved--;
+      this.inflight.delete(done);
+      const p = this.pending.get(lba);
+      if (p !== undefined && p.gen === gen) this.pending.delete(lba);
+      if (desc >= 0) this.engine.pool.free(desc);
+      if (--st!.inflight === 0) this.lbaStates.delete(lba);
+    });
+    this.inflight.add(done);
+    done.catch((err: Error) => {
+      if (this.failure === null) this.failure = err instanceof FlashpackError ? err : new FlashpackError('EINTERNAL', `volume: write failed: ${err.message}`);
+    });
+    return { done: this.sb.writePolicy === 'sync' ? done : Promise.resolve() };
+  }
+
+  /** One block of room per write in the pipeline; frees pending blocks with a flush when short. ENOSPC when full. */
+  private async reserveSpace(): Promise<void> {
+    if (this.depot.freeBlocks - this.reserved <= 0 && (this.depot.pendingBlocks > 0 || this.reserved > 0)) await this.flush();
+    if (this.depot.freeBlocks - this.reserved <= 0) {
+      throw new FlashpackError('ENOSPC', `volume: no free physical block (${this.depot.dataBlocks} data blocks, all in use)`);
+    }
+    this.reserved++;
+  }
+
+  /** The write can no longer feed the packer; if no write can, the bins go out. */
+  private leave(stage: Stage): void {
+    if (!stage.before) return;
+    stage.before = false;
+    if (--this.prePacker === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
+  }
+
+  private enter(stage: Stage): void {
+    if (stage.before) return;
+    stage.before = true;
+    this.prePacker++;
+  }
+
+  private async processWrite(lba: number, gen: number, desc: number, stage: Stage): Promise<void> {
+    let placed: Placed;
+    if (desc < 0) {
+      this.counters.zeroBlocks++;
+      placed = { mapping: mappingOf(ZERO_PBN, STATE_UNCOMPRESSED), crc: 0 };
+    } else placed = await this.place(lba, desc, stage);
+    this.leave(stage);
+    await this.meta.run(() => this.applyMapping(lba, gen, placed));
+    if (this.sb.writePolicy === 'sync') await this.meta.run(() => this.journal.commit());
+  }
+
+  /** Finds or makes a home for the data in `desc`; the mapping comes with one reference held. */
+  private async place(lba: number, desc: number, stage: Stage): Promise<Placed> {
+    if (!this.sb.dedupe) return this.store(lba, desc, stage);
+    const pool = this.engine.pool;
+    pool.setLength(desc, BLOCK_BYTES);
+    this.engine.prepare(desc, OP_FINGERPRINT);
+    await this.engine.execute(desc);
+    const fp = this.engine.resultOf(desc);
+    const key = `${fp[0]},${fp[1]},${fp[2]},${fp[3]},${fp[4]},${fp[5]},${fp[6]},${fp[7]},${fp[8]},${fp[9]},${fp[10]},${fp[11]},${fp[12]},${fp[13]},${fp[14]},${fp[15]}`;
+    const holder = this.hashLocks.get(key);
+    if (holder !== undefined) {
+      // Identical data in flight: one lookup and one write for all of it. (Waiting
+      // on the holder, this write cannot feed the packer; the holder may be in it.)
+      this.leave(stage);
+      const other = await holder;
+      this.enter(stage);
+      if (other !== null) {
+        const shared = await this.tryShare(other, desc);
+        if (shared !== null) {
+          this.counters.concurrentShared++;
+          return shared;
+        }
+      }
+      return this.store(lba, desc, stage);
+    }
+    let settle!: (p: Placed | null) => void;
+    this.hashLocks.set(key, new Promise<Placed | null>((r) => (settle = r)));
+    try {
+      const advice = this.index.lookup(fp);
+      if (advice !== null) {
+        const shared = await this.tryShare({ mapping: mappingOf(advice[0], advice[1]), crc: -1 }, desc);
+        if (shared !== null) {
+          this.counters.adviceValid++;
+          settle(shared);
+          return shared;
+        }
+        this.counters.adviceStale++;
+      }
+      const stored = await this.store(lba, desc, stage);
+      this.index.update(fp, pbnOf(stored.mapping), stateOf(stored.mapping));
+      settle(stored);
+      return stored;
+    } catch (err) {
+      settle(null);
+      throw err;
+    } finally {
+      this.hashLocks.delete(key);
+    }
+  }
+
+  /** Shares `candidate` when its stored bytes equal ours and it can take a reference; else null. */
+  private async tryShare(candidate: Placed, desc: number): Promise<Placed | null> {
+    const pbn = pbnOf(candidate.mapping);
+    const state = stateOf(candidate.mapping);
+    if (state === STATE_UNMAPPED || !this.depot.isData(pbn) || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return null;
+    const buf = await this.engine.pool.allocAsync(BLOCK_BYTES);
+    this.readsInFlight++;
+    try {
+      await this.dev.read(pbn, buf);
+      const stored = this.descBytes(buf);
+      const crc = crc32c(stored);
+      const mine = this.descBytes(desc);
+      let same: boolean;
+      if (state === STATE_UNCOMPRESSED) same = equalBytes(stored, mine);
+      else {
+        const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, -1);
+        same = plain !== null && equalBytes(plain, mine);
+      }
+      // Still referenced and under the bound after the read? Take the reference now.
+      if (!same || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return null;
+      this.depot.increment(pbn);
+      return { mapping: candidate.mapping, crc };
+    } finally {
+      this.readsInFlight--;
+      this.engine.pool.free(buf);
+    }
+  }
+
+  /** New data: compressed into the packer when it shrinks enough, else written raw. */
+  private async store(lba: number, desc: number, stage: Stage): Promise<Placed> {
+    if (this.sb.codec === 'none') {
+      this.leave(stage);
+      return this.writeRaw(desc);
+    }
+    const pool = this.engine.pool;
+    const out = await pool.allocAsync(BLOCK_BYTES);
+    let handedOff = false;
+    try {
+      pool.setLength(desc, BLOCK_BYTES);
+      if (this.sb.codec === 'lz4') this.engine.prepare(desc, OP_LZ4_COMPRESS, out, 1);
+      else this.engine.prepare(desc, OP_DEFLATE_COMPRESS, out, DEFLATE_LEVEL);
+      const status = await this.engine.execute(desc);
+      if (status === STATUS_INCOMPRESSIBLE || (status === STATUS_OK && !this.packer.fits(pool.lengthOf(out)))) {
+        this.leave(stage);
+        return await this.writeRaw(desc);
+      }
+      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `volume: compression of LBA ${lba} failed with status ${status}`);
+      const placed = new Promise<Placed>((resolve, reject) => {
+        const item: FragmentItem = { lba, desc, out, resolve, reject };
+        const batches: Batch<FragmentItem>[] = [];
+        if (!this.packer.add({ size: pool.lengthOf(out), item }, batches)) {
+          this.leave(stage);
+          this.writeRaw(desc).then(resolve, reject);
+          return;
+        }
+        handedOff = true;
+        this.waitingInPacker.set(lba, item);
+        this.writeBatches(batches);
+        this.leave(stage);
+      });
+      return await placed;
+    } finally {
+      if (!handedOff) pool.free(out);
+    }
+  }
+
+  private async writeRaw(desc: number): Promise<Placed> {
+    const pbn = this.depot.allocate();
+    const crc = crc32c(this.descBytes(desc));
+    try {
+      await this.dev.write(pbn, desc, this.sb.writePolicy === 'sync');
+    } catch (err) {
+      this.depot.decrement(pbn);
+      throw err;
+    }
+    return { mapping: mappingOf(pbn, STATE_UNCOMPRESSED), crc };
+  }
+
+  private writeBatches(batches: Batch<FragmentItem>[]): void {
+    for (const b of batches) void this.writeBatch(b);
+  }
+
+  /** One bin: a single fragment is stored raw (dm-vdo); more become one packed block. */
+  private async writeBatch(batch: Batch<FragmentItem>): Promise<void> {
+    const pool = this.engine.pool;
+    for (const f of batch) if (this.waitingInPacker.get(f.item.lba) === f.item) this.waitingInPacker.delete(f.item.lba);
+    if (batch.length === 1) {
+      const it = batch[0].item;
+      pool.free(it.out);
+      this.writeRaw(it.desc).then(it.resolve, it.reject);
+      return;
+    }
+    let pbn = -1;
+    const block = await pool.allocAsync(BLOCK_BYTES);
+    try {
+      pbn = this.depot.allocate();
+      const b = this.descBytes(block);
+      b.fill(0);
+      encodePackedHeader(b, this.sb.codec, batch.map((f) => f.size));
+      let at = CB_HEADER_BYTES;
+      for (const f of batch) {
+        b.set(this.descBytes(f.item.out).subarray(0, f.size), at);
+        at += f.size;
+      }
+      const crc = crc32c(b);
+      await this.dev.write(pbn, block, this.sb.writePolicy === 'sync');
+      for (let i = 1; i < batch.length; i++) this.depot.increment(pbn);
+      this.counters.fragments += batch.length;
+      this.counters.packedBlocks++;
+      batch.forEach((f, i) => f.item.resolve({ mapping: mappingOf(pbn, STATE_COMPRESSED_BASE + i), crc }));
+    } catch (err) {
+      if (pbn >= 0) this.depot.decrement(pbn);
+      for (const f of batch) f.item.reject(err as Error);
+    } finally {
+      pool.free(block);
+      for (const f of batch) pool.free(f.item.out);
+    }
+  }
+
+  /** Under the metadata lock: journal, block map, reference counts. */
+  private async applyMapping(lba: number, gen: number, placed: Placed): Promise<void> {
+    const st = this.lbaStates.get(lba)!;
+    const newPbn = pbnOf(placed.mapping);
+    const holdsRef = newPbn !== ZERO_PBN;
+    if (gen < st.applied) {
+      // A newer write to this LBA is already mapped: this one is obsolete.
+      if (holdsRef) this.depot.decrement(newPbn);
+      return;
+    }
+    if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
+    const page = await this.map.page(lba);
+    try {
+      const old = this.map.get(page, lba);
+      this.journal.append({
+        kind: ENTRY_MAP, lba, count: 1, newPbn, newState: stateOf(placed.mapping),
+        oldPbn: pbnOf(old), oldState: stateOf(old), dataCrc: placed.crc,
+      });
+      this.map.set(page, lba, placed.mapping);
+      if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
+      else if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
+    } finally {
+      this.map.unpin(page);
+    }
+    st.applied = gen;
+  }
+
+  /** Reads `length` bytes at `offset`: zeroes where unmapped, the newest accepted write everywhere else. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.check(offset, length, 'read');
+    this.counters.readIn++;
+    const out = new Uint8Array(length);
+    const parts: Promise<void>[] = [];
+    let pos = 0;
+    while (pos < length) {
+      const at = offset + pos;
+      const lba = Math.floor(at / BLOCK_BYTES);
+      const within = at % BLOCK_BYTES;
+      const n = Math.min(BLOCK_BYTES - within, length - pos);
+      const dst = pos;
+      parts.push(this.readBlock(lba).then((b) => out.set(b.subarray(within, within + n), dst)));
+      pos += n;
+    }
+    await Promise.all(parts);
+    return out;
+  }
+
+  private async readBlock(lba: number): Promise<Uint8Array> {
+    const p = this.pending.get(lba);
+    if (p !== undefined) return p.desc < 0 ? new Uint8Array(BLOCK_BYTES) : this.descBytes(p.desc).slice();
+    this.readsInFlight++;
+    try {
+      const page = await this.map.page(lba);
+      let m: number;
+      try {
+        m = this.map.get(page, lba);
+      } finally {
+        this.map.unpin(page);
+      }
+      // A write accepted while the page loaded is newer than the mapping.
+      const p2 = this.pending.get(lba);
+      if (p2 !== undefined) return p2.desc < 0 ? new Uint8Array(BLOCK_BYTES) : this.descBytes(p2.desc).slice();
+      const pbn = pbnOf(m);
+      const state = stateOf(m);
+      if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return new Uint8Array(BLOCK_BYTES);
+      const buf = await this.engine.pool.allocAsync(BLOCK_BYTES);
+      try {
+        await this.dev.read(pbn, buf);
+        const stored = this.descBytes(buf);
+        if (state === STATE_UNCOMPRESSED) return stored.slice();
+        const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, lba);
+        return plain!;
+      } finally {
+        this.engine.pool.free(buf);
+      }
+    } finally {
+      this.readsInFlight--;
+    }
+  }
+
+  /** Decompresses one slot of a packed block. ECORRUPT (or null when lba < 0, for dedupe checks) if it does not decode to 4 KiB. */
+  private decodeFragment(stored: Uint8Array, slot: number, pbn: number, lba: number): Uint8Array | null {
+    const range = packedFragment(stored, slot);
+    const fail = (why: string): null => {
+      if (lba < 0) return null;
+      throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbn} slot ${slot}: ${why}`);
+    };
+    if (typeof range === 'string') return fail(range);
+    const src = stored.slice(range[0], range[1]);
+    const plain = new Uint8Array(BLOCK_BYTES);
+    try {
+      const n = this.sb.codec === 'deflate' ? inflateInto(src, plain, { format: 'raw' }) : decompressBlockInto(src, plain);
+      if (n !== BLOCK_BYTES) return fail(`fragment decodes to ${n} bytes, not 4096`);
+    } catch (err) {
+      return fail((err as Error).message);
+    }
+    return plain;
+  }
+
+  /** Unmaps whole blocks (one journal entry per run of blocks in a block map page); unaligned edges are zeroed. */
+  async discard(offset: number, length: number): Promise<void> {
+    this.check(offset, length, 'discard');
+    this.counters.discardIn++;
+    const end = offset + length;
+    const first = Math.ceil(offset / BLOCK_BYTES);
+    const last = Math.floor(end / BLOCK_BYTES); // exclusive
+    const edges: Promise<void>[] = [];
+    if (first > last) {
+      edges.push(this.write(offset, new Uint8Array(length)));
+    } else {
+      if (offset < first * BLOCK_BYTES) edges.push(this.write(offset, new Uint8Array(first * BLOCK_BYTES - offset)));
+      if (last * BLOCK_BYTES < end) edges.push(this.write(last * BLOCK_BYTES, new Uint8Array(end - last * BLOCK_BYTES)));
+    }
+    if (first < last) {
+      const gen = ++this.gen;
+      // Writes accepted before this discard are superseded; reads see zeroes from now on.
+      for (const [lba, p] of this.pending) {
+        if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
+      }
+      await this.meta.run(() => this.applyDiscard(first, last, gen));
+    }
+    await Promise.all(edges);
+  }
+
+  private async applyDiscard(first: number, last: number, gen: number): Promise<void> {
+    let lba = first;
+    while (lba < last) {
+      if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
+      const pageEnd = Math.min(last, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
+      const page = await this.map.page(lba);
+      try {
+        let runStart = -1;
+        const flushRun = (endLba: number): void => {
+          if (runStart < 0) return;
+          this.journal.append({ kind: ENTRY_DISCARD, lba: runStart, count: endLba - runStart, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 });
+          runStart = -1;
+        };
+        for (let l = lba; l < pageEnd; l++) {
+          const st = this.lbaStates.get(l);
+          if (st !== undefined && st.latest > gen) {
+            flushRun(l); // a newer write owns this block
+            continue;
+          }
+          if (st !== undefined) st.applied = Math.max(st.applied, gen);
+          const old = this.map.get(page, l);
+          if (stateOf(old) === STATE_UNMAPPED) {
+            flushRun(l);
+            continue;
+          }
+          if (runStart < 0) runStart = l;
+          this.map.set(page, l, 0);
+          this.logicalUsed--;
+          if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
+        }
+        flushRun(pageEnd);
+      } finally {
+        this.map.unpin(page);
+      }
+      lba = pageEnd;
+    }
+  }
+
+  /** Makes every write accepted before the call durable. */
+  async flush(): Promise<void> {
+    if (this.closed) throw new FlashpackError('ENXIO', 'volume: flush after close()');
+    this.counters.flushIn++;
+    this.writeBatches(this.packer.flush());
+    while (this.inflight.size > 0) {
+      await Promise.allSettled([...this.inflight]);
+      this.writeBatches(this.packer.flush());
+    }
+    if (this.failure !== null) throw this.failure;
+    await this.meta.run(async () => {
+      const freed = this.depot.pendingBlocks;
+      await this.journal.commit();
+      await this.dev.flush();
+      if (this.readsInFlight === 0) this.depot.releasePending(freed);
+    });
+  }
+
+  stats(): VolumeStats {
+    const c = this.counters;
+    const dataUsed = this.depot.usedBlocks;
+    const io = this.dev.counts;
+    return {
+      logicalBlocks: this.sb.logicalBlocks,
+      physicalBlocks: this.sb.physicalBlocks,
+      dataBlocksUsed: dataUsed,
+      overheadBlocksUsed: this.sb.dataStart,
+      logicalBlocksUsed: this.logicalUsed,
+      savingPercent: this.logicalUsed === 0 ? 0 : Math.round(((this.logicalUsed - dataUsed) / this.logicalUsed) * 1000) / 10,
+      dedupeAdviceValid: c.adviceValid,
+      dedupeAdviceStale: c.adviceStale,
+      dedupeConcurrentShared: c.concurrentShared,
+      zeroBlocksWritten: c.zeroBlocks,
+      compressedFragmentsWritten: c.fragments,
+      compressedBlocksWritten: c.packedBlocks,
+      compressedFragmentsInPacker: this.packer.waiting,
+      journalEntriesWritten: this.journal.stats.entriesWritten,
+      journalBlocksWritten: this.journal.stats.blocksWritten,
+      blockMapCacheHits: this.map.stats.cacheHits,
+      blockMapCacheMisses: this.map.stats.cacheMisses,
+      blockMapPagesWritten: this.map.stats.pagesWritten,
+      biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },
+      biosOut: { read: io.reads, write: io.writes, flush: io.flushes },
+      writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.writes / c.blocksWrittenIn) * 1000) / 1000,
+    };
+  }
+
+  /** Flushes, checkpoints, marks the superblock (next generation, the other copy) and detaches. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.flush();
+      await this.meta.run(() => this.checkpoint());
+      const sb = { ...this.sb, generation: this.sb.generation + 1 };
+      await Volume.writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
+      await this.dev.flush();
+    } finally {
+      this.closed = true;
+      this.map.release();
+      this.journal.release();
+      await Volume.detach(this.engine, this.ownsEngine, this.ctrlr);
+    }
+  }
+
+  /** Detaches without flushing (tests: what a crash leaves behind is on the backend). */
+  async abandon(): Promise<void> {
+    this.closed = true;
+    await Volume.detach(this.engine, this.ownsEngine, this.ctrlr).catch(() => {});
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
