@@ -1,4 +1,4 @@
-// `npm start`: until the volume exists (issue 6), a tour of the codecs over
+// `npm run tour`: a tour of the codecs over
 // ../shared/corpus: every file compressed as 4 KiB LZ4 blocks (the volume's unit)
 // and as one LZ4 frame, everything verified by decompressing, with CRC-32C of
 // each file and the MB/s this machine achieved. Prints one table.

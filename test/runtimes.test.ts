@@ -19,6 +19,7 @@ const denoPermissions: Record<string, string[]> = {
   'smoke.mjs': [],
   'engine.mjs': ['--allow-read'],
   'nvme.mjs': ['--allow-read', '--allow-write', '--allow-env=TMPDIR,TMP,TEMP'],
+  'volume.mjs': ['--allow-read', '--allow-write', '--allow-env=TMPDIR,TMP,TEMP'],
 };
 const runtimes: [string, string, (file: string) => string[]][] = [
   ['node', process.execPath, (f) => [smoke(f)]],
@@ -47,6 +48,12 @@ describe('runtime smoke suites', () => {
     });
     it(`runs the NVMe scheduler (memory and file backends, split I/O, queueing, removal, power cut, close) under ${name}`, () => {
       const result = run(exe, args('nvme.mjs'));
+      expect(result.runtime.startsWith(name)).toBe(true);
+      expect(result.checks).toBeGreaterThanOrEqual(10);
+      expect(result.failures).toEqual([]);
+    });
+    it(`runs a volume (file and fault backends, dedupe, compression, discard, reopen, power cut) under ${name}`, () => {
+      const result = run(exe, args('volume.mjs'));
       expect(result.runtime.startsWith(name)).toBe(true);
       expect(result.checks).toBeGreaterThanOrEqual(10);
       expect(result.failures).toEqual([]);

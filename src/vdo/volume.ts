@@ -185,6 +185,8 @@ export class Volume {
   private readonly hashLocks = new Map<string, Promise<Placed | null>>();
   private readonly waitingInPacker = new Map<number, FragmentItem>();
   private readonly inflight = new Set<Promise<void>>();
+  /** write() calls waiting for room in the pipeline (maxInflight). */
+  private readonly slotWaiters: (() => void)[] = [];
   private readonly rmwLocks = new Map<number, Promise<void>>();
   private readonly maxInflight: number;
   private readonly ownsEngine: boolean;
@@ -475,7 +477,7 @@ export class Volume {
    * completion: awaited by sync writes, tracked for flush by async ones.
    */
   private async writeBlock(lba: number, data: Uint8Array): Promise<Accepted> {
-    while (this.inflight.size >= this.maxInflight) await Promise.race(this.inflight);
+    while (this.inflight.size >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
     await this.reserveSpace();
     const zero = isZero(data);
     const desc = zero ? -1 : await this.engine.pool.allocAsync(BLOCK_BYTES);
@@ -503,6 +505,7 @@ export class Volume {
       this.active--;
       this.reserved--;
       this.inflight.delete(done);
+      this.slotWaiters.shift()?.();
       const p = this.pending.get(lba);
       if (p !== undefined && p.gen === gen) this.pending.delete(lba);
       if (desc >= 0) this.engine.pool.free(desc);

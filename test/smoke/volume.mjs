@@ -1,0 +1,65 @@
+// Volume smoke suite under Node, Deno and Bun (run by test/runtimes.test.ts):
+// a volume on a file (create, unaligned and duplicate writes, zero blocks,
+// discard, flush, close, reopen) and one on a fault backend (power cut after a
+// flush, recovery). Prints one JSON line; exits non-zero on any failure.
+// Deno needs --allow-read --allow-write (the file) and --allow-env (temp dir).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as fp from '../../dist/index.js';
+import { check, equal, report } from './report.mjs';
+
+const { Volume, nvme } = fp;
+const text = new TextEncoder().encode('a volume keeps blocks reduced: zero, dedupe, compress, pack. '.repeat(300));
+const block = (i) => {
+  const b = new Uint8Array(4096);
+  b.set(text.subarray(i % 64, (i % 64) + 4096));
+  b[0] = i & 255;
+  return b;
+};
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flashpack-volume-'));
+try {
+  const image = path.join(dir, 'volume.img');
+  let v = await Volume.create(image, { logicalSize: 8 << 20, workers: 1 });
+  await Promise.all(Array.from({ length: 64 }, (_, i) => v.write(i * 4096, block(i % 16))));
+  await v.write(100 * 4096, new Uint8Array(4096));
+  await v.write(5000, new TextEncoder().encode('unaligned'));
+  await v.discard(40 * 4096, 8 * 4096);
+  await v.flush();
+  const s = v.stats();
+  check('duplicates share blocks', s.dataBlocksUsed < 16);
+  check('compressed fragments were packed', s.compressedFragmentsWritten > 0 && s.compressedBlocksWritten > 0);
+  check('zero block allocates nothing', s.zeroBlocksWritten === 1);
+  const expect0 = block(1).slice();
+  expect0.set(new TextEncoder().encode('unaligned'), 5000 - 4096);
+  check('unaligned write reads back', equal(await v.read(4096, 4096), expect0));
+  check('discarded range reads zeroes', (await v.read(40 * 4096, 8 * 4096)).every((x) => x === 0));
+  await v.close();
+  v = await Volume.open(image, { workers: 1 });
+  check('reopened volume keeps its codec', v.codec === 'lz4');
+  check('reopened volume reads every block', equal(await v.read(63 * 4096, 4096), block(63 % 16)) && equal(await v.read(4096, 4096), expect0));
+  check('reopened volume keeps the discard', (await v.read(44 * 4096, 4096)).every((x) => x === 0));
+  await v.close();
+
+  const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: 8 << 20 }));
+  let w = await Volume.create(fault, { logicalSize: 8 << 20, codec: 'deflate', workers: 1 });
+  await Promise.all(Array.from({ length: 32 }, (_, i) => w.write(i * 4096, block(i))));
+  await w.flush();
+  await Promise.all(Array.from({ length: 32 }, (_, i) => w.write(i * 4096, block(i + 100))));
+  fault.powerCut({ mode: 'drop' });
+  await w.abandon();
+  fault.powerOn();
+  w = await Volume.open(fault, { workers: 1 });
+  let flushed = true;
+  for (let i = 0; i < 32; i++) flushed &&= equal(await w.read(i * 4096, 4096), block(i));
+  check('after a power cut every flushed write reads back', flushed);
+  check('recovered volume uses deflate', w.codec === 'deflate');
+  await w.write(0, block(7));
+  await w.flush();
+  check('recovered volume takes new writes', equal(await w.read(0, 4096), block(7)));
+  await w.close();
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+report();
