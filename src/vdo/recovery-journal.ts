@@ -41,7 +41,11 @@ export class RecoveryJournal {
   private inflight: Promise<void> | null = null;
   private mem: Uint8Array;
 
-  constructor(dev: BlockDevice, pool: SlabPool, start: number, blocks: number, nonce: number) {
+  /** Sync write policy: journal writes are FUA, so a committed entry is durable. */
+  private readonly fua: boolean;
+
+  constructor(dev: BlockDevice, pool: SlabPool, start: number, blocks: number, nonce: number, fua = false) {
+    this.fua = fua;
     this.dev = dev;
     this.pool = pool;
     this.start = start;
@@ -103,7 +107,7 @@ export class RecoveryJournal {
       sealSector(b, s, JOURNAL_MAGIC, this.nonce, { index: s, count: n, key: seq, aux: this.head });
     }
     const prev = this.inflight ?? Promise.resolve();
-    const w = prev.then(() => this.dev.write(this.start + (seq % this.blocks), snapshot)).finally(() => this.pool.free(snapshot));
+    const w = prev.then(() => this.dev.write(this.start + (seq % this.blocks), snapshot, this.fua)).finally(() => this.pool.free(snapshot));
     this.stats.blocksWritten++;
     this.written = count;
     const tail = w.catch(() => {});

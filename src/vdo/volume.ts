@@ -164,6 +164,11 @@ class Mutex {
   }
 }
 
+const nextTurn: (fn: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+    ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
+    : (fn) => setTimeout(fn, 0);
+
 const isZero = (b: Uint8Array): boolean => {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
@@ -194,6 +199,12 @@ export class Volume {
   private active = 0;
   /** Writes that may still bring the packer a fragment; at 0 nothing can fill the bins, so they go out. */
   private prePacker = 0;
+  /** flush() calls in progress. */
+  private flushing = 0;
+  /** Writes a flush waits for that may still bring the packer a fragment; when none is left, the bins go out. */
+  private readonly flushWatch = new Set<Stage>();
+  private readonly preStages = new Set<Stage>();
+  private packerFlushQueued = false;
   private reserved = 0;
   private logicalUsed = 0;
   private readsInFlight = 0;
@@ -213,7 +224,7 @@ export class Volume {
     this.dev = dev;
     const pool = engine.pool;
     this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES);
-    this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce);
+    this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
     this.index = new DedupeIndex(opts.indexMemory ?? DEFAULT_INDEX_MEMORY);
     this.packer = new Packer<FragmentItem>(opts.packer ?? 'flashpack');
@@ -498,8 +509,8 @@ export class Volume {
       if (batch !== null) this.writeBatches([batch]);
     }
     this.active++;
-    const stage: Stage = { before: desc >= 0 };
-    if (stage.before) this.prePacker++;
+    const stage: Stage = { before: false };
+    if (desc >= 0) this.enter(stage);
     const done = this.processWrite(lba, gen, desc, stage).finally(() => {
       this.leave(stage);
       this.active--;
@@ -527,17 +538,33 @@ export class Volume {
     this.reserved++;
   }
 
-  /** The write can no longer feed the packer; if no write can, the bins go out. */
+  /**
+   * The write can no longer feed the packer. If no write can, the bins go out
+   * after one turn of the event loop: a caller writing in a loop has issued its
+   * next write by then, and the bins keep filling.
+   */
   private leave(stage: Stage): void {
     if (!stage.before) return;
     stage.before = false;
-    if (--this.prePacker === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
+    this.preStages.delete(stage);
+    if (this.flushWatch.delete(stage) && this.flushWatch.size === 0 && this.packer.waiting > 0) {
+      this.writeBatches(this.packer.flush());
+    }
+    if (--this.prePacker === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
+      this.packerFlushQueued = true;
+      nextTurn(() => {
+        this.packerFlushQueued = false;
+        if (this.prePacker === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
+      });
+    }
   }
 
   private enter(stage: Stage): void {
     if (stage.before) return;
     stage.before = true;
     this.prePacker++;
+    this.preStages.add(stage);
+    if (this.flushing > 0) this.flushWatch.add(stage);
   }
 
   private async processWrite(lba: number, gen: number, desc: number, stage: Stage): Promise<void> {
@@ -882,14 +909,22 @@ export class Volume {
     }
   }
 
-  /** Makes every write accepted before the call durable. */
+  /**
+   * Makes every write accepted before the call durable. Writes accepted while
+   * it runs are not waited for (a steady stream cannot starve a flush); while
+   * a flush waits, fragments go out of the packer as they arrive.
+   */
   async flush(): Promise<void> {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume: flush after close()');
     this.counters.flushIn++;
-    this.writeBatches(this.packer.flush());
-    while (this.inflight.size > 0) {
-      await Promise.allSettled([...this.inflight]);
-      this.writeBatches(this.packer.flush());
+    const before = [...this.inflight];
+    this.flushing++;
+    try {
+      for (const st of this.preStages) this.flushWatch.add(st);
+      if (this.flushWatch.size === 0) this.writeBatches(this.packer.flush());
+      await Promise.allSettled(before);
+    } finally {
+      if (--this.flushing === 0) this.flushWatch.clear();
     }
     if (this.failure !== null) throw this.failure;
     await this.meta.run(async () => {
