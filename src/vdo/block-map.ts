@@ -1,6 +1,6 @@
 /**
  * The block map: logical block → (PBN, mapping state), stored as a flat array
- * of 4 KiB pages (8 self-validating sectors × 99 entries) behind a bounded
+ * of 4 KiB pages (8 self-validating sectors × 96 entries) behind a bounded
  * LRU page cache whose pages are slab buffers (read and written in place).
  *
  * Write-ahead rule: a dirty page reaches the device only in a checkpoint,

@@ -8,7 +8,7 @@
  *   VB 0, 1       superblock copies A and B (PureFlash's head page): geometry,
  *                 codec, generation; the valid copy with the higher generation wins
  *   journal       ring of `journalBlocks` blocks of 8 sectors × 15 entries
- *   block map     flat array of pages, 8 sectors × 99 five-byte entries each
+ *   block map     flat array of pages, 8 sectors × 96 five-byte entries each
  *   data          PBNs from dataStart; PBN 0 (a superblock's place) means "zero block"
  *
  * Format zeroes the journal and block map, so an all-zero sector is "never
@@ -249,7 +249,7 @@ export function decodeJournalEntry(b: Uint8Array, entry: number, out: JournalEnt
 }
 
 // ---- block map ------------------------------------------------------------------------
-// Sector: header (key = page index), then 99 entries of 5 bytes: PBN u32, state u8.
+// Sector: header (key = page index), then 96 entries of 5 bytes: PBN u32, state u8.
 export const MAP_ENTRY_BYTES = 5;
 export const MAP_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / MAP_ENTRY_BYTES);
 export const MAP_ENTRIES_PER_PAGE = MAP_ENTRIES_PER_SECTOR * SECTORS_PER_BLOCK;

@@ -134,6 +134,11 @@ export class RecoveryJournal {
     this.head = this.seq;
   }
 
+  /** Writes the (empty) block at the head, so recovery starts there without rereading older blocks. */
+  async recordHead(): Promise<void> {
+    if (this.entries === 0) await this.writeCurrent();
+  }
+
   release(): void {
     this.pool.free(this.current);
   }

@@ -32,7 +32,7 @@ import { OP_FINGERPRINT, OP_LZ4_COMPRESS, OP_DEFLATE_COMPRESS, STATUS_OK, STATUS
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
-import { runtime as processRuntime, type Runtime } from '../wasm/runtime.js';
+import { Runtime } from '../wasm/runtime.js';
 import { crc32c } from '../codec/checksum.js';
 import { decompressBlockInto } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
@@ -125,10 +125,22 @@ interface Pending {
   desc: number;
 }
 
+/** Ordering state of a logical block with writes in flight (generations are taken at call time). */
 interface LbaState {
+  /** Newest write or discard issued for it. */
   latest: number;
+  /** Newest write or discard mapped; an older write that gets here later is dropped. */
   applied: number;
+  /** Newest discard issued over it. */
+  discarded: number;
   inflight: number;
+}
+
+/** A discard issued and not yet applied: reads inside it see zeroes unless a newer write is pending. */
+interface PendingDiscard {
+  first: number;
+  last: number;
+  gen: number;
 }
 
 /** A block write the volume has taken: `done` settles when it is acknowledged. */
@@ -192,7 +204,8 @@ export class Volume {
   private readonly inflight = new Set<Promise<void>>();
   /** write() calls waiting for room in the pipeline (maxInflight). */
   private readonly slotWaiters: (() => void)[] = [];
-  private readonly rmwLocks = new Map<number, Promise<void>>();
+  private readonly lbaLocks = new Map<number, Promise<void>>();
+  private readonly pendingDiscards: PendingDiscard[] = [];
   private readonly maxInflight: number;
   private readonly ownsEngine: boolean;
   private gen = 0;
@@ -302,7 +315,9 @@ export class Volume {
   }
 
   private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ownsEngine: boolean; ctrlr: Controller; dev: BlockDevice }> {
-    const rt = opts.runtime ?? processRuntime();
+    // A volume's pools and queues are carved from a runtime's memory for good; a
+    // fresh runtime per volume gives all of it back when the volume is closed.
+    const rt = opts.runtime ?? new Runtime();
     const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: 8192 }, { size: 512 * 1024, count: 4 }] });
     let ctrlr: Controller;
     try {
@@ -415,6 +430,7 @@ export class Volume {
     await this.map.writeDirty();
     await this.dev.flush();
     await this.journal.advanceHead();
+    await this.journal.recordHead();
   }
 
   // ---- public API -------------------------------------------------------------------
@@ -445,62 +461,115 @@ export class Volume {
     return this.bytes().subarray(at, at + BLOCK_BYTES);
   }
 
-  /** Writes `data` at byte `offset`; unaligned edges are read-modify-write. */
+  private lbaState(lba: number): LbaState {
+    let st = this.lbaStates.get(lba);
+    if (st === undefined) this.lbaStates.set(lba, (st = { latest: 0, applied: 0, discarded: 0, inflight: 0 }));
+    return st;
+  }
+
+  private dropLbaState(lba: number, st: LbaState): void {
+    if (--st.inflight === 0 && this.lbaStates.get(lba) === st) this.lbaStates.delete(lba);
+  }
+
+  /** A place in `lba`'s queue of writers: writes to one block are accepted in call order. */
+  private lockLba(lba: number): { prev: Promise<void>; release(): void } {
+    const prev = this.lbaLocks.get(lba) ?? Promise.resolve();
+    let open!: () => void;
+    const mine = new Promise<void>((r) => (open = r));
+    this.lbaLocks.set(lba, mine);
+    return {
+      prev,
+      release: () => {
+        open();
+        if (this.lbaLocks.get(lba) === mine) this.lbaLocks.delete(lba);
+      },
+    };
+  }
+
+  /**
+   * Writes `data` at byte `offset`; unaligned edges are read-modify-write.
+   * Every block's generation and place in line are taken when write() is
+   * called, so overlapping writes and discards take effect in call order.
+   */
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) throw invalid('volume: write data must be a Uint8Array');
     this.check(offset, data.length, 'write');
     this.counters.writeIn++;
-    const waits: Promise<void>[] = [];
-    let pos = 0;
-    while (pos < data.length) {
+    const pieces: { lba: number; within: number; pos: number; n: number; gen: number; st: LbaState; ticket: { prev: Promise<void>; release(): void }; taken: boolean }[] = [];
+    for (let pos = 0; pos < data.length;) {
       const at = offset + pos;
       const lba = Math.floor(at / BLOCK_BYTES);
       const within = at % BLOCK_BYTES;
       const n = Math.min(BLOCK_BYTES - within, data.length - pos);
-      const piece = data.subarray(pos, pos + n);
-      if (n === BLOCK_BYTES && !this.rmwLocks.has(lba)) waits.push((await this.writeBlock(lba, piece)).done);
-      else waits.push((await this.patchBlock(lba, within, piece)).done);
+      const gen = ++this.gen;
+      const st = this.lbaState(lba);
+      st.latest = gen;
+      st.inflight++;
+      pieces.push({ lba, within, pos, n, gen, st, ticket: this.lockLba(lba), taken: false });
       pos += n;
+    }
+    const waits: Promise<void>[] = [];
+    try {
+      for (const p of pieces) {
+        await p.ticket.prev;
+        try {
+          let block = data.subarray(p.pos, p.pos + p.n);
+          if (p.n !== BLOCK_BYTES) {
+            const whole = await this.readBlock(p.lba);
+            whole.set(block, p.within);
+            block = whole;
+          }
+          p.taken = true;
+          waits.push((await this.acceptBlock(p.lba, block, p.gen, p.st)).done);
+        } finally {
+          p.ticket.release();
+        }
+      }
+    } finally {
+      for (const p of pieces) {
+        if (p.taken) continue;
+        p.ticket.release();
+        this.dropLbaState(p.lba, p.st);
+      }
     }
     await Promise.all(waits);
   }
 
-  /** Read-modify-write of part of a block, serialized per LBA with every other write to it. */
-  private async patchBlock(lba: number, within: number, piece: Uint8Array): Promise<Accepted> {
-    const prev = this.rmwLocks.get(lba) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const chained = prev.then(() => mine);
-    this.rmwLocks.set(lba, chained);
-    try {
-      await prev;
-      const block = await this.readBlock(lba);
-      block.set(piece, within);
-      return await this.writeBlock(lba, block);
-    } finally {
-      release();
-      if (this.rmwLocks.get(lba) === chained) this.rmwLocks.delete(lba);
-    }
-  }
-
   /**
-   * Accepts one whole block. Returns (after accepting) the promise of its
-   * completion: awaited by sync writes, tracked for flush by async ones.
+   * Accepts one whole block (its generation and LBA state taken by write()).
+   * Returns, once accepted, the promise of its completion: awaited by sync
+   * writes, tracked for flush by async ones.
    */
-  private async writeBlock(lba: number, data: Uint8Array): Promise<Accepted> {
-    while (this.inflight.size >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
-    await this.reserveSpace();
-    const zero = isZero(data);
-    const desc = zero ? -1 : await this.engine.pool.allocAsync(BLOCK_BYTES);
-    if (!zero) this.descBytes(desc).set(data);
-    const gen = ++this.gen;
+  private async acceptBlock(lba: number, data: Uint8Array, gen: number, st: LbaState): Promise<Accepted> {
+    let reservedOne = false;
+    let desc = -1;
+    try {
+      while (this.inflight.size >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
+      const zero = isZero(data);
+      // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
+      // allocates before it acknowledges); a zero block needs none, a sync write finds out when it allocates.
+      if (!zero && this.sb.writePolicy === 'async') {
+        await this.reserveSpace();
+        reservedOne = true;
+      }
+      if (!zero) {
+        desc = await this.engine.pool.allocAsync(BLOCK_BYTES);
+        this.descBytes(desc).set(data);
+      }
+    } catch (err) {
+      if (reservedOne) this.reserved--;
+      this.dropLbaState(lba, st);
+      throw err;
+    }
+    if (gen < st.applied || gen < st.discarded) {
+      // A newer discard (or write) of this block was issued after this write: nothing to do.
+      if (reservedOne) this.reserved--;
+      if (desc >= 0) this.engine.pool.free(desc);
+      this.dropLbaState(lba, st);
+      return { done: Promise.resolve() };
+    }
     const prev = this.pending.get(lba);
-    this.pending.set(lba, { gen, desc });
-    let st = this.lbaStates.get(lba);
-    if (st === undefined) this.lbaStates.set(lba, (st = { latest: gen, applied: 0, inflight: 0 }));
-    st.latest = gen;
-    st.inflight++;
-    void prev; // the older write still owns its buffer until it finishes
+    if (prev === undefined || prev.gen < gen) this.pending.set(lba, { gen, desc });
     this.counters.blocksWrittenIn++;
     // An overwrite of a block waiting in the packer writes that bin out now.
     const waiting = this.waitingInPacker.get(lba);
@@ -514,16 +583,18 @@ export class Volume {
     const done = this.processWrite(lba, gen, desc, stage).finally(() => {
       this.leave(stage);
       this.active--;
-      this.reserved--;
+      if (reservedOne) this.reserved--;
       this.inflight.delete(done);
       this.slotWaiters.shift()?.();
       const p = this.pending.get(lba);
       if (p !== undefined && p.gen === gen) this.pending.delete(lba);
       if (desc >= 0) this.engine.pool.free(desc);
-      if (--st!.inflight === 0) this.lbaStates.delete(lba);
+      this.dropLbaState(lba, st);
     });
     this.inflight.add(done);
     done.catch((err: Error) => {
+      // Out of space on a sync write is that write's error; anything else fails the volume.
+      if ((err as FlashpackError).code === 'ENOSPC' && this.sb.writePolicy === 'sync') return;
       if (this.failure === null) this.failure = err instanceof FlashpackError ? err : new FlashpackError('EINTERNAL', `volume: write failed: ${err.message}`);
     });
     return { done: this.sb.writePolicy === 'sync' ? done : Promise.resolve() };
@@ -587,34 +658,37 @@ export class Volume {
     await this.engine.execute(desc);
     const fp = this.engine.resultOf(desc);
     const key = `${fp[0]},${fp[1]},${fp[2]},${fp[3]},${fp[4]},${fp[5]},${fp[6]},${fp[7]},${fp[8]},${fp[9]},${fp[10]},${fp[11]},${fp[12]},${fp[13]},${fp[14]},${fp[15]}`;
-    const holder = this.hashLocks.get(key);
-    if (holder !== undefined) {
-      // Identical data in flight: one lookup and one write for all of it. (Waiting
-      // on the holder, this write cannot feed the packer; the holder may be in it.)
-      this.leave(stage);
-      const other = await holder;
-      this.enter(stage);
-      if (other !== null) {
-        const shared = await this.tryShare(other, desc);
-        if (shared !== null) {
-          this.counters.concurrentShared++;
-          return shared;
-        }
-      }
-      return this.store(lba, desc, stage);
-    }
+    // Identical data in flight queues on one hash lock: each writer tries to share what the
+    // one before it placed (one lookup, one write), and stores its own copy only when that
+    // block is full (254 references) or failed; those behind it then share the new copy.
+    const prev = this.hashLocks.get(key);
     let settle!: (p: Placed | null) => void;
-    this.hashLocks.set(key, new Promise<Placed | null>((r) => (settle = r)));
+    const mine = new Promise<Placed | null>((r) => (settle = r));
+    this.hashLocks.set(key, mine);
     try {
-      const advice = this.index.lookup(fp);
-      if (advice !== null) {
-        const shared = await this.tryShare({ mapping: mappingOf(advice[0], advice[1]), crc: -1 }, desc);
-        if (shared !== null) {
-          this.counters.adviceValid++;
-          settle(shared);
-          return shared;
+      if (prev !== undefined) {
+        this.leave(stage); // waiting on the writer ahead, which may be in the packer
+        const other = await prev;
+        this.enter(stage);
+        if (other !== null) {
+          const shared = await this.tryShare(other, desc);
+          if (shared !== null) {
+            this.counters.concurrentShared++;
+            settle(shared);
+            return shared;
+          }
         }
-        this.counters.adviceStale++;
+      } else {
+        const advice = this.index.lookup(fp);
+        if (advice !== null) {
+          const shared = await this.tryShare({ mapping: mappingOf(advice[0], advice[1]), crc: -1 }, desc);
+          if (shared !== null) {
+            this.counters.adviceValid++;
+            settle(shared);
+            return shared;
+          }
+          this.counters.adviceStale++;
+        }
       }
       const stored = await this.store(lba, desc, stage);
       this.index.update(fp, pbnOf(stored.mapping), stateOf(stored.mapping));
@@ -624,7 +698,7 @@ export class Volume {
       settle(null);
       throw err;
     } finally {
-      this.hashLocks.delete(key);
+      if (this.hashLocks.get(key) === mine) this.hashLocks.delete(key);
     }
   }
 
@@ -794,9 +868,18 @@ export class Volume {
     return out;
   }
 
-  private async readBlock(lba: number): Promise<Uint8Array> {
+  /** What a block reads as before its mapping is consulted: pending data, zeroes of a pending discard, or null. */
+  private pendingView(lba: number): Uint8Array | null {
     const p = this.pending.get(lba);
-    if (p !== undefined) return p.desc < 0 ? new Uint8Array(BLOCK_BYTES) : this.descBytes(p.desc).slice();
+    let discarded = 0;
+    for (const d of this.pendingDiscards) if (lba >= d.first && lba < d.last && d.gen > discarded) discarded = d.gen;
+    if (p !== undefined && p.gen > discarded) return p.desc < 0 ? new Uint8Array(BLOCK_BYTES) : this.descBytes(p.desc).slice();
+    return discarded > 0 ? new Uint8Array(BLOCK_BYTES) : null;
+  }
+
+  private async readBlock(lba: number): Promise<Uint8Array> {
+    const early = this.pendingView(lba);
+    if (early !== null) return early;
     this.readsInFlight++;
     try {
       const page = await this.map.page(lba);
@@ -806,9 +889,9 @@ export class Volume {
       } finally {
         this.map.unpin(page);
       }
-      // A write accepted while the page loaded is newer than the mapping.
-      const p2 = this.pending.get(lba);
-      if (p2 !== undefined) return p2.desc < 0 ? new Uint8Array(BLOCK_BYTES) : this.descBytes(p2.desc).slice();
+      // A write or discard accepted while the page loaded is newer than the mapping.
+      const late = this.pendingView(lba);
+      if (late !== null) return late;
       const pbn = pbnOf(m);
       const state = stateOf(m);
       if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return new Uint8Array(BLOCK_BYTES);
@@ -817,8 +900,7 @@ export class Volume {
         await this.dev.read(pbn, buf);
         const stored = this.descBytes(buf);
         if (state === STATE_UNCOMPRESSED) return stored.slice();
-        const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, lba);
-        return plain!;
+        return this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, lba)!;
       } finally {
         this.engine.pool.free(buf);
       }
@@ -846,62 +928,76 @@ export class Volume {
     return plain;
   }
 
-  /** Unmaps whole blocks (one journal entry per run of blocks in a block map page); unaligned edges are zeroed. */
+  /**
+   * Unmaps whole blocks (one journal entry per run of mapped blocks in a block
+   * map page, not one per block); unaligned edges are zeroed by writes. Takes
+   * effect in call order with writes, like a write.
+   */
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, 'discard');
     this.counters.discardIn++;
     const end = offset + length;
     const first = Math.ceil(offset / BLOCK_BYTES);
     const last = Math.floor(end / BLOCK_BYTES); // exclusive
-    const edges: Promise<void>[] = [];
-    if (first > last) {
-      edges.push(this.write(offset, new Uint8Array(length)));
-    } else {
-      if (offset < first * BLOCK_BYTES) edges.push(this.write(offset, new Uint8Array(first * BLOCK_BYTES - offset)));
-      if (last * BLOCK_BYTES < end) edges.push(this.write(last * BLOCK_BYTES, new Uint8Array(end - last * BLOCK_BYTES)));
+    const parts: Promise<void>[] = [];
+    if (first > last) parts.push(this.write(offset, new Uint8Array(length)));
+    else {
+      if (offset < first * BLOCK_BYTES) parts.push(this.write(offset, new Uint8Array(first * BLOCK_BYTES - offset)));
+      if (last * BLOCK_BYTES < end) parts.push(this.write(last * BLOCK_BYTES, new Uint8Array(end - last * BLOCK_BYTES)));
     }
     if (first < last) {
       const gen = ++this.gen;
-      // Writes accepted before this discard are superseded; reads see zeroes from now on.
-      for (const [lba, p] of this.pending) {
-        if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
+      // Writes issued before this discard are superseded; reads see zeroes from now on.
+      for (const [lba, st] of this.lbaStates) {
+        if (lba >= first && lba < last) {
+          st.discarded = Math.max(st.discarded, gen);
+          st.latest = Math.max(st.latest, gen);
+        }
       }
-      await this.meta.run(() => this.applyDiscard(first, last, gen));
+      for (const [lba, p] of this.pending) if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
+      const pd: PendingDiscard = { first, last, gen };
+      this.pendingDiscards.push(pd);
+      // Queued on the metadata lock now, so every write issued later maps after it.
+      parts.push(
+        this.meta
+          .run(async () => {
+            await this.applyDiscard(first, last, gen);
+            if (this.sb.writePolicy === 'sync') await this.journal.commit();
+          })
+          .finally(() => this.pendingDiscards.splice(this.pendingDiscards.indexOf(pd), 1)),
+      );
     }
-    await Promise.all(edges);
+    await Promise.all(parts);
   }
 
   private async applyDiscard(first: number, last: number, gen: number): Promise<void> {
     let lba = first;
     while (lba < last) {
-      if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
       const pageEnd = Math.min(last, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
       const page = await this.map.page(lba);
       try {
-        let runStart = -1;
-        const flushRun = (endLba: number): void => {
-          if (runStart < 0) return;
-          this.journal.append({ kind: ENTRY_DISCARD, lba: runStart, count: endLba - runStart, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 });
-          runStart = -1;
-        };
+        // Runs of mapped blocks, each journaled before the map changes. Writes issued after
+        // this discard queue on the metadata lock behind it, so none of them is mapped yet;
+        // writes issued before it that are still in flight are dropped when they get here.
+        const runs: [number, number][] = [];
         for (let l = lba; l < pageEnd; l++) {
           const st = this.lbaStates.get(l);
-          if (st !== undefined && st.latest > gen) {
-            flushRun(l); // a newer write owns this block
-            continue;
-          }
           if (st !== undefined) st.applied = Math.max(st.applied, gen);
-          const old = this.map.get(page, l);
-          if (stateOf(old) === STATE_UNMAPPED) {
-            flushRun(l);
-            continue;
+          if (stateOf(this.map.get(page, l)) !== STATE_UNMAPPED) {
+            if (runs.length > 0 && runs[runs.length - 1][1] === l) runs[runs.length - 1][1] = l + 1;
+            else runs.push([l, l + 1]);
           }
-          if (runStart < 0) runStart = l;
-          this.map.set(page, l, 0);
-          this.logicalUsed--;
-          if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
         }
-        flushRun(pageEnd);
+        for (const [from, to] of runs) {
+          if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
+          this.journal.append({ kind: ENTRY_DISCARD, lba: from, count: to - from, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 });
+          for (let l = from; l < to; l++) {
+            const old = this.map.get(page, l);
+            this.map.set(page, l, 0);
+            this.logicalUsed--;
+            if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
+          }
+        }
       } finally {
         this.map.unpin(page);
       }
