@@ -18,6 +18,16 @@ export const OP_FINGERPRINT = 6;
 export const OP_DEFLATE_COMPRESS = 7;
 /** DESC_ARG: format. Output: the linked descriptor (its capacity bounds the output). */
 export const OP_INFLATE = 8;
+/**
+ * A volume's whole front end for one block in one trip: XXH3-128 (seed 0) into
+ * DESC_RESULT, CRC-32C into DESC_CHECKSUM, then, if DESC_ARG asks, compression
+ * into the linked descriptor. DESC_ARG: codec (0 none, 1 LZ4, 2 raw deflate) |
+ * deflate level << 8. Status as the compress ops (STATUS_INCOMPRESSIBLE).
+ */
+export const OP_PREPARE_BLOCK = 9;
+export const PREPARE_CODEC_NONE = 0;
+export const PREPARE_CODEC_LZ4 = 1;
+export const PREPARE_CODEC_DEFLATE = 2;
 /** Test-only: the worker throws, as a crashed accelerator would vanish. */
 export const OP_TEST_CRASH = 255;
 

@@ -9,7 +9,7 @@ import { compressRegion } from '../codec/deflate.js';
 import { readLayout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
 import {
-  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH,
+  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH, OP_PREPARE_BLOCK, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE,
   STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
   STATUS_INFLATE_ERROR, STATUS_OUTPUT_OVERFLOW,
   DOORBELL_COUNT, DOORBELL_SLEEPERS, type WorkerInit, type WorkerReply,
@@ -113,6 +113,24 @@ function serve(init: WorkerInit, p: Port): void {
       case OP_FINGERPRINT:
         ex.xxh128(buf, len, u32[d + F.arg], 0, (d + F.result) << 2, ctx);
         break;
+      case OP_PREPARE_BLOCK: {
+        ex.xxh128(buf, len, 0, 0, (d + F.result) << 2, ctx);
+        u32[d + F.checksum] = ex.crc32c(buf, len, 0);
+        const arg = u32[d + F.arg];
+        const codec = arg & 255;
+        if (codec !== PREPARE_CODEC_LZ4 && codec !== PREPARE_CODEC_DEFLATE) break;
+        const o = linked(idx, d);
+        if (o < 0) {
+          status = STATUS_BAD_LINK;
+          break;
+        }
+        const size = codec === PREPARE_CODEC_LZ4
+          ? ex.lz4Compress(buf, len, u32[o + F.buf], u32[o + F.cap], ctx, 1)
+          : compressRegion(host, deflateScratch, buf, len, u32[o + F.buf], u32[o + F.cap], (arg >>> 8) & 255, 0);
+        if (size === 0) status = STATUS_INCOMPRESSIBLE;
+        u32[o + F.len] = size;
+        break;
+      }
       case OP_LZ4_COMPRESS:
       case OP_LZ4_DECOMPRESS: {
         const o = linked(idx, d);

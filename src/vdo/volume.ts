@@ -28,7 +28,7 @@
  */
 import { FlashpackError, invalid } from '../errors.js';
 import { Engine } from '../engine/engine.js';
-import { OP_FINGERPRINT, OP_LZ4_COMPRESS, OP_DEFLATE_COMPRESS, STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
+import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -158,10 +158,23 @@ interface Stage {
   before: boolean;
 }
 
+/** What one engine trip learned about a block. */
+interface Prepared {
+  fp: Uint8Array;
+  crc: number;
+  /** Descriptor holding the compressed form, or −1 (codec none). */
+  out: number;
+  /** Compressed bytes; 0 = incompressible or not compressed. */
+  size: number;
+  /** The packer owns `out` now. */
+  handedOff: boolean;
+}
+
 interface FragmentItem {
   lba: number;
   desc: number; // data
   out: number; // compressed
+  crc: number; // CRC-32C of the data (for a fragment stored raw)
   resolve(p: Placed): void;
   reject(err: Error): void;
 }
@@ -651,12 +664,45 @@ export class Volume {
 
   /** Finds or makes a home for the data in `desc`; the mapping comes with one reference held. */
   private async place(lba: number, desc: number, stage: Stage): Promise<Placed> {
-    if (!this.sb.dedupe) return this.store(lba, desc, stage);
+    const prep = await this.prepareBlock(desc);
+    try {
+      return await this.dedupeOrStore(lba, desc, prep, stage);
+    } finally {
+      if (prep.out >= 0 && !prep.handedOff) this.engine.pool.free(prep.out);
+    }
+  }
+
+  /** One engine job: fingerprint, CRC-32C and (unless the codec is none) compression. */
+  private async prepareBlock(desc: number): Promise<Prepared> {
     const pool = this.engine.pool;
+    const codec = this.sb.codec;
+    const out = codec === 'none' ? -1 : await pool.allocAsync(BLOCK_BYTES);
     pool.setLength(desc, BLOCK_BYTES);
-    this.engine.prepare(desc, OP_FINGERPRINT);
-    await this.engine.execute(desc);
-    const fp = this.engine.resultOf(desc);
+    const arg = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE | (DEFLATE_LEVEL << 8) : PREPARE_CODEC_NONE;
+    this.engine.prepare(desc, OP_PREPARE_BLOCK, out >= 0 ? out : 0, arg);
+    let status: number;
+    try {
+      status = await this.engine.execute(desc);
+    } catch (err) {
+      if (out >= 0) pool.free(out);
+      throw err;
+    }
+    if (status !== STATUS_OK && status !== STATUS_INCOMPRESSIBLE) {
+      if (out >= 0) pool.free(out);
+      throw new FlashpackError('EINTERNAL', `volume: block preparation failed with engine status ${status}`);
+    }
+    return {
+      fp: this.engine.resultOf(desc),
+      crc: this.engine.checksumOf(desc),
+      out,
+      size: out >= 0 && status === STATUS_OK ? pool.lengthOf(out) : 0,
+      handedOff: false,
+    };
+  }
+
+  private async dedupeOrStore(lba: number, desc: number, prep: Prepared, stage: Stage): Promise<Placed> {
+    if (!this.sb.dedupe) return this.store(lba, desc, prep, stage);
+    const fp = prep.fp;
     const key = `${fp[0]},${fp[1]},${fp[2]},${fp[3]},${fp[4]},${fp[5]},${fp[6]},${fp[7]},${fp[8]},${fp[9]},${fp[10]},${fp[11]},${fp[12]},${fp[13]},${fp[14]},${fp[15]}`;
     // Identical data in flight queues on one hash lock: each writer tries to share what the
     // one before it placed (one lookup, one write), and stores its own copy only when that
@@ -690,7 +736,7 @@ export class Volume {
           this.counters.adviceStale++;
         }
       }
-      const stored = await this.store(lba, desc, stage);
+      const stored = await this.store(lba, desc, prep, stage);
       this.index.update(fp, pbnOf(stored.mapping), stateOf(stored.mapping));
       settle(stored);
       return stored;
@@ -731,46 +777,28 @@ export class Volume {
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
-  private async store(lba: number, desc: number, stage: Stage): Promise<Placed> {
-    if (this.sb.codec === 'none') {
+  private async store(lba: number, desc: number, prep: Prepared, stage: Stage): Promise<Placed> {
+    if (prep.size === 0 || !this.packer.fits(prep.size)) {
       this.leave(stage);
-      return this.writeRaw(desc);
+      return this.writeRaw(desc, prep.crc);
     }
-    const pool = this.engine.pool;
-    const out = await pool.allocAsync(BLOCK_BYTES);
-    let handedOff = false;
-    try {
-      pool.setLength(desc, BLOCK_BYTES);
-      if (this.sb.codec === 'lz4') this.engine.prepare(desc, OP_LZ4_COMPRESS, out, 1);
-      else this.engine.prepare(desc, OP_DEFLATE_COMPRESS, out, DEFLATE_LEVEL);
-      const status = await this.engine.execute(desc);
-      if (status === STATUS_INCOMPRESSIBLE || (status === STATUS_OK && !this.packer.fits(pool.lengthOf(out)))) {
+    return new Promise<Placed>((resolve, reject) => {
+      const item: FragmentItem = { lba, desc, out: prep.out, crc: prep.crc, resolve, reject };
+      const batches: Batch<FragmentItem>[] = [];
+      if (!this.packer.add({ size: prep.size, item }, batches)) {
         this.leave(stage);
-        return await this.writeRaw(desc);
+        this.writeRaw(desc, prep.crc).then(resolve, reject);
+        return;
       }
-      if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `volume: compression of LBA ${lba} failed with status ${status}`);
-      const placed = new Promise<Placed>((resolve, reject) => {
-        const item: FragmentItem = { lba, desc, out, resolve, reject };
-        const batches: Batch<FragmentItem>[] = [];
-        if (!this.packer.add({ size: pool.lengthOf(out), item }, batches)) {
-          this.leave(stage);
-          this.writeRaw(desc).then(resolve, reject);
-          return;
-        }
-        handedOff = true;
-        this.waitingInPacker.set(lba, item);
-        this.writeBatches(batches);
-        this.leave(stage);
-      });
-      return await placed;
-    } finally {
-      if (!handedOff) pool.free(out);
-    }
+      prep.handedOff = true;
+      this.waitingInPacker.set(lba, item);
+      this.writeBatches(batches);
+      this.leave(stage);
+    });
   }
 
-  private async writeRaw(desc: number): Promise<Placed> {
+  private async writeRaw(desc: number, crc: number): Promise<Placed> {
     const pbn = this.depot.allocate();
-    const crc = crc32c(this.descBytes(desc));
     try {
       await this.dev.write(pbn, desc, this.sb.writePolicy === 'sync');
     } catch (err) {
@@ -791,7 +819,7 @@ export class Volume {
     if (batch.length === 1) {
       const it = batch[0].item;
       pool.free(it.out);
-      this.writeRaw(it.desc).then(it.resolve, it.reject);
+      this.writeRaw(it.desc, it.crc).then(it.resolve, it.reject);
       return;
     }
     let pbn = -1;
