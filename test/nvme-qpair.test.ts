@@ -939,3 +939,33 @@ describe('several device workers on one small queue', () => {
     expect(done).toBe(total);
   });
 });
+
+describe('process lifetime', () => {
+  it('a process that only waits for completions stays alive until they arrive (waitAsync alone would let Node exit)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const script = `
+      import { nvme, Runtime } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: 1 << 20 }));
+      fault.setLatency({ flushUs: 3_000_000 });
+      const c = await nvme.Controller.open(fault, { runtime: new Runtime(), ioWorkers: 1 });
+      const qp = c.allocIoQpair();
+      let done = false;
+      qp.flush(c.ns(1), () => { done = true; });
+      while (!done) if (qp.processCompletions(0) === 0) await qp.waitForCompletions(10);
+      await c.close();
+      console.log('completed');
+    `;
+    // A file, not --eval: workers inherit execArgv, and --input-type breaks them.
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'flashpack-lifetime-'));
+    try {
+      writeFileSync(join(dir, 'wait.mjs'), script);
+      const out = execFileSync(process.execPath, [join(dir, 'wait.mjs')], { encoding: 'utf8', timeout: 60_000 });
+      expect(out.trim()).toBe('completed');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -53,6 +53,7 @@ const REQ_QUEUED = 2;
 const REQ_SUBMITTED = 3;
 /** How long waitForCompletions spins before it parks, in milliseconds. */
 const WAIT_SPIN_MS = 0.02;
+const KEEP_ALIVE_MARGIN_MS = 1000;
 /** setTimeout's longest delay (larger values fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -283,7 +284,9 @@ export class IoQpair {
     const signal = (this.base + QP_CQ_SIGNAL) >> 2;
     const seen = Atomics.load(i32, signal);
     Atomics.store(i32, waiting, 1);
-    const keepAlive = setTimeout(() => {}, Math.min(timeoutMs, MAX_TIMER_MS));
+    // A pending Atomics.waitAsync does not keep a process alive: this timer does,
+    // and outlasts the wait so the process cannot exit between the two firing.
+    const keepAlive = setTimeout(() => {}, Math.min(timeoutMs + KEEP_ALIVE_MARGIN_MS, MAX_TIMER_MS));
     try {
       if (this.ready() || this.ctrlr.failed) return;
       const r = Atomics.waitAsync(i32, signal, seen, timeoutMs);
