@@ -254,6 +254,7 @@ export class IoQpair {
   processCompletions(max = 0): number {
     if (this.freed) throw new FlashpackError('ENXIO', `qpair ${this.id} was freed`);
     const cap = max <= 0 || max > this.maxCompletionsCap ? this.maxCompletionsCap : max;
+    this.publish();
     const i32 = this.view();
     let n = 0;
     while (n < cap) {
@@ -276,6 +277,7 @@ export class IoQpair {
    * timer so the process stays alive while I/O is outstanding.
    */
   async waitForCompletions(timeoutMs = 1000): Promise<void> {
+    this.publish();
     if (this.ready() || this.outstanding === 0) return;
     const until = performance.now() + WAIT_SPIN_MS;
     while (performance.now() < until) if (this.ready()) return;
@@ -451,9 +453,26 @@ export class IoQpair {
     }
     Atomics.store(i32, ((this.base + QP_TRACKERS) >> 2) + cid, TRACKER_QUEUED);
     this.sqTail = (this.sqTail + 1) | 0;
-    Atomics.store(i32, (this.base + QP_SQ_TAIL) >> 2, this.sqTail);
+    // The tail and the doorbell go out once per microtask wave (SPDK's delayed doorbell):
+    // a burst of submissions costs one store and at most one wake-up of a parked worker.
+    if (!this.publishQueued) {
+      this.publishQueued = true;
+      queueMicrotask(this.publishTask);
+    }
+  }
+
+  /** Makes every command written to the SQ visible to the device and rings the doorbell. */
+  private publish(): void {
+    if (Atomics.load(this.view(), (this.base + QP_SQ_TAIL) >> 2) === this.sqTail) return;
+    Atomics.store(this.view(), (this.base + QP_SQ_TAIL) >> 2, this.sqTail);
     this.ctrlr.ringDoorbell();
   }
+
+  private publishQueued = false;
+  private readonly publishTask = (): void => {
+    this.publishQueued = false;
+    this.publish();
+  };
 
   /** A command completed: free its tracker and complete its request. */
   private retire(cid: number, status: number): void {
