@@ -443,7 +443,11 @@ export class Volume {
     await this.map.writeDirty();
     await this.dev.flush();
     await this.journal.advanceHead();
+    // The new head must be durable before the volume takes writes: after a
+    // recovery, the blocks behind it hold entries whose data never arrived, and
+    // replaying them again later could let them match data written since.
     await this.journal.recordHead();
+    await this.dev.flush();
   }
 
   // ---- public API -------------------------------------------------------------------
