@@ -217,11 +217,16 @@ export class Controller {
     throw new FlashpackError('ENXIO', `controller ${why}`);
   }
 
-  /** @internal after a command is in the SQ: wake a parked device worker. */
+  /**
+   * @internal after new SQ tails are stored: wake a parked device worker. Workers
+   * that are not parked poll the queues themselves, so the doorbell (a line they
+   * would otherwise fight the host for) is touched only when one sleeps.
+   */
   ringDoorbell(): void {
     const i32 = this.i32();
+    if (Atomics.load(i32, (this.at + CTRL_SLEEPERS) >> 2) === 0) return;
     Atomics.add(i32, (this.at + CTRL_DOORBELL) >> 2, 1);
-    if (Atomics.load(i32, (this.at + CTRL_SLEEPERS) >> 2) > 0) Atomics.notify(i32, (this.at + CTRL_DOORBELL) >> 2, 1);
+    Atomics.notify(i32, (this.at + CTRL_DOORBELL) >> 2, 1);
   }
 
   /** Namespace `id` (only nsid 1 exists). */
@@ -295,6 +300,7 @@ export class Controller {
     const i32 = this.i32();
     if (this.state === CTRL_LIVE) {
       Atomics.store(i32, (this.at + CTRL_STATE) >> 2, CTRL_CLOSING);
+      Atomics.add(i32, (this.at + CTRL_DOORBELL) >> 2, 1);
       Atomics.notify(i32, (this.at + CTRL_DOORBELL) >> 2);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

@@ -111,7 +111,6 @@ class DeviceLoop {
     let idle = 0;
     let turn = 0;
     for (;;) {
-      const rung = Atomics.load(i32(), bell);
       const gen = Atomics.load(i32(), genWord);
       if (gen !== this.tableGen) this.loadTable(gen);
       let did = 0;
@@ -128,11 +127,22 @@ class DeviceLoop {
         return;
       }
       if (++idle < spinIterations) continue;
+      // Park. The host rings the doorbell only when it sees a sleeper, so announce
+      // first, then look at the queues once more (the host stores the SQ tail before
+      // it reads the sleeper count: one of the two sees the other).
       Atomics.add(i32(), sleepers, 1);
-      if (Atomics.load(i32(), bell) === rung) Atomics.wait(i32(), bell, rung, PARK_TIMEOUT_MS);
+      const before = Atomics.load(i32(), bell);
+      let found = 0;
+      for (let k = 0; k < this.queues.length; k++) found += this.pending(this.queues[k]);
+      if (found === 0 && Atomics.load(i32(), state) === CTRL_LIVE) Atomics.wait(i32(), bell, before, PARK_TIMEOUT_MS);
       Atomics.sub(i32(), sleepers, 1);
       idle = 0;
     }
+  }
+
+  /** Commands waiting in queue q's SQ. */
+  private pending(q: Queue): number {
+    return (Atomics.load(this.i32, (q.base + QP_SQ_TAIL) >> 2) - Atomics.load(this.i32, (q.base + QP_SQ_HEAD) >> 2)) | 0;
   }
 
   /**

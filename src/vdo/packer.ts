@@ -75,7 +75,7 @@ export class Packer<T> {
     bin.free -= fragment.size;
     this.count++;
     if (bin.fragments.length === MAX_COMPRESSION_SLOTS) out.push(this.empty(bin));
-    this.sort();
+    this.reposition(bin);
     return true;
   }
 
@@ -115,6 +115,21 @@ export class Packer<T> {
 
   private sort(): void {
     this.bins.sort((a, b) => a.free - b.free);
+  }
+
+  /** Restores the order after one bin's free space changed (insertion step, not a full sort). */
+  private reposition(bin: Bin<T>): void {
+    const bins = this.bins;
+    let i = bins.indexOf(bin);
+    while (i > 0 && bins[i - 1].free > bin.free) {
+      bins[i] = bins[i - 1];
+      i--;
+    }
+    while (i < bins.length - 1 && bins[i + 1].free < bin.free) {
+      bins[i] = bins[i + 1];
+      i++;
+    }
+    bins[i] = bin;
   }
 }
 

@@ -194,7 +194,14 @@ const nextTurn: (fn: () => void) => void =
     ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
     : (fn) => setTimeout(fn, 0);
 
+const ZERO_BLOCK = new Uint8Array(BLOCK_BYTES);
+
 const isZero = (b: Uint8Array): boolean => {
+  if ((b.byteOffset & 3) === 0 && (b.length & 3) === 0) {
+    const w = new Int32Array(b.buffer, b.byteOffset, b.length >> 2);
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
+    return true;
+  }
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
 };
@@ -212,7 +219,7 @@ export class Volume {
   private readonly meta = new Mutex();
   private readonly pending = new Map<number, Pending>();
   private readonly lbaStates = new Map<number, LbaState>();
-  private readonly hashLocks = new Map<string, Promise<Placed | null>>();
+  private readonly hashLocks = new Map<number, Promise<Placed | null>>();
   private readonly waitingInPacker = new Map<number, FragmentItem>();
   private readonly inflight = new Set<Promise<void>>();
   /** write() calls waiting for room in the pipeline (maxInflight). */
@@ -707,7 +714,9 @@ export class Volume {
   private async dedupeOrStore(lba: number, desc: number, prep: Prepared, stage: Stage): Promise<Placed> {
     if (!this.sb.dedupe) return this.store(lba, desc, prep, stage);
     const fp = prep.fp;
-    const key = `${fp[0]},${fp[1]},${fp[2]},${fp[3]},${fp[4]},${fp[5]},${fp[6]},${fp[7]},${fp[8]},${fp[9]},${fp[10]},${fp[11]},${fp[12]},${fp[13]},${fp[14]},${fp[15]}`;
+    // 48 bits of the fingerprint key the hash lock: a collision only makes one writer
+    // wait for another and then compare bytes, never share different data.
+    const key = fp[0] + fp[1] * 2 ** 8 + fp[2] * 2 ** 16 + fp[3] * 2 ** 24 + fp[4] * 2 ** 32 + fp[5] * 2 ** 40;
     // Identical data in flight queues on one hash lock: each writer tries to share what the
     // one before it placed (one lookup, one write), and stores its own copy only when that
     // block is full (254 references) or failed; those behind it then share the new copy.
@@ -831,13 +840,13 @@ export class Volume {
     try {
       pbn = this.depot.allocate();
       const b = this.descBytes(block);
-      b.fill(0);
       encodePackedHeader(b, this.sb.codec, batch.map((f) => f.size));
       let at = CB_HEADER_BYTES;
       for (const f of batch) {
         b.set(this.descBytes(f.item.out).subarray(0, f.size), at);
         at += f.size;
       }
+      b.set(ZERO_BLOCK.subarray(at), at); // not fill(): TypedArray.fill on shared memory is V8's slow path
       const crc = crc32c(b);
       await this.dev.write(pbn, block, this.sb.writePolicy === 'sync');
       for (let i = 1; i < batch.length; i++) this.depot.increment(pbn);
