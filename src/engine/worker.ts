@@ -4,6 +4,7 @@
  * (never inside WASM) when idle and leaves when its submission ring is closed.
  * Runs as a node:worker_threads worker on Node and a Web Worker on Deno and Bun.
  */
+import { parentPort, type ParentPort } from '../wasm/spawn.js';
 import { instantiate } from '../wasm/runtime.js';
 import { compressRegion } from '../codec/deflate.js';
 import { readLayout } from '../shm/layout.js';
@@ -17,19 +18,7 @@ import {
 
 const BURST = 64;
 
-type Port = { post(msg: WorkerReply): void; onInit(cb: (msg: WorkerInit) => void): void };
-
-async function port(): Promise<Port> {
-  const g = globalThis as unknown as { Deno?: unknown; Bun?: unknown; postMessage?: (m: unknown) => void; addEventListener?: (t: string, f: (e: MessageEvent) => void) => void };
-  if (g.Deno === undefined && g.Bun === undefined) {
-    const { parentPort } = await import('node:worker_threads');
-    return { post: (m) => parentPort!.postMessage(m), onInit: (cb) => parentPort!.once('message', cb) };
-  }
-  return {
-    post: (m) => g.postMessage!(m),
-    onInit: (cb) => g.addEventListener!('message', (e: MessageEvent) => cb(e.data as WorkerInit)),
-  };
-}
+type Port = ParentPort<WorkerInit, WorkerReply>;
 
 function serve(init: WorkerInit, p: Port): void {
   const { module, memory } = init;
@@ -192,5 +181,5 @@ function serve(init: WorkerInit, p: Port): void {
   p.post({ type: 'closed', index: init.index });
 }
 
-const p = await port();
+const p = await parentPort<WorkerInit, WorkerReply>();
 p.onInit((init) => serve(init, p));

@@ -299,6 +299,7 @@ export class Controller {
     if (this.state === CTRL_CLOSING) return;
     const i32 = this.i32();
     if (this.state === CTRL_LIVE) {
+      for (const qp of this.qpairs) qp?.publishNow(); // commands submitted in this tick are drained too
       Atomics.store(i32, (this.at + CTRL_STATE) >> 2, CTRL_CLOSING);
       Atomics.add(i32, (this.at + CTRL_DOORBELL) >> 2, 1);
       Atomics.notify(i32, (this.at + CTRL_DOORBELL) >> 2);

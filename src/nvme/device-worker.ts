@@ -6,6 +6,7 @@
  * briefly when idle, then parks in Atomics.wait on the controller doorbell.
  * Runs as a node:worker_threads worker on Node and a Web Worker on Deno and Bun.
  */
+import { parentPort } from '../wasm/spawn.js';
 import { openDevice } from './devices.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
@@ -41,20 +42,6 @@ interface Queue {
   shift: number;
   sq: number; // Int32 index of SQ entry 0
   cq: number; // Int32 index of CQ entry 0
-}
-
-type Port = { post(msg: DeviceWorkerReply): void; onInit(cb: (msg: DeviceWorkerInit) => void): void };
-
-async function port(): Promise<Port> {
-  const g = globalThis as unknown as { Deno?: unknown; Bun?: unknown; postMessage?: (m: unknown) => void; addEventListener?: (t: string, f: (e: MessageEvent) => void) => void };
-  if (g.Deno === undefined && g.Bun === undefined) {
-    const { parentPort } = await import('node:worker_threads');
-    return { post: (m) => parentPort!.postMessage(m), onInit: (cb) => parentPort!.once('message', cb) };
-  }
-  return {
-    post: (m) => g.postMessage!(m),
-    onInit: (cb) => g.addEventListener!('message', (e: MessageEvent) => cb(e.data as DeviceWorkerInit)),
-  };
 }
 
 class DeviceLoop {
@@ -244,7 +231,7 @@ class DeviceLoop {
   }
 }
 
-const p = await port();
+const p = await parentPort<DeviceWorkerInit, DeviceWorkerReply>();
 p.onInit((init) => {
   let dev: Device;
   try {

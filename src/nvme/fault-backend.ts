@@ -230,7 +230,9 @@ export class FaultBackend implements Backend {
       const block = new Uint8Array(this.blockSize);
       // Group the reverted sectors by block: read, patch, write back.
       const byBlock = new Map<number, [number, number][]>();
-      for (const [sector, values] of history) {
+      // Sectors in address order: the same seed tears the same way whatever order concurrent writes reached the log.
+      for (const sector of [...history.keys()].sort((a, b) => a - b)) {
+        const values = history.get(sector)!;
         const pick = mode === 'drop' ? 0 : Math.floor(rand() * (values.length + 1));
         if (pick === values.length) continue; // the newest value stays
         const lba = Math.floor(sector / spb);

@@ -266,6 +266,8 @@ export class IoQpair {
       this.retire(dw3 & 0xffff, dw3 >>> CQE_STATUS_SHIFT);
     }
     if (this.ctrlr.failed) this.failAll();
+    // Closing: nothing queued can reach the device now; it completes after what the device answered.
+    else if (!this.ctrlr.live && !this.ready()) this.abortQueued();
     this.resubmitQueued();
     this.checkTimeouts();
     return n;
@@ -278,7 +280,13 @@ export class IoQpair {
    */
   async waitForCompletions(timeoutMs = 1000): Promise<void> {
     this.publish();
-    if (this.ready() || this.outstanding === 0) return;
+    if (this.ready()) return;
+    if (this.outstanding === 0) {
+      // Nothing can complete; anything queued waits on the controller. Yield a timer
+      // tick rather than return at once, so a caller's poll loop cannot spin on microtasks.
+      if (this.queued > 0) await new Promise((r) => setTimeout(r, 1));
+      return;
+    }
     const until = performance.now() + WAIT_SPIN_MS;
     while (performance.now() < until) if (this.ready()) return;
     const i32 = this.view();
@@ -290,7 +298,11 @@ export class IoQpair {
     // and outlasts the wait so the process cannot exit between the two firing.
     const keepAlive = setTimeout(() => {}, Math.min(timeoutMs + KEEP_ALIVE_MARGIN_MS, MAX_TIMER_MS));
     try {
-      if (this.ready() || this.ctrlr.failed) return;
+      // A failed controller still gets its completions (device workers fail what they
+      // hold with path errors, or failAll does once they are gone): wait for them like
+      // any other. Returning at once here made callers' poll loops spin on microtasks
+      // and starve the event loop that close() needs.
+      if (this.ready()) return;
       const r = Atomics.waitAsync(i32, signal, seen, timeoutMs);
       if (r.async) await r.value;
     } finally {
@@ -546,9 +558,8 @@ export class IoQpair {
     }
   }
 
-  /** @internal Controller.close: completes what is queued with ABORTED_SQ_DELETION once the device has drained. */
-  drainOnClose(): void {
-    while (this.processCompletions(0) > 0);
+  /** Completes every request still in the software queue with ABORTED_SQ_DELETION. */
+  private abortQueued(): void {
     while (this.queued > 0) {
       const r = this.queueHead;
       this.queueHead = this.rNext[r];
@@ -556,6 +567,21 @@ export class IoQpair {
       this.queued--;
       this.completeRequest(r, STATUS_ABORTED_SQ_DELETION);
     }
+  }
+
+  /** @internal Controller.close, before the device workers stop: every command written reaches the SQ. */
+  publishNow(): void {
+    this.publish();
+  }
+
+  /**
+   * @internal Controller.close, after the device workers stopped: delivers what
+   * they completed, then aborts whatever is left (queued, or never answered).
+   */
+  drainOnClose(): void {
+    while (this.processCompletions(0) > 0);
+    this.abortQueued();
+    while (this.oldest !== NO) this.retire(this.oldest, STATUS_ABORTED_SQ_DELETION);
     this.freed = true;
   }
 

@@ -68,3 +68,22 @@ export async function spawnWorker<In, Out>(
     unref: () => w.unref?.(),
   };
 }
+
+/** The worker's side: messages to the host, and the one init message from it. */
+export interface ParentPort<In, Out> {
+  post(msg: Out): void;
+  onInit(cb: (msg: In) => void): void;
+}
+
+/** Inside a worker started by spawnWorker: its channel to the host, on every runtime. */
+export async function parentPort<In, Out>(): Promise<ParentPort<In, Out>> {
+  const g = globalThis as unknown as { postMessage?: (m: unknown) => void; addEventListener?: (t: string, f: (e: MessageEvent) => void) => void };
+  if (!isWebWorkerRuntime()) {
+    const { parentPort: port } = await import('node:worker_threads');
+    return { post: (m) => port!.postMessage(m), onInit: (cb) => port!.once('message', cb) };
+  }
+  return {
+    post: (m) => g.postMessage!(m),
+    onInit: (cb) => g.addEventListener!('message', (e: MessageEvent) => cb(e.data as In)),
+  };
+}
