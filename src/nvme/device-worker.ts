@@ -11,7 +11,7 @@ import { openDevice } from './devices.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
   CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
-  CTRL_LIVE, CTRL_CLOSING, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
+  CTRL_LIVE, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
   TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout,
 } from './layout.js';
 import {
@@ -109,10 +109,7 @@ class DeviceLoop {
         continue;
       }
       const st = Atomics.load(i32(), state);
-      if (st !== CTRL_LIVE) {
-        if (st === CTRL_CLOSING) return; // every SQ is empty: drained
-        return;
-      }
+      if (st !== CTRL_LIVE) return; // closing (every SQ is drained) or failed
       if (++idle < spinIterations) continue;
       // Park. The host rings the doorbell only when it sees a sleeper, so announce
       // first, then look at the queues once more (the host stores the SQ tail before

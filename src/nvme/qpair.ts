@@ -47,10 +47,6 @@ export interface DeallocateRange {
 }
 
 const NO = -1;
-const REQ_IDLE = 0;
-const REQ_PARENT = 1;
-const REQ_QUEUED = 2;
-const REQ_SUBMITTED = 3;
 /** How long waitForCompletions spins before it parks, in milliseconds. */
 const WAIT_SPIN_MS = 0.02;
 const KEEP_ALIVE_MARGIN_MS = 1000;
@@ -81,7 +77,6 @@ export class IoQpair {
   private readonly rCb: (IoCallback | null)[];
   private readonly rArg: unknown[];
   private readonly rOpc: Uint8Array;
-  private readonly rState: Uint8Array;
   private readonly rLba: Float64Array;
   private readonly rBlocks: Int32Array;
   private readonly rPtr: Int32Array;
@@ -133,7 +128,6 @@ export class IoQpair {
     this.rCb = new Array<IoCallback | null>(R).fill(null);
     this.rArg = new Array<unknown>(R).fill(undefined);
     this.rOpc = new Uint8Array(R);
-    this.rState = new Uint8Array(R);
     this.rLba = new Float64Array(R);
     this.rBlocks = new Int32Array(R);
     this.rPtr = new Int32Array(R);
@@ -363,7 +357,6 @@ export class IoQpair {
     }
     const parent = this.takeRequests(children + 1, what);
     this.setRequest(parent, opc, lba, count, ptr, 0, 0, flags, cb, arg, NO);
-    this.rState[parent] = REQ_PARENT;
     this.rPending[parent] = children;
     let at = lba;
     let left = count;
@@ -390,7 +383,6 @@ export class IoQpair {
   private releaseRequest(r: number): void {
     this.rCb[r] = null;
     this.rArg[r] = undefined;
-    this.rState[r] = REQ_IDLE;
     this.rParent[r] = NO;
     this.rNext[r] = NO;
     if (this.rScratch[r] !== NO) {
@@ -424,7 +416,6 @@ export class IoQpair {
   }
 
   private enqueue(r: number): void {
-    this.rState[r] = REQ_QUEUED;
     this.rNext[r] = NO;
     if (this.queueTail === NO) this.queueHead = r;
     else this.rNext[this.queueTail] = r;
@@ -444,7 +435,6 @@ export class IoQpair {
     else this.tNext[this.newest] = cid;
     this.newest = cid;
     this.outstanding++;
-    this.rState[r] = REQ_SUBMITTED;
 
     const i32 = this.view();
     const e = (this.sqAt >> 2) + (this.sqTail & (this.entries - 1)) * SQE_WORDS;
@@ -598,4 +588,3 @@ export class IoQpair {
   }
 }
 
-export { IO_FLAGS_FUA };

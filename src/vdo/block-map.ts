@@ -8,7 +8,7 @@
  * checkpoints). A sector that fails validation makes every read of its
  * entries ECORRUPT; it is never taken as "unmapped".
  */
-import { FlashpackError, corrupt } from '../errors.js';
+import { corrupt } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import {
@@ -217,4 +217,3 @@ export class BlockMap {
 }
 
 export type { Page };
-export { FlashpackError };

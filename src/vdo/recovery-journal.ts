@@ -15,7 +15,7 @@ import { FlashpackError, corrupt } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import {
-  JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_CORRUPT,
+  JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC, SECTORS_PER_BLOCK, SECTOR_CORRUPT,
   SECTOR_VALID, decodeJournalEntry, encodeJournalEntry, openSector, sealSector, type JournalEntry, type SectorHeader,
 } from './encodings.js';
 
@@ -215,4 +215,3 @@ export class RecoveryJournal {
   }
 }
 
-export { SECTOR_BYTES };

@@ -153,10 +153,8 @@ interface Placed {
   crc: number;
 }
 
-/** A write's progress toward the packer: while `before`, it may still bring the packer a fragment. */
-interface Stage {
-  before: boolean;
-}
+/** One write's token in preStages while it may still bring the packer a fragment. */
+type Stage = object;
 
 /** What one engine trip learned about a block. */
 interface Prepared {
@@ -227,15 +225,12 @@ export class Volume {
   private readonly lbaLocks = new Map<number, Promise<void>>();
   private readonly pendingDiscards: PendingDiscard[] = [];
   private readonly maxInflight: number;
-  private readonly ownsEngine: boolean;
   private gen = 0;
-  private active = 0;
-  /** Writes that may still bring the packer a fragment; at 0 nothing can fill the bins, so they go out. */
-  private prePacker = 0;
   /** flush() calls in progress. */
   private flushing = 0;
   /** Writes a flush waits for that may still bring the packer a fragment; when none is left, the bins go out. */
   private readonly flushWatch = new Set<Stage>();
+  /** Writes that may still bring the packer a fragment; when none is left, nothing can fill the bins. */
   private readonly preStages = new Set<Stage>();
   private packerFlushQueued = false;
   private reserved = 0;
@@ -249,10 +244,9 @@ export class Volume {
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
   };
 
-  private constructor(sb: Superblock, engine: Engine, ownsEngine: boolean, ctrlr: Controller, dev: BlockDevice, opts: OpenOptions) {
+  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, opts: OpenOptions) {
     this.sb = sb;
     this.engine = engine;
-    this.ownsEngine = ownsEngine;
     this.ctrlr = ctrlr;
     this.dev = dev;
     const pool = engine.pool;
@@ -282,7 +276,7 @@ export class Volume {
     const backend = typeof target === 'string'
       ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096, size: opts.physicalSize ?? logical })
       : target;
-    const { engine, ownsEngine, ctrlr, dev } = await Volume.attach(backend, opts);
+    const { engine, ctrlr, dev } = await Volume.attach(backend, opts);
     try {
       let physical = dev.blocks;
       if (opts.physicalSize !== undefined) {
@@ -309,9 +303,9 @@ export class Volume {
       await dev.writeZeroes(SUPERBLOCK_COPIES, dataStart - SUPERBLOCK_COPIES);
       await Volume.writeSuperblocks(engine, dev, sb, [0, 1]);
       await dev.flush();
-      return new Volume(sb, engine, ownsEngine, ctrlr, dev, opts);
+      return new Volume(sb, engine, ctrlr, dev, opts);
     } catch (err) {
-      await Volume.detach(engine, ownsEngine, ctrlr);
+      await Volume.detach(engine, ctrlr);
       throw err;
     }
   }
@@ -319,22 +313,22 @@ export class Volume {
   /** Opens a volume, recovering from the journal if it was not closed cleanly. */
   static async open(target: string | Backend, opts: OpenOptions = {}): Promise<Volume> {
     const backend = typeof target === 'string' ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096 }) : target;
-    const { engine, ownsEngine, ctrlr, dev } = await Volume.attach(backend, opts);
+    const { engine, ctrlr, dev } = await Volume.attach(backend, opts);
     try {
       const sb = await Volume.readSuperblock(engine, dev);
       if (sb.physicalBlocks > dev.blocks) {
         throw new FlashpackError('ECORRUPT', `volume: superblock says ${sb.physicalBlocks} physical blocks; the backend has ${dev.blocks}`);
       }
-      const v = new Volume(sb, engine, ownsEngine, ctrlr, dev, opts);
+      const v = new Volume(sb, engine, ctrlr, dev, opts);
       await v.recover();
       return v;
     } catch (err) {
-      await Volume.detach(engine, ownsEngine, ctrlr);
+      await Volume.detach(engine, ctrlr);
       throw err;
     }
   }
 
-  private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ownsEngine: boolean; ctrlr: Controller; dev: BlockDevice }> {
+  private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ctrlr: Controller; dev: BlockDevice }> {
     // A volume's pools and queues are carved from a runtime's memory for good; a
     // fresh runtime per volume gives all of it back when the volume is closed.
     const rt = opts.runtime ?? new Runtime();
@@ -346,12 +340,12 @@ export class Volume {
       await engine.close();
       throw err;
     }
-    return { engine, ownsEngine: true, ctrlr, dev: new BlockDevice(ctrlr) };
+    return { engine, ctrlr, dev: new BlockDevice(ctrlr) };
   }
 
-  private static async detach(engine: Engine, ownsEngine: boolean, ctrlr: Controller): Promise<void> {
+  private static async detach(engine: Engine, ctrlr: Controller): Promise<void> {
     await ctrlr.close();
-    if (ownsEngine) await engine.close();
+    await engine.close();
   }
 
   private static async writeSuperblocks(engine: Engine, dev: BlockDevice, sb: Superblock, copies: number[]): Promise<void> {
@@ -601,12 +595,10 @@ export class Volume {
       const batch = this.packer.evict(waiting);
       if (batch !== null) this.writeBatches([batch]);
     }
-    this.active++;
-    const stage: Stage = { before: false };
+    const stage: Stage = {};
     if (desc >= 0) this.enter(stage);
     const done = this.processWrite(lba, gen, desc, stage).finally(() => {
       this.leave(stage);
-      this.active--;
       if (reservedOne) this.reserved--;
       this.inflight.delete(done);
       this.slotWaiters.shift()?.();
@@ -639,25 +631,21 @@ export class Volume {
    * next write by then, and the bins keep filling.
    */
   private leave(stage: Stage): void {
-    if (!stage.before) return;
-    stage.before = false;
-    this.preStages.delete(stage);
+    if (!this.preStages.delete(stage)) return;
     if (this.flushWatch.delete(stage) && this.flushWatch.size === 0 && this.packer.waiting > 0) {
       this.writeBatches(this.packer.flush());
     }
-    if (--this.prePacker === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
+    if (this.preStages.size === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
       this.packerFlushQueued = true;
       nextTurn(() => {
         this.packerFlushQueued = false;
-        if (this.prePacker === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
+        if (this.preStages.size === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
       });
     }
   }
 
   private enter(stage: Stage): void {
-    if (stage.before) return;
-    stage.before = true;
-    this.prePacker++;
+    if (this.preStages.has(stage)) return;
     this.preStages.add(stage);
     if (this.flushing > 0) this.flushWatch.add(stage);
   }
@@ -1114,19 +1102,25 @@ export class Volume {
       this.closed = true;
       this.map.release();
       this.journal.release();
-      await Volume.detach(this.engine, this.ownsEngine, this.ctrlr);
+      await Volume.detach(this.engine, this.ctrlr);
     }
   }
 
   /** Detaches without flushing (tests: what a crash leaves behind is on the backend). */
   async abandon(): Promise<void> {
     this.closed = true;
-    await Volume.detach(this.engine, this.ownsEngine, this.ctrlr).catch(() => {});
+    await Volume.detach(this.engine, this.ctrlr).catch(() => {});
   }
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
+  if (((a.byteOffset | b.byteOffset | a.length) & 3) === 0) {
+    const x = new Int32Array(a.buffer, a.byteOffset, a.length >> 2);
+    const y = new Int32Array(b.buffer, b.byteOffset, b.length >> 2);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
