@@ -76,6 +76,20 @@ export class BlockMap {
     return this.mem;
   }
 
+  /**
+   * The page holding `lba` if it is cached and loaded (a hit), else null: for a
+   * caller that uses it before its next await, so it takes no pin.
+   */
+  cachedPage(lba: number): Page | null {
+    const index = Math.floor(lba / MAP_ENTRIES_PER_PAGE);
+    const p = this.cache.get(index);
+    if (p === undefined || p.loading !== null) return null;
+    this.cache.delete(index);
+    this.cache.set(index, p);
+    this.stats.cacheHits++;
+    return p;
+  }
+
   /** The page holding `lba`, loaded and pinned: release it with unpin() (pinned pages stay cached). */
   async page(lba: number): Promise<Page> {
     const index = Math.floor(lba / MAP_ENTRIES_PER_PAGE);

@@ -68,6 +68,12 @@ export interface Superblock extends Geometry {
 }
 
 const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
+const put32 = (b: Uint8Array, at: number, x: number): void => {
+  b[at] = x & 0xff;
+  b[at + 1] = (x >>> 8) & 0xff;
+  b[at + 2] = (x >>> 16) & 0xff;
+  b[at + 3] = (x >>> 24) & 0xff;
+};
 const getU64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
 const setU64 = (v: DataView, at: number, x: number): void => {
   v.setUint32(at, x >>> 0, true);
@@ -220,19 +226,21 @@ export function journalEntryAt(entry: number): number {
   return s * SECTOR_BYTES + SECTOR_HEADER_BYTES + (entry % JOURNAL_ENTRIES_PER_SECTOR) * JOURNAL_ENTRY_BYTES;
 }
 
-export function encodeJournalEntry(b: Uint8Array, entry: number, e: JournalEntry): void {
-  const v = dv(b);
-  const at = journalEntryAt(entry);
-  v.setUint8(at, e.kind);
-  v.setUint8(at + 1, e.newState);
-  v.setUint8(at + 2, e.oldState);
-  v.setUint8(at + 3, 0);
-  setU64(v, at + 4, e.lba);
-  v.setUint32(at + 12, e.newPbn, true);
-  v.setUint32(at + 16, e.oldPbn, true);
-  v.setUint32(at + 20, e.dataCrc, true);
-  v.setUint32(at + 24, e.count, true);
-  v.setUint32(at + 28, 0, true);
+/** Encodes entry number `entry` of the journal block at `b[base…]`. */
+export function encodeJournalEntry(b: Uint8Array, entry: number, e: JournalEntry, base = 0): void {
+  // Byte stores, not a DataView: this runs once per block written.
+  const at = base + journalEntryAt(entry);
+  b[at] = e.kind;
+  b[at + 1] = e.newState;
+  b[at + 2] = e.oldState;
+  b[at + 3] = 0;
+  put32(b, at + 4, e.lba >>> 0);
+  put32(b, at + 8, Math.floor(e.lba / 2 ** 32));
+  put32(b, at + 12, e.newPbn);
+  put32(b, at + 16, e.oldPbn);
+  put32(b, at + 20, e.dataCrc);
+  put32(b, at + 24, e.count);
+  put32(b, at + 28, 0);
 }
 
 export function decodeJournalEntry(b: Uint8Array, entry: number, out: JournalEntry): void {
@@ -273,14 +281,18 @@ export const CB_HEADER_BYTES = 36;
 /** Bytes of fragments one packed block holds. */
 export const CB_CAPACITY = BLOCK_BYTES - CB_HEADER_BYTES;
 
-export function encodePackedHeader(b: Uint8Array, codec: Codec, sizes: readonly number[]): void {
-  const v = dv(b);
-  v.setUint32(0, CB_MAGIC, true);
-  v.setUint8(4, 1);
-  v.setUint8(5, CODECS.indexOf(codec));
-  v.setUint8(6, sizes.length);
-  v.setUint8(7, 0);
-  for (let i = 0; i < MAX_COMPRESSION_SLOTS; i++) v.setUint16(8 + i * 2, sizes[i] ?? 0, true);
+/** Writes a packed block's header at `b[at…]`: `count` fragments, fragment i being sizeOf(i) bytes. */
+export function encodePackedHeader(b: Uint8Array, codec: Codec, count: number, sizeOf: (i: number) => number, at = 0): void {
+  put32(b, at, CB_MAGIC);
+  b[at + 4] = 1;
+  b[at + 5] = CODECS.indexOf(codec);
+  b[at + 6] = count;
+  b[at + 7] = 0;
+  for (let i = 0; i < MAX_COMPRESSION_SLOTS; i++) {
+    const size = i < count ? sizeOf(i) : 0;
+    b[at + 8 + i * 2] = size & 0xff;
+    b[at + 9 + i * 2] = size >>> 8;
+  }
 }
 
 /** Byte range [from, to) of `slot`'s fragment in a packed block, or a reason it has none. */

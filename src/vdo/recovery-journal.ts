@@ -39,6 +39,8 @@ export class RecoveryJournal {
   private readonly nonce: number;
   private readonly current: number; // descriptor of the block being filled
   private inflight: Promise<void> | null = null;
+  /** The first journal write that failed: nothing after it is durable, so every commit reports it. */
+  private failure: Error | null = null;
   private mem: Uint8Array;
 
   /** Sync write policy: journal writes are FUA, so a committed entry is durable. */
@@ -80,7 +82,8 @@ export class RecoveryJournal {
   /** Appends one entry to the block being filled; a full block is written and the next begun. */
   append(e: JournalEntry): void {
     if (this.used >= this.blocks) throw new FlashpackError('EINTERNAL', `recovery journal: full (${this.blocks} blocks from head ${this.head})`);
-    encodeJournalEntry(this.block(), this.entries, e);
+    if (this.mem.buffer.byteLength !== this.pool.memory.buffer.byteLength) this.mem = new Uint8Array(this.pool.memory.buffer);
+    encodeJournalEntry(this.mem, this.entries, e, this.pool.bufferOf(this.current));
     this.entries++;
     this.stats.entriesWritten++;
     if (this.entries === JOURNAL_ENTRIES_PER_BLOCK) void this.rollOver();
@@ -110,7 +113,9 @@ export class RecoveryJournal {
     const w = prev.then(() => this.dev.write(this.start + (seq % this.blocks), snapshot, this.fua)).finally(() => this.pool.free(snapshot));
     this.stats.blocksWritten++;
     this.written = count;
-    const tail = w.catch(() => {});
+    const tail = w.catch((err: Error) => {
+      this.failure ??= err;
+    });
     this.inflight = tail;
     void tail.then(() => {
       if (this.inflight === tail) this.inflight = null;
@@ -122,6 +127,7 @@ export class RecoveryJournal {
   async commit(): Promise<void> {
     if (this.entries > this.written) await this.writeCurrent();
     else if (this.inflight !== null) await this.inflight;
+    if (this.failure !== null) throw this.failure;
   }
 
   /**

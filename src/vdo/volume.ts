@@ -37,7 +37,8 @@ import { crc32c } from '../codec/checksum.js';
 import { decompressBlockInto } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
 import { BlockDevice } from './block-device.js';
-import { BlockMap, mappingOf, pbnOf, stateOf } from './block-map.js';
+import { DataWriter, STAGING_BYTES } from './data-writer.js';
+import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, DEFAULT_INDEX_MEMORY } from './dedupe.js';
@@ -45,7 +46,7 @@ import { Packer, type Batch, type PackerPolicy } from './packer.js';
 import {
   BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader,
-  encodeSuperblock, packedFragment, type Codec, type Superblock, type WritePolicy,
+  encodeSuperblock, packedFragment, type Codec, type JournalEntry, type Superblock, type WritePolicy,
 } from './encodings.js';
 
 export interface VolumeOptions {
@@ -119,12 +120,6 @@ const DEFAULT_CACHE_PAGES = 1024;
 const DEFAULT_MAX_INFLIGHT = 256;
 const DEFLATE_LEVEL = 1;
 
-interface Pending {
-  gen: number;
-  /** Slab descriptor holding the data, or −1 for a zero block. */
-  desc: number;
-}
-
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
 interface LbaState {
   /** Newest write or discard issued for it. */
@@ -141,41 +136,68 @@ interface PendingDiscard {
   first: number;
   last: number;
   gen: number;
+  applied: boolean;
 }
 
-/** A block write the volume has taken: `done` settles when it is acknowledged. */
-interface Accepted {
-  done: Promise<void>;
-}
-
-interface Placed {
-  mapping: number;
-  crc: number;
-}
-
-/** One write's token in preStages while it may still bring the packer a fragment. */
-type Stage = object;
-
-/** What one engine trip learned about a block. */
-interface Prepared {
-  fp: Uint8Array;
-  crc: number;
-  /** Descriptor holding the compressed form, or −1 (codec none). */
-  out: number;
-  /** Compressed bytes; 0 = incompressible or not compressed. */
-  size: number;
-  /** The packer owns `out` now. */
-  handedOff: boolean;
-}
-
-interface FragmentItem {
+/** A block of a write() call that waits its turn in acceptSlow(). */
+interface SlowPiece {
   lba: number;
-  desc: number; // data
-  out: number; // compressed
-  crc: number; // CRC-32C of the data (for a fragment stored raw)
-  resolve(p: Placed): void;
-  reject(err: Error): void;
+  within: number;
+  pos: number;
+  n: number;
+  gen: number;
+  st: LbaState;
+  ticket: { prev: Promise<void>; release(): void };
+  taken: boolean;
 }
+
+/** A write() call of the sync policy waiting for its blocks to be durable. */
+interface WriteCall {
+  remaining: number;
+  error: Error | null;
+  wake: (() => void) | null;
+}
+
+/**
+ * One logical block's write from acceptance to its mapping (dm-vdo's
+ * data_vio). The common path — accept, engine burst, index miss, packer or raw
+ * write, batched mapping — runs on callbacks and plain records: no promise per
+ * block.
+ */
+interface WriteJob {
+  lba: number;
+  gen: number;
+  st: LbaState;
+  /** Slab descriptor holding the data, or −1 for a zero block. */
+  desc: number;
+  /** Descriptor of the compressed form, or −1 (codec none, or released). */
+  out: number;
+  /** Compressed bytes in `out`; 0 = incompressible or not compressed. */
+  size: number;
+  /** CRC-32C of the block as stored (journaled: recovery checks the data arrived). */
+  crc: number;
+  /** The home found, holding one reference; −1 until placed. */
+  mapping: number;
+  /** Fingerprint (dedupe only). */
+  fp: Uint8Array | null;
+  /** The hash lock this job holds (dedupe only): writers of the same data queue behind it. */
+  lock: HashLock | null;
+  key: number;
+  /** One block of room reserved at acceptance (async policy). */
+  reserved: boolean;
+  /** flush() epoch it was accepted in. */
+  epoch: number;
+  call: WriteCall | null;
+}
+
+/** Identical data in flight: the holder's result, which the next writer tries to share. */
+interface HashLock {
+  settled: boolean;
+  /** The holder's mapping (one it stored or shared), or −1 if it failed. */
+  mapping: number;
+  waiters: (() => void)[] | null;
+}
+
 
 /** A promise-chain mutex: the metadata lock. */
 class Mutex {
@@ -213,25 +235,47 @@ export class Volume {
   private readonly journal: RecoveryJournal;
   private readonly depot: SlabDepot;
   private readonly index: DedupeIndex;
-  private readonly packer: Packer<FragmentItem>;
+  private readonly packer: Packer<WriteJob>;
+  private readonly writer: DataWriter;
+  /** The journal entry applyMapping fills (the journal copies it). */
+  private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 };
   private readonly meta = new Mutex();
-  private readonly pending = new Map<number, Pending>();
+  /** The newest accepted, not yet mapped write of each LBA: reads see it. */
+  private readonly pending = new Map<number, WriteJob>();
   private readonly lbaStates = new Map<number, LbaState>();
-  private readonly hashLocks = new Map<number, Promise<Placed | null>>();
-  private readonly waitingInPacker = new Map<number, FragmentItem>();
-  private readonly inflight = new Set<Promise<void>>();
+  private readonly hashLocks = new Map<number, HashLock>();
+  private readonly waitingInPacker = new Map<number, WriteJob>();
+  /** Accepted writes not yet finished (mapped, or failed). */
+  private jobsInFlight = 0;
+  /** Jobs in flight per flush() epoch; epochs only grow, so the first key is the oldest. */
+  private readonly epochJobs = new Map<number, number>();
+  private epoch = 0;
+  /** flush() calls waiting for every job of their epoch and before. */
+  private readonly epochWaiters: { epoch: number; wake(): void }[] = [];
   /** write() calls waiting for room in the pipeline (maxInflight). */
   private readonly slotWaiters: (() => void)[] = [];
   private readonly lbaLocks = new Map<number, Promise<void>>();
   private readonly pendingDiscards: PendingDiscard[] = [];
   private readonly maxInflight: number;
   private gen = 0;
+  /** Jobs accepted and waiting to go to the engine as one burst. */
+  private toPrepare: WriteJob[] = [];
+  private prepareQueued = false;
+  /** Jobs on the engine, by data descriptor. */
+  private readonly onEngine: (WriteJob | undefined)[] = [];
+  private jobsOnEngine = 0;
+  private enginePumping = false;
+  /** A burst waits for a free 4 KiB buffer for its next job's compressed form. */
+  private waitingForOut = false;
+  /** Jobs placed and waiting for the metadata lock, mapped in batches. */
+  private toMap: WriteJob[] = [];
+  private mapperQueued = false;
   /** flush() calls in progress. */
   private flushing = 0;
   /** Writes a flush waits for that may still bring the packer a fragment; when none is left, the bins go out. */
-  private readonly flushWatch = new Set<Stage>();
+  private readonly flushWatch = new Set<WriteJob>();
   /** Writes that may still bring the packer a fragment; when none is left, nothing can fill the bins. */
-  private readonly preStages = new Set<Stage>();
+  private readonly preStages = new Set<WriteJob>();
   private packerFlushQueued = false;
   private reserved = 0;
   private logicalUsed = 0;
@@ -254,7 +298,8 @@ export class Volume {
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
     this.index = new DedupeIndex(opts.indexMemory ?? DEFAULT_INDEX_MEMORY);
-    this.packer = new Packer<FragmentItem>(opts.packer ?? 'flashpack');
+    this.packer = new Packer<WriteJob>(opts.packer ?? 'flashpack');
+    this.writer = new DataWriter(dev, pool, sb.writePolicy === 'sync');
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.mem = new Uint8Array(pool.memory.buffer);
   }
@@ -332,7 +377,7 @@ export class Volume {
     // A volume's pools and queues are carved from a runtime's memory for good; a
     // fresh runtime per volume gives all of it back when the volume is closed.
     const rt = opts.runtime ?? new Runtime();
-    const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: 8192 }, { size: 512 * 1024, count: 4 }] });
+    const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: 8192 }, { size: STAGING_BYTES, count: 16 }] });
     let ctrlr: Controller;
     try {
       ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers: opts.ioWorkers });
@@ -507,13 +552,16 @@ export class Volume {
   /**
    * Writes `data` at byte `offset`; unaligned edges are read-modify-write.
    * Every block's generation and place in line are taken when write() is
-   * called, so overlapping writes and discards take effect in call order.
+   * called, so overlapping writes and discards take effect in call order. A
+   * whole block with no writer ahead of it and room in the pipeline is
+   * accepted on the spot; the rest wait their turn (acceptSlow).
    */
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) throw invalid('volume: write data must be a Uint8Array');
     this.check(offset, data.length, 'write');
     this.counters.writeIn++;
-    const pieces: { lba: number; within: number; pos: number; n: number; gen: number; st: LbaState; ticket: { prev: Promise<void>; release(): void }; taken: boolean }[] = [];
+    const call: WriteCall | null = this.sb.writePolicy === 'sync' ? { remaining: 0, error: null, wake: null } : null;
+    let slow: SlowPiece[] | null = null;
     for (let pos = 0; pos < data.length;) {
       const at = offset + pos;
       const lba = Math.floor(at / BLOCK_BYTES);
@@ -523,10 +571,20 @@ export class Volume {
       const st = this.lbaState(lba);
       st.latest = gen;
       st.inflight++;
-      pieces.push({ lba, within, pos, n, gen, st, ticket: this.lockLba(lba), taken: false });
+      if (slow !== null || n !== BLOCK_BYTES || this.lbaLocks.has(lba) || !this.tryAccept(lba, data.subarray(pos, pos + n), gen, st, call)) {
+        (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: this.lockLba(lba), taken: false });
+      }
       pos += n;
     }
-    const waits: Promise<void>[] = [];
+    if (slow !== null) await this.acceptSlow(data, slow, call);
+    if (call !== null) {
+      if (call.remaining > 0) await new Promise<void>((r) => (call.wake = r));
+      if (call.error !== null) throw call.error;
+    }
+  }
+
+  /** Pieces that wait for a writer ahead of them, a read (unaligned), room, or a buffer. */
+  private async acceptSlow(data: Uint8Array, pieces: SlowPiece[], call: WriteCall | null): Promise<void> {
     try {
       for (const p of pieces) {
         await p.ticket.prev;
@@ -538,7 +596,7 @@ export class Volume {
             block = whole;
           }
           p.taken = true;
-          waits.push((await this.acceptBlock(p.lba, block, p.gen, p.st)).done);
+          await this.acceptBlock(p.lba, block, p.gen, p.st, call);
         } finally {
           p.ticket.release();
         }
@@ -550,70 +608,53 @@ export class Volume {
         this.dropLbaState(p.lba, p.st);
       }
     }
-    await Promise.all(waits);
   }
 
-  /**
-   * Accepts one whole block (its generation and LBA state taken by write()).
-   * Returns, once accepted, the promise of its completion: awaited by sync
-   * writes, tracked for flush by async ones.
-   */
-  private async acceptBlock(lba: number, data: Uint8Array, gen: number, st: LbaState): Promise<Accepted> {
-    let reservedOne = false;
+  /** The fast path: accepts a whole block now, or returns false (nothing changed) if it would have to wait. */
+  private tryAccept(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): boolean {
+    if (this.jobsInFlight >= this.maxInflight || this.slotWaiters.length > 0) return false;
+    let desc = -1;
+    let reserved = false;
+    if (!isZero(data)) {
+      if (this.sb.writePolicy === 'async') {
+        if (this.depot.freeBlocks - this.reserved <= 0) return false; // acceptBlock flushes or reports ENOSPC
+        this.reserved++;
+        reserved = true;
+      }
+      desc = this.engine.pool.tryAlloc(BLOCK_BYTES);
+      if (desc < 0) {
+        if (reserved) this.reserved--;
+        return false;
+      }
+      this.descBytes(desc).set(data);
+    }
+    this.admit(lba, gen, st, desc, reserved, call);
+    return true;
+  }
+
+  /** Accepts one whole block (its generation and LBA state taken by write()), waiting for room and a buffer. */
+  private async acceptBlock(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): Promise<void> {
+    let reserved = false;
     let desc = -1;
     try {
-      while (this.inflight.size >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
+      while (this.jobsInFlight >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
       const zero = isZero(data);
       // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
       // allocates before it acknowledges); a zero block needs none, a sync write finds out when it allocates.
       if (!zero && this.sb.writePolicy === 'async') {
         await this.reserveSpace();
-        reservedOne = true;
+        reserved = true;
       }
       if (!zero) {
         desc = await this.engine.pool.allocAsync(BLOCK_BYTES);
         this.descBytes(desc).set(data);
       }
     } catch (err) {
-      if (reservedOne) this.reserved--;
+      if (reserved) this.reserved--;
       this.dropLbaState(lba, st);
       throw err;
     }
-    if (gen < st.applied || gen < st.discarded) {
-      // A newer discard (or write) of this block was issued after this write: nothing to do.
-      if (reservedOne) this.reserved--;
-      if (desc >= 0) this.engine.pool.free(desc);
-      this.dropLbaState(lba, st);
-      return { done: Promise.resolve() };
-    }
-    const prev = this.pending.get(lba);
-    if (prev === undefined || prev.gen < gen) this.pending.set(lba, { gen, desc });
-    this.counters.blocksWrittenIn++;
-    // An overwrite of a block waiting in the packer writes that bin out now.
-    const waiting = this.waitingInPacker.get(lba);
-    if (waiting !== undefined) {
-      const batch = this.packer.evict(waiting);
-      if (batch !== null) this.writeBatches([batch]);
-    }
-    const stage: Stage = {};
-    if (desc >= 0) this.enter(stage);
-    const done = this.processWrite(lba, gen, desc, stage).finally(() => {
-      this.leave(stage);
-      if (reservedOne) this.reserved--;
-      this.inflight.delete(done);
-      this.slotWaiters.shift()?.();
-      const p = this.pending.get(lba);
-      if (p !== undefined && p.gen === gen) this.pending.delete(lba);
-      if (desc >= 0) this.engine.pool.free(desc);
-      this.dropLbaState(lba, st);
-    });
-    this.inflight.add(done);
-    done.catch((err: Error) => {
-      // Out of space on a sync write is that write's error; anything else fails the volume.
-      if ((err as FlashpackError).code === 'ENOSPC' && this.sb.writePolicy === 'sync') return;
-      if (this.failure === null) this.failure = err instanceof FlashpackError ? err : new FlashpackError('EINTERNAL', `volume: write failed: ${err.message}`);
-    });
-    return { done: this.sb.writePolicy === 'sync' ? done : Promise.resolve() };
+    this.admit(lba, gen, st, desc, reserved, call);
   }
 
   /** One block of room per write in the pipeline; frees pending blocks with a flush when short. ENOSPC when full. */
@@ -625,14 +666,52 @@ export class Volume {
     this.reserved++;
   }
 
+  /** The block is the volume's now: reads see it, and it starts down the pipeline. */
+  private admit(lba: number, gen: number, st: LbaState, desc: number, reserved: boolean, call: WriteCall | null): void {
+    if (gen < st.applied || gen < st.discarded) {
+      // A newer discard (or write) of this block was issued after this write: nothing to do.
+      if (reserved) this.reserved--;
+      if (desc >= 0) this.engine.pool.free(desc);
+      this.dropLbaState(lba, st);
+      return;
+    }
+    const job: WriteJob = { lba, gen, st, desc, out: -1, size: 0, crc: 0, mapping: -1, fp: null, lock: null, key: 0, reserved, epoch: this.epoch, call };
+    const prev = this.pending.get(lba);
+    if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
+    this.counters.blocksWrittenIn++;
+    this.jobsInFlight++;
+    this.epochJobs.set(job.epoch, (this.epochJobs.get(job.epoch) ?? 0) + 1);
+    if (call !== null) call.remaining++;
+    // An overwrite of a block waiting in the packer writes that bin out now.
+    const waiting = this.waitingInPacker.get(lba);
+    if (waiting !== undefined) {
+      const batch = this.packer.evict(waiting);
+      if (batch !== null) this.writeBatch(batch);
+    }
+    if (desc < 0) {
+      this.counters.zeroBlocks++;
+      this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED), 0);
+      return;
+    }
+    this.enter(job);
+    this.toPrepare.push(job);
+    if (!this.prepareQueued) {
+      this.prepareQueued = true;
+      queueMicrotask(() => {
+        this.prepareQueued = false;
+        this.dispatch();
+      });
+    }
+  }
+
   /**
    * The write can no longer feed the packer. If no write can, the bins go out
    * after one turn of the event loop: a caller writing in a loop has issued its
    * next write by then, and the bins keep filling.
    */
-  private leave(stage: Stage): void {
-    if (!this.preStages.delete(stage)) return;
-    if (this.flushWatch.delete(stage) && this.flushWatch.size === 0 && this.packer.waiting > 0) {
+  private leave(job: WriteJob): void {
+    if (!this.preStages.delete(job)) return;
+    if (this.flushWatch.delete(job) && this.flushWatch.size === 0 && this.packer.waiting > 0) {
       this.writeBatches(this.packer.flush());
     }
     if (this.preStages.size === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
@@ -644,115 +723,185 @@ export class Volume {
     }
   }
 
-  private enter(stage: Stage): void {
-    if (this.preStages.has(stage)) return;
-    this.preStages.add(stage);
-    if (this.flushing > 0) this.flushWatch.add(stage);
+  private enter(job: WriteJob): void {
+    if (this.preStages.has(job)) return;
+    this.preStages.add(job);
+    if (this.flushing > 0) this.flushWatch.add(job);
   }
 
-  private async processWrite(lba: number, gen: number, desc: number, stage: Stage): Promise<void> {
-    let placed: Placed;
-    if (desc < 0) {
-      this.counters.zeroBlocks++;
-      placed = { mapping: mappingOf(ZERO_PBN, STATE_UNCOMPRESSED), crc: 0 };
-    } else placed = await this.place(lba, desc, stage);
-    this.leave(stage);
-    await this.meta.run(() => this.applyMapping(lba, gen, placed));
-    if (this.sb.writePolicy === 'sync') await this.meta.run(() => this.journal.commit());
-  }
-
-  /** Finds or makes a home for the data in `desc`; the mapping comes with one reference held. */
-  private async place(lba: number, desc: number, stage: Stage): Promise<Placed> {
-    const prep = await this.prepareBlock(desc);
-    try {
-      return await this.dedupeOrStore(lba, desc, prep, stage);
-    } finally {
-      if (prep.out >= 0 && !prep.handedOff) this.engine.pool.free(prep.out);
-    }
-  }
-
-  /** One engine job: fingerprint, CRC-32C and (unless the codec is none) compression. */
-  private async prepareBlock(desc: number): Promise<Prepared> {
+  /**
+   * Sends the jobs accepted in this microtask wave to the engine as one burst:
+   * per block one job computes the fingerprint, the CRC-32C and (unless the
+   * codec is none) the compressed form.
+   */
+  private dispatch(): void {
+    const jobs = this.toPrepare;
+    if (jobs.length === 0 || this.waitingForOut) return;
     const pool = this.engine.pool;
     const codec = this.sb.codec;
-    const out = codec === 'none' ? -1 : await pool.allocAsync(BLOCK_BYTES);
-    pool.setLength(desc, BLOCK_BYTES);
     const arg = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE | (DEFLATE_LEVEL << 8) : PREPARE_CODEC_NONE;
-    this.engine.prepare(desc, OP_PREPARE_BLOCK, out >= 0 ? out : 0, arg);
-    let status: number;
+    const batch: number[] = [];
+    for (const job of jobs) {
+      if (codec !== 'none' && job.out < 0) {
+        job.out = pool.tryAlloc(BLOCK_BYTES);
+        if (job.out < 0) {
+          this.awaitOut(job);
+          break;
+        }
+      }
+      pool.setLength(job.desc, BLOCK_BYTES);
+      this.engine.prepare(job.desc, OP_PREPARE_BLOCK, job.out >= 0 ? job.out : 0, arg);
+      batch.push(job.desc);
+    }
+    let sent = 0;
     try {
-      status = await this.engine.execute(desc);
+      sent = batch.length === 0 ? 0 : this.engine.submit(batch);
     } catch (err) {
-      if (out >= 0) pool.free(out);
-      throw err;
+      // The engine is closed (the volume was abandoned): these jobs cannot run.
+      this.toPrepare = [];
+      for (const job of jobs) this.failJob(job, err as Error);
+      return;
     }
-    if (status !== STATUS_OK && status !== STATUS_INCOMPRESSIBLE) {
-      if (out >= 0) pool.free(out);
-      throw new FlashpackError('EINTERNAL', `volume: block preparation failed with engine status ${status}`);
-    }
-    return {
-      fp: this.engine.resultOf(desc),
-      crc: this.engine.checksumOf(desc),
-      out,
-      size: out >= 0 && status === STATUS_OK ? pool.lengthOf(out) : 0,
-      handedOff: false,
-    };
+    for (let k = 0; k < sent; k++) this.onEngine[batch[k]] = jobs[k];
+    this.jobsOnEngine += sent;
+    // What did not fit (rings full, or no output buffer yet) goes when the engine answers.
+    this.toPrepare = sent === jobs.length ? [] : jobs.slice(sent);
+    if (sent > 0) this.pumpEngine();
   }
 
-  private async dedupeOrStore(lba: number, desc: number, prep: Prepared, stage: Stage): Promise<Placed> {
-    if (!this.sb.dedupe) return this.store(lba, desc, prep, stage);
-    const fp = prep.fp;
+  /** The pool is out of 4 KiB buffers: the burst resumes when one is freed. */
+  private awaitOut(job: WriteJob): void {
+    this.waitingForOut = true;
+    this.engine.pool.allocAsync(BLOCK_BYTES).then(
+      (out) => {
+        job.out = out;
+        this.waitingForOut = false;
+        this.dispatch();
+      },
+      (err: Error) => {
+        this.waitingForOut = false;
+        this.toPrepare.splice(this.toPrepare.indexOf(job), 1);
+        this.failJob(job, err);
+        this.dispatch();
+      },
+    );
+  }
+
+  /** Reaps the engine's answers while jobs are on it; each answer moves its job on synchronously. */
+  private pumpEngine(): void {
+    if (this.enginePumping) return;
+    this.enginePumping = true;
+    void (async () => {
+      try {
+        while (this.jobsOnEngine > 0) {
+          const done = this.engine.poll();
+          for (const idx of done) {
+            const job = this.onEngine[idx];
+            if (job === undefined) continue;
+            this.onEngine[idx] = undefined;
+            this.jobsOnEngine--;
+            try {
+              this.prepared(job, this.engine.statusOf(idx));
+            } catch (err) {
+              this.failJob(job, err as Error);
+            }
+          }
+          if (done.length > 0) {
+            if (this.toPrepare.length > 0) this.dispatch();
+            continue;
+          }
+          if (this.engine.inflight === 0) {
+            // Nothing is left to answer (the engine was closed under us): these jobs are lost.
+            const err = new FlashpackError('ECANCELED', 'volume: the engine stopped with blocks in flight');
+            for (let idx = 0; idx < this.onEngine.length; idx++) {
+              const job = this.onEngine[idx];
+              if (job === undefined) continue;
+              this.onEngine[idx] = undefined;
+              this.jobsOnEngine--;
+              this.failJob(job, err);
+            }
+            break;
+          }
+          await this.engine.waitForCompletions();
+        }
+      } finally {
+        this.enginePumping = false;
+      }
+    })();
+  }
+
+  /** The engine has hashed (and compressed) the block: dedupe, else store. */
+  private prepared(job: WriteJob, status: number): void {
+    if (status !== STATUS_OK && status !== STATUS_INCOMPRESSIBLE) {
+      this.failJob(job, new FlashpackError('EINTERNAL', `volume: block preparation failed with engine status ${status}`));
+      return;
+    }
+    job.crc = this.engine.checksumOf(job.desc);
+    job.size = job.out >= 0 && status === STATUS_OK ? this.engine.pool.lengthOf(job.out) : 0;
+    if (!this.sb.dedupe) {
+      this.store(job);
+      return;
+    }
+    const fp = (job.fp = this.engine.resultOf(job.desc));
     // 48 bits of the fingerprint key the hash lock: a collision only makes one writer
     // wait for another and then compare bytes, never share different data.
-    const key = fp[0] + fp[1] * 2 ** 8 + fp[2] * 2 ** 16 + fp[3] * 2 ** 24 + fp[4] * 2 ** 32 + fp[5] * 2 ** 40;
+    job.key = fp[0] + fp[1] * 2 ** 8 + fp[2] * 2 ** 16 + fp[3] * 2 ** 24 + fp[4] * 2 ** 32 + fp[5] * 2 ** 40;
     // Identical data in flight queues on one hash lock: each writer tries to share what the
     // one before it placed (one lookup, one write), and stores its own copy only when that
     // block is full (254 references) or failed; those behind it then share the new copy.
-    const prev = this.hashLocks.get(key);
-    let settle!: (p: Placed | null) => void;
-    const mine = new Promise<Placed | null>((r) => (settle = r));
-    this.hashLocks.set(key, mine);
+    const prev = this.hashLocks.get(job.key);
+    const lock: HashLock = { settled: false, mapping: -1, waiters: null };
+    this.hashLocks.set(job.key, lock);
+    job.lock = lock;
+    if (prev !== undefined) {
+      this.leave(job); // waiting on the writer ahead, which may be in the packer
+      void this.shareBehind(job, prev);
+      return;
+    }
+    const advice = this.index.lookup(fp);
+    if (advice !== null) void this.shareAdvice(job, mappingOf(advice[0], advice[1]));
+    else this.store(job);
+  }
+
+  /** Identical data is in flight ahead of this job: share what that writer placed, or store a copy. */
+  private async shareBehind(job: WriteJob, ahead: HashLock): Promise<void> {
     try {
-      if (prev !== undefined) {
-        this.leave(stage); // waiting on the writer ahead, which may be in the packer
-        const other = await prev;
-        this.enter(stage);
-        if (other !== null) {
-          const shared = await this.tryShare(other, desc);
-          if (shared !== null) {
-            this.counters.concurrentShared++;
-            settle(shared);
-            return shared;
-          }
-        }
-      } else {
-        const advice = this.index.lookup(fp);
-        if (advice !== null) {
-          const shared = await this.tryShare({ mapping: mappingOf(advice[0], advice[1]), crc: -1 }, desc);
-          if (shared !== null) {
-            this.counters.adviceValid++;
-            settle(shared);
-            return shared;
-          }
-          this.counters.adviceStale++;
+      if (!ahead.settled) await new Promise<void>((r) => (ahead.waiters ??= []).push(r));
+      this.enter(job);
+      if (ahead.mapping >= 0) {
+        const crc = await this.tryShare(ahead.mapping, job.desc);
+        if (crc !== null) {
+          this.counters.concurrentShared++;
+          this.placed(job, ahead.mapping, crc);
+          return;
         }
       }
-      const stored = await this.store(lba, desc, prep, stage);
-      this.index.update(fp, pbnOf(stored.mapping), stateOf(stored.mapping));
-      settle(stored);
-      return stored;
+      this.store(job);
     } catch (err) {
-      settle(null);
-      throw err;
-    } finally {
-      if (this.hashLocks.get(key) === mine) this.hashLocks.delete(key);
+      this.failJob(job, err as Error);
     }
   }
 
-  /** Shares `candidate` when its stored bytes equal ours and it can take a reference; else null. */
-  private async tryShare(candidate: Placed, desc: number): Promise<Placed | null> {
-    const pbn = pbnOf(candidate.mapping);
-    const state = stateOf(candidate.mapping);
+  /** The index says this data is stored: verify the bytes, share, else store a copy. */
+  private async shareAdvice(job: WriteJob, mapping: number): Promise<void> {
+    try {
+      const crc = await this.tryShare(mapping, job.desc);
+      if (crc !== null) {
+        this.counters.adviceValid++;
+        this.placed(job, mapping, crc);
+        return;
+      }
+      this.counters.adviceStale++;
+      this.store(job);
+    } catch (err) {
+      this.failJob(job, err as Error);
+    }
+  }
+
+  /** Takes a reference to `mapping` when its stored bytes equal ours and it can take one; returns their CRC-32C, else null. */
+  private async tryShare(mapping: number, desc: number): Promise<number | null> {
+    const pbn = pbnOf(mapping);
+    const state = stateOf(mapping);
     if (state === STATE_UNMAPPED || !this.depot.isData(pbn) || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return null;
     const buf = await this.engine.pool.allocAsync(BLOCK_BYTES);
     this.readsInFlight++;
@@ -770,7 +919,7 @@ export class Volume {
       // Still referenced and under the bound after the read? Take the reference now.
       if (!same || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return null;
       this.depot.increment(pbn);
-      return { mapping: candidate.mapping, crc };
+      return crc;
     } finally {
       this.readsInFlight--;
       this.engine.pool.free(buf);
@@ -778,103 +927,300 @@ export class Volume {
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
-  private async store(lba: number, desc: number, prep: Prepared, stage: Stage): Promise<Placed> {
-    if (prep.size === 0 || !this.packer.fits(prep.size)) {
-      this.leave(stage);
-      return this.writeRaw(desc, prep.crc);
+  private store(job: WriteJob): void {
+    if (job.size === 0 || !this.packer.fits(job.size)) {
+      this.writeRaw(job);
+      return;
     }
-    return new Promise<Placed>((resolve, reject) => {
-      const item: FragmentItem = { lba, desc, out: prep.out, crc: prep.crc, resolve, reject };
-      const batches: Batch<FragmentItem>[] = [];
-      if (!this.packer.add({ size: prep.size, item }, batches)) {
-        this.leave(stage);
-        this.writeRaw(desc, prep.crc).then(resolve, reject);
-        return;
-      }
-      prep.handedOff = true;
-      this.waitingInPacker.set(lba, item);
-      this.writeBatches(batches);
-      this.leave(stage);
-    });
+    const batches: Batch<WriteJob>[] = [];
+    if (!this.packer.add({ size: job.size, item: job }, batches)) {
+      this.writeRaw(job);
+      return;
+    }
+    this.waitingInPacker.set(job.lba, job);
+    this.writeBatches(batches);
+    this.leave(job);
   }
 
-  private async writeRaw(desc: number, crc: number): Promise<Placed> {
-    const pbn = this.depot.allocate();
+  private writeRaw(job: WriteJob): void {
+    this.leave(job);
+    this.releaseOut(job);
+    let pbn: number;
     try {
-      await this.dev.write(pbn, desc, this.sb.writePolicy === 'sync');
+      pbn = this.depot.allocate();
     } catch (err) {
-      this.depot.decrement(pbn);
-      throw err;
+      this.failJob(job, err as Error);
+      return;
     }
-    return { mapping: mappingOf(pbn, STATE_UNCOMPRESSED), crc };
+    job.mapping = mappingOf(pbn, STATE_UNCOMPRESSED);
+    const at = this.writer.slot(pbn);
+    if (at < 0) {
+      this.dev.writeThen(pbn, job.desc, this.sb.writePolicy === 'sync', this.rawWritten, job);
+      return;
+    }
+    const src = this.engine.pool.bufferOf(job.desc);
+    this.bytes().copyWithin(at, src, src + BLOCK_BYTES);
+    this.writer.added(this.rawWritten, job);
   }
 
-  private writeBatches(batches: Batch<FragmentItem>[]): void {
-    for (const b of batches) void this.writeBatch(b);
+  private readonly rawWritten = (err: FlashpackError | null, job: WriteJob): void => {
+    if (err !== null) {
+      this.depot.decrement(pbnOf(job.mapping));
+      this.failJob(job, err);
+    } else this.stored(job, job.mapping, job.crc);
+  };
+
+  private writeBatches(batches: Batch<WriteJob>[]): void {
+    for (const b of batches) this.writeBatch(b);
   }
 
   /** One bin: a single fragment is stored raw (dm-vdo); more become one packed block. */
-  private async writeBatch(batch: Batch<FragmentItem>): Promise<void> {
-    const pool = this.engine.pool;
+  private writeBatch(batch: Batch<WriteJob>): void {
     for (const f of batch) if (this.waitingInPacker.get(f.item.lba) === f.item) this.waitingInPacker.delete(f.item.lba);
     if (batch.length === 1) {
-      const it = batch[0].item;
-      pool.free(it.out);
-      this.writeRaw(it.desc, it.crc).then(it.resolve, it.reject);
+      this.writeRaw(batch[0].item);
       return;
     }
-    let pbn = -1;
-    const block = await pool.allocAsync(BLOCK_BYTES);
+    let pbn: number;
     try {
       pbn = this.depot.allocate();
-      const b = this.descBytes(block);
-      encodePackedHeader(b, this.sb.codec, batch.map((f) => f.size));
-      let at = CB_HEADER_BYTES;
-      for (const f of batch) {
-        b.set(this.descBytes(f.item.out).subarray(0, f.size), at);
-        at += f.size;
-      }
-      b.set(ZERO_BLOCK.subarray(at), at); // not fill(): TypedArray.fill on shared memory is V8's slow path
-      const crc = crc32c(b);
-      await this.dev.write(pbn, block, this.sb.writePolicy === 'sync');
-      for (let i = 1; i < batch.length; i++) this.depot.increment(pbn);
-      this.counters.fragments += batch.length;
-      this.counters.packedBlocks++;
-      batch.forEach((f, i) => f.item.resolve({ mapping: mappingOf(pbn, STATE_COMPRESSED_BASE + i), crc }));
     } catch (err) {
-      if (pbn >= 0) this.depot.decrement(pbn);
-      for (const f of batch) f.item.reject(err as Error);
-    } finally {
-      pool.free(block);
-      for (const f of batch) pool.free(f.item.out);
+      for (const f of batch) this.failJob(f.item, err as Error);
+      return;
+    }
+    const at = this.writer.slot(pbn);
+    if (at >= 0) {
+      const crc = this.packInto(batch, at);
+      this.writer.added((err) => this.packedWritten(batch, pbn, crc, err), null);
+      return;
+    }
+    // No staging buffer free: the block goes on its own, from a buffer of its own.
+    const pool = this.engine.pool;
+    const single = (block: number): void => {
+      const crc = this.packInto(batch, pool.bufferOf(block));
+      this.dev.writeThen(pbn, block, this.sb.writePolicy === 'sync', (err) => {
+        pool.free(block);
+        this.packedWritten(batch, pbn, crc, err);
+      }, null);
+    };
+    const block = pool.tryAlloc(BLOCK_BYTES);
+    if (block >= 0) single(block);
+    else {
+      pool.allocAsync(BLOCK_BYTES).then(single, (err: Error) => {
+        this.depot.decrement(pbn);
+        for (const f of batch) this.failJob(f.item, err);
+      });
     }
   }
 
-  /** Under the metadata lock: journal, block map, reference counts. */
-  private async applyMapping(lba: number, gen: number, placed: Placed): Promise<void> {
-    const st = this.lbaStates.get(lba)!;
-    const newPbn = pbnOf(placed.mapping);
-    const holdsRef = newPbn !== ZERO_PBN;
-    if (gen < st.applied) {
-      // A newer write to this LBA is already mapped: this one is obsolete.
-      if (holdsRef) this.depot.decrement(newPbn);
+  /** Lays out a packed block at byte address `at` (header, fragments, zero tail); returns its CRC-32C. */
+  private packInto(batch: Batch<WriteJob>, at: number): number {
+    const m = this.bytes();
+    encodePackedHeader(m, this.sb.codec, batch.length, (i) => batch[i].size, at);
+    let to = at + CB_HEADER_BYTES;
+    for (const f of batch) {
+      const from = this.engine.pool.bufferOf(f.item.out);
+      m.copyWithin(to, from, from + f.size);
+      to += f.size;
+      this.releaseOut(f.item);
+    }
+    m.set(ZERO_BLOCK.subarray(to - at), to); // not fill(): TypedArray.fill on shared memory is V8's slow path
+    return this.engine.runtime.exports.crc32c(at, BLOCK_BYTES, 0) >>> 0;
+  }
+
+  private packedWritten(batch: Batch<WriteJob>, pbn: number, crc: number, err: FlashpackError | null): void {
+    if (err !== null) {
+      this.depot.decrement(pbn);
+      for (const f of batch) this.failJob(f.item, err);
       return;
     }
+    for (let i = 1; i < batch.length; i++) this.depot.increment(pbn);
+    this.counters.fragments += batch.length;
+    this.counters.packedBlocks++;
+    for (let i = 0; i < batch.length; i++) this.stored(batch[i].item, mappingOf(pbn, STATE_COMPRESSED_BASE + i), crc);
+  }
+
+  private releaseOut(job: WriteJob): void {
+    if (job.out < 0) return;
+    this.engine.pool.free(job.out);
+    job.out = -1;
+  }
+
+  /** New data is on the device: the index learns where. */
+  private stored(job: WriteJob, mapping: number, crc: number): void {
+    if (job.fp !== null) this.index.update(job.fp, pbnOf(mapping), stateOf(mapping));
+    this.placed(job, mapping, crc);
+  }
+
+  /** The job has a home holding one reference: writers of the same data behind it may share it; mapping is next. */
+  private placed(job: WriteJob, mapping: number, crc: number): void {
+    job.mapping = mapping;
+    job.crc = crc;
+    this.leave(job);
+    this.releaseOut(job);
+    this.releaseLock(job, mapping);
+    this.toMap.push(job);
+    if (!this.mapperQueued) {
+      this.mapperQueued = true;
+      void this.meta.run(() => this.mapBatch());
+    }
+  }
+
+  private releaseLock(job: WriteJob, mapping: number): void {
+    const lock = job.lock;
+    if (lock === null) return;
+    job.lock = null;
+    lock.settled = true;
+    lock.mapping = mapping;
+    if (this.hashLocks.get(job.key) === lock) this.hashLocks.delete(job.key);
+    if (lock.waiters !== null) for (const wake of lock.waiters) wake();
+  }
+
+  /**
+   * Under the metadata lock: maps every placed job waiting, one journal entry
+   * each, in one pass; then, for sync writes, one journal commit for them all.
+   * A job issued after a discard that is not applied yet waits for the next
+   * pass, which is queued behind that discard.
+   */
+  private async mapBatch(): Promise<void> {
+    this.mapperQueued = false;
+    const jobs = this.toMap;
+    this.toMap = [];
+    let barrier = Infinity;
+    for (const d of this.pendingDiscards) if (!d.applied && d.gen < barrier) barrier = d.gen;
+    const mapped: WriteJob[] = [];
+    for (const job of jobs) {
+      if (job.gen > barrier) {
+        this.toMap.push(job);
+        continue;
+      }
+      try {
+        const slow = this.mapNow(job);
+        if (slow !== null) await slow;
+        mapped.push(job);
+      } catch (err) {
+        // Nothing changed for this job (the failure came before the map was updated): drop its reference.
+        if (job.st.applied !== job.gen && pbnOf(job.mapping) !== ZERO_PBN) this.depot.decrement(pbnOf(job.mapping));
+        this.finishJob(job, err as Error);
+      }
+    }
+    let failure: Error | null = null;
+    if (this.sb.writePolicy === 'sync' && mapped.length > 0) {
+      try {
+        await this.journal.commit();
+      } catch (err) {
+        failure = err as Error;
+      }
+    }
+    for (const job of mapped) this.finishJob(job, failure);
+    if (this.toMap.length > 0 && !this.mapperQueued) {
+      this.mapperQueued = true;
+      void this.meta.run(() => this.mapBatch());
+    }
+  }
+
+  /** Maps a job at once when its block map page is cached; else returns the promise of doing so. */
+  private mapNow(job: WriteJob): Promise<void> | null {
+    if (job.gen < job.st.applied) {
+      // A newer write to this LBA is already mapped: this one is obsolete.
+      if (pbnOf(job.mapping) !== ZERO_PBN) this.depot.decrement(pbnOf(job.mapping));
+      return null;
+    }
+    if (this.journal.needsCheckpoint || this.map.needsCheckpoint) return this.mapSlow(job);
+    const page = this.map.cachedPage(job.lba);
+    if (page === null) return this.mapSlow(job);
+    this.applyMapping(job, page);
+    return null;
+  }
+
+  private async mapSlow(job: WriteJob): Promise<void> {
     if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
-    const page = await this.map.page(lba);
+    const page = await this.map.page(job.lba);
     try {
-      const old = this.map.get(page, lba);
-      this.journal.append({
-        kind: ENTRY_MAP, lba, count: 1, newPbn, newState: stateOf(placed.mapping),
-        oldPbn: pbnOf(old), oldState: stateOf(old), dataCrc: placed.crc,
-      });
-      this.map.set(page, lba, placed.mapping);
-      if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
-      else if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
+      this.applyMapping(job, page);
     } finally {
       this.map.unpin(page);
     }
-    st.applied = gen;
+  }
+
+  /** Journal, then block map, then reference counts. */
+  private applyMapping(job: WriteJob, page: Page): void {
+    const lba = job.lba;
+    const mapping = job.mapping;
+    const old = this.map.get(page, lba);
+    const e = this.entry;
+    e.lba = lba;
+    e.newPbn = pbnOf(mapping);
+    e.newState = stateOf(mapping);
+    e.oldPbn = pbnOf(old);
+    e.oldState = stateOf(old);
+    e.dataCrc = job.crc;
+    this.journal.append(e);
+    this.map.set(page, lba, mapping);
+    job.st.applied = job.gen;
+    if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
+    else if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
+  }
+
+  private failJob(job: WriteJob, err: Error): void {
+    this.releaseLock(job, -1);
+    this.finishJob(job, err);
+  }
+
+  /** The job is over (mapped, dropped as obsolete, or failed): its resources go back, and whoever waits for it hears. */
+  private finishJob(job: WriteJob, err: Error | null): void {
+    this.leave(job);
+    this.releaseOut(job);
+    if (job.reserved) this.reserved--;
+    if (this.pending.get(job.lba) === job) this.pending.delete(job.lba);
+    if (job.desc >= 0) this.engine.pool.free(job.desc);
+    job.desc = -1;
+    this.dropLbaState(job.lba, job.st);
+    this.jobsInFlight--;
+    const left = this.epochJobs.get(job.epoch)! - 1;
+    if (left > 0) this.epochJobs.set(job.epoch, left);
+    else {
+      this.epochJobs.delete(job.epoch);
+      this.wakeFlushers();
+    }
+    if (err !== null) {
+      // Out of space on a sync write is that write's error; anything else fails the volume.
+      if (!((err as FlashpackError).code === 'ENOSPC' && this.sb.writePolicy === 'sync') && this.failure === null) {
+        this.failure = err instanceof FlashpackError ? err : new FlashpackError('EINTERNAL', `volume: write failed: ${err.message}`);
+      }
+    }
+    const call = job.call;
+    if (call !== null) {
+      if (err !== null) call.error ??= err;
+      if (--call.remaining === 0 && call.wake !== null) call.wake();
+    }
+    this.slotWaiters.shift()?.();
+  }
+
+  /** Wakes the flush() calls whose epochs have no job left. */
+  private wakeFlushers(): void {
+    if (this.epochWaiters.length === 0) return;
+    let oldest = Infinity;
+    for (const e of this.epochJobs.keys()) {
+      oldest = e;
+      break;
+    }
+    for (let i = 0; i < this.epochWaiters.length;) {
+      const w = this.epochWaiters[i];
+      if (w.epoch < oldest) {
+        this.epochWaiters.splice(i, 1);
+        w.wake();
+      } else i++;
+    }
+  }
+
+  /** Resolves when every job accepted in `epoch` or before is over. */
+  private jobsUpTo(epoch: number): Promise<void> {
+    for (const e of this.epochJobs.keys()) {
+      if (e > epoch) break;
+      return new Promise<void>((wake) => this.epochWaiters.push({ epoch, wake }));
+    }
+    return Promise.resolve();
   }
 
   /** Reads `length` bytes at `offset`: zeroes where unmapped, the newest accepted write everywhere else. */
@@ -984,13 +1330,18 @@ export class Volume {
         }
       }
       for (const [lba, p] of this.pending) if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
-      const pd: PendingDiscard = { first, last, gen };
+      const pd: PendingDiscard = { first, last, gen, applied: false };
       this.pendingDiscards.push(pd);
-      // Queued on the metadata lock now, so every write issued later maps after it.
+      // Queued on the metadata lock now, so every write issued later maps after it
+      // (mapBatch holds back writes newer than a discard not yet applied).
       parts.push(
         this.meta
           .run(async () => {
-            await this.applyDiscard(first, last, gen);
+            try {
+              await this.applyDiscard(first, last, gen);
+            } finally {
+              pd.applied = true;
+            }
             if (this.sb.writePolicy === 'sync') await this.journal.commit();
           })
           .finally(() => this.pendingDiscards.splice(this.pendingDiscards.indexOf(pd), 1)),
@@ -1042,12 +1393,12 @@ export class Volume {
   async flush(): Promise<void> {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume: flush after close()');
     this.counters.flushIn++;
-    const before = [...this.inflight];
+    const epoch = this.epoch++;
     this.flushing++;
     try {
-      for (const st of this.preStages) this.flushWatch.add(st);
+      for (const job of this.preStages) this.flushWatch.add(job);
       if (this.flushWatch.size === 0) this.writeBatches(this.packer.flush());
-      await Promise.allSettled(before);
+      await this.jobsUpTo(epoch);
     } finally {
       if (--this.flushing === 0) this.flushWatch.clear();
     }
@@ -1085,7 +1436,7 @@ export class Volume {
       blockMapPagesWritten: this.map.stats.pagesWritten,
       biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },
       biosOut: { read: io.reads, write: io.writes, flush: io.flushes },
-      writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.writes / c.blocksWrittenIn) * 1000) / 1000,
+      writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.blocksWritten / c.blocksWrittenIn) * 1000) / 1000,
     };
   }
 
