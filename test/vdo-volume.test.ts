@@ -1080,6 +1080,12 @@ describe('vdo volume: argument errors', () => {
     for (const journalBlocks of [0, 3, 65537, 4.5]) {
       expect(await codeOf(Volume.create(backend, { ...base, journalBlocks })), `journalBlocks ${journalBlocks}`).toBe('EINVAL');
     }
+    for (const maxInflight of [0, -1, 1.5, 16385]) {
+      expect(await codeOf(Volume.create(backend, { ...base, maxInflight })), `maxInflight ${maxInflight}`).toBe('EINVAL');
+    }
+    for (const cachePages of [0, 3, 2.5]) {
+      expect(await codeOf(Volume.create(backend, { ...base, cachePages })), `cachePages ${cachePages}`).toBe('EINVAL');
+    }
     expect(await codeOf(Volume.create(backend, { ...base, physicalSize: 16 << 20 }))).toBe('EINVAL');
     expect(await codeOf(Volume.create(backend, { ...base, physicalSize: 100 }))).toBe('EINVAL');
     expect(await codeOf(Volume.create(backend, { ...base, physicalSize: 10 * BS }))).toBe('ENOSPC');
@@ -1090,6 +1096,25 @@ describe('vdo volume: argument errors', () => {
     const v = await create(backend, base);
     await v.write(0, Uint8Array.of(9));
     expect((await v.read(0, 1))[0]).toBe(9);
+  });
+
+  it('a pipeline deeper than the default buffer count (maxInflight 4096) still finishes: its buffers are sized from it', async () => {
+    // With a fixed pool, 4096 writes in flight held every 4 KiB buffer (data + compressed
+    // form) and the block map could not load a page to map them: the ingest hung.
+    const n = 6000;
+    const backend = new nvme.MemoryBackend({ size: (n + 512) * BS });
+    const v = await create(backend, { logicalSize: n * BS, codec: 'lz4', writePolicy: 'async', maxInflight: 4096, cachePages: 4 });
+    const blockOf = (i: number): Uint8Array => {
+      const b = new Uint8Array(BS);
+      for (let k = 0; k < BS; k += 8) b[k] = (i * 31 + k) & 0xff; // compressible, distinct
+      b[1] = i & 0xff;
+      b[2] = i >> 8;
+      return b;
+    };
+    await Promise.all(Array.from({ length: n }, (_, i) => v.write(i * BS, blockOf(i))));
+    await v.flush();
+    for (let i = 0; i < n; i += 97) expect(Buffer.compare(await v.read(i * BS, BS), blockOf(i)), `block ${i}`).toBe(0);
+    expect(v.stats().logicalBlocksUsed).toBe(n);
   });
 
   it('ENXIO for every operation after close() or abandon(); close() twice is harmless', async () => {

@@ -26,7 +26,8 @@ export const SECTORS_PER_BLOCK = BLOCK_BYTES / SECTOR_BYTES;
 // ---- superblock -------------------------------------------------------------
 export const SUPERBLOCK_COPIES = 2;
 const SB_MAGIC = 0x4f445046; // "FPDO"
-export const SB_VERSION = 1;
+/** 2: a journal entry's data CRC covers the logical block (for a packed slot, its decompressed data). */
+export const SB_VERSION = 2;
 const SB_OFF_MAGIC = 0;
 const SB_OFF_VERSION = 4;
 const SB_OFF_CRC = 8;
@@ -201,7 +202,8 @@ export function openSector(b: Uint8Array, s: number, magic: number, nonce: numbe
 // ---- recovery journal -------------------------------------------------------------
 // Sector: header (key = block sequence, aux = head sequence, count = entries), then
 // 15 entries of 32 bytes: [kind u8][newState u8][oldState u8][0][lba u32 × 2]
-// [newPbn u32][oldPbn u32][dataCrc u32][count u32][0 × 4].
+// [newPbn u32][oldPbn u32][dataCrc u32][count u32][0 × 4]. dataCrc is the CRC-32C of the
+// logical block's 4 KiB (for a compressed slot, of what the slot decompresses to).
 export const JOURNAL_ENTRY_BYTES = 32;
 export const JOURNAL_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / JOURNAL_ENTRY_BYTES);
 export const JOURNAL_ENTRIES_PER_BLOCK = JOURNAL_ENTRIES_PER_SECTOR * SECTORS_PER_BLOCK;

@@ -4,26 +4,30 @@
  * the rest compressed and packed up to 14 to a block — over an NVMe-style
  * controller, with a recovery journal in front of the block map.
  *
- * Write path (one data_vio per logical block):
+ * Write path (one data_vio per logical block, a WriteJob moved on by callbacks;
+ * each stage handles what its microtask wave brought as one batch):
  *   accept   copy the block into a slab buffer; reads see it at once
  *            (async policy: acknowledged here, as dm-vdo's async mode)
  *   zero     all-zero data maps to the zero block, nothing allocated
- *   hash     XXH3-128 in the engine's workers
+ *   hash     XXH3-128 and CRC-32C in the engine's workers, one burst per wave
  *   dedupe   concurrent identical writes share one lookup and one write (hash
  *            lock); index advice is verified against the stored bytes; a block
  *            at 254 references is not shared further
  *   compress in the engine's workers; a fragment the packer cannot place is
  *            stored raw ("incompressible")
- *   pack     bins of up to 14 fragments (packer.ts); a bin of one is stored raw
- *   map      under the metadata lock: journal (LBA, old, new, data CRC), then
+ *   pack     bins of up to 14 fragments (packer.ts); a bin of one is stored raw;
+ *            blocks written in one wave go out together (data-writer.ts)
+ *   map      under the metadata lock, every placed job in one pass: journal
+ *            (LBA, old, new, data CRC), then
  *            the block map, then reference counts; an older write that lost the
  *            race to a newer one for the same LBA is dropped here
  *
  * Durability: flush() waits for every accepted write to be mapped, writes the
  * journal, and flushes the device. Blocks freed by remapping are reused only
  * after a flush. Recovery replays the journal, keeping an entry only when the
- * block it points to holds the bytes it journaled (so a write whose data never
- * reached the media reverts to its previous mapping), rebuilds reference counts
+ * block (or packed slot) it points to reads back as the data whose CRC-32C it
+ * journaled (so a write whose data never reached the media reverts to its
+ * previous mapping), rebuilds reference counts
  * from the block map, and checkpoints.
  */
 import { FlashpackError, invalid } from '../errors.js';
@@ -118,6 +122,8 @@ const DEFAULT_JOURNAL_BLOCKS = 256;
 const DEFAULT_SLAB_BLOCKS = 8192;
 const DEFAULT_CACHE_PAGES = 1024;
 const DEFAULT_MAX_INFLIGHT = 256;
+const MAX_INFLIGHT = 16384;
+const MAX_CACHE_PAGES = 1 << 20;
 const DEFLATE_LEVEL = 1;
 
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
@@ -376,8 +382,16 @@ export class Volume {
   private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ctrlr: Controller; dev: BlockDevice }> {
     // A volume's pools and queues are carved from a runtime's memory for good; a
     // fresh runtime per volume gives all of it back when the volume is closed.
+    const inflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
+    if (!Number.isInteger(inflight) || inflight < 1 || inflight > MAX_INFLIGHT) throw invalid(`volume: maxInflight ${inflight} (1 to ${MAX_INFLIGHT})`);
+    const cachePages = opts.cachePages ?? DEFAULT_CACHE_PAGES;
+    if (!Number.isInteger(cachePages) || cachePages < 4 || cachePages > MAX_CACHE_PAGES) throw invalid(`volume: cachePages ${cachePages} (4 to ${MAX_CACHE_PAGES})`);
+    // 4 KiB buffers: two per write in the pipeline (its data and its compressed form), the
+    // block map cache, and room for reads, dedupe checks and journal blocks. Sized from the
+    // options, so a deep pipeline cannot take the buffers its own writes need to finish.
+    const buffers = Math.max(8192, 2 * inflight + cachePages + 2048);
     const rt = opts.runtime ?? new Runtime();
-    const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: 8192 }, { size: STAGING_BYTES, count: 16 }] });
+    const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: 16 }] });
     let ctrlr: Controller;
     try {
       ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers: opts.ioWorkers });
@@ -425,8 +439,10 @@ export class Volume {
 
   private async recover(): Promise<void> {
     const entries = await this.journal.replay();
-    const verified = new Map<number, number>(); // pbn → crc of what it holds
+    // mapping → CRC-32C of the logical block it holds now (−1: a slot that does not decode).
+    const verified = new Map<number, number>();
     const d = await this.engine.pool.allocAsync(4096);
+    let inBuffer = -1;
     try {
       for (const e of entries) {
         if (e.kind === ENTRY_DISCARD) {
@@ -440,13 +456,23 @@ export class Volume {
         const m = mappingOf(e.newPbn, e.newState);
         if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN) {
           if (!this.depot.isData(e.newPbn)) throw new FlashpackError('ECORRUPT', `recovery journal: LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region`);
-          let crc = verified.get(e.newPbn);
+          let crc = verified.get(m);
           if (crc === undefined) {
-            await this.dev.read(e.newPbn, d);
-            crc = crc32c(this.engine.pool.bytes(d, true));
-            verified.set(e.newPbn, crc);
+            if (inBuffer !== e.newPbn) {
+              await this.dev.read(e.newPbn, d);
+              inBuffer = e.newPbn;
+            }
+            const stored = this.engine.pool.bytes(d, true);
+            if (e.newState === STATE_UNCOMPRESSED) crc = crc32c(stored);
+            else {
+              const plain = this.decodeFragment(stored, e.newState - STATE_COMPRESSED_BASE, e.newPbn, -1);
+              crc = plain === null ? -1 : crc32c(plain);
+            }
+            verified.set(m, crc);
           }
-          if (crc !== e.dataCrc) continue; // the data never reached the media: keep the previous mapping
+          // The journal holds the CRC of the logical block's data: a mismatch means the
+          // data never reached the media, so the previous mapping stays.
+          if (crc !== e.dataCrc) continue;
         }
         await this.setMapping(e.lba, m);
       }
@@ -690,7 +716,7 @@ export class Volume {
     }
     if (desc < 0) {
       this.counters.zeroBlocks++;
-      this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED), 0);
+      this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED));
       return;
     }
     this.enter(job);
@@ -869,10 +895,9 @@ export class Volume {
       if (!ahead.settled) await new Promise<void>((r) => (ahead.waiters ??= []).push(r));
       this.enter(job);
       if (ahead.mapping >= 0) {
-        const crc = await this.tryShare(ahead.mapping, job.desc);
-        if (crc !== null) {
+        if (await this.tryShare(ahead.mapping, job.desc)) {
           this.counters.concurrentShared++;
-          this.placed(job, ahead.mapping, crc);
+          this.placed(job, ahead.mapping);
           return;
         }
       }
@@ -885,10 +910,9 @@ export class Volume {
   /** The index says this data is stored: verify the bytes, share, else store a copy. */
   private async shareAdvice(job: WriteJob, mapping: number): Promise<void> {
     try {
-      const crc = await this.tryShare(mapping, job.desc);
-      if (crc !== null) {
+      if (await this.tryShare(mapping, job.desc)) {
         this.counters.adviceValid++;
-        this.placed(job, mapping, crc);
+        this.placed(job, mapping);
         return;
       }
       this.counters.adviceStale++;
@@ -898,17 +922,16 @@ export class Volume {
     }
   }
 
-  /** Takes a reference to `mapping` when its stored bytes equal ours and it can take one; returns their CRC-32C, else null. */
-  private async tryShare(mapping: number, desc: number): Promise<number | null> {
+  /** Takes a reference to `mapping` when its stored bytes equal ours and it can take one. */
+  private async tryShare(mapping: number, desc: number): Promise<boolean> {
     const pbn = pbnOf(mapping);
     const state = stateOf(mapping);
-    if (state === STATE_UNMAPPED || !this.depot.isData(pbn) || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return null;
+    if (state === STATE_UNMAPPED || !this.depot.isData(pbn) || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return false;
     const buf = await this.engine.pool.allocAsync(BLOCK_BYTES);
     this.readsInFlight++;
     try {
       await this.dev.read(pbn, buf);
       const stored = this.descBytes(buf);
-      const crc = crc32c(stored);
       const mine = this.descBytes(desc);
       let same: boolean;
       if (state === STATE_UNCOMPRESSED) same = equalBytes(stored, mine);
@@ -917,9 +940,9 @@ export class Volume {
         same = plain !== null && equalBytes(plain, mine);
       }
       // Still referenced and under the bound after the read? Take the reference now.
-      if (!same || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return null;
+      if (!same || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return false;
       this.depot.increment(pbn);
-      return crc;
+      return true;
     } finally {
       this.readsInFlight--;
       this.engine.pool.free(buf);
@@ -967,7 +990,7 @@ export class Volume {
     if (err !== null) {
       this.depot.decrement(pbnOf(job.mapping));
       this.failJob(job, err);
-    } else this.stored(job, job.mapping, job.crc);
+    } else this.stored(job, job.mapping);
   };
 
   private writeBatches(batches: Batch<WriteJob>[]): void {
@@ -990,17 +1013,17 @@ export class Volume {
     }
     const at = this.writer.slot(pbn);
     if (at >= 0) {
-      const crc = this.packInto(batch, at);
-      this.writer.added((err) => this.packedWritten(batch, pbn, crc, err), null);
+      this.packInto(batch, at);
+      this.writer.added((err) => this.packedWritten(batch, pbn, err), null);
       return;
     }
     // No staging buffer free: the block goes on its own, from a buffer of its own.
     const pool = this.engine.pool;
     const single = (block: number): void => {
-      const crc = this.packInto(batch, pool.bufferOf(block));
+      this.packInto(batch, pool.bufferOf(block));
       this.dev.writeThen(pbn, block, this.sb.writePolicy === 'sync', (err) => {
         pool.free(block);
-        this.packedWritten(batch, pbn, crc, err);
+        this.packedWritten(batch, pbn, err);
       }, null);
     };
     const block = pool.tryAlloc(BLOCK_BYTES);
@@ -1013,8 +1036,8 @@ export class Volume {
     }
   }
 
-  /** Lays out a packed block at byte address `at` (header, fragments, zero tail); returns its CRC-32C. */
-  private packInto(batch: Batch<WriteJob>, at: number): number {
+  /** Lays out a packed block at byte address `at`: header, fragments, zero tail. */
+  private packInto(batch: Batch<WriteJob>, at: number): void {
     const m = this.bytes();
     encodePackedHeader(m, this.sb.codec, batch.length, (i) => batch[i].size, at);
     let to = at + CB_HEADER_BYTES;
@@ -1025,10 +1048,9 @@ export class Volume {
       this.releaseOut(f.item);
     }
     m.set(ZERO_BLOCK.subarray(to - at), to); // not fill(): TypedArray.fill on shared memory is V8's slow path
-    return this.engine.runtime.exports.crc32c(at, BLOCK_BYTES, 0) >>> 0;
   }
 
-  private packedWritten(batch: Batch<WriteJob>, pbn: number, crc: number, err: FlashpackError | null): void {
+  private packedWritten(batch: Batch<WriteJob>, pbn: number, err: FlashpackError | null): void {
     if (err !== null) {
       this.depot.decrement(pbn);
       for (const f of batch) this.failJob(f.item, err);
@@ -1037,7 +1059,7 @@ export class Volume {
     for (let i = 1; i < batch.length; i++) this.depot.increment(pbn);
     this.counters.fragments += batch.length;
     this.counters.packedBlocks++;
-    for (let i = 0; i < batch.length; i++) this.stored(batch[i].item, mappingOf(pbn, STATE_COMPRESSED_BASE + i), crc);
+    for (let i = 0; i < batch.length; i++) this.stored(batch[i].item, mappingOf(pbn, STATE_COMPRESSED_BASE + i));
   }
 
   private releaseOut(job: WriteJob): void {
@@ -1047,15 +1069,14 @@ export class Volume {
   }
 
   /** New data is on the device: the index learns where. */
-  private stored(job: WriteJob, mapping: number, crc: number): void {
+  private stored(job: WriteJob, mapping: number): void {
     if (job.fp !== null) this.index.update(job.fp, pbnOf(mapping), stateOf(mapping));
-    this.placed(job, mapping, crc);
+    this.placed(job, mapping);
   }
 
   /** The job has a home holding one reference: writers of the same data behind it may share it; mapping is next. */
-  private placed(job: WriteJob, mapping: number, crc: number): void {
+  private placed(job: WriteJob, mapping: number): void {
     job.mapping = mapping;
-    job.crc = crc;
     this.leave(job);
     this.releaseOut(job);
     this.releaseLock(job, mapping);
