@@ -498,6 +498,11 @@ export class Engine {
     });
   }
 
+  /** Word k (0–3, little-endian) of a fingerprint job's DESC_RESULT, without copying the digest. */
+  resultWord(idx: number, k: number): number {
+    return this.u32[this.pool.descWord(idx) + (this.layout.DESC_RESULT >> 2) + k];
+  }
+
   /** DESC_RESULT of a fingerprint job: the 16-byte digest (a copy). */
   resultOf(idx: number): Uint8Array {
     const at = (this.pool.descWord(idx) << 2) + this.layout.DESC_RESULT;

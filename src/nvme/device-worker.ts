@@ -33,15 +33,6 @@ export type DeviceWorkerReply = { ready: true } | { ready: false; error: string 
 
 /** A parked worker re-checks its queues at least this often. */
 const PARK_TIMEOUT_MS = 1000;
-/**
- * Between spinning and parking, an idle worker dozes: it sleeps this long at a
- * time without announcing itself, so a host submitting a steady stream never
- * pays for a wake-up (Atomics.notify costs tens of microseconds on a virtual
- * machine) and the worker burns no core. Only after DOZE_ROUNDS idle dozes does
- * it park and need the doorbell.
- */
-const DOZE_MS = 0.1;
-const DOZE_ROUNDS = 50;
 
 interface Queue {
   qid: number;
@@ -105,7 +96,6 @@ class DeviceLoop {
     const sleepers = this.ctrl + (CTRL_SLEEPERS >> 2);
     const genWord = this.ctrl + (CTRL_TABLE_GEN >> 2);
     let idle = 0;
-    let dozes = 0;
     let turn = 0;
     for (;;) {
       const gen = Atomics.load(i32(), genWord);
@@ -116,17 +106,11 @@ class DeviceLoop {
       turn++;
       if (did > 0) {
         idle = 0;
-        dozes = 0;
         continue;
       }
       const st = Atomics.load(i32(), state);
       if (st !== CTRL_LIVE) return; // closing (every SQ is drained) or failed
       if (++idle < spinIterations) continue;
-      if (dozes < DOZE_ROUNDS) {
-        dozes++;
-        Atomics.wait(i32(), bell, Atomics.load(i32(), bell), DOZE_MS);
-        continue;
-      }
       // Park. The host rings the doorbell only when it sees a sleeper, so announce
       // first, then look at the queues once more (the host stores the SQ tail before
       // it reads the sleeper count: one of the two sees the other).
@@ -137,7 +121,6 @@ class DeviceLoop {
       if (found === 0 && Atomics.load(i32(), state) === CTRL_LIVE) Atomics.wait(i32(), bell, before, PARK_TIMEOUT_MS);
       Atomics.sub(i32(), sleepers, 1);
       idle = 0;
-      dozes = 0;
     }
   }
 

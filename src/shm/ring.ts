@@ -16,14 +16,6 @@ export type WaitResult = 'ok' | 'timed-out' | 'closed';
 
 /** Spin iterations before parking: about 10 µs of polling on this class of CPU. */
 export const RING_SPIN_ITERATIONS = 2000;
-/**
- * After spinning, a waiting consumer dozes RING_DOZE_MS at a time, unannounced,
- * for RING_DOZE_ROUNDS rounds before it announces itself and sleeps: a producer
- * feeding a steady stream then never pays for Atomics.notify (tens of
- * microseconds on a virtual machine), and an idle consumer burns no core.
- */
-export const RING_DOZE_MS = 0.1;
-export const RING_DOZE_ROUNDS = 50;
 
 export class Ring {
   readonly at: number;
@@ -199,20 +191,12 @@ export class Ring {
    * Blocks (in a worker) until the ring is non-empty, closed or timeoutMs passes:
    * spins, then parks on the head word with Atomics.wait.
    */
-  waitNotEmpty(timeoutMs = Infinity, spins = RING_SPIN_ITERATIONS, dozes = RING_DOZE_ROUNDS): WaitResult {
+  waitNotEmpty(timeoutMs = Infinity, spins = RING_SPIN_ITERATIONS): WaitResult {
     const i32 = this.i32;
     for (let i = 0; i < spins; i++) {
       if (this.size > 0) return 'ok';
       if (Atomics.load(i32, this.closed) !== 0) return 'closed';
     }
-    const until = timeoutMs === Infinity ? Infinity : performance.now() + timeoutMs;
-    for (let i = 0; i < dozes && performance.now() < until; i++) {
-      const head = Atomics.load(i32, this.head);
-      if (((head - Atomics.load(i32, this.tail)) | 0) > 0) return 'ok';
-      if (Atomics.load(i32, this.closed) !== 0) return 'closed';
-      Atomics.wait(i32, this.head, head, RING_DOZE_MS);
-    }
-    if (until !== Infinity) timeoutMs = Math.max(0, until - performance.now());
     Atomics.add(i32, this.sleepers, 1);
     try {
       const head = Atomics.load(i32, this.head);

@@ -48,6 +48,8 @@ export class BlockMap {
   private readonly start: number;
   private readonly nonce: number;
   private readonly cache = new Map<number, Page>();
+  /** The page last moved to the most recently used end of `cache`. */
+  private newest: Page | null = null;
   private dirtyCount = 0;
   private mem: Uint8Array;
 
@@ -84,8 +86,12 @@ export class BlockMap {
     const index = Math.floor(lba / MAP_ENTRIES_PER_PAGE);
     const p = this.cache.get(index);
     if (p === undefined || p.loading !== null) return null;
-    this.cache.delete(index);
-    this.cache.set(index, p);
+    if (p !== this.newest) {
+      // Most recently used last (a run of LBAs in one page moves it once).
+      this.cache.delete(index);
+      this.cache.set(index, p);
+      this.newest = p;
+    }
     this.stats.cacheHits++;
     return p;
   }
@@ -97,6 +103,7 @@ export class BlockMap {
     if (p !== undefined) {
       this.cache.delete(index);
       this.cache.set(index, p);
+      this.newest = p;
       if (p.loading === null) this.stats.cacheHits++;
     } else {
       this.stats.cacheMisses++;
@@ -107,6 +114,7 @@ export class BlockMap {
         p = { index, desc, dirty: false, corrupt: 0, pins: 0, loading: null };
         p.loading = this.load(p);
         this.cache.set(index, p);
+        this.newest = p;
       } else this.pool.free(desc);
     }
     p.pins++;

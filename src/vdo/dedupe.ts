@@ -46,10 +46,11 @@ export class DedupeIndex {
     return this.size;
   }
 
-  /** Advice for a fingerprint (its first 8 bytes are the key): [pbn, state] or null. */
-  lookup(fp: Uint8Array): [number, number] | null {
-    const lo = key32(fp, 0);
-    const hi = key32(fp, 4);
+  /**
+   * Advice for a fingerprint, keyed by its first 8 bytes as two little-endian
+   * words: [pbn, state] or null.
+   */
+  lookup(lo: number, hi: number): [number, number] | null {
     const base = (lo & this.bucketMask) * WAYS;
     for (let i = base; i < base + WAYS; i++) {
       if (this.used[i] === 1 && this.keyLo[i] === lo && this.keyHi[i] === hi) return [this.pbn[i], this.state[i]];
@@ -58,9 +59,7 @@ export class DedupeIndex {
   }
 
   /** Records where data with this fingerprint now lives (replacing older advice). */
-  update(fp: Uint8Array, pbn: number, state: number): void {
-    const lo = key32(fp, 0);
-    const hi = key32(fp, 4);
+  update(lo: number, hi: number, pbn: number, state: number): void {
     const bucket = lo & this.bucketMask;
     const base = bucket * WAYS;
     let slot = -1;
@@ -82,5 +81,3 @@ export class DedupeIndex {
     this.state[slot] = state;
   }
 }
-
-const key32 = (fp: Uint8Array, at: number): number => (fp[at] | (fp[at + 1] << 8) | (fp[at + 2] << 16) | (fp[at + 3] << 24)) >>> 0;

@@ -184,8 +184,10 @@ interface WriteJob {
   crc: number;
   /** The home found, holding one reference; −1 until placed. */
   mapping: number;
-  /** Fingerprint (dedupe only). */
-  fp: Uint8Array | null;
+  /** The fingerprint's first 8 bytes as two little-endian words (the index key); set with dedupe only. */
+  fpLo: number;
+  fpHi: number;
+  hashed: boolean;
   /** The hash lock this job holds (dedupe only): writers of the same data queue behind it. */
   lock: HashLock | null;
   key: number;
@@ -219,8 +221,6 @@ const nextTurn: (fn: () => void) => void =
   typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
     ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
     : (fn) => setTimeout(fn, 0);
-
-const ZERO_BLOCK = new Uint8Array(BLOCK_BYTES);
 
 const isZero = (b: Uint8Array): boolean => {
   if ((b.byteOffset & 3) === 0 && (b.length & 3) === 0) {
@@ -289,6 +289,7 @@ export class Volume {
   private failure: Error | null = null;
   private closed = false;
   private mem: Uint8Array;
+  private mem32: Int32Array;
   private readonly counters = {
     adviceValid: 0, adviceStale: 0, concurrentShared: 0, zeroBlocks: 0, fragments: 0, packedBlocks: 0,
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
@@ -308,6 +309,7 @@ export class Volume {
     this.writer = new DataWriter(dev, pool, sb.writePolicy === 'sync');
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.mem = new Uint8Array(pool.memory.buffer);
+    this.mem32 = new Int32Array(pool.memory.buffer);
   }
 
   // ---- lifecycle ---------------------------------------------------------------
@@ -385,7 +387,7 @@ export class Volume {
     const inflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     if (!Number.isInteger(inflight) || inflight < 1 || inflight > MAX_INFLIGHT) throw invalid(`volume: maxInflight ${inflight} (1 to ${MAX_INFLIGHT})`);
     const cachePages = opts.cachePages ?? DEFAULT_CACHE_PAGES;
-    if (!Number.isInteger(cachePages) || cachePages < 4 || cachePages > MAX_CACHE_PAGES) throw invalid(`volume: cachePages ${cachePages} (4 to ${MAX_CACHE_PAGES})`);
+    if (!Number.isInteger(cachePages) || cachePages < 2 || cachePages > MAX_CACHE_PAGES) throw invalid(`volume: cachePages ${cachePages} (2 to ${MAX_CACHE_PAGES})`);
     // 4 KiB buffers: two per write in the pipeline (its data and its compressed form), the
     // block map cache, and room for reads, dedupe checks and journal blocks. Sized from the
     // options, so a deep pipeline cannot take the buffers its own writes need to finish.
@@ -545,6 +547,11 @@ export class Volume {
     return this.mem;
   }
 
+  private words(): Int32Array {
+    if (this.mem32.buffer.byteLength !== this.engine.pool.memory.buffer.byteLength) this.mem32 = new Int32Array(this.engine.pool.memory.buffer);
+    return this.mem32;
+  }
+
   private descBytes(d: number): Uint8Array {
     const at = this.engine.pool.bufferOf(d);
     return this.bytes().subarray(at, at + BLOCK_BYTES);
@@ -597,7 +604,7 @@ export class Volume {
       const st = this.lbaState(lba);
       st.latest = gen;
       st.inflight++;
-      if (slow !== null || n !== BLOCK_BYTES || this.lbaLocks.has(lba) || !this.tryAccept(lba, data.subarray(pos, pos + n), gen, st, call)) {
+      if (slow !== null || n !== BLOCK_BYTES || this.lbaLocks.has(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
         (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: this.lockLba(lba), taken: false });
       }
       pos += n;
@@ -639,22 +646,32 @@ export class Volume {
   /** The fast path: accepts a whole block now, or returns false (nothing changed) if it would have to wait. */
   private tryAccept(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): boolean {
     if (this.jobsInFlight >= this.maxInflight || this.slotWaiters.length > 0) return false;
-    let desc = -1;
+    const pool = this.engine.pool;
+    let desc = pool.tryAlloc(BLOCK_BYTES);
+    if (desc < 0) return false;
+    // Copied first and checked for zeroes in place: one pass over the caller's bytes.
+    const at = pool.bufferOf(desc);
+    this.bytes().set(data, at);
     let reserved = false;
-    if (!isZero(data)) {
-      if (this.sb.writePolicy === 'async') {
-        if (this.depot.freeBlocks - this.reserved <= 0) return false; // acceptBlock flushes or reports ENOSPC
-        this.reserved++;
-        reserved = true;
+    if (this.zeroAt(at)) {
+      pool.free(desc);
+      desc = -1;
+    } else if (this.sb.writePolicy === 'async') {
+      if (this.depot.freeBlocks - this.reserved <= 0) {
+        pool.free(desc);
+        return false; // acceptBlock flushes or reports ENOSPC
       }
-      desc = this.engine.pool.tryAlloc(BLOCK_BYTES);
-      if (desc < 0) {
-        if (reserved) this.reserved--;
-        return false;
-      }
-      this.descBytes(desc).set(data);
+      this.reserved++;
+      reserved = true;
     }
     this.admit(lba, gen, st, desc, reserved, call);
+    return true;
+  }
+
+  /** Whether the 4 KiB at byte address `at` (4-aligned) are all zero. */
+  private zeroAt(at: number): boolean {
+    const w = this.words();
+    for (let i = at >> 2, end = (at + BLOCK_BYTES) >> 2; i < end; i++) if (w[i] !== 0) return false;
     return true;
   }
 
@@ -701,7 +718,7 @@ export class Volume {
       this.dropLbaState(lba, st);
       return;
     }
-    const job: WriteJob = { lba, gen, st, desc, out: -1, size: 0, crc: 0, mapping: -1, fp: null, lock: null, key: 0, reserved, epoch: this.epoch, call };
+    const job: WriteJob = { lba, gen, st, desc, out: -1, size: 0, crc: 0, mapping: -1, fpLo: 0, fpHi: 0, hashed: false, lock: null, key: 0, reserved, epoch: this.epoch, call };
     const prev = this.pending.get(lba);
     if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
     this.counters.blocksWrittenIn++;
@@ -868,10 +885,12 @@ export class Volume {
       this.store(job);
       return;
     }
-    const fp = (job.fp = this.engine.resultOf(job.desc));
+    job.fpLo = this.engine.resultWord(job.desc, 0);
+    job.fpHi = this.engine.resultWord(job.desc, 1);
+    job.hashed = true;
     // 48 bits of the fingerprint key the hash lock: a collision only makes one writer
     // wait for another and then compare bytes, never share different data.
-    job.key = fp[0] + fp[1] * 2 ** 8 + fp[2] * 2 ** 16 + fp[3] * 2 ** 24 + fp[4] * 2 ** 32 + fp[5] * 2 ** 40;
+    job.key = job.fpLo + (job.fpHi & 0xffff) * 2 ** 32;
     // Identical data in flight queues on one hash lock: each writer tries to share what the
     // one before it placed (one lookup, one write), and stores its own copy only when that
     // block is full (254 references) or failed; those behind it then share the new copy.
@@ -884,7 +903,7 @@ export class Volume {
       void this.shareBehind(job, prev);
       return;
     }
-    const advice = this.index.lookup(fp);
+    const advice = this.index.lookup(job.fpLo, job.fpHi);
     if (advice !== null) void this.shareAdvice(job, mappingOf(advice[0], advice[1]));
     else this.store(job);
   }
@@ -1038,16 +1057,16 @@ export class Volume {
 
   /** Lays out a packed block at byte address `at`: header, fragments, zero tail. */
   private packInto(batch: Batch<WriteJob>, at: number): void {
-    const m = this.bytes();
-    encodePackedHeader(m, this.sb.codec, batch.length, (i) => batch[i].size, at);
+    const wasm = this.engine.runtime.exports;
+    const pool = this.engine.pool;
+    encodePackedHeader(this.bytes(), this.sb.codec, batch.length, (i) => batch[i].size, at);
     let to = at + CB_HEADER_BYTES;
     for (const f of batch) {
-      const from = this.engine.pool.bufferOf(f.item.out);
-      m.copyWithin(to, from, from + f.size);
+      wasm.copyBytes(to, pool.bufferOf(f.item.out), f.size);
       to += f.size;
       this.releaseOut(f.item);
     }
-    m.set(ZERO_BLOCK.subarray(to - at), to); // not fill(): TypedArray.fill on shared memory is V8's slow path
+    wasm.zeroBytes(to, at + BLOCK_BYTES - to);
   }
 
   private packedWritten(batch: Batch<WriteJob>, pbn: number, err: FlashpackError | null): void {
@@ -1070,7 +1089,7 @@ export class Volume {
 
   /** New data is on the device: the index learns where. */
   private stored(job: WriteJob, mapping: number): void {
-    if (job.fp !== null) this.index.update(job.fp, pbnOf(mapping), stateOf(mapping));
+    if (job.hashed) this.index.update(job.fpLo, job.fpHi, pbnOf(mapping), stateOf(mapping));
     this.placed(job, mapping);
   }
 

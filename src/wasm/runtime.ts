@@ -40,6 +40,8 @@ export interface WasmExports {
   slabAlloc(pool: number, cls: number): number;
   slabFree(pool: number, idx: number): number;
   xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
+  copyBytes(dst: number, src: number, len: number): void;
+  zeroBytes(dst: number, len: number): void;
   FORMAT_RAW: WebAssembly.Global;
   FORMAT_ZLIB: WebAssembly.Global;
   FORMAT_GZIP: WebAssembly.Global;
