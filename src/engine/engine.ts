@@ -17,7 +17,7 @@ import { FlashpackError, invalid } from '../errors.js';
 import { Runtime, runtime as processRuntime, wasmModule } from '../wasm/runtime.js';
 import { spawnWorker, availableCores, type WorkerHandle } from '../wasm/spawn.js';
 import { readLayout, type Layout } from '../shm/layout.js';
-import { Ring } from '../shm/ring.js';
+import { Ring, RING_SPIN_ITERATIONS } from '../shm/ring.js';
 import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
 import { bytesOf } from '../codec/input.js';
 import { compressBlock as compressBlockSync, lz4ErrorMessage, type Lz4CompressOptions } from '../codec/lz4.js';
@@ -43,6 +43,13 @@ export interface EngineOptions {
   classes?: readonly SizeClass[];
   /** Slots of each worker's submission and completion ring (a power of two, default 1024). */
   ringCapacity?: number;
+  /**
+   * How many times an idle worker polls its ring before it parks (default
+   * 2000). Spinning saves a wake-up only when a core is free to spin on: a
+   * caller that keeps every core busy (a volume: main thread, engine and device
+   * workers) passes 0.
+   */
+  spinIterations?: number;
 }
 
 export interface CloseOptions {
@@ -85,6 +92,7 @@ const spawn = (onReply: (r: WorkerReply) => void, onFailure: (err: Error) => voi
 
 export class Engine {
   readonly runtime: Runtime;
+  private readonly spins: number;
   readonly pool: SlabPool;
   readonly layout: Layout;
   /** Worker crashes survived (each crashed worker was replaced). */
@@ -110,8 +118,9 @@ export class Engine {
   /** Promise-API calls between entry and return (close() waits for them when draining). */
   private calls = 0;
 
-  private constructor(rt: Runtime, pool: SlabPool, ringCapacity: number, doorbellAt: number) {
+  private constructor(rt: Runtime, pool: SlabPool, ringCapacity: number, doorbellAt: number, spins: number) {
     this.runtime = rt;
+    this.spins = spins;
     this.pool = pool;
     this.layout = pool.layout;
     this.ringCapacity = ringCapacity;
@@ -130,11 +139,13 @@ export class Engine {
     if (!Number.isInteger(ringCapacity) || ringCapacity < 2 || ringCapacity > 1 << 20 || (ringCapacity & (ringCapacity - 1)) !== 0) {
       throw invalid(`engine: ringCapacity must be a power of two from 2 to 2^20, got ${String(ringCapacity)}`);
     }
+    const spins = opts.spinIterations ?? RING_SPIN_ITERATIONS;
+    if (!Number.isInteger(spins) || spins < 0) throw invalid(`engine: spinIterations must be a non-negative integer, got ${String(spins)}`);
     const layout = readLayout(rt.exports);
     const pool = SlabPool.create(rt, opts.classes ?? DEFAULT_CLASSES);
     const doorbellAt = rt.reserve(DOORBELL_BYTES, 128);
     new Int32Array(rt.memory.buffer, doorbellAt, DOORBELL_BYTES >> 2).fill(0);
-    const engine = new Engine(rt, pool, ringCapacity, doorbellAt);
+    const engine = new Engine(rt, pool, ringCapacity, doorbellAt, spins);
     for (let i = 0; i < count; i++) {
       const submitAt = rt.reserve(Ring.bytes(layout, ringCapacity, 'spsc'), 128);
       const completeAt = rt.reserve(Ring.bytes(layout, ringCapacity, 'spsc'), 128);
@@ -190,6 +201,7 @@ export class Engine {
           type: 'init', module: wasmModule(), memory: this.runtime.memory, index: slot.index,
           submitAt: slot.submit.at, completeAt: slot.complete.at, doorbellAt: this.doorbell << 2,
           ctxAt: slot.ctxAt, poolAt: this.pool.at, deflateScratchAt: slot.deflateScratchAt, inflateScratchAt: slot.inflateScratchAt,
+          spins: this.spins,
         });
       }, (err) => this.readyWaiters.get(slot.index)?.reject(err));
     });

@@ -61,6 +61,8 @@ export interface WorkerInit {
   poolAt: number;
   deflateScratchAt: number;
   inflateScratchAt: number;
+  /** Idle polls of the submission ring before parking. */
+  spins: number;
 }
 
 export type WorkerReply = { type: 'ready'; index: number } | { type: 'closed'; index: number };

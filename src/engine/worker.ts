@@ -165,7 +165,7 @@ function serve(init: WorkerInit, p: Port): void {
     if (submit.isClosed) break;
     const n = submit.dequeue(batch, BURST);
     if (n === 0) {
-      submit.waitNotEmpty();
+      submit.waitNotEmpty(Infinity, init.spins);
       continue;
     }
     for (let k = 0; k < n; k++) run(batch[k]);

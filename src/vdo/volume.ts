@@ -37,6 +37,7 @@ import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
 import { Runtime } from '../wasm/runtime.js';
+import { availableCores } from '../wasm/spawn.js';
 import { crc32c } from '../codec/checksum.js';
 import { decompressBlockInto } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
@@ -392,11 +393,19 @@ export class Volume {
     // block map cache, and room for reads, dedupe checks and journal blocks. Sized from the
     // options, so a deep pipeline cannot take the buffers its own writes need to finish.
     const buffers = Math.max(8192, 2 * inflight + cachePages + 2048);
+    // The main thread, the engine workers and the device workers are all busy during
+    // a write stream: with no core to spare, an idle worker that spins only takes
+    // time from the thread it waits for (on 2 cores, ingest ran 10–20% faster
+    // with workers that park at once).
+    const cores = await availableCores();
+    const workers = opts.workers ?? Math.max(1, cores - 1);
+    const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, cores - 1));
+    const spinIterations = 1 + workers + ioWorkers > cores ? 0 : undefined;
     const rt = opts.runtime ?? new Runtime();
-    const engine = await Engine.start({ runtime: rt, workers: opts.workers, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: 16 }] });
+    const engine = await Engine.start({ runtime: rt, workers, spinIterations, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: 16 }] });
     let ctrlr: Controller;
     try {
-      ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers: opts.ioWorkers });
+      ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers, spinIterations });
     } catch (err) {
       await engine.close();
       throw err;
