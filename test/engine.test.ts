@@ -60,6 +60,45 @@ describe('engine', () => {
     });
   });
 
+  it('OP_PREPARE_BLOCK: XXH3-128 into DESC_RESULT and the block compressed (LZ4 or raw deflate) or left alone (codec none)', async () => {
+    const pool = engine.pool;
+    const sample = [...blocks.slice(0, 60), new Uint8Array(4096), randomBytes(4096, prng(7))];
+    for (const [codec, arg] of [['lz4', jobs.PREPARE_CODEC_LZ4], ['deflate', jobs.PREPARE_CODEC_DEFLATE | (1 << 8)], ['none', jobs.PREPARE_CODEC_NONE]] as const) {
+      const ds: number[] = [];
+      const outs: number[] = [];
+      for (const b of sample) {
+        const d = pool.alloc(4096);
+        const o = pool.alloc(4096);
+        pool.write(d, b);
+        engine.prepare(d, jobs.OP_PREPARE_BLOCK, o, arg);
+        ds.push(d);
+        outs.push(o);
+      }
+      let sent = 0;
+      let got = 0;
+      while (got < ds.length) {
+        sent += engine.submit(ds.slice(sent));
+        got += engine.poll().length;
+        if (got < ds.length) await engine.waitForCompletions();
+      }
+      sample.forEach((b, i) => {
+        const d = ds[i];
+        expect(equalBytes(engine.resultOf(d), fp.fingerprint(b)), `${codec} block ${i}: fingerprint`).toBe(true);
+        const w = fp.fingerprint(b);
+        expect(engine.resultWord(d, 2), `${codec} block ${i}: word 2`).toBe((w[8] | (w[9] << 8) | (w[10] << 16) | (w[11] << 24)) >>> 0);
+        const status = engine.statusOf(d);
+        if (codec === 'none') expect(status).toBe(jobs.STATUS_OK);
+        else if (status === jobs.STATUS_OK) {
+          const packed = pool.bytes(outs[i]);
+          const back = codec === 'lz4' ? fp.lz4.decompressBlock(packed, 4096) : fp.deflate.decompress(packed, { format: 'raw' });
+          expect(equalBytes(back, b), `${codec} block ${i}: round trip`).toBe(true);
+        } else expect(status, `${codec} block ${i}: status`).toBe(jobs.STATUS_INCOMPRESSIBLE);
+        pool.free(d);
+        pool.free(outs[i]);
+      });
+    }
+  });
+
   it('reports decode errors as ECORRUPT naming the byte, and incompressible as a status', async () => {
     await expect(engine.lz4.decompressBlock(Uint8Array.of(0x10, 0x61, 70, 0, 0x50, 1, 2, 3, 4, 5), 100)).rejects.toMatchObject({
       code: 'ECORRUPT', message: expect.stringMatching(/match offset 70 at byte 2/),

@@ -20,8 +20,8 @@ export const OP_DEFLATE_COMPRESS = 7;
 export const OP_INFLATE = 8;
 /**
  * A volume's whole front end for one block in one trip: XXH3-128 (seed 0) into
- * DESC_RESULT, CRC-32C into DESC_CHECKSUM, then, if DESC_ARG asks, compression
- * into the linked descriptor. DESC_ARG: codec (0 none, 1 LZ4, 2 raw deflate) |
+ * DESC_RESULT (the dedupe fingerprint, and the journal's data check), then, if
+ * DESC_ARG asks, compression into the linked descriptor. DESC_ARG: codec (0 none, 1 LZ4, 2 raw deflate) |
  * deflate level << 8. Status as the compress ops (STATUS_INCOMPRESSIBLE).
  */
 export const OP_PREPARE_BLOCK = 9;

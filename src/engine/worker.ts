@@ -104,7 +104,6 @@ function serve(init: WorkerInit, p: Port): void {
         break;
       case OP_PREPARE_BLOCK: {
         ex.xxh128(buf, len, 0, 0, (d + F.result) << 2, ctx);
-        u32[d + F.checksum] = ex.crc32c(buf, len, 0);
         const arg = u32[d + F.arg];
         const codec = arg & 255;
         if (codec !== PREPARE_CODEC_LZ4 && codec !== PREPARE_CODEC_DEFLATE) break;

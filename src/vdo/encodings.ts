@@ -26,7 +26,7 @@ export const SECTORS_PER_BLOCK = BLOCK_BYTES / SECTOR_BYTES;
 // ---- superblock -------------------------------------------------------------
 export const SUPERBLOCK_COPIES = 2;
 const SB_MAGIC = 0x4f445046; // "FPDO"
-/** 2: a journal entry's data CRC covers the logical block (for a packed slot, its decompressed data). */
+/** 2: a journal entry's data check is XXH3 bits of the logical block (for a packed slot, of its decompressed data). */
 export const SB_VERSION = 2;
 const SB_OFF_MAGIC = 0;
 const SB_OFF_VERSION = 4;
@@ -202,8 +202,9 @@ export function openSector(b: Uint8Array, s: number, magic: number, nonce: numbe
 // ---- recovery journal -------------------------------------------------------------
 // Sector: header (key = block sequence, aux = head sequence, count = entries), then
 // 15 entries of 32 bytes: [kind u8][newState u8][oldState u8][0][lba u32 × 2]
-// [newPbn u32][oldPbn u32][dataCrc u32][count u32][0 × 4]. dataCrc is the CRC-32C of the
-// logical block's 4 KiB (for a compressed slot, of what the slot decompresses to).
+// [newPbn u32][oldPbn u32][dataCheck u32][count u32][0 × 4]. dataCheck is bits 64–95 of
+// the XXH3-128 of the logical block's 4 KiB (for a compressed slot, of what the slot
+// decompresses to): the engine computes it with the fingerprint.
 export const JOURNAL_ENTRY_BYTES = 32;
 export const JOURNAL_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / JOURNAL_ENTRY_BYTES);
 export const JOURNAL_ENTRIES_PER_BLOCK = JOURNAL_ENTRIES_PER_SECTOR * SECTORS_PER_BLOCK;
@@ -220,7 +221,7 @@ export interface JournalEntry {
   newState: number;
   oldPbn: number;
   oldState: number;
-  dataCrc: number;
+  dataCheck: number;
 }
 
 export function journalEntryAt(entry: number): number {
@@ -240,7 +241,7 @@ export function encodeJournalEntry(b: Uint8Array, entry: number, e: JournalEntry
   put32(b, at + 8, Math.floor(e.lba / 2 ** 32));
   put32(b, at + 12, e.newPbn);
   put32(b, at + 16, e.oldPbn);
-  put32(b, at + 20, e.dataCrc);
+  put32(b, at + 20, e.dataCheck);
   put32(b, at + 24, e.count);
   put32(b, at + 28, 0);
 }
@@ -254,7 +255,7 @@ export function decodeJournalEntry(b: Uint8Array, entry: number, out: JournalEnt
   out.lba = getU64(v, at + 4);
   out.newPbn = v.getUint32(at + 12, true);
   out.oldPbn = v.getUint32(at + 16, true);
-  out.dataCrc = v.getUint32(at + 20, true);
+  out.dataCheck = v.getUint32(at + 20, true);
   out.count = v.getUint32(at + 24, true);
 }
 

@@ -204,7 +204,7 @@ export class RecoveryJournal {
           break;
         }
         for (let k = 0; k < c[s]; k++) {
-          const e: JournalEntry = { kind: 0, lba: 0, count: 0, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 };
+          const e: JournalEntry = { kind: 0, lba: 0, count: 0, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
           decodeJournalEntry(b, s * JOURNAL_ENTRIES_PER_SECTOR + k, e);
           out.push(e);
         }

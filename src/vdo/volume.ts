@@ -9,7 +9,7 @@
  *   accept   copy the block into a slab buffer; reads see it at once
  *            (async policy: acknowledged here, as dm-vdo's async mode)
  *   zero     all-zero data maps to the zero block, nothing allocated
- *   hash     XXH3-128 and CRC-32C in the engine's workers, one burst per wave
+ *   hash     XXH3-128 in the engine's workers, one burst per wave
  *   dedupe   concurrent identical writes share one lookup and one write (hash
  *            lock); index advice is verified against the stored bytes; a block
  *            at 254 references is not shared further
@@ -18,15 +18,15 @@
  *   pack     bins of up to 14 fragments (packer.ts); a bin of one is stored raw;
  *            blocks written in one wave go out together (data-writer.ts)
  *   map      under the metadata lock, every placed job in one pass: journal
- *            (LBA, old, new, data CRC), then
+ *            (LBA, old, new, data check), then
  *            the block map, then reference counts; an older write that lost the
  *            race to a newer one for the same LBA is dropped here
  *
  * Durability: flush() waits for every accepted write to be mapped, writes the
  * journal, and flushes the device. Blocks freed by remapping are reused only
  * after a flush. Recovery replays the journal, keeping an entry only when the
- * block (or packed slot) it points to reads back as the data whose CRC-32C it
- * journaled (so a write whose data never reached the media reverts to its
+ * block (or packed slot) it points to reads back as the data whose check (XXH3
+ * bits, from the fingerprint) it journaled (so a write whose data never reached the media reverts to its
  * previous mapping), rebuilds reference counts
  * from the block map, and checkpoints.
  */
@@ -38,7 +38,7 @@ import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
 import { Runtime } from '../wasm/runtime.js';
 import { availableCores } from '../wasm/spawn.js';
-import { crc32c } from '../codec/checksum.js';
+import { fingerprint } from '../codec/fingerprint.js';
 import { decompressBlockInto } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
 import { BlockDevice } from './block-device.js';
@@ -181,8 +181,8 @@ interface WriteJob {
   out: number;
   /** Compressed bytes in `out`; 0 = incompressible or not compressed. */
   size: number;
-  /** CRC-32C of the block as stored (journaled: recovery checks the data arrived). */
-  crc: number;
+  /** The data check the journal records (bits 64–95 of the fingerprint): recovery checks the data arrived. */
+  check: number;
   /** The home found, holding one reference; −1 until placed. */
   mapping: number;
   /** The fingerprint's first 8 bytes as two little-endian words (the index key); set with dedupe only. */
@@ -204,7 +204,8 @@ interface HashLock {
   settled: boolean;
   /** The holder's mapping (one it stored or shared), or −1 if it failed. */
   mapping: number;
-  waiters: (() => void)[] | null;
+  /** Jobs with the same fingerprint that arrived while the holder worked. */
+  waiters: WriteJob[] | null;
 }
 
 
@@ -245,12 +246,15 @@ export class Volume {
   private readonly packer: Packer<WriteJob>;
   private readonly writer: DataWriter;
   /** The journal entry applyMapping fills (the journal copies it). */
-  private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 };
+  private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   private readonly meta = new Mutex();
   /** The newest accepted, not yet mapped write of each LBA: reads see it. */
   private readonly pending = new Map<number, WriteJob>();
   private readonly lbaStates = new Map<number, LbaState>();
   private readonly hashLocks = new Map<number, HashLock>();
+  /** Waiters of settled hash locks to place: (job, mapping, holder's data descriptor) triples. */
+  private readonly shares: (WriteJob | number)[] = [];
+  private sharing = false;
   private readonly waitingInPacker = new Map<number, WriteJob>();
   /** Accepted writes not yet finished (mapped, or failed). */
   private jobsInFlight = 0;
@@ -467,23 +471,23 @@ export class Volume {
         const m = mappingOf(e.newPbn, e.newState);
         if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN) {
           if (!this.depot.isData(e.newPbn)) throw new FlashpackError('ECORRUPT', `recovery journal: LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region`);
-          let crc = verified.get(m);
-          if (crc === undefined) {
+          let check = verified.get(m);
+          if (check === undefined) {
             if (inBuffer !== e.newPbn) {
               await this.dev.read(e.newPbn, d);
               inBuffer = e.newPbn;
             }
             const stored = this.engine.pool.bytes(d, true);
-            if (e.newState === STATE_UNCOMPRESSED) crc = crc32c(stored);
+            if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(stored);
             else {
               const plain = this.decodeFragment(stored, e.newState - STATE_COMPRESSED_BASE, e.newPbn, -1);
-              crc = plain === null ? -1 : crc32c(plain);
+              check = plain === null ? -1 : dataCheckOf(plain);
             }
-            verified.set(m, crc);
+            verified.set(m, check);
           }
           // The journal holds the CRC of the logical block's data: a mismatch means the
           // data never reached the media, so the previous mapping stays.
-          if (crc !== e.dataCrc) continue;
+          if (check !== e.dataCheck) continue;
         }
         await this.setMapping(e.lba, m);
       }
@@ -727,7 +731,7 @@ export class Volume {
       this.dropLbaState(lba, st);
       return;
     }
-    const job: WriteJob = { lba, gen, st, desc, out: -1, size: 0, crc: 0, mapping: -1, fpLo: 0, fpHi: 0, hashed: false, lock: null, key: 0, reserved, epoch: this.epoch, call };
+    const job: WriteJob = { lba, gen, st, desc, out: -1, size: 0, check: 0, mapping: -1, fpLo: 0, fpHi: 0, hashed: false, lock: null, key: 0, reserved, epoch: this.epoch, call };
     const prev = this.pending.get(lba);
     if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
     this.counters.blocksWrittenIn++;
@@ -888,7 +892,7 @@ export class Volume {
       this.failJob(job, new FlashpackError('EINTERNAL', `volume: block preparation failed with engine status ${status}`));
       return;
     }
-    job.crc = this.engine.checksumOf(job.desc);
+    job.check = this.engine.resultWord(job.desc, 2);
     job.size = job.out >= 0 && status === STATUS_OK ? this.engine.pool.lengthOf(job.out) : 0;
     if (!this.sb.dedupe) {
       this.store(job);
@@ -908,8 +912,10 @@ export class Volume {
     this.hashLocks.set(job.key, lock);
     job.lock = lock;
     if (prev !== undefined) {
-      this.leave(job); // waiting on the writer ahead, which may be in the packer
-      void this.shareBehind(job, prev);
+      // Identical data is in flight ahead: wait for that writer to be placed (it may be
+      // in the packer, so this job no longer counts as feeding it).
+      this.leave(job);
+      (prev.waiters ??= []).push(job);
       return;
     }
     const advice = this.index.lookup(job.fpLo, job.fpHi);
@@ -917,28 +923,10 @@ export class Volume {
     else this.store(job);
   }
 
-  /** Identical data is in flight ahead of this job: share what that writer placed, or store a copy. */
-  private async shareBehind(job: WriteJob, ahead: HashLock): Promise<void> {
-    try {
-      if (!ahead.settled) await new Promise<void>((r) => (ahead.waiters ??= []).push(r));
-      this.enter(job);
-      if (ahead.mapping >= 0) {
-        if (await this.tryShare(ahead.mapping, job.desc)) {
-          this.counters.concurrentShared++;
-          this.placed(job, ahead.mapping);
-          return;
-        }
-      }
-      this.store(job);
-    } catch (err) {
-      this.failJob(job, err as Error);
-    }
-  }
-
   /** The index says this data is stored: verify the bytes, share, else store a copy. */
   private async shareAdvice(job: WriteJob, mapping: number): Promise<void> {
     try {
-      if (await this.tryShare(mapping, job.desc)) {
+      if (await this.tryShare(mapping, job)) {
         this.counters.adviceValid++;
         this.placed(job, mapping);
         return;
@@ -950,8 +938,13 @@ export class Volume {
     }
   }
 
-  /** Takes a reference to `mapping` when its stored bytes equal ours and it can take one. */
-  private async tryShare(mapping: number, desc: number): Promise<boolean> {
+  /**
+   * Takes a reference to `mapping` when the data stored there equals the job's
+   * and it can take one. A packed slot whose compressed bytes equal the job's
+   * own compressed form holds the same data (decompression is a function of
+   * its input); otherwise the slot is decompressed and compared.
+   */
+  private async tryShare(mapping: number, job: WriteJob): Promise<boolean> {
     const pbn = pbnOf(mapping);
     const state = stateOf(mapping);
     if (state === STATE_UNMAPPED || !this.depot.isData(pbn) || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return false;
@@ -959,13 +952,18 @@ export class Volume {
     this.readsInFlight++;
     try {
       await this.dev.read(pbn, buf);
-      const stored = this.descBytes(buf);
-      const mine = this.descBytes(desc);
       let same: boolean;
-      if (state === STATE_UNCOMPRESSED) same = equalBytes(stored, mine);
+      if (state === STATE_UNCOMPRESSED) same = this.sameData(buf, job.desc);
       else {
-        const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, -1);
-        same = plain !== null && equalBytes(plain, mine);
+        const stored = this.descBytes(buf);
+        const range = packedFragment(stored, state - STATE_COMPRESSED_BASE);
+        if (typeof range !== 'string' && job.out >= 0 && job.size === range[1] - range[0] &&
+          equalBytes(stored.subarray(range[0], range[1]), this.engine.pool.bytes(job.out, true).subarray(0, job.size))) {
+          same = true;
+        } else {
+          const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, -1);
+          same = plain !== null && equalBytes(plain, this.descBytes(job.desc));
+        }
       }
       // Still referenced and under the bound after the read? Take the reference now.
       if (!same || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return false;
@@ -1115,6 +1113,13 @@ export class Volume {
     }
   }
 
+  /**
+   * The job has its home (or failed: mapping −1): jobs with the same data that
+   * waited on its hash lock now share that home — compared with the holder's
+   * bytes, still in memory — or store a copy of their own when it is full or
+   * different. Each of them then releases its own lock the same way; the queue
+   * keeps a long chain of identical writes from nesting calls.
+   */
   private releaseLock(job: WriteJob, mapping: number): void {
     const lock = job.lock;
     if (lock === null) return;
@@ -1122,7 +1127,46 @@ export class Volume {
     lock.settled = true;
     lock.mapping = mapping;
     if (this.hashLocks.get(job.key) === lock) this.hashLocks.delete(job.key);
-    if (lock.waiters !== null) for (const wake of lock.waiters) wake();
+    if (lock.waiters === null) return;
+    for (const w of lock.waiters) this.shares.push(w, mapping, job.desc);
+    if (this.sharing) return;
+    this.sharing = true;
+    try {
+      for (let i = 0; i < this.shares.length; i += 3) {
+        const w = this.shares[i] as WriteJob;
+        try {
+          this.shareWith(w, this.shares[i + 1] as number, this.shares[i + 2] as number);
+        } catch (err) {
+          this.failJob(w, err as Error);
+        }
+      }
+    } finally {
+      this.shares.length = 0;
+      this.sharing = false;
+    }
+  }
+
+  /** Shares the holder's home (`mapping`, data in `holderDesc`) when the bytes match and it can take a reference; else stores. */
+  private shareWith(job: WriteJob, mapping: number, holderDesc: number): void {
+    this.enter(job);
+    const pbn = pbnOf(mapping);
+    if (mapping >= 0 && holderDesc >= 0 && this.depot.isData(pbn) && this.depot.references(pbn) > 0 && this.depot.canShare(pbn) && this.sameData(holderDesc, job.desc)) {
+      this.depot.increment(pbn);
+      this.counters.concurrentShared++;
+      this.placed(job, mapping);
+      return;
+    }
+    this.store(job);
+  }
+
+  /** Whether two 4 KiB buffers hold the same bytes. */
+  private sameData(a: number, b: number): boolean {
+    const w = this.words();
+    const pool = this.engine.pool;
+    const x = pool.bufferOf(a) >> 2;
+    const y = pool.bufferOf(b) >> 2;
+    for (let i = 0; i < BLOCK_BYTES >> 2; i++) if (w[x + i] !== w[y + i]) return false;
+    return true;
   }
 
   /**
@@ -1203,7 +1247,7 @@ export class Volume {
     e.newState = stateOf(mapping);
     e.oldPbn = pbnOf(old);
     e.oldState = stateOf(old);
-    e.dataCrc = job.crc;
+    e.dataCheck = job.check;
     this.journal.append(e);
     this.map.set(page, lba, mapping);
     job.st.applied = job.gen;
@@ -1419,7 +1463,7 @@ export class Volume {
         }
         for (const [from, to] of runs) {
           if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
-          this.journal.append({ kind: ENTRY_DISCARD, lba: from, count: to - from, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCrc: 0 });
+          this.journal.append({ kind: ENTRY_DISCARD, lba: from, count: to - from, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 });
           for (let l = from; l < to; l++) {
             const old = this.map.get(page, l);
             this.map.set(page, l, 0);
@@ -1511,6 +1555,12 @@ export class Volume {
     this.closed = true;
     await Volume.detach(this.engine, this.ctrlr).catch(() => {});
   }
+}
+
+/** The journal's data check of a logical block: bits 64–95 of its XXH3-128 (the engine's fingerprint). */
+function dataCheckOf(block: Uint8Array): number {
+  const fp = fingerprint(block);
+  return (fp[8] | (fp[9] << 8) | (fp[10] << 16) | (fp[11] << 24)) >>> 0;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
