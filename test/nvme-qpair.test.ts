@@ -430,7 +430,7 @@ describe('submission errors', () => {
   it('EINVAL for bad controller and queue pair options', async () => {
     const mem = new nvme.MemoryBackend({ size: 4 * MiB });
     for (const opts of [{ maxTransferBytes: 6000 }, { maxTransferBytes: 2048 }, { maxTransferBytes: 4 * MiB }, { optimalIoBoundary: -1 },
-      { optimalIoBoundary: 1.5 }, { maxQueueEntries: 3 }, { maxQueueEntries: 96 }, { ioWorkers: 0 }]) {
+      { optimalIoBoundary: 1.5 }, { maxQueueEntries: 3 }, { maxQueueEntries: 96 }, { ioWorkers: 0 }, { spinIterations: -1 }, { spinIterations: 0.5 }]) {
       expect(await rejectionCode(nvme.Controller.open(mem, { runtime: new Runtime(), ...opts })), JSON.stringify(opts)).toBe('EINVAL');
     }
     const c = await open(mem, { maxQueueEntries: 64 });
@@ -438,6 +438,28 @@ describe('submission errors', () => {
       expect(codeOf(() => c.allocIoQpair(opts)), JSON.stringify(opts)).toBe('EINVAL');
     }
     expect(c.allocIoQpair().entries).toBe(64);
+    for (const n of [-1, 2.5, Number.NaN]) expect(codeOf(() => (c.spinIterations = n)), `spinIterations ${n}`).toBe('EINVAL');
+  });
+
+  it('spinIterations can change while I/O runs: workers that park at once, or spin, both answer every command', async () => {
+    const mem = new nvme.MemoryBackend({ size: 4 * MiB });
+    const c = await open(mem, { ioWorkers: 2, spinIterations: 0 });
+    expect(c.spinIterations).toBe(0);
+    const ns = c.ns(1);
+    const qp = c.allocIoQpair({ ioQueueSize: 8 });
+    const d = c.pool.alloc(4096);
+    fillDesc(c, d, blockPattern(1, 4096, 7));
+    let done = 0;
+    for (let round = 0; round < 40; round++) {
+      // Alternate between parking at once and spinning, with pauses long enough for
+      // the workers to park, so some commands find them asleep and some awake.
+      c.spinIterations = round % 2 === 0 ? 0 : 100_000;
+      for (let i = 0; i < 5; i++) qp.write(ns, d, (round * 5 + i) % 1000, 1, () => done++, null);
+      await pollUntil(qp, () => done === (round + 1) * 5, `round ${round}`);
+      if (round % 8 === 0) await sleep(5);
+    }
+    expect(c.spinIterations).toBe(100_000);
+    expect(done).toBe(200);
   });
 
   it('ENXIO after hot removal: outstanding commands fail with a path error, new ones and new controllers are refused; a new epoch works', async () => {

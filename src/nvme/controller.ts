@@ -17,7 +17,7 @@ import type { Backend } from './backend.js';
 import type { DeviceWorkerInit, DeviceWorkerReply } from './device-worker.js';
 import { IoQpair, type IoQpairOptions, type TimeoutCallback } from './qpair.js';
 import {
-  CTRL_BYTES, CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_BYTES, CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
   CTRL_LIVE, CTRL_CLOSING, CTRL_FAILED, LINE_BYTES, qpairLayout,
 } from './layout.js';
 import { MAX_LBAS_PER_COMMAND } from './spec.js';
@@ -35,7 +35,7 @@ export interface ControllerOptions {
   optimalIoBoundary?: number;
   /** Maximum entries of an I/O queue (CAP.MQES + 1): a power of two, 4 .. 65,536 (default 1024). */
   maxQueueEntries?: number;
-  /** Idle scans a device worker makes before parking (default 2000). */
+  /** Idle scans a device worker makes before parking (default 2000; change it later with `spinIterations`). */
   spinIterations?: number;
 }
 
@@ -44,6 +44,10 @@ const WORKER_READY_TIMEOUT_MS = 30_000;
 const WORKER_CLOSE_TIMEOUT_MS = 30_000;
 
 const isPow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+const DEFAULT_SPIN_ITERATIONS = 2000;
+const checkSpin = (n: number): void => {
+  if (!Number.isInteger(n) || n < 0 || n > 2 ** 31 - 1) throw invalid(`controller: spinIterations ${n} (a non-negative integer)`);
+};
 
 export class Namespace {
   readonly id = 1;
@@ -116,6 +120,8 @@ export class Controller {
     if (!isPow2(mqe) || mqe < 4 || mqe > 65536) throw invalid(`controller: maxQueueEntries ${mqe} (a power of two, 4 to 65,536)`);
     const workers = opts.ioWorkers ?? 1;
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw invalid(`controller: ioWorkers ${workers} (1 to 64)`);
+    const spin = opts.spinIterations ?? DEFAULT_SPIN_ITERATIONS;
+    checkSpin(spin);
     this.backend = backend;
     this.runtime = rt;
     this.pool = pool;
@@ -132,6 +138,22 @@ export class Controller {
     let view = new Int32Array(memory.buffer);
     this.i32 = () => (view.buffer.byteLength === memory.buffer.byteLength ? view : (view = new Int32Array(memory.buffer)));
     this.i32().fill(0, this.at >> 2, (this.at + CTRL_BYTES) >> 2);
+    Atomics.store(this.i32(), (this.at + CTRL_SPIN) >> 2, spin);
+  }
+
+  /**
+   * Idle scans of the queues a device worker makes before it parks on the
+   * doorbell. Spinning answers the next command without a wake-up, but only
+   * pays while a core is free to spin on; the workers read it every time they
+   * go idle, so a caller can turn it down while its own threads are busy.
+   */
+  get spinIterations(): number {
+    return Atomics.load(this.i32(), (this.at + CTRL_SPIN) >> 2);
+  }
+
+  set spinIterations(n: number) {
+    checkSpin(n);
+    Atomics.store(this.i32(), (this.at + CTRL_SPIN) >> 2, n);
   }
 
   /** Attaches to a backend and starts its device workers. */
@@ -143,7 +165,7 @@ export class Controller {
     const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, (await availableCores()) - 1));
     const c = new Controller(backend, rt, pool, { ...opts, ioWorkers });
     try {
-      await Promise.all(Array.from({ length: c.ioWorkers }, () => c.startWorker(opts.spinIterations ?? 2000)));
+      await Promise.all(Array.from({ length: c.ioWorkers }, () => c.startWorker()));
     } catch (err) {
       await c.stopWorkers();
       throw err;
@@ -151,7 +173,7 @@ export class Controller {
     return c;
   }
 
-  private async startWorker(spinIterations: number): Promise<void> {
+  private async startWorker(): Promise<void> {
     let ready!: (ok: DeviceWorkerReply) => void;
     const readyP = new Promise<DeviceWorkerReply>((r) => (ready = r));
     let closed!: () => void;
@@ -167,7 +189,7 @@ export class Controller {
     );
     const w: DeviceWorker = { handle, closed: closedP };
     this.workers.push(w);
-    handle.post({ memory: this.runtime.memory, ctrlAt: this.at, backend: this.backend.describe(), spinIterations });
+    handle.post({ memory: this.runtime.memory, ctrlAt: this.at, backend: this.backend.describe() });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const reply = await Promise.race([
       readyP,

@@ -10,7 +10,7 @@ import { parentPort } from '../wasm/spawn.js';
 import { openDevice } from './devices.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
-  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
   CTRL_LIVE, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
   TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout,
 } from './layout.js';
@@ -25,8 +25,6 @@ export interface DeviceWorkerInit {
   memory: WebAssembly.Memory;
   ctrlAt: number;
   backend: BackendDescription;
-  /** Idle scans of the queues before parking on the doorbell. */
-  spinIterations: number;
 }
 
 export type DeviceWorkerReply = { ready: true } | { ready: false; error: string } | { closed: true };
@@ -89,11 +87,12 @@ class DeviceLoop {
     this.tableGen = gen;
   }
 
-  run(spinIterations: number): void {
+  run(): void {
     const i32 = () => this.i32;
     const state = this.ctrl + (CTRL_STATE >> 2);
     const bell = this.ctrl + (CTRL_DOORBELL >> 2);
     const sleepers = this.ctrl + (CTRL_SLEEPERS >> 2);
+    const spinWord = this.ctrl + (CTRL_SPIN >> 2);
     const genWord = this.ctrl + (CTRL_TABLE_GEN >> 2);
     let idle = 0;
     let turn = 0;
@@ -110,7 +109,7 @@ class DeviceLoop {
       }
       const st = Atomics.load(i32(), state);
       if (st !== CTRL_LIVE) return; // closing (every SQ is drained) or failed
-      if (++idle < spinIterations) continue;
+      if (++idle < Atomics.load(i32(), spinWord)) continue;
       // Park. The host rings the doorbell only when it sees a sleeper, so announce
       // first, then look at the queues once more (the host stores the SQ tail before
       // it reads the sleeper count: one of the two sees the other).
@@ -241,7 +240,7 @@ p.onInit((init) => {
   // Let the ready message leave before the loop takes the thread.
   setTimeout(() => {
     try {
-      new DeviceLoop(init, dev).run(init.spinIterations);
+      new DeviceLoop(init, dev).run();
     } finally {
       dev.close();
     }

@@ -8,6 +8,7 @@
  *   CTRL_STATE      live / closing / failed (host writes)
  *   CTRL_DOORBELL   bumped by every submission; idle device workers park on it
  *   CTRL_SLEEPERS   device workers parked on the doorbell
+ *   CTRL_SPIN       idle scans a device worker makes before parking (host writes, any time)
  *   CTRL_TABLE_GEN  bumped when the qpair table changes
  *   CTRL_TABLE      MAX_QPAIRS entries of [base, entries, trackers, active]
  *
@@ -28,6 +29,7 @@ export const MAX_QPAIRS = 64;
 export const CTRL_STATE = 0;
 export const CTRL_DOORBELL = 128;
 export const CTRL_SLEEPERS = 132;
+export const CTRL_SPIN = 136;
 export const CTRL_TABLE_GEN = 256;
 export const CTRL_TABLE = 384;
 export const CTRL_TABLE_ENTRY_BYTES = 16;

@@ -281,8 +281,12 @@ export class IoQpair {
       if (this.queued > 0) await new Promise((r) => setTimeout(r, 1));
       return;
     }
-    const until = performance.now() + WAIT_SPIN_MS;
-    while (performance.now() < until) if (this.ready()) return;
+    // A short spin catches a fast device without a wake-up, when spinning is on
+    // (Controller.spinIterations: a busy caller turns it off for both sides).
+    if (this.ctrlr.spinIterations > 0) {
+      const until = performance.now() + WAIT_SPIN_MS;
+      while (performance.now() < until) if (this.ready()) return;
+    }
     const i32 = this.view();
     const waiting = (this.base + QP_HOST_WAITING) >> 2;
     const signal = (this.base + QP_CQ_SIGNAL) >> 2;

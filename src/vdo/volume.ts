@@ -268,6 +268,8 @@ export class Volume {
   private readonly lbaLocks = new Map<number, Promise<void>>();
   private readonly pendingDiscards: PendingDiscard[] = [];
   private readonly maxInflight: number;
+  /** Device-worker spin while no write is in flight; 0 = leave the controller's setting alone (a core is free). */
+  private readonly idleSpin: number;
   private gen = 0;
   /** Jobs accepted and waiting to go to the engine as one burst. */
   private toPrepare: WriteJob[] = [];
@@ -300,8 +302,9 @@ export class Volume {
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
   };
 
-  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, opts: OpenOptions) {
+  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, opts: OpenOptions) {
     this.sb = sb;
+    this.idleSpin = idleSpin;
     this.engine = engine;
     this.ctrlr = ctrlr;
     this.dev = dev;
@@ -334,7 +337,7 @@ export class Volume {
     const backend = typeof target === 'string'
       ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096, size: opts.physicalSize ?? logical })
       : target;
-    const { engine, ctrlr, dev } = await Volume.attach(backend, opts);
+    const { engine, ctrlr, dev, idleSpin } = await Volume.attach(backend, opts);
     try {
       let physical = dev.blocks;
       if (opts.physicalSize !== undefined) {
@@ -361,7 +364,7 @@ export class Volume {
       await dev.writeZeroes(SUPERBLOCK_COPIES, dataStart - SUPERBLOCK_COPIES);
       await Volume.writeSuperblocks(engine, dev, sb, [0, 1]);
       await dev.flush();
-      return new Volume(sb, engine, ctrlr, dev, opts);
+      return new Volume(sb, engine, ctrlr, dev, idleSpin, opts);
     } catch (err) {
       await Volume.detach(engine, ctrlr);
       throw err;
@@ -371,13 +374,13 @@ export class Volume {
   /** Opens a volume, recovering from the journal if it was not closed cleanly. */
   static async open(target: string | Backend, opts: OpenOptions = {}): Promise<Volume> {
     const backend = typeof target === 'string' ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096 }) : target;
-    const { engine, ctrlr, dev } = await Volume.attach(backend, opts);
+    const { engine, ctrlr, dev, idleSpin } = await Volume.attach(backend, opts);
     try {
       const sb = await Volume.readSuperblock(engine, dev);
       if (sb.physicalBlocks > dev.blocks) {
         throw new FlashpackError('ECORRUPT', `volume: superblock says ${sb.physicalBlocks} physical blocks; the backend has ${dev.blocks}`);
       }
-      const v = new Volume(sb, engine, ctrlr, dev, opts);
+      const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts);
       await v.recover();
       return v;
     } catch (err) {
@@ -386,7 +389,7 @@ export class Volume {
     }
   }
 
-  private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ctrlr: Controller; dev: BlockDevice }> {
+  private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ctrlr: Controller; dev: BlockDevice; idleSpin: number }> {
     // A volume's pools and queues are carved from a runtime's memory for good; a
     // fresh runtime per volume gives all of it back when the volume is closed.
     const inflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
@@ -400,21 +403,23 @@ export class Volume {
     // The main thread, the engine workers and the device workers are all busy during
     // a write stream: with no core to spare, an idle worker that spins only takes
     // time from the thread it waits for (on 2 cores, ingest ran 10–20% faster
-    // with workers that park at once).
+    // with workers that park at once). Engine workers only work for writes, so they
+    // park at once; device workers spin while no write is in the pipeline (a read
+    // at queue depth 1 then costs no wake-up), and park at once while one is.
     const cores = await availableCores();
     const workers = opts.workers ?? Math.max(1, cores - 1);
     const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, cores - 1));
-    const spinIterations = 1 + workers + ioWorkers > cores ? 0 : undefined;
+    const oversubscribed = 1 + workers + ioWorkers > cores;
     const rt = opts.runtime ?? new Runtime();
-    const engine = await Engine.start({ runtime: rt, workers, spinIterations, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: 16 }] });
+    const engine = await Engine.start({ runtime: rt, workers, spinIterations: oversubscribed ? 0 : undefined, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: 16 }] });
     let ctrlr: Controller;
     try {
-      ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers, spinIterations });
+      ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers });
     } catch (err) {
       await engine.close();
       throw err;
     }
-    return { engine, ctrlr, dev: new BlockDevice(ctrlr) };
+    return { engine, ctrlr, dev: new BlockDevice(ctrlr), idleSpin: oversubscribed ? ctrlr.spinIterations : 0 };
   }
 
   private static async detach(engine: Engine, ctrlr: Controller): Promise<void> {
@@ -735,7 +740,7 @@ export class Volume {
     const prev = this.pending.get(lba);
     if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
     this.counters.blocksWrittenIn++;
-    this.jobsInFlight++;
+    if (this.jobsInFlight++ === 0 && this.idleSpin > 0) this.ctrlr.spinIterations = 0;
     this.epochJobs.set(job.epoch, (this.epochJobs.get(job.epoch) ?? 0) + 1);
     if (call !== null) call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
@@ -1269,7 +1274,7 @@ export class Volume {
     if (job.desc >= 0) this.engine.pool.free(job.desc);
     job.desc = -1;
     this.dropLbaState(job.lba, job.st);
-    this.jobsInFlight--;
+    if (--this.jobsInFlight === 0 && this.idleSpin > 0) this.ctrlr.spinIterations = this.idleSpin;
     const left = this.epochJobs.get(job.epoch)! - 1;
     if (left > 0) this.epochJobs.set(job.epoch, left);
     else {
