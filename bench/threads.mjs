@@ -13,6 +13,7 @@ import { Piscina } from 'piscina';
 import * as fp from '../dist/index.js';
 import { loadCorpus, splitBlocks } from './corpus.mjs';
 import { markdownTable, formatMBps, formatRatio } from './table.mjs';
+import { runBatch } from './engine-batch.mjs';
 
 const TIME_MS = 1500;
 const log = (...a) => console.error(...a);
@@ -154,15 +155,7 @@ async function engineBench() {
       engine.prepare(d, fp.jobs.OP_LZ4_COMPRESS, o, 1);
       return d;
     });
-    tasks.push({ name: `engine, batch API, ${workers} worker${workers > 1 ? 's' : ''}`, workers, fn: async () => {
-      let sent = 0;
-      let done = 0;
-      while (done < jobs.length) {
-        if (sent < jobs.length) sent += engine.submit(sent === 0 ? jobs : jobs.slice(sent));
-        done += engine.poll().length;
-        if (done < jobs.length) await engine.waitForCompletions();
-      }
-    } });
+    tasks.push({ name: `engine, batch API, ${workers} worker${workers > 1 ? 's' : ''}`, workers, fn: async () => runBatch(engine, jobs) });
     tasks.push({ name: `engine, promise API, ${workers} worker${workers > 1 ? 's' : ''}`, workers, fn: async () => {
       await Promise.all(blocks.map((b) => engine.lz4.compressBlock(b)));
     } });

@@ -44,6 +44,7 @@ import { Bench } from 'tinybench';
 import * as fp from '../dist/index.js';
 import { loadCorpus, splitBlocks } from './corpus.mjs';
 import { markdownTable, formatMBps, formatRatio } from './table.mjs';
+import { runBatch } from './engine-batch.mjs';
 
 const BLOCK = 4096;
 const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : process.env[name]);
@@ -457,13 +458,7 @@ async function openRawProbe(blocks) {
   });
   const pass = async () => {
     const t0 = performance.now();
-    let sent = 0;
-    let done = 0;
-    while (done < jobs.length) {
-      if (sent < jobs.length) sent += engine.submit(sent === 0 ? jobs : jobs.slice(sent));
-      done += engine.poll().length;
-      if (done < jobs.length) await engine.waitForCompletions();
-    }
+    await runBatch(engine, jobs);
     return (blocks.length * BLOCK) / 1e6 / ((performance.now() - t0) / 1000);
   };
   await pass();
@@ -501,21 +496,12 @@ async function rawEngine(blocks) {
         engine.prepare(d, J.OP_FINGERPRINT);
         return d;
       }), ...jobs];
-    const runBatch = async (list) => {
-      let sent = 0;
-      let done = 0;
-      while (done < list.length) {
-        if (sent < list.length) sent += engine.submit(sent === 0 ? list : list.slice(sent));
-        done += engine.poll().length;
-        if (done < list.length) await engine.waitForCompletions();
-      }
-    };
     const tasks = [
-      { name: 'engine batch API (1 worker)', fn: () => runBatch(jobs) },
+      { name: 'engine batch API (1 worker)', fn: () => runBatch(engine, jobs) },
       { name: 'engine.lz4.compressBlock (1 worker)', fn: async () => {
         await Promise.all(blocks.map((b) => engine.lz4.compressBlock(b)));
       } },
-      { name: `engine batch API (1 worker), ${prepareOp ? 'OP_PREPARE_BLOCK (XXH3-128 + LZ4)' : 'fingerprint + LZ4'}`, volume: true, fn: () => runBatch(volumeJobs) },
+      { name: `engine batch API (1 worker), ${prepareOp ? 'OP_PREPARE_BLOCK (XXH3-128 + LZ4)' : 'fingerprint + LZ4'}`, volume: true, fn: () => runBatch(engine, volumeJobs) },
     ];
     const bench = new Bench({ time: TIME_MS, iterations: 5, warmup: true, warmupTime: 300, warmupIterations: 2, throws: true });
     // async: true, or tinybench calls a plain function once, unawaited, to see
