@@ -9,6 +9,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlashpackError, Runtime, Volume, nvme, runtime as processRuntime } from '../dist/index.js';
+import type { VolumeStats } from '../dist/index.js';
 import { prng, randomBytes } from './helpers/data.js';
 
 const BS = 4096;
@@ -520,6 +521,63 @@ describe('vdo volume: dedupe, compression and zero-block accounting', () => {
 });
 
 // ---- 3. discard ---------------------------------------------------------------------------------
+describe('vdo volume: the dedupe index outlives close()', () => {
+  const N = 40;
+  const data = (i: number): Uint8Array => (i % 2 === 0 ? repetitiveBlock(`saved index ${i}`) : randomBytes(BS, prng(700 + i)));
+
+  /** A volume holding N distinct blocks (half packed, half raw) at LBAs 0..N−1, closed. */
+  async function written(backend: nvme.MemoryBackend): Promise<number> {
+    const v = await create(backend, { logicalSize: 4 << 20, codec: 'lz4', writePolicy: 'async' });
+    await Promise.all(Array.from({ length: N }, (_, i) => v.write(i * BS, data(i))));
+    await v.flush();
+    const used = v.stats().dataBlocksUsed;
+    await closeVol(v);
+    return used;
+  }
+
+  /** Writes the same N blocks again at LBAs 100.. and returns the stats after a flush. */
+  async function again(v: Vol): Promise<VolumeStats> {
+    for (let i = 0; i < N; i++) await v.write((100 + i) * BS, data(i));
+    await v.flush();
+    for (let i = 0; i < N; i++) expectBytes(await v.read((100 + i) * BS, BS), data(i), `LBA ${100 + i}`);
+    return v.stats();
+  }
+
+  it('after close and open, data written before the close is still found: every rewrite shares its block', async () => {
+    const backend = new nvme.MemoryBackend({ size: 16 << 20 });
+    const used = await written(backend);
+    const v = await open(backend);
+    const s = await again(v);
+    expect(s.dedupeAdviceValid).toBe(N);
+    expect(s.dataBlocksUsed).toBe(used);
+    // A crash after the reopen: the volume opens with the index saved by the last close.
+    await abandonVol(v);
+    const w = await open(backend);
+    for (let i = 0; i < N; i++) await w.write((200 + i) * BS, data(i));
+    await w.flush();
+    expect(w.stats().dedupeAdviceValid).toBe(N);
+    expect(w.stats().dataBlocksUsed).toBe(used);
+  });
+
+  it('a damaged saved index (header or image) or one of another size is not used: the volume opens, finds nothing, stores copies', async () => {
+    for (const damage of ['header', 'image', 'other size'] as const) {
+      const backend = new nvme.MemoryBackend({ size: 16 << 20 });
+      const used = await written(backend);
+      const probe = await open(backend);
+      const { indexStart, indexBlocks } = probe.sb;
+      await closeVol(probe); // (saves the index again, for the same generation chain)
+      const media = backend.bytes();
+      if (damage === 'header') media[indexStart * BS + 40] ^= 0x10;
+      if (damage === 'image') media[(indexStart + indexBlocks - 1) * BS + 7] ^= 0x01;
+      const v = await open(backend, damage === 'other size' ? { indexMemory: 1 << 16 } : {});
+      const s = await again(v);
+      expect(s.dedupeAdviceValid, damage).toBe(0);
+      expect(s.dataBlocksUsed, damage).toBe(2 * used);
+      for (let i = 0; i < N; i++) expectBytes(await v.read(i * BS, BS), data(i), `${damage}: LBA ${i}`);
+    }
+  });
+});
+
 describe('vdo volume: discard', () => {
   it('unmaps whole blocks: logical blocks drop, reads return zeros, data blocks are freed (and reusable after a flush)', async () => {
     const v = await create(new nvme.MemoryBackend({ size: 16 << 20 }), { logicalSize: 4 << 20, codec: 'lz4', writePolicy: 'async' });
@@ -679,8 +737,10 @@ describe('vdo volume: out of space', () => {
   const DATA_BLOCKS = 64;
   async function smallVolume(writePolicy: 'async' | 'sync'): Promise<{ v: Vol; backend: nvme.MemoryBackend }> {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
-    // 2 superblocks + 8 journal + 2 block map pages (1024 LBAs) + 64 data blocks.
-    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    // 2 superblocks + 8 journal + 2 block map pages (1024 LBAs) + 2 saved-index blocks (header and
+    // a 128-entry index: 64 bytes of index memory per physical block at most) + 64 data blocks.
+    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 2 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    expect(v.sb.indexBlocks).toBe(2);
     expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(DATA_BLOCKS);
     return { v, backend };
   }

@@ -5,15 +5,16 @@
  * the volume reads the block and compares bytes before it shares anything, so
  * a stale or colliding entry costs a read, never correctness.
  *
- * The index lives in memory only; a reopened volume starts with an empty one
- * (it still reads everything it stored, it just finds fewer duplicates of
- * data written before the reopen).
+ * The volume saves the index at close() and loads it at open (save/load: one
+ * flat image of its arrays); after a crash it opens with the index of the last
+ * close, whose stale entries cost only reads.
  */
 import { invalid } from '../errors.js';
 
 export const INDEX_ENTRY_BYTES = 16;
 const WAYS = 4;
 export const DEFAULT_INDEX_MEMORY = 16 << 20;
+export const MIN_INDEX_MEMORY = INDEX_ENTRY_BYTES * WAYS;
 
 export class DedupeIndex {
   readonly entries: number;
@@ -26,12 +27,16 @@ export class DedupeIndex {
   private readonly bucketMask: number;
   private size = 0;
 
-  constructor(memoryBytes = DEFAULT_INDEX_MEMORY) {
-    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < INDEX_ENTRY_BYTES * WAYS || memoryBytes > 2 ** 31) {
-      throw invalid(`dedupe index: indexMemory ${memoryBytes} bytes (${INDEX_ENTRY_BYTES * WAYS} to 2 GiB)`);
+  /** EINVAL unless `memoryBytes` is a size an index can have. */
+  static check(memoryBytes: number): void {
+    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < MIN_INDEX_MEMORY || memoryBytes > 2 ** 31) {
+      throw invalid(`dedupe index: indexMemory ${memoryBytes} bytes (${MIN_INDEX_MEMORY} to 2 GiB)`);
     }
-    let buckets = 1;
-    while (buckets * 2 * WAYS * INDEX_ENTRY_BYTES <= memoryBytes) buckets *= 2;
+  }
+
+  constructor(memoryBytes = DEFAULT_INDEX_MEMORY) {
+    DedupeIndex.check(memoryBytes);
+    const buckets = bucketsFor(memoryBytes);
     this.entries = buckets * WAYS;
     this.bucketMask = buckets - 1;
     this.keyLo = new Uint32Array(this.entries);
@@ -44,6 +49,39 @@ export class DedupeIndex {
 
   get count(): number {
     return this.size;
+  }
+
+  /** Bytes of save()'s image for an index of `memoryBytes` (its arrays, back to back). */
+  static imageBytes(memoryBytes: number): number {
+    const buckets = bucketsFor(memoryBytes);
+    return buckets * WAYS * (4 + 4 + 4 + 1 + 1) + buckets;
+  }
+
+  /** Writes the index's arrays into `out` (imageBytes long). */
+  save(out: Uint8Array): void {
+    let at = 0;
+    for (const a of this.arrays()) {
+      out.set(a, at);
+      at += a.length;
+    }
+  }
+
+  /** Replaces the contents with an image save() wrote for an index of the same size. */
+  load(image: Uint8Array): void {
+    let at = 0;
+    for (const a of this.arrays()) {
+      a.set(image.subarray(at, at + a.length));
+      at += a.length;
+    }
+    let n = 0;
+    for (let i = 0; i < this.used.length; i++) if (this.used[i] === 1) n++;
+    this.size = n;
+  }
+
+  /** The arrays as bytes, in image order. */
+  private arrays(): Uint8Array[] {
+    const bytes = (a: Uint32Array | Uint8Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    return [bytes(this.keyLo), bytes(this.keyHi), bytes(this.pbn), this.state, this.used, this.clock];
   }
 
   /**
@@ -80,4 +118,10 @@ export class DedupeIndex {
     this.pbn[slot] = pbn;
     this.state[slot] = state;
   }
+}
+
+function bucketsFor(memoryBytes: number): number {
+  let buckets = 1;
+  while (buckets * 2 * WAYS * INDEX_ENTRY_BYTES <= memoryBytes) buckets *= 2;
+  return buckets;
 }

@@ -26,7 +26,10 @@ export const SECTORS_PER_BLOCK = BLOCK_BYTES / SECTOR_BYTES;
 // ---- superblock -------------------------------------------------------------
 export const SUPERBLOCK_COPIES = 2;
 const SB_MAGIC = 0x4f445046; // "FPDO"
-/** 2: a journal entry's data check is XXH3 bits of the logical block (for a packed slot, of its decompressed data). */
+/**
+ * 2: a journal entry's data check is XXH3 bits of the logical block (for a
+ * packed slot, of its decompressed data); the dedupe index is saved at close.
+ */
 export const SB_VERSION = 2;
 const SB_OFF_MAGIC = 0;
 const SB_OFF_VERSION = 4;
@@ -44,6 +47,9 @@ const SB_OFF_CODEC = 60;
 const SB_OFF_DEDUPE = 61;
 const SB_OFF_POLICY = 62;
 const SB_OFF_SLAB_BLOCKS = 64;
+const SB_OFF_INDEX_START = 68;
+const SB_OFF_INDEX_BLOCKS = 72;
+const SB_OFF_INDEX_MEMORY = 76;
 
 export const CODECS = ['none', 'lz4', 'deflate'] as const;
 export type Codec = (typeof CODECS)[number];
@@ -57,6 +63,11 @@ export interface Geometry {
   journalBlocks: number;
   mapStart: number;
   mapPages: number;
+  /** The saved dedupe index: a header block, then the index's arrays (0 blocks without dedupe). */
+  indexStart: number;
+  indexBlocks: number;
+  /** indexMemory of the saved index (the size a volume opens with unless told otherwise). */
+  indexMemory: number;
   dataStart: number;
   slabBlocks: number;
   codec: Codec;
@@ -100,6 +111,9 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   v.setUint8(SB_OFF_DEDUPE, sb.dedupe ? 1 : 0);
   v.setUint8(SB_OFF_POLICY, sb.writePolicy === 'sync' ? 1 : 0);
   v.setUint32(SB_OFF_SLAB_BLOCKS, sb.slabBlocks, true);
+  v.setUint32(SB_OFF_INDEX_START, sb.indexStart, true);
+  v.setUint32(SB_OFF_INDEX_BLOCKS, sb.indexBlocks, true);
+  v.setUint32(SB_OFF_INDEX_MEMORY, sb.indexMemory, true);
   v.setUint32(SB_OFF_CRC, crc32c(b.subarray(0, SECTOR_BYTES)), true);
 }
 
@@ -124,6 +138,9 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
     journalBlocks: v.getUint32(SB_OFF_JOURNAL_BLOCKS, true),
     mapStart: v.getUint32(SB_OFF_MAP_START, true),
     mapPages: v.getUint32(SB_OFF_MAP_PAGES, true),
+    indexStart: v.getUint32(SB_OFF_INDEX_START, true),
+    indexBlocks: v.getUint32(SB_OFF_INDEX_BLOCKS, true),
+    indexMemory: v.getUint32(SB_OFF_INDEX_MEMORY, true),
     dataStart: v.getUint32(SB_OFF_DATA_START, true),
     slabBlocks: v.getUint32(SB_OFF_SLAB_BLOCKS, true),
     codec,
@@ -134,7 +151,8 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
     sb.journalStart === SUPERBLOCK_COPIES && sb.journalBlocks > 0 &&
     sb.mapStart === sb.journalStart + sb.journalBlocks &&
     sb.mapPages === Math.ceil(sb.logicalBlocks / MAP_ENTRIES_PER_PAGE) &&
-    sb.dataStart === sb.mapStart + sb.mapPages && sb.dataStart < sb.physicalBlocks && sb.slabBlocks > 0;
+    sb.indexStart === sb.mapStart + sb.mapPages && sb.dataStart === sb.indexStart + sb.indexBlocks &&
+    sb.dataStart < sb.physicalBlocks && sb.slabBlocks > 0;
   return geometryOk ? sb : 'inconsistent geometry';
 }
 
@@ -151,6 +169,11 @@ const S_AUX = 20;
 
 export const JOURNAL_MAGIC = 0x4a52; // "RJ"
 export const MAP_MAGIC = 0x4d42; // "BM"
+/**
+ * The saved dedupe index's header sector: key = the superblock generation of
+ * the close that saved it, aux = CRC-32C of the payload (the blocks after it).
+ */
+export const INDEX_MAGIC = 0x4958; // "XI"
 
 export interface SectorHeader {
   index: number;

@@ -39,6 +39,7 @@ import { FileBackend } from '../nvme/file-backend.js';
 import { Runtime } from '../wasm/runtime.js';
 import { availableCores } from '../wasm/spawn.js';
 import { fingerprint } from '../codec/fingerprint.js';
+import { crc32c } from '../codec/checksum.js';
 import { decompressBlockInto } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
 import { BlockDevice } from './block-device.js';
@@ -46,10 +47,10 @@ import { DataWriter, STAGING_BYTES } from './data-writer.js';
 import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
-import { DedupeIndex, DEFAULT_INDEX_MEMORY } from './dedupe.js';
+import { DedupeIndex, DEFAULT_INDEX_MEMORY, MIN_INDEX_MEMORY } from './dedupe.js';
 import { Packer, type Batch, type PackerPolicy } from './packer.js';
 import {
-  BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
+  BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, INDEX_MAGIC, SECTOR_VALID, openSector, sealSector, type SectorHeader, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader,
   encodeSuperblock, packedFragment, type Codec, type JournalEntry, type Superblock, type WritePolicy,
 } from './encodings.js';
@@ -65,7 +66,11 @@ export interface VolumeOptions {
   dedupe?: boolean;
   /** 'async' (default): writes are acknowledged when accepted, durable after flush(). 'sync': acknowledged when durable. */
   writePolicy?: WritePolicy;
-  /** Dedupe index memory in bytes (default 16 MiB). */
+  /**
+   * Dedupe index memory in bytes (default 16 MiB, at most 64 bytes per physical
+   * block: two entries a block). The index is saved at close() in blocks of its
+   * own, sized for it, and loaded at open.
+   */
   indexMemory?: number;
   /** Recovery journal blocks (default 256). */
   journalBlocks?: number;
@@ -74,6 +79,7 @@ export interface VolumeOptions {
 }
 
 export interface OpenOptions {
+  /** Dedupe index memory for this session (default: the saved index's size). Another size starts empty and is not saved. */
   indexMemory?: number;
   /** Block map pages cached (default 1024 = 4 MiB, mapping ~3 GiB of logical space). */
   cachePages?: number;
@@ -243,6 +249,8 @@ export class Volume {
   private readonly journal: RecoveryJournal;
   private readonly depot: SlabDepot;
   private readonly index: DedupeIndex;
+  /** The index is loaded at open and saved at close (its size is the saved one's). */
+  private readonly indexSaved: boolean;
   private readonly packer: Packer<WriteJob>;
   private readonly writer: DataWriter;
   /** The journal entry applyMapping fills (the journal copies it). */
@@ -312,7 +320,10 @@ export class Volume {
     this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES);
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
-    this.index = new DedupeIndex(opts.indexMemory ?? DEFAULT_INDEX_MEMORY);
+    const indexMemory = opts.indexMemory ?? (sb.dedupe ? sb.indexMemory : MIN_INDEX_MEMORY);
+    this.index = new DedupeIndex(indexMemory);
+    // An index of another size than the saved one starts empty and is not saved.
+    this.indexSaved = sb.indexBlocks > 0 && DedupeIndex.imageBytes(indexMemory) === DedupeIndex.imageBytes(sb.indexMemory);
     this.packer = new Packer<WriteJob>(opts.packer ?? 'flashpack');
     this.writer = new DataWriter(dev, pool, sb.writePolicy === 'sync');
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
@@ -334,6 +345,7 @@ export class Volume {
     if (policy !== 'async' && policy !== 'sync') throw invalid(`volume: writePolicy ${String(policy)} (async or sync)`);
     const journalBlocks = opts.journalBlocks ?? DEFAULT_JOURNAL_BLOCKS;
     if (!Number.isInteger(journalBlocks) || journalBlocks < 4 || journalBlocks > 65536) throw invalid(`volume: journalBlocks ${journalBlocks} (4 to 65,536)`);
+    if (opts.indexMemory !== undefined) DedupeIndex.check(opts.indexMemory);
     const backend = typeof target === 'string'
       ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096, size: opts.physicalSize ?? logical })
       : target;
@@ -348,7 +360,13 @@ export class Volume {
       }
       const logicalBlocks = logical / BLOCK_BYTES;
       const mapPages = Math.ceil(logicalBlocks / MAP_ENTRIES_PER_PAGE);
-      const dataStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
+      const dedupe = opts.dedupe ?? true;
+      // The index is saved at close into blocks of its own. More than 64 bytes of it per
+      // physical block (two entries a block) never helps: a block is indexed once.
+      const indexMemory = dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(opts.indexMemory ?? DEFAULT_INDEX_MEMORY, 64 * physical)) : 0;
+      const indexBlocks = dedupe ? 1 + Math.ceil(DedupeIndex.imageBytes(indexMemory) / BLOCK_BYTES) : 0;
+      const indexStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
+      const dataStart = indexStart + indexBlocks;
       if (dataStart + 1 > physical || physical >= 2 ** 32) {
         throw new FlashpackError('ENOSPC', `volume: ${physical} physical blocks cannot hold ${dataStart} blocks of metadata and any data`);
       }
@@ -356,11 +374,11 @@ export class Volume {
         generation: 1,
         nonce: (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0,
         logicalBlocks, physicalBlocks: physical, journalStart: SUPERBLOCK_COPIES, journalBlocks,
-        mapStart: SUPERBLOCK_COPIES + journalBlocks, mapPages, dataStart,
+        mapStart: SUPERBLOCK_COPIES + journalBlocks, mapPages, indexStart, indexBlocks, indexMemory, dataStart,
         slabBlocks: Math.min(opts.slabBlocks ?? DEFAULT_SLAB_BLOCKS, physical - dataStart),
-        codec, dedupe: opts.dedupe ?? true, writePolicy: policy,
+        codec, dedupe, writePolicy: policy,
       };
-      // Zero the journal and the block map: an all-zero sector means "never written".
+      // Zero the journal, the block map and the index header: an all-zero sector means "never written".
       await dev.writeZeroes(SUPERBLOCK_COPIES, dataStart - SUPERBLOCK_COPIES);
       await Volume.writeSuperblocks(engine, dev, sb, [0, 1]);
       await dev.flush();
@@ -382,6 +400,7 @@ export class Volume {
       }
       const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts);
       await v.recover();
+      if (v.indexSaved) await v.loadIndex();
       return v;
     } catch (err) {
       await Volume.detach(engine, ctrlr);
@@ -540,6 +559,57 @@ export class Volume {
     // replaying them again later could let them match data written since.
     await this.journal.recordHead();
     await this.dev.flush();
+  }
+
+  // ---- the saved dedupe index --------------------------------------------------------
+
+  /**
+   * Saves the index for the close that writes superblock `generation`: the
+   * image first, then a header sector naming that generation and the image's
+   * CRC-32C. A torn save, or one whose superblock never landed, fails one of
+   * the two checks at open, and the volume starts with an empty index.
+   */
+  private async saveIndex(generation: number): Promise<void> {
+    const bytes = DedupeIndex.imageBytes(this.sb.indexMemory);
+    const image = new Uint8Array(Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES);
+    this.index.save(image);
+    const pool = this.engine.pool;
+    const buf = await pool.allocAsync(STAGING_BYTES);
+    try {
+      for (let at = 0; at < image.length; at += STAGING_BYTES) {
+        const chunk = image.subarray(at, Math.min(image.length, at + STAGING_BYTES));
+        pool.bytes(buf, true).set(chunk);
+        await this.dev.write(this.sb.indexStart + 1 + at / BLOCK_BYTES, buf, false, chunk.length / BLOCK_BYTES);
+      }
+      const head = pool.bytes(buf, true).subarray(0, BLOCK_BYTES);
+      head.set(new Uint8Array(BLOCK_BYTES));
+      sealSector(head, 0, INDEX_MAGIC, this.sb.nonce, { index: 0, count: 0, key: generation, aux: crcOf(image.subarray(0, bytes)) });
+      await this.dev.write(this.sb.indexStart, buf, false, 1);
+    } finally {
+      pool.free(buf);
+    }
+  }
+
+  /** Loads the index saved by the close that wrote the current superblock, if it is whole. */
+  private async loadIndex(): Promise<void> {
+    const bytes = DedupeIndex.imageBytes(this.sb.indexMemory);
+    const pool = this.engine.pool;
+    const buf = await pool.allocAsync(STAGING_BYTES);
+    const image = new Uint8Array(Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES);
+    try {
+      await this.dev.read(this.sb.indexStart, buf, 1);
+      const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+      if (openSector(pool.bytes(buf, true), 0, INDEX_MAGIC, this.sb.nonce, h) !== SECTOR_VALID || h.key !== this.sb.generation) return;
+      for (let at = 0; at < image.length; at += STAGING_BYTES) {
+        const n = Math.min(image.length - at, STAGING_BYTES);
+        await this.dev.read(this.sb.indexStart + 1 + at / BLOCK_BYTES, buf, n / BLOCK_BYTES);
+        image.set(pool.bytes(buf, true).subarray(0, n), at);
+      }
+      if (crcOf(image.subarray(0, bytes)) !== h.aux) return;
+    } finally {
+      pool.free(buf);
+    }
+    this.index.load(image);
   }
 
   // ---- public API -------------------------------------------------------------------
@@ -1545,6 +1615,7 @@ export class Volume {
       await this.flush();
       await this.meta.run(() => this.checkpoint());
       const sb = { ...this.sb, generation: this.sb.generation + 1 };
+      if (this.indexSaved) await this.saveIndex(sb.generation);
       await Volume.writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
       await this.dev.flush();
     } finally {
@@ -1566,6 +1637,13 @@ export class Volume {
 function dataCheckOf(block: Uint8Array): number {
   const fp = fingerprint(block);
   return (fp[8] | (fp[9] << 8) | (fp[10] << 16) | (fp[11] << 24)) >>> 0;
+}
+
+/** CRC-32C of a large private array, a MiB at a time (the checksum stages its input in WASM memory). */
+function crcOf(b: Uint8Array): number {
+  let crc = 0;
+  for (let at = 0; at < b.length; at += 1 << 20) crc = crc32c(b.subarray(at, Math.min(b.length, at + (1 << 20))), crc);
+  return crc;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
