@@ -131,6 +131,12 @@ const DEFAULT_CACHE_PAGES = 1024;
 const DEFAULT_MAX_INFLIGHT = 256;
 const MAX_INFLIGHT = 16384;
 const MAX_CACHE_PAGES = 1 << 20;
+/**
+ * Writes in the pipeline at which device workers stop spinning (when the
+ * volume's threads outnumber the cores): a stream of writes, not the odd write
+ * among reads at low queue depth. They spin again once the pipeline is empty.
+ */
+const SPIN_OFF_WRITES = 16;
 const DEFLATE_LEVEL = 1;
 
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
@@ -276,7 +282,7 @@ export class Volume {
   private readonly lbaLocks = new Map<number, Promise<void>>();
   private readonly pendingDiscards: PendingDiscard[] = [];
   private readonly maxInflight: number;
-  /** Device-worker spin while no write is in flight; 0 = leave the controller's setting alone (a core is free). */
+  /** Device-worker spin while writes are not streaming; 0 = leave the controller's setting alone (a core is free). */
   private readonly idleSpin: number;
   private gen = 0;
   /** Jobs accepted and waiting to go to the engine as one burst. */
@@ -423,8 +429,9 @@ export class Volume {
     // a write stream: with no core to spare, an idle worker that spins only takes
     // time from the thread it waits for (on 2 cores, ingest ran 10–20% faster
     // with workers that park at once). Engine workers only work for writes, so they
-    // park at once; device workers spin while no write is in the pipeline (a read
-    // at queue depth 1 then costs no wake-up), and park at once while one is.
+    // park at once; device workers park at once while writes stream through the
+    // pipeline (SPIN_OFF_WRITES) and spin otherwise, so a read at low queue depth
+    // costs no wake-up.
     const cores = await availableCores();
     const workers = opts.workers ?? Math.max(1, cores - 1);
     const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, cores - 1));
@@ -810,7 +817,7 @@ export class Volume {
     const prev = this.pending.get(lba);
     if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
     this.counters.blocksWrittenIn++;
-    if (this.jobsInFlight++ === 0 && this.idleSpin > 0) this.ctrlr.spinIterations = 0;
+    if (++this.jobsInFlight === Math.min(SPIN_OFF_WRITES, this.maxInflight) && this.idleSpin > 0) this.ctrlr.spinIterations = 0;
     this.epochJobs.set(job.epoch, (this.epochJobs.get(job.epoch) ?? 0) + 1);
     if (call !== null) call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
