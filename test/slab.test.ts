@@ -79,6 +79,59 @@ describe('slab pools', () => {
     await expect(pool.allocAsync(1, 20)).rejects.toMatchObject({ code: 'ENOMEM' });
   });
 
+  it('a keeping thread reuses the buffers it freed last, and they stay free to double-free checks', () => {
+    const rt = new Runtime();
+    const pool = SlabPool.create(rt, [{ size: 4096, count: 8 }]);
+    pool.keepFreed(4096, 2);
+    const [a, b, c] = [pool.alloc(1), pool.alloc(1), pool.alloc(1)];
+    pool.free(a);
+    pool.free(b);
+    pool.free(c); // past the bound: to the shared list
+    expect(pool.available(4096)).toBe(8);
+    expect(pool.alloc(1)).toBe(b);
+    expect(pool.alloc(1)).toBe(a);
+    pool.free(a);
+    expect(() => pool.free(a)).toThrowError(new RegExp(`descriptor ${a} freed twice`));
+    expect(rt.exports.slabFree(pool.at, a)).toBe(-2);
+    // Other threads (here WASM) see kept buffers only once they go back to the shared list.
+    const fromWasm = Array.from({ length: 7 }, () => rt.exports.slabAlloc(pool.at, 0));
+    expect(fromWasm.filter((d) => d >= 0)).toHaveLength(6);
+    expect(fromWasm).not.toContain(a);
+    pool.keepFreed(4096, 0);
+    expect(rt.exports.slabAlloc(pool.at, 0)).toBe(a);
+  });
+
+  it('a keeping thread frees to the shared list while anyone waits, and on request', async () => {
+    const rt = new Runtime();
+    const pool = SlabPool.create(rt, [{ size: 4096, count: 2 }]);
+    pool.keepFreed(4096, 2);
+    const [a, b] = [pool.alloc(1), pool.alloc(1)];
+    const since = pool.freeCount(1);
+    pool.free(b, true);
+    expect(pool.freeCount(1)).toBe(since + 1);
+    expect(pool.alloc(1)).toBe(b);
+    const waiting = pool.waitForFree(1, pool.freeCount(1), 5000);
+    pool.free(a); // a thread waits: not kept, so the waiter hears of it
+    await waiting;
+    expect(pool.freeCount(1)).toBe(since + 2);
+    expect(await pool.allocAsync(1, 5000)).toBe(a);
+  });
+
+  it('warm keeping takes its buffers up front and hands them out first', () => {
+    const rt = new Runtime();
+    const pool = SlabPool.create(rt, [{ size: 4096, count: 6 }, { size: 8192, count: 2 }]);
+    pool.keepFreed(4096, 4, true);
+    pool.keepFreed(8192, 2, true);
+    expect(pool.available(4096)).toBe(6);
+    const kept = Array.from({ length: 4 }, () => pool.alloc(1));
+    const wasm = [rt.exports.slabAlloc(pool.at, 0), rt.exports.slabAlloc(pool.at, 0), rt.exports.slabAlloc(pool.at, 0)];
+    expect(wasm.filter((d) => d >= 0)).toHaveLength(2);
+    expect(new Set([...kept, ...wasm.filter((d) => d >= 0)]).size).toBe(6);
+    expect(rt.exports.slabAlloc(pool.at, 1)).toBe(-1); // both 8 KiB buffers are kept by this thread
+    expect(pool.alloc(5000)).toBeGreaterThanOrEqual(6);
+    expect(() => pool.keepFreed(4096, 7)).toThrowError(/keep 7 freed buffers of 4096 bytes \(0 to 6\)/);
+  });
+
   it('bytes and write address the descriptor buffer', () => {
     const rt = new Runtime();
     const pool = SlabPool.create(rt, [{ size: 4096, count: 2 }]);

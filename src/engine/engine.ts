@@ -442,8 +442,9 @@ export class Engine {
       }
       const y = this.pool.tryAlloc(b);
       if (y >= 0) return [x, y];
-      this.pool.free(x);
-      // Our own free counts too when a and b share a class: wait past it.
+      // To the shared list, where freeCount counts it; our own free counts too
+      // when a and b share a class: wait past it.
+      this.pool.free(x, true);
       await this.pool.waitForFree(b, this.pool.classSizeFor(a) === this.pool.classSizeFor(b) ? sinceB + 1 : sinceB);
     }
   }

@@ -90,6 +90,11 @@ export class Ring {
     return (Atomics.load(this.i32, this.head) - Atomics.load(this.i32, this.tail)) | 0;
   }
 
+  /** Whether any thread waits for a value (waitNotEmpty, waitNotEmptyAsync, waitEnqueuedSinceAsync). */
+  get hasSleepers(): boolean {
+    return Atomics.load(this.i32, this.sleepers) !== 0;
+  }
+
   get isClosed(): boolean {
     return Atomics.load(this.i32, this.closed) !== 0;
   }

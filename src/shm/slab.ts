@@ -5,6 +5,13 @@
  * allocates and frees. Exhaustion is back-pressure (ENOMEM, or wait with
  * allocAsync); the pool never grows the memory after it is carved. A descriptor's
  * state word turns a double free or a foreign index into an EINVAL naming it.
+ *
+ * A thread may keep the buffers it frees for its own next allocations
+ * (keepFreed: DPDK's per-lcore mempool cache). The shared free list is FIFO, so
+ * without a cache a thread cycles through every buffer of a class: each one
+ * falls out of the CPU cache before it is used again, and on a fresh memory
+ * every first touch is a page fault (~10 µs here). A kept buffer goes back to
+ * the shared list whenever any thread waits on it.
  */
 import { FlashpackError, invalid } from '../errors.js';
 import type { Runtime } from '../wasm/runtime.js';
@@ -25,12 +32,18 @@ export const DEFAULT_CLASSES: readonly SizeClass[] = Object.freeze([
 ]);
 
 const BUFFER_ALIGN_BYTES = 4096;
+/** The OS page: a buffer is faulted in by touching one word per page. */
+const PAGE_BYTES = 4096;
 
 interface ClassInfo {
   size: number;
   count: number;
   first: number;
   ring: Ring;
+  /** Buffers this thread freed and keeps for itself, newest last (a stack). */
+  kept: number[];
+  /** Most buffers kept; 0 = every free goes to the shared list. */
+  keepMax: number;
 }
 
 export class SlabPool {
@@ -114,6 +127,8 @@ export class SlabPool {
         count: word(rec + layout.CLASS_COUNT),
         first: word(rec + layout.CLASS_FIRST),
         ring: new Ring(memory, layout, word(rec + layout.CLASS_RING)),
+        kept: [],
+        keepMax: 0,
       });
     }
   }
@@ -133,9 +148,34 @@ export class SlabPool {
     return this.classFor(size).size;
   }
 
-  /** Free buffers in the class that serves `size` bytes (a snapshot). */
+  /** Free buffers in the class that serves `size` bytes (a snapshot): the shared list and this thread's kept ones. */
   available(size: number): number {
-    return this.classFor(size).ring.size;
+    const c = this.classFor(size);
+    return c.ring.size + c.kept.length;
+  }
+
+  /**
+   * Keeps up to `max` buffers this thread frees in the class that serves
+   * `size` for its own next allocations, newest first (0: none; what is kept
+   * beyond the new bound goes back to the shared list). Other threads do not
+   * see kept buffers until a thread waits on the class, so keep only on the
+   * thread that does most of a class's allocating. With `warm`, fills the
+   * kept set now from the shared list and touches every page of it, so the
+   * first allocations take no page faults.
+   */
+  keepFreed(size: number, max: number, warm = false): void {
+    const c = this.classFor(size);
+    if (!Number.isInteger(max) || max < 0 || max > c.count) throw invalid(`slab pool: keep ${max} freed buffers of ${c.size} bytes (0 to ${c.count})`);
+    c.keepMax = max;
+    while (c.kept.length > max) this.share(c, c.kept.pop()!);
+    if (!warm) return;
+    const taken: number[] = [];
+    for (let idx = 0; c.kept.length + taken.length < max && (idx = this.tryAlloc(size)) >= 0;) {
+      taken.push(idx);
+      const at = this.bufferOf(idx) >> 2;
+      for (let w = 0; w < c.size >> 2; w += PAGE_BYTES >> 2) this.i32[at + w] = 0;
+    }
+    for (let k = taken.length - 1; k >= 0; k--) this.free(taken[k]);
   }
 
   private classFor(size: number): ClassInfo {
@@ -146,6 +186,7 @@ export class SlabPool {
   /** A descriptor whose buffer holds `size` bytes, or -1 when its class is exhausted. */
   tryAlloc(size: number): number {
     const c = this.classFor(size);
+    if (c.kept.length > 0) return this.claim(c.kept.pop()!);
     const one = SCRATCH_ONE;
     // An empty answer while the ring counts values is transient: another thread
     // claimed a slot and has not published it yet (Vyukov rings wait on a
@@ -154,7 +195,11 @@ export class SlabPool {
       if (c.ring.size <= 0) return -1;
       backoff(tries);
     }
-    const idx = one[0];
+    return this.claim(one[0]);
+  }
+
+  /** Marks a free descriptor allocated, with no data and no status. */
+  private claim(idx: number): number {
     const d = this.descBase + idx * (this.layout.DESC_BYTES >> 2);
     const L = this.layout;
     if (Atomics.compareExchange(this.i32, d + (L.DESC_STATE >> 2), L.DESC_FREE | 0, L.DESC_ALLOCATED | 0) !== (L.DESC_FREE | 0)) {
@@ -195,8 +240,13 @@ export class SlabPool {
     await this.classFor(size).ring.waitEnqueuedSinceAsync(since, timeoutMs);
   }
 
-  /** Returns a descriptor to its class; EINVAL for a foreign index or a double free. */
-  free(idx: number): void {
+  /**
+   * Returns a descriptor to its class — to this thread's kept buffers when it
+   * keeps some, has room and nobody waits for the class, else to the shared
+   * list — or, with `share`, always to the shared list (where freeCount and
+   * waitForFree see it). EINVAL for a foreign index or a double free.
+   */
+  free(idx: number, share = false): void {
     const L = this.layout;
     if (!Number.isInteger(idx) || idx < 0 || idx >= this.descriptors) {
       throw invalid(`slab pool: descriptor ${idx} is not one of this pool's ${this.descriptors}`);
@@ -206,6 +256,11 @@ export class SlabPool {
       throw invalid(`slab pool: descriptor ${idx} freed twice (it is not allocated)`);
     }
     const c = this.classes[this.i32[d + (L.DESC_CLASS >> 2)]];
+    if (!share && c.kept.length < c.keepMax && !c.ring.hasSleepers) c.kept.push(idx);
+    else this.share(c, idx);
+  }
+
+  private share(c: ClassInfo, idx: number): void {
     SCRATCH_ONE[0] = idx;
     // The free list holds every index of its class and has room for one more,
     // so "full" means a consumer of that slot was preempted mid-release: retry.

@@ -138,6 +138,10 @@ const MAX_CACHE_PAGES = 1 << 20;
  */
 const SPIN_OFF_WRITES = 16;
 const DEFLATE_LEVEL = 1;
+/** Staging buffers for gathered data writes (data-writer.ts). */
+const STAGING_BUFFERS = 16;
+/** 4 KiB buffers kept for reuse beyond the pipeline's two per write: reads, dedupe checks, journal and map I/O. */
+const KEPT_SPARE_BUFFERS = 256;
 
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
 interface LbaState {
@@ -437,7 +441,13 @@ export class Volume {
     const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, cores - 1));
     const oversubscribed = 1 + workers + ioWorkers > cores;
     const rt = opts.runtime ?? new Runtime();
-    const engine = await Engine.start({ runtime: rt, workers, spinIterations: oversubscribed ? 0 : undefined, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: 16 }] });
+    const engine = await Engine.start({ runtime: rt, workers, spinIterations: oversubscribed ? 0 : undefined, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: STAGING_BUFFERS }] });
+    // The main thread allocates and frees every buffer: it reuses the ones it freed
+    // last (in the CPU cache, and in pages already faulted in) instead of cycling
+    // through the whole pool. Enough for the pipeline's working set, faulted in
+    // now rather than by the first writes.
+    engine.pool.keepFreed(4096, Math.min(buffers, 2 * inflight + KEPT_SPARE_BUFFERS), true);
+    engine.pool.keepFreed(STAGING_BYTES, STAGING_BUFFERS, true);
     let ctrlr: Controller;
     try {
       ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers });
