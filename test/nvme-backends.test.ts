@@ -282,6 +282,28 @@ describe('FileBackend', () => {
     });
   }
 
+  it('write-behind: completed writes start a background sync every bytesPerSync bytes, one at a time; 0 never does', async () => {
+    const bs = 4096;
+    const behind = new nvme.FileBackend(tmpFile('behind.img'), { size: 1024 * bs, bytesPerSync: 64 * bs });
+    const never = new nvme.FileBackend(tmpFile('never.img'), { size: 1024 * bs, bytesPerSync: 0 });
+    for (const backend of [behind, never]) {
+      const h = await Host.open(backend);
+      // 63 blocks: under the bound; then one more block crosses it.
+      expect((await h.write(0, pattern(1, 0, 63, bs))).isError).toBe(false);
+      expect(backend.backgroundSyncs).toBe(0);
+      expect((await h.write(63, pattern(1, 63, 1, bs))).isError).toBe(false);
+      // Four 64-block writes completing in one pass start at most one sync while one runs.
+      const batch = [1, 2, 3, 4].map((k) => h.writeAsync(64 * k, pattern(2, 64 * k, 64, bs)));
+      await h.drain();
+      for (const st of await Promise.all(batch)) expect(st.isError).toBe(false);
+      await h.close();
+    }
+    expect(behind.backgroundSyncs).toBeGreaterThanOrEqual(1);
+    expect(behind.backgroundSyncs).toBeLessThanOrEqual(5);
+    expect(never.backgroundSyncs).toBe(0);
+    expect(codeOf(() => new nvme.FileBackend(tmpFile('bad.img'), { size: bs, bytesPerSync: -1 }))).toBe('EINVAL');
+  });
+
   it('opening: a missing path without size is ENXIO; a file smaller than one block, a bad block size or size is EINVAL', () => {
     expect(codeOf(() => new nvme.FileBackend(path.join(tmp, 'no-such-file.img')))).toBe('ENXIO');
     expect(fs.existsSync(path.join(tmp, 'no-such-file.img'))).toBe(false);

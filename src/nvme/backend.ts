@@ -41,6 +41,11 @@ export interface Backend {
   present(epoch: number): boolean;
   /** The epoch a new controller attaches at. */
   readonly epoch: number;
+  /**
+   * A write of `bytes` completed (the host's qpairs call this). A backend may
+   * use it to start writing back early; it never changes what flush() means.
+   */
+  wrote?(bytes: number): void;
 }
 
 export const BLOCK_SIZES: readonly number[] = [512, 4096];

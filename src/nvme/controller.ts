@@ -239,6 +239,11 @@ export class Controller {
     throw new FlashpackError('ENXIO', `controller ${why}`);
   }
 
+  /** @internal a write command of `blocks` blocks completed: the backend hears of it (write-behind). */
+  wrote(blocks: number): void {
+    this.backend.wrote?.(blocks * this.backend.blockSize);
+  }
+
   /**
    * @internal after new SQ tails are stored: wake a parked device worker. Workers
    * that are not parked poll the queues themselves, so the doorbell (a line they

@@ -486,6 +486,7 @@ export class IoQpair {
       throw new FlashpackError('EINTERNAL', `qpair ${this.id}: completion for command ID ${cid}, which is not outstanding`);
     }
     const r = this.tReq[cid];
+    if (status === 0 && this.rOpc[r] === OPC_WRITE) this.ctrlr.wrote(this.rBlocks[r]);
     this.tReq[cid] = NO;
     const prev = this.tPrev[cid];
     const next = this.tNext[cid];
