@@ -33,7 +33,7 @@
 // default 1500), VDO_BENCH_PASS_MS (target pass length, default 400),
 // VDO_BENCH_MAX_OPS (cap per pass, default 20000), VDO_BENCH_INGEST_RUNS
 // (default 3), VDO_BENCH_INGEST_WARMUP (default 6), VDO_BENCH_MEMORY=0 (skip the MemoryBackend), VDO_BENCH_SYNC=0
-// (skip the sync policy), VDO_BENCH_VERIFY (LBAs read back and checked per
+// (skip the sync policy), VDO_BENCH_WORKLOADS=0 (ingest and packing only), VDO_BENCH_VERIFY (LBAs read back and checked per
 // workload volume, default all; 0 = none), VDO_BENCH_MIX, VDO_BENCH_DIR (temp
 // files, default the OS temp dir).
 import crypto from 'node:crypto';
@@ -61,6 +61,7 @@ const INGEST_RUNS = Number(env('VDO_BENCH_INGEST_RUNS', 3));
 const INGEST_WARMUP_RUNS = Number(env('VDO_BENCH_INGEST_WARMUP', 6));
 const WITH_MEMORY = env('VDO_BENCH_MEMORY', '1') !== '0';
 const WITH_SYNC = env('VDO_BENCH_SYNC', '1') !== '0';
+const WITH_WORKLOADS = env('VDO_BENCH_WORKLOADS', '1') !== '0';
 const VERIFY = env('VDO_BENCH_VERIFY', 'all');
 const TMP = env('VDO_BENCH_DIR', os.tmpdir());
 const MIX = env('VDO_BENCH_MIX', '50/20/10/20').split('/').map(Number);
@@ -667,14 +668,15 @@ try {
   const all = Object.keys(WORKLOADS);
   const writesAndMix = ['seq write', 'rand write', 'rand 70/30 r/w'];
   const volumes = [];
-  volumes.push(await workloadRuns('file', 'async', all));
-  if (WITH_SYNC) volumes.push(await workloadRuns('file', 'sync', writesAndMix));
-  if (WITH_MEMORY) {
+  if (WITH_WORKLOADS) volumes.push(await workloadRuns('file', 'async', all));
+  if (WITH_WORKLOADS && WITH_SYNC) volumes.push(await workloadRuns('file', 'sync', writesAndMix));
+  if (WITH_WORKLOADS && WITH_MEMORY) {
     volumes.push(await workloadRuns('memory', 'async', all));
     if (WITH_SYNC) volumes.push(await workloadRuns('memory', 'sync', ['rand write']));
   }
 
   // --- report -------------------------------------------------------------------------
+  if (volumes.length > 0) {
   console.log('## 1. 4 KiB workloads on a full volume\n');
   console.log('IOPS/MB/s: operations resolved per second (async writes resolve when accepted). "with flush": the pass\'s final flush() counted. Latency: call → resolve of each operation.\n');
   const rows = [];
@@ -697,6 +699,7 @@ try {
   const rateAsync = volumes.find((v) => v.label === 'file/async')?.results.find((r) => r.workload === 'rand write' && r.qd === 32);
   if (rateSync && rateAsync) {
     console.log(`\nRandom write QD 32 on a file: async ${fmtInt(rateAsync.iops)} IOPS accepted, ${fmtInt(rateAsync.iopsFlushed)} with flush; sync ${fmtInt(rateSync.iops)} IOPS (${formatRatio(rateSync.iops / rateAsync.iopsFlushed, '×')} of async with flush).`);
+  }
   }
 
   console.log(`\n## 2. Ingest (${n} blocks, ${(n * BLOCK / 1e6).toFixed(1)} MB, sequential at QD ${INGEST_QD}, then flush) vs raw LZ4\n`);

@@ -53,8 +53,15 @@ export class BlockDevice {
   }
 
   read(vb: number, desc: number, count = 1): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.readThen(vb, desc, (err) => (err === null ? resolve() : reject(err)), null, count));
+  }
+
+  /** read() with a callback instead of a promise. */
+  readThen<A>(vb: number, desc: number, cb: IoCallback<A>, arg: A, count = 1): void {
     this.counts.reads++;
-    return this.promise('read', vb, (cb, arg) => this.qp.read(this.ns, desc, vb * this.lbasPerBlock, count * this.lbasPerBlock, cb, arg));
+    const qp = this.qp;
+    const ns = this.ns;
+    this.submit({ cb: cb as IoCallback<unknown>, arg, what: 'read', vb }, (done) => qp.read(ns, desc, vb * this.lbasPerBlock, count * this.lbasPerBlock, onComplete, done));
   }
 
   write(vb: number, desc: number, fua = false, count = 1): Promise<void> {

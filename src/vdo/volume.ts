@@ -225,6 +225,13 @@ interface HashLock {
 }
 
 
+/** A dedupe advice being checked: the job, the advised home, and the buffer its block is read into. */
+interface AdviceCheck {
+  job: WriteJob;
+  mapping: number;
+  buf: number;
+}
+
 /** A promise-chain mutex: the metadata lock. */
 class Mutex {
   private tail: Promise<void> = Promise.resolve();
@@ -1011,60 +1018,75 @@ export class Volume {
       return;
     }
     const advice = this.index.lookup(job.fpLo, job.fpHi);
-    if (advice !== null) void this.shareAdvice(job, mappingOf(advice[0], advice[1]));
+    if (advice !== null) this.shareAdvice(job, mappingOf(advice[0], advice[1]));
     else this.store(job);
   }
 
-  /** The index says this data is stored: verify the bytes, share, else store a copy. */
-  private async shareAdvice(job: WriteJob, mapping: number): Promise<void> {
+  /** The index says this data is stored at `mapping`: read that block (adviceRead), then share it or store a copy. */
+  private shareAdvice(job: WriteJob, mapping: number): void {
+    if (!this.canShare(mapping)) {
+      this.counters.adviceStale++;
+      this.store(job);
+      return;
+    }
+    const pool = this.engine.pool;
+    const buf = pool.tryAlloc(BLOCK_BYTES);
+    if (buf >= 0) this.readAdvice({ job, mapping, buf });
+    else pool.allocAsync(BLOCK_BYTES).then((b) => this.readAdvice({ job, mapping, buf: b }), (err: Error) => this.failJob(job, err));
+  }
+
+  private readAdvice(check: AdviceCheck): void {
+    this.readsInFlight++;
+    this.dev.readThen(pbnOf(check.mapping), check.buf, this.adviceRead, check);
+  }
+
+  /** Whether `mapping` is a data block (or slot) that can take one more reference. */
+  private canShare(mapping: number): boolean {
+    const pbn = pbnOf(mapping);
+    return stateOf(mapping) !== STATE_UNMAPPED && this.depot.isData(pbn) && this.depot.references(pbn) > 0 && this.depot.canShare(pbn);
+  }
+
+  /** The advised block is read: share it when it holds the job's data and can still take a reference (checked again after the read). */
+  private readonly adviceRead = (err: FlashpackError | null, check: AdviceCheck): void => {
+    this.readsInFlight--;
+    const { job, mapping, buf } = check;
+    const same = err === null && this.holdsData(mapping, buf, job);
+    this.engine.pool.free(buf);
+    if (err !== null) {
+      this.failJob(job, err);
+      return;
+    }
     try {
-      if (await this.tryShare(mapping, job)) {
+      if (same && this.canShare(mapping)) {
+        this.depot.increment(pbnOf(mapping));
         this.counters.adviceValid++;
         this.placed(job, mapping);
         return;
       }
       this.counters.adviceStale++;
       this.store(job);
-    } catch (err) {
-      this.failJob(job, err as Error);
+    } catch (e) {
+      this.failJob(job, e as Error);
     }
-  }
+  };
 
   /**
-   * Takes a reference to `mapping` when the data stored there equals the job's
-   * and it can take one. A packed slot whose compressed bytes equal the job's
-   * own compressed form holds the same data (decompression is a function of
-   * its input); otherwise the slot is decompressed and compared.
+   * Whether the block read into `buf` holds the job's data at `mapping`. A
+   * packed slot whose compressed bytes equal the job's own compressed form
+   * holds the same data (decompression is a function of its input); otherwise
+   * the slot is decompressed and compared.
    */
-  private async tryShare(mapping: number, job: WriteJob): Promise<boolean> {
-    const pbn = pbnOf(mapping);
+  private holdsData(mapping: number, buf: number, job: WriteJob): boolean {
     const state = stateOf(mapping);
-    if (state === STATE_UNMAPPED || !this.depot.isData(pbn) || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return false;
-    const buf = await this.engine.pool.allocAsync(BLOCK_BYTES);
-    this.readsInFlight++;
-    try {
-      await this.dev.read(pbn, buf);
-      let same: boolean;
-      if (state === STATE_UNCOMPRESSED) same = this.sameData(buf, job.desc);
-      else {
-        const stored = this.descBytes(buf);
-        const range = packedFragment(stored, state - STATE_COMPRESSED_BASE);
-        if (typeof range !== 'string' && job.out >= 0 && job.size === range[1] - range[0] &&
-          equalBytes(stored.subarray(range[0], range[1]), this.engine.pool.bytes(job.out, true).subarray(0, job.size))) {
-          same = true;
-        } else {
-          const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, -1);
-          same = plain !== null && equalBytes(plain, this.descBytes(job.desc));
-        }
-      }
-      // Still referenced and under the bound after the read? Take the reference now.
-      if (!same || this.depot.references(pbn) === 0 || !this.depot.canShare(pbn)) return false;
-      this.depot.increment(pbn);
+    if (state === STATE_UNCOMPRESSED) return this.sameData(buf, job.desc);
+    const stored = this.descBytes(buf);
+    const range = packedFragment(stored, state - STATE_COMPRESSED_BASE);
+    if (typeof range !== 'string' && job.out >= 0 && job.size === range[1] - range[0] &&
+      equalBytes(stored.subarray(range[0], range[1]), this.engine.pool.bytes(job.out, true).subarray(0, job.size))) {
       return true;
-    } finally {
-      this.readsInFlight--;
-      this.engine.pool.free(buf);
     }
+    const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbnOf(mapping), -1);
+    return plain !== null && equalBytes(plain, this.descBytes(job.desc));
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
