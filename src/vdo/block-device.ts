@@ -116,6 +116,9 @@ export class BlockDevice {
     if (this.polling) return;
     this.polling = true;
     void (async () => {
+      // Start after this microtask wave: the qpair publishes the wave's commands
+      // with one doorbell, which reaping at once (it publishes first) would split.
+      await null;
       try {
         const qp = this.qp;
         while (qp.outstandingCount + qp.queuedCount > 0 || this.backlog.length > 0) {
