@@ -325,8 +325,8 @@ export class Volume {
   private readsInFlight = 0;
   private failure: Error | null = null;
   private closed = false;
-  private mem: Uint8Array;
-  private mem32: Int32Array;
+  private readonly mem: Uint8Array;
+  private readonly mem32: Int32Array;
   private readonly counters = {
     adviceValid: 0, adviceStale: 0, concurrentShared: 0, zeroBlocks: 0, fragments: 0, packedBlocks: 0,
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
@@ -659,13 +659,16 @@ export class Volume {
     }
   }
 
+  /**
+   * Views of the shared memory as it was when the volume started. Shared memory
+   * is never detached when it grows, and the pool was carved before the volume,
+   * so these views cover every buffer the volume touches.
+   */
   private bytes(): Uint8Array {
-    if (this.mem.buffer.byteLength !== this.engine.pool.memory.buffer.byteLength) this.mem = new Uint8Array(this.engine.pool.memory.buffer);
     return this.mem;
   }
 
   private words(): Int32Array {
-    if (this.mem32.buffer.byteLength !== this.engine.pool.memory.buffer.byteLength) this.mem32 = new Int32Array(this.engine.pool.memory.buffer);
     return this.mem32;
   }
 
