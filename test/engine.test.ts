@@ -99,6 +99,77 @@ describe('engine', () => {
     }
   });
 
+  it('OP_PREPARE_BLOCK with a known table: a listed fingerprint is STATUS_KNOWN and not compressed; others, no table, or a table past the memory compress', async () => {
+    const pool = engine.pool;
+    const rt = engine.runtime;
+    const lb = 4; // 16 buckets × 4 ways
+    const entries = (1 << lb) * jobs.PREPARE_TABLE_WAYS;
+    const tableAt = rt.reserve((jobs.PREPARE_TABLE_USED + 1) * entries, 64);
+    const mem = new DataView(rt.memory.buffer);
+    const u8 = new Uint8Array(rt.memory.buffer);
+    const sample = blocks.slice(100, 140);
+    // List every other block's fingerprint, each in a way of its bucket.
+    const fill = new Map<number, number>();
+    sample.forEach((b, i) => {
+      if (i % 2 !== 0) return;
+      const w = fp.fingerprint(b);
+      const lo = (w[0] | (w[1] << 8) | (w[2] << 16) | (w[3] << 24)) >>> 0;
+      const hi = (w[4] | (w[5] << 8) | (w[6] << 16) | (w[7] << 24)) >>> 0;
+      const bucket = lo & ((1 << lb) - 1);
+      const way = fill.get(bucket) ?? 0;
+      if (way === jobs.PREPARE_TABLE_WAYS) return;
+      fill.set(bucket, way + 1);
+      const e = bucket * jobs.PREPARE_TABLE_WAYS + way;
+      mem.setUint32(tableAt + 4 * e, lo, true);
+      mem.setUint32(tableAt + jobs.PREPARE_TABLE_KEY_HI * entries + 4 * e, hi, true);
+      u8[tableAt + jobs.PREPARE_TABLE_USED * entries + e] = 1;
+    });
+    const listed = (b: Uint8Array): boolean => {
+      const w = fp.fingerprint(b);
+      const lo = (w[0] | (w[1] << 8) | (w[2] << 16) | (w[3] << 24)) >>> 0;
+      const hi = (w[4] | (w[5] << 8) | (w[6] << 16) | (w[7] << 24)) >>> 0;
+      const first = (lo & ((1 << lb) - 1)) * jobs.PREPARE_TABLE_WAYS;
+      for (let e = first; e < first + jobs.PREPARE_TABLE_WAYS; e++) {
+        if (u8[tableAt + jobs.PREPARE_TABLE_USED * entries + e] === 1 && mem.getUint32(tableAt + 4 * e, true) === lo &&
+          mem.getUint32(tableAt + jobs.PREPARE_TABLE_KEY_HI * entries + 4 * e, true) === hi) return true;
+      }
+      return false;
+    };
+    const run = async (aux: number): Promise<number[]> => {
+      const outs: number[] = [];
+      const ds = sample.map((b) => {
+        const d = pool.alloc(4096);
+        pool.write(d, b);
+        outs.push(pool.alloc(4096));
+        engine.prepare(d, jobs.OP_PREPARE_BLOCK, outs.at(-1)!, jobs.PREPARE_CODEC_LZ4 | (lb << 16), aux);
+        return d;
+      });
+      let sent = 0;
+      let got = 0;
+      while (got < ds.length) {
+        sent += engine.submit(ds.slice(sent));
+        got += engine.poll().length;
+        if (got < ds.length) await engine.waitForCompletions();
+      }
+      const statuses = ds.map((d) => engine.statusOf(d));
+      ds.forEach((d, i) => {
+        expect(equalBytes(engine.resultOf(d), fp.fingerprint(sample[i])), `block ${i}: fingerprint`).toBe(true);
+        if (statuses[i] === jobs.STATUS_OK) expect(equalBytes(pool.bytes(outs[i]), fp.lz4.compressBlock(sample[i])), `block ${i}: compressed`).toBe(true);
+        pool.free(d);
+        pool.free(outs[i]);
+      });
+      return statuses;
+    };
+    const withTable = await run(tableAt);
+    const knownCount = sample.filter(listed).length;
+    expect(knownCount).toBeGreaterThan(10);
+    const compressed = (st: number): boolean => st === jobs.STATUS_OK || st === jobs.STATUS_INCOMPRESSIBLE;
+    sample.forEach((b, i) => expect(listed(b) ? withTable[i] === jobs.STATUS_KNOWN : compressed(withTable[i]), `block ${i}: status ${withTable[i]}`).toBe(true));
+    for (const aux of [0, rt.memory.buffer.byteLength - 64, tableAt + 1]) {
+      expect((await run(aux)).every(compressed), `table at ${aux}`).toBe(true);
+    }
+  });
+
   it('reports decode errors as ECORRUPT naming the byte, and incompressible as a status', async () => {
     await expect(engine.lz4.decompressBlock(Uint8Array.of(0x10, 0x61, 70, 0, 0x50, 1, 2, 3, 4, 5), 100)).rejects.toMatchObject({
       code: 'ECORRUPT', message: expect.stringMatching(/match offset 70 at byte 2/),

@@ -424,6 +424,37 @@ describe('vdo volume: dedupe, compression and zero-block accounting', () => {
     }
   });
 
+  it('data the index knows whose copy is gone (discarded) is compressed after all and packed as before, lz4 and deflate', async () => {
+    for (const codec of ['lz4', 'deflate'] as const) {
+      const v = await create(new nvme.MemoryBackend({ size: 16 << 20 }), { logicalSize: 4 << 20, codec, writePolicy: 'async' });
+      const blocks = Array.from({ length: 6 }, (_, i) => repetitiveBlock(`known, then gone: ${codec} ${i}`));
+      await Promise.all(blocks.map((b, i) => v.write(i * BS, b)));
+      await v.flush();
+      const before = v.stats();
+      expect(before.compressedFragmentsWritten).toBe(blocks.length);
+      await v.discard(0, blocks.length * BS);
+      await v.flush();
+      expect(v.stats().dataBlocksUsed).toBe(0);
+      // The engine finds each fingerprint in the index and skips compressing; the advice
+      // is stale (the block is free), so each goes back to the engine and is packed.
+      await Promise.all(blocks.map((b, i) => v.write((50 + i) * BS, b)));
+      await v.flush();
+      const s = v.stats();
+      expect(s.dedupeAdviceStale - before.dedupeAdviceStale).toBe(blocks.length);
+      expect(s.dedupeAdviceValid).toBe(0);
+      expect(s.compressedFragmentsWritten - before.compressedFragmentsWritten).toBe(blocks.length);
+      expect(s.dataBlocksUsed).toBe(before.dataBlocksUsed);
+      for (let i = 0; i < blocks.length; i++) expectBytes(await v.read((50 + i) * BS, BS), blocks[i], `${codec} LBA ${50 + i}`);
+      // And a third copy shares the stored one (decoded and compared: the engine sent no compressed form).
+      await v.write(80 * BS, blocks[2]);
+      await v.flush();
+      expect(v.stats().dedupeAdviceValid).toBe(1);
+      expect(v.stats().dataBlocksUsed).toBe(before.dataBlocksUsed);
+      expectBytes(await v.read(80 * BS, BS), blocks[2], `${codec} LBA 80`);
+      await closeVol(v);
+    }
+  });
+
   it('zero blocks use no data block and count as zeroBlocksWritten; overwriting data with zeros frees it', async () => {
     const v = await create(new nvme.MemoryBackend({ size: 16 << 20 }), { logicalSize: 4 << 20, codec: 'lz4', writePolicy: 'async' });
     await v.write(0, new Uint8Array(100 * BS));

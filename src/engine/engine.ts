@@ -305,13 +305,14 @@ export class Engine {
     return this.u32[this.pool.descWord(idx) + (this.layout.DESC_CHECKSUM >> 2)];
   }
 
-  /** Sets a descriptor's job fields. */
-  prepare(idx: number, op: number, link = 0, arg = 0): void {
+  /** Sets a descriptor's job fields (DESC_AUX: an input of OP_PREPARE_BLOCK, else 0). */
+  prepare(idx: number, op: number, link = 0, arg = 0, aux = 0): void {
     const L = this.layout;
     const d = this.pool.descWord(idx);
     this.u32[d + (L.DESC_OP >> 2)] = op;
     this.u32[d + (L.DESC_LINK >> 2)] = link;
     this.u32[d + (L.DESC_ARG >> 2)] = arg;
+    this.u32[d + (L.DESC_AUX >> 2)] = aux;
   }
 
   // Places batch[start, start+n) on the least busy live workers; returns how many.

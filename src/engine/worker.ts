@@ -11,7 +11,8 @@ import { readLayout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
 import {
   OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH, OP_PREPARE_BLOCK, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE,
-  STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
+  PREPARE_TABLE_WAYS, PREPARE_TABLE_KEY_HI, PREPARE_TABLE_USED, PREPARE_TABLE_MAX_LOG2_BUCKETS,
+  STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_KNOWN, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
   STATUS_INFLATE_ERROR, STATUS_OUTPUT_OVERFLOW,
   DOORBELL_COUNT, DOORBELL_SLEEPERS, type WorkerInit, type WorkerReply,
 } from './jobs.js';
@@ -26,8 +27,33 @@ function serve(init: WorkerInit, p: Port): void {
   const L = readLayout(ex);
   const submit = new Ring(memory, L, init.submitAt);
   const complete = new Ring(memory, L, init.completeAt);
-  const i32 = new Int32Array(memory.buffer);
-  const u32 = new Uint32Array(memory.buffer);
+  let i32 = new Int32Array(memory.buffer);
+  let u32 = new Uint32Array(memory.buffer);
+  let u8 = new Uint8Array(memory.buffer);
+  // The host may carve regions (a volume's known table) after this worker started: renew the views.
+  const covers = (end: number): boolean => {
+    if (end <= u8.length) return true;
+    i32 = new Int32Array(memory.buffer);
+    u32 = new Uint32Array(memory.buffer);
+    u8 = new Uint8Array(memory.buffer);
+    return end <= u8.length;
+  };
+  /** Whether the fingerprint in descriptor word d's result is in the known table at byte `at` (2^lb buckets). */
+  const known = (d: number, at: number, lb: number): boolean => {
+    if (at === 0 || lb > PREPARE_TABLE_MAX_LOG2_BUCKETS) return false;
+    const entries = (1 << lb) * PREPARE_TABLE_WAYS;
+    if ((at & 3) !== 0 || !covers(at + (PREPARE_TABLE_USED + 1) * entries)) return false;
+    const lo = u32[d + F.result];
+    const hi = u32[d + F.result + 1];
+    const first = (lo & ((1 << lb) - 1)) * PREPARE_TABLE_WAYS;
+    const los = at >> 2;
+    const his = (at >> 2) + (PREPARE_TABLE_KEY_HI >> 2) * entries;
+    const used = at + PREPARE_TABLE_USED * entries;
+    for (let e = first; e < first + PREPARE_TABLE_WAYS; e++) {
+      if (u8[used + e] === 1 && u32[los + e] === lo && u32[his + e] === hi) return true;
+    }
+    return false;
+  };
   const doorbell = init.doorbellAt >> 2;
   const ctx = init.ctxAt;
   const descBase = u32[(init.poolAt + L.POOL_DESCS) >> 2] >> 2;
@@ -107,6 +133,10 @@ function serve(init: WorkerInit, p: Port): void {
         const arg = u32[d + F.arg];
         const codec = arg & 255;
         if (codec !== PREPARE_CODEC_LZ4 && codec !== PREPARE_CODEC_DEFLATE) break;
+        if (known(d, u32[d + F.aux], (arg >>> 16) & 31)) {
+          status = STATUS_KNOWN;
+          break;
+        }
         const o = linked(idx, d);
         if (o < 0) {
           status = STATUS_BAD_LINK;

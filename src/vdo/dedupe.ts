@@ -10,9 +10,20 @@
  * close, whose stale entries cost only reads.
  */
 import { invalid } from '../errors.js';
+import { PREPARE_TABLE_KEY_HI, PREPARE_TABLE_USED, PREPARE_TABLE_WAYS } from '../engine/jobs.js';
 
 export const INDEX_ENTRY_BYTES = 16;
-const WAYS = 4;
+const WAYS = PREPARE_TABLE_WAYS;
+/**
+ * Byte offsets of the arrays, in entries: the layout of the engine's known
+ * table (OP_PREPARE_BLOCK), so the workers can skip compressing a block the
+ * index knows. The whole region is also save()'s image.
+ */
+const KEY_HI_AT = PREPARE_TABLE_KEY_HI;
+const PBN_AT = 8;
+const STATE_AT = 12;
+const USED_AT = PREPARE_TABLE_USED;
+const CLOCK_AT = 14;
 export const DEFAULT_INDEX_MEMORY = 16 << 20;
 export const MIN_INDEX_MEMORY = INDEX_ENTRY_BYTES * WAYS;
 
@@ -25,6 +36,8 @@ export class DedupeIndex {
   private readonly used: Uint8Array;
   private readonly clock: Uint8Array;
   private readonly bucketMask: number;
+  /** The arrays, back to back (save()'s image). */
+  private readonly image: Uint8Array;
   private size = 0;
 
   /** EINVAL unless `memoryBytes` is a size an index can have. */
@@ -34,54 +47,55 @@ export class DedupeIndex {
     }
   }
 
-  constructor(memoryBytes = DEFAULT_INDEX_MEMORY) {
+  /**
+   * An empty index of `memoryBytes`, in `region` (imageBytes zero bytes at a
+   * 4-aligned offset, e.g. carved from the engine's shared memory so its
+   * workers can read it) or in memory of its own.
+   */
+  constructor(memoryBytes = DEFAULT_INDEX_MEMORY, region?: { buffer: ArrayBufferLike; at: number }) {
     DedupeIndex.check(memoryBytes);
     const buckets = bucketsFor(memoryBytes);
-    this.entries = buckets * WAYS;
+    const n = (this.entries = buckets * WAYS);
     this.bucketMask = buckets - 1;
-    this.keyLo = new Uint32Array(this.entries);
-    this.keyHi = new Uint32Array(this.entries);
-    this.pbn = new Uint32Array(this.entries);
-    this.state = new Uint8Array(this.entries);
-    this.used = new Uint8Array(this.entries);
-    this.clock = new Uint8Array(buckets);
+    const bytes = DedupeIndex.imageBytes(memoryBytes);
+    const buffer = region?.buffer ?? new ArrayBuffer(bytes);
+    const at = region?.at ?? 0;
+    if (at % 4 !== 0 || at + bytes > buffer.byteLength) throw invalid(`dedupe index: region at ${at} cannot hold ${bytes} bytes`);
+    this.image = new Uint8Array(buffer, at, bytes);
+    this.keyLo = new Uint32Array(buffer, at, n);
+    this.keyHi = new Uint32Array(buffer, at + KEY_HI_AT * n, n);
+    this.pbn = new Uint32Array(buffer, at + PBN_AT * n, n);
+    this.state = new Uint8Array(buffer, at + STATE_AT * n, n);
+    this.used = new Uint8Array(buffer, at + USED_AT * n, n);
+    this.clock = new Uint8Array(buffer, at + CLOCK_AT * n, buckets);
   }
 
   get count(): number {
     return this.size;
   }
 
-  /** Bytes of save()'s image for an index of `memoryBytes` (its arrays, back to back). */
-  static imageBytes(memoryBytes: number): number {
-    const buckets = bucketsFor(memoryBytes);
-    return buckets * WAYS * (4 + 4 + 4 + 1 + 1) + buckets;
+  /** log2 of the bucket count (the engine's known table names it in DESC_ARG). */
+  get log2Buckets(): number {
+    return 31 - Math.clz32(this.bucketMask + 1);
   }
 
-  /** Writes the index's arrays into `out` (imageBytes long). */
+  /** Bytes of an index of `memoryBytes` (its arrays, back to back; save()'s image). */
+  static imageBytes(memoryBytes: number): number {
+    const buckets = bucketsFor(memoryBytes);
+    return buckets * WAYS * CLOCK_AT + buckets;
+  }
+
+  /** Writes the index into `out` (imageBytes long). */
   save(out: Uint8Array): void {
-    let at = 0;
-    for (const a of this.arrays()) {
-      out.set(a, at);
-      at += a.length;
-    }
+    out.set(this.image);
   }
 
   /** Replaces the contents with an image save() wrote for an index of the same size. */
   load(image: Uint8Array): void {
-    let at = 0;
-    for (const a of this.arrays()) {
-      a.set(image.subarray(at, at + a.length));
-      at += a.length;
-    }
+    this.image.set(image.subarray(0, this.image.length));
     let n = 0;
     for (let i = 0; i < this.used.length; i++) if (this.used[i] === 1) n++;
     this.size = n;
-  }
-
-  /** The arrays as bytes, in image order. */
-  private arrays(): Uint8Array[] {
-    const bytes = (a: Uint32Array | Uint8Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    return [bytes(this.keyLo), bytes(this.keyHi), bytes(this.pbn), this.state, this.used, this.clock];
   }
 
   /**

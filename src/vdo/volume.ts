@@ -32,7 +32,7 @@
  */
 import { FlashpackError, invalid } from '../errors.js';
 import { Engine } from '../engine/engine.js';
-import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
+import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_KNOWN } from '../engine/jobs.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -210,6 +210,13 @@ interface WriteJob {
   fpLo: number;
   fpHi: number;
   hashed: boolean;
+  /**
+   * The engine did not compress it: the index knew its fingerprint
+   * (STATUS_KNOWN). If it is stored after all, it goes back for compression
+   * first (`recompressing` while it is there).
+   */
+  uncompressed: boolean;
+  recompressing: boolean;
   /** The hash lock this job holds (dedupe only): writers of the same data queue behind it. */
   lock: HashLock | null;
   key: number;
@@ -271,6 +278,8 @@ export class Volume {
   private readonly journal: RecoveryJournal;
   private readonly depot: SlabDepot;
   private readonly index: DedupeIndex;
+  /** The index's address for the engine's known table (0: dedupe is off). */
+  private readonly knownTable: number;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
   private readonly packer: Packer<WriteJob>;
@@ -343,7 +352,11 @@ export class Volume {
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
     const indexMemory = opts.indexMemory ?? (sb.dedupe ? sb.indexMemory : MIN_INDEX_MEMORY);
-    this.index = new DedupeIndex(indexMemory);
+    // In the shared memory: the engine's workers read it as their known table and
+    // do not compress a block the index knows (OP_PREPARE_BLOCK, STATUS_KNOWN).
+    const indexAt = engine.runtime.reserve(DedupeIndex.imageBytes(indexMemory), 64);
+    this.index = new DedupeIndex(indexMemory, { buffer: pool.memory.buffer, at: indexAt });
+    this.knownTable = sb.dedupe ? indexAt : 0;
     // An index of another size than the saved one starts empty and is not saved.
     this.indexSaved = sb.indexBlocks > 0 && DedupeIndex.imageBytes(indexMemory) === DedupeIndex.imageBytes(sb.indexMemory);
     this.packer = new Packer<WriteJob>(opts.packer ?? 'flashpack');
@@ -838,7 +851,10 @@ export class Volume {
       this.dropLbaState(lba, st);
       return;
     }
-    const job: WriteJob = { lba, gen, st, desc, out: -1, size: 0, check: 0, mapping: -1, fpLo: 0, fpHi: 0, hashed: false, lock: null, key: 0, reserved, epoch: this.epoch, call };
+    const job: WriteJob = {
+      lba, gen, st, desc, out: -1, size: 0, check: 0, mapping: -1, fpLo: 0, fpHi: 0, hashed: false, uncompressed: false, recompressing: false,
+      lock: null, key: 0, reserved, epoch: this.epoch, call,
+    };
     const prev = this.pending.get(lba);
     if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
     this.counters.blocksWrittenIn++;
@@ -858,13 +874,17 @@ export class Volume {
     }
     this.enter(job);
     this.toPrepare.push(job);
-    if (!this.prepareQueued) {
-      this.prepareQueued = true;
-      queueMicrotask(() => {
-        this.prepareQueued = false;
-        this.dispatch();
-      });
-    }
+    this.queueDispatch();
+  }
+
+  /** The jobs in toPrepare go to the engine as one burst at the end of this microtask wave. */
+  private queueDispatch(): void {
+    if (this.prepareQueued) return;
+    this.prepareQueued = true;
+    queueMicrotask(() => {
+      this.prepareQueued = false;
+      this.dispatch();
+    });
   }
 
   /**
@@ -903,6 +923,7 @@ export class Volume {
     const pool = this.engine.pool;
     const codec = this.sb.codec;
     const arg = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE | (DEFLATE_LEVEL << 8) : PREPARE_CODEC_NONE;
+    const withTable = arg | (this.index.log2Buckets << 16);
     const batch: number[] = [];
     for (const job of jobs) {
       if (codec !== 'none' && job.out < 0) {
@@ -913,7 +934,9 @@ export class Volume {
         }
       }
       pool.setLength(job.desc, BLOCK_BYTES);
-      this.engine.prepare(job.desc, OP_PREPARE_BLOCK, job.out >= 0 ? job.out : 0, arg);
+      // A job back for compression goes without the known table.
+      if (job.recompressing || this.knownTable === 0) this.engine.prepare(job.desc, OP_PREPARE_BLOCK, job.out >= 0 ? job.out : 0, arg);
+      else this.engine.prepare(job.desc, OP_PREPARE_BLOCK, job.out >= 0 ? job.out : 0, withTable, this.knownTable);
       batch.push(job.desc);
     }
     let sent = 0;
@@ -995,12 +1018,19 @@ export class Volume {
 
   /** The engine has hashed (and compressed) the block: dedupe, else store. */
   private prepared(job: WriteJob, status: number): void {
-    if (status !== STATUS_OK && status !== STATUS_INCOMPRESSIBLE) {
+    if (status !== STATUS_OK && status !== STATUS_INCOMPRESSIBLE && (status !== STATUS_KNOWN || job.recompressing)) {
       this.failJob(job, new FlashpackError('EINTERNAL', `volume: block preparation failed with engine status ${status}`));
       return;
     }
-    job.check = this.engine.resultWord(job.desc, 2);
     job.size = job.out >= 0 && status === STATUS_OK ? this.engine.pool.lengthOf(job.out) : 0;
+    if (job.recompressing) {
+      // Back from compression: the data was new after all.
+      job.recompressing = false;
+      this.store(job);
+      return;
+    }
+    job.uncompressed = status === STATUS_KNOWN;
+    job.check = this.engine.resultWord(job.desc, 2);
     if (!this.sb.dedupe) {
       this.store(job);
       return;
@@ -1089,9 +1119,21 @@ export class Volume {
     if (state === STATE_UNCOMPRESSED) return this.sameData(buf, job.desc);
     const stored = this.descBytes(buf);
     const range = packedFragment(stored, state - STATE_COMPRESSED_BASE);
-    if (typeof range !== 'string' && job.out >= 0 && job.size === range[1] - range[0] &&
+    if (typeof range === 'string') return false;
+    if (job.out >= 0 && job.size === range[1] - range[0] &&
       equalBytes(stored.subarray(range[0], range[1]), this.engine.pool.bytes(job.out, true).subarray(0, job.size))) {
       return true;
+    }
+    // No compressed form (the engine skipped it: STATUS_KNOWN), or another one: decode the slot.
+    const pool = this.engine.pool;
+    const scratch = this.sb.codec === 'lz4' ? pool.tryAlloc(BLOCK_BYTES) : -1;
+    if (scratch >= 0) {
+      // In the shared memory, with no copies.
+      const rt = this.engine.runtime;
+      const n = rt.exports.lz4Decompress(pool.bufferOf(buf) + range[0], range[1] - range[0], pool.bufferOf(scratch), BLOCK_BYTES, 0, rt.ctx);
+      const same = n === BLOCK_BYTES && this.sameData(scratch, job.desc);
+      pool.free(scratch);
+      return same;
     }
     const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbnOf(mapping), -1);
     return plain !== null && equalBytes(plain, this.descBytes(job.desc));
@@ -1099,6 +1141,14 @@ export class Volume {
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
   private store(job: WriteJob): void {
+    if (job.uncompressed) {
+      // The index knew it, but the copy is gone or full: compress it now.
+      job.uncompressed = false;
+      job.recompressing = true;
+      this.toPrepare.push(job);
+      this.queueDispatch();
+      return;
+    }
     if (job.size === 0 || !this.packer.fits(job.size)) {
       this.writeRaw(job);
       return;
