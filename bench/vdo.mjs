@@ -12,9 +12,12 @@
 //     so write workloads also report the rate with the pass's final flush()
 //     counted. The same workloads on a 'sync'-policy volume (writes only, plus
 //     the mix), and on a MemoryBackend.
-//  2. Ingest: the corpus mix written sequentially at QD 32, then flushed, onto
-//     a volume in steady state (it took an untimed ingest of other data first)
-//     and onto a fresh one, against one engine worker compressing the same blocks with
+//  2. Ingest: a stream written sequentially at QD 32 onto a fresh volume, then
+//     flushed: the corpus mix repeated VDO_BENCH_INGEST_PASSES times (default
+//     8, 125 MB), each pass after the first with every non-zero block salted,
+//     so the passes are alike in shape and share no data; one row ingests a
+//     single pass (15.6 MB), where start-up and the final flush weigh more.
+//     Against one engine worker compressing the mix's blocks with
 //     LZ4 (batch API), measured again right before every ingest run (this
 //     machine's speed drifts within minutes): the ratio is the median of the
 //     per-run ratios. Unrecorded warm-up ingests go first.
@@ -33,7 +36,7 @@
 // (default logical + 12.5%), VDO_BENCH_TIME_MS (tinybench time per workload,
 // default 1500), VDO_BENCH_PASS_MS (target pass length, default 400),
 // VDO_BENCH_MAX_OPS (cap per pass, default 20000), VDO_BENCH_INGEST_RUNS
-// (default 3), VDO_BENCH_INGEST_WARMUP (default 6), VDO_BENCH_MEMORY=0 (skip the MemoryBackend), VDO_BENCH_SYNC=0
+// (default 3), VDO_BENCH_INGEST_WARMUP (default 6), VDO_BENCH_INGEST_PASSES (default 8), VDO_BENCH_MEMORY=0 (skip the MemoryBackend), VDO_BENCH_SYNC=0
 // (skip the sync policy), VDO_BENCH_WORKLOADS=0 (ingest and packing only), VDO_BENCH_VERIFY (LBAs read back and checked per
 // workload volume, default all; 0 = none), VDO_BENCH_MIX, VDO_BENCH_DIR (temp
 // files, default the OS temp dir).
@@ -60,6 +63,7 @@ const MAX_OPS = Number(env('VDO_BENCH_MAX_OPS', 20000));
 const MIN_OPS = 64;
 const INGEST_RUNS = Number(env('VDO_BENCH_INGEST_RUNS', 3));
 const INGEST_WARMUP_RUNS = Number(env('VDO_BENCH_INGEST_WARMUP', 6));
+const INGEST_PASSES = Number(env('VDO_BENCH_INGEST_PASSES', 8));
 const WITH_MEMORY = env('VDO_BENCH_MEMORY', '1') !== '0';
 const WITH_SYNC = env('VDO_BENCH_SYNC', '1') !== '0';
 const WITH_WORKLOADS = env('VDO_BENCH_WORKLOADS', '1') !== '0';
@@ -522,16 +526,9 @@ async function rawEngine(blocks) {
 }
 
 // --- 2/3. ingest ----------------------------------------------------------------------
-// "steady": the volume first takes an untimed ingest of other data (the mix
-// with every non-zero block salted, so nothing dedupes against the timed
-// stream) into the other half of its logical space, and is flushed: worker
-// JIT, first writes to fresh pages and an empty index are behind it, as for
-// the raw LZ4 worker it is compared with. The other rows are fresh volumes.
+// Every row ingests the whole stream onto a fresh volume, but 'one pass'.
 const INGEST_CONFIGS = [
-  { label: 'file, flashpack packer, async, steady state', backend: 'file', packer: 'flashpack', policy: 'async', steady: true, main: true },
-  { label: 'file, dm-vdo packer, async, steady state', backend: 'file', packer: 'dm-vdo', policy: 'async', steady: true },
-  { label: 'memory, flashpack packer, async, steady state', backend: 'memory', packer: 'flashpack', policy: 'async', steady: true, memory: true },
-  { label: 'file, flashpack packer, async', backend: 'file', packer: 'flashpack', policy: 'async', fresh: true },
+  { label: 'file, flashpack packer, async', backend: 'file', packer: 'flashpack', policy: 'async', main: true },
   { label: 'file, dm-vdo packer, async', backend: 'file', packer: 'dm-vdo', policy: 'async' },
   { label: 'memory, flashpack packer, async', backend: 'memory', packer: 'flashpack', policy: 'async', memory: true },
   { label: 'memory, dm-vdo packer, async', backend: 'memory', packer: 'dm-vdo', policy: 'async', memory: true },
@@ -539,6 +536,7 @@ const INGEST_CONFIGS = [
   { label: 'file, dm-vdo packer, sync', backend: 'file', packer: 'dm-vdo', policy: 'sync', sync: true },
   // Diagnostic: the pipeline without hashing or compression (codec 'none', no dedupe).
   { label: 'memory, codec none, no dedupe, async', backend: 'memory', packer: 'flashpack', policy: 'async', memory: true, codec: 'none', dedupe: false },
+  { label: 'file, flashpack packer, async, one pass', backend: 'file', packer: 'flashpack', policy: 'async', onePass: true },
 ];
 
 /** The mix with a salt in the first word of every non-zero block: the same shape, none of the same data. */
@@ -551,9 +549,17 @@ function salted(blocks, salt) {
   });
 }
 
-async function ingestRuns(mix, config, probe, count = INGEST_RUNS) {
-  const n = mix.blocks.length;
-  const logical = (config.steady ? 2 : 1) * n * BLOCK;
+/** The mix, then passes − 1 salted copies of it. */
+function ingestStream(mix, passes) {
+  const blocks = [...mix.blocks];
+  for (let p = 1; p < passes; p++) blocks.push(...salted(mix.blocks, 0x5a17 + p));
+  return blocks;
+}
+
+async function ingestRuns(stream, mix, config, probe, count = INGEST_RUNS) {
+  const blocks = config.onePass ? mix.blocks : stream;
+  const n = blocks.length;
+  const logical = n * BLOCK;
   const physical = logical + (2 << 20); // room for the journal and the block map
   const runs = [];
   // Run −1 warms up (JIT, worker start-up, page cache) and is not counted: without it
@@ -566,14 +572,9 @@ async function ingestRuns(mix, config, probe, count = INGEST_RUNS) {
       codec: config.codec ?? 'lz4', dedupe: config.dedupe ?? true,
     });
     try {
-      if (config.steady) {
-        const other = salted(mix.blocks, 0x5a17 + r);
-        await runLanes(n, INGEST_QD, (i) => vol.write((n + i) * BLOCK, other[i]));
-        await vol.flush();
-      }
       const rawMbps = r < 0 ? 0 : await probe.measure();
       const t0 = performance.now();
-      await runLanes(n, INGEST_QD, (i) => vol.write(i * BLOCK, mix.blocks[i]));
+      await runLanes(n, INGEST_QD, (i) => vol.write(i * BLOCK, blocks[i]));
       const accepted = performance.now() - t0;
       await vol.flush();
       const total = performance.now() - t0;
@@ -582,7 +583,7 @@ async function ingestRuns(mix, config, probe, count = INGEST_RUNS) {
       let wrong = 0;
       await runLanes(n, 32, async (i) => {
         const got = await vol.read(i * BLOCK, BLOCK);
-        if (Buffer.compare(got, mix.blocks[i]) !== 0) wrong++;
+        if (Buffer.compare(got, blocks[i]) !== 0) wrong++;
       });
       if (r < 0 && wrong === 0) continue;
       const mbps = (n * BLOCK) / 1e6 / (total / 1000);
@@ -641,11 +642,12 @@ let failed = false;
 try {
   const mix = buildIngestMix();
   const n = mix.blocks.length;
+  const stream = ingestStream(mix, INGEST_PASSES);
   console.log('# flashpack VDO volume benchmark\n');
   console.log(`- ${os.cpus()[0]?.model ?? 'cpu'}, ${os.availableParallelism()} cores; Node ${process.version}; tinybench, one process; temp files in ${TMP}`);
   const built = fs.statSync(new URL('../dist/vdo/volume.js', import.meta.url)).mtime;
   console.log(`- dist/vdo/volume.js built ${built.toISOString()}`);
-  console.log(`- data mix ${MIX_LABEL}; ingest mix = ${mix.counts.corpus} corpus blocks (${corpus.files.length} files of ../shared/corpus, 4 KiB, tail dropped) + ${mix.counts.duplicate} duplicates + ${mix.counts.zero} zero + ${mix.counts.random} random = ${n} blocks (${(n * BLOCK / 1e6).toFixed(1)} MB)`);
+  console.log(`- data mix ${MIX_LABEL}; ingest mix = ${mix.counts.corpus} corpus blocks (${corpus.files.length} files of ../shared/corpus, 4 KiB, tail dropped) + ${mix.counts.duplicate} duplicates + ${mix.counts.zero} zero + ${mix.counts.random} random = ${n} blocks (${(n * BLOCK / 1e6).toFixed(1)} MB); ingest stream = the mix × ${INGEST_PASSES} passes, salted after the first = ${stream.length} blocks (${(stream.length * BLOCK / 1e6).toFixed(1)} MB)`);
   console.log(`- workload volumes: ${LOGICAL_MB} MiB logical, ${PHYSICAL_MB} MiB physical (VDO_BENCH_LOGICAL_MB, VDO_BENCH_PHYSICAL_MB); filled sequentially (QD ${FILL_QD}) and flushed before measuring; workload writes are new data (stamped) in the same mix`);
   if (env('VDO_BENCH_KEEPALIVE', '1') !== '0') console.log('- a ref\'d watchdog timer holds the process open (works around IoQpair.waitForCompletions letting Node exit mid-I/O; VDO_BENCH_KEEPALIVE=0 to see it)');
   console.log(`- volume engine workers: default (cores − 1 = ${Math.max(1, os.availableParallelism() - 1)}); tinybench time ${TIME_MS} ms, ≥ 3 passes of up to ${MAX_OPS} ops (sized to ~${PASS_MS} ms)\n`);
@@ -653,14 +655,15 @@ try {
   // Packing simulation first (cheap, deterministic).
   setPhase('packing simulation');
   log('packing simulation…');
+  const streamSizes = packerStream(stream);
   const mixSizes = packerStream(mix.blocks);
   const corpusSizes = packerStream(corpusBlocks);
   const sims = [];
-  for (const [stream, sizes] of [['ingest mix', mixSizes], ['corpus only', corpusSizes]]) {
+  for (const [name, sizes] of [['ingest stream', streamSizes], ['ingest mix, one pass', mixSizes], ['corpus only', corpusSizes]]) {
     for (const every of FLUSH_INTERVALS) {
       const d = fp.simulatePacking(sizes, 'dm-vdo', every);
       const f = fp.simulatePacking(sizes, 'flashpack', every);
-      sims.push({ stream, fragments: sizes.length, every, d, f });
+      sims.push({ stream: name, fragments: sizes.length, every, d, f });
     }
   }
 
@@ -670,19 +673,19 @@ try {
   const raw = await rawEngine(mix.blocks);
 
   // Ingest. The JIT needs several 3,810-block runs to settle (three warm-up runs
-  // still went 82, 98, 114 MB/s): without these unrecorded runs the first
+  // still went 82, 98, 114 MB/s): without these unrecorded one-pass runs the first
   // configuration measured ran about 35% slower than the same one measured later.
   const probe = await openRawProbe(mix.blocks);
   const ingests = [];
   try {
     for (let w = 0; w < INGEST_WARMUP_RUNS; w++) {
       log(`ingest warm-up ${w + 1}/${INGEST_WARMUP_RUNS}…`);
-      await ingestRuns(mix, { ...INGEST_CONFIGS.find((c) => c.fresh), label: 'warm-up' }, probe, 1);
+      await ingestRuns(stream, mix, { ...INGEST_CONFIGS.find((c) => c.onePass), label: 'warm-up' }, probe, 1);
     }
     for (const c of INGEST_CONFIGS) {
       if ((c.memory && !WITH_MEMORY) || (c.sync && !WITH_SYNC)) continue;
       log(`ingest: ${c.label}…`);
-      ingests.push(await ingestRuns(mix, c, probe));
+      ingests.push(await ingestRuns(stream, mix, c, probe));
     }
   } finally {
     await probe.close();
@@ -726,7 +729,7 @@ try {
   }
   }
 
-  console.log(`\n## 2. Ingest (${n} blocks, ${(n * BLOCK / 1e6).toFixed(1)} MB, sequential at QD ${INGEST_QD}, then flush) vs raw LZ4\n`);
+  console.log(`\n## 2. Ingest (${stream.length} blocks, ${(stream.length * BLOCK / 1e6).toFixed(1)} MB — one pass: ${n} blocks — sequential at QD ${INGEST_QD}, then flush) vs raw LZ4\n`);
   const rawBatch = raw[0].mbps;
   const ingestRows = [];
   for (const ig of ingests) {
@@ -742,16 +745,16 @@ try {
   for (const r of raw) ingestRows.push([`no volume: ${r.name}, same blocks (tinybench)`, formatMBps(r.mbps), '—', '—', '—', formatRatio(r.mbps / rawBatch, '×') + ' of the first row', '—']);
   console.log(markdownTable(cols(['ingest', `MB/s with flush (median of ${INGEST_RUNS})`, 'best', 'MB/s accepted', 'raw LZ4 MB/s just before each run', 'vs raw LZ4 (median of per-run ratios)', 'blocks read back wrong']), ingestRows));
   const main = ingests.find((i) => i.config.main);
-  const fresh = ingests.find((i) => i.config.fresh);
+  const onePass = ingests.find((i) => i.config.onePass);
   if (main) {
     const ratio = median(main.runs.map((r) => r.ratio));
     const both = raw.find((r) => r.volume);
-    const cold = fresh ? `; a fresh volume (worker JIT, first touches and an empty index in the timed run): ${formatRatio(median(fresh.runs.map((r) => r.ratio)), '×')}` : '';
-    console.log(`\nIngest / raw LZ4 of one worker, steady state: ${formatRatio(ratio, '×')} (target ≥ 0.50×: ${ratio >= 0.5 ? 'met' : 'NOT met'})${cold}. The volume's worker also fingerprints every non-zero block (against the worker's whole per-block job on every block, "${both.name.replace(/^engine batch API \(1 worker\), /, '')}": ${formatRatio(median(main.runs.map((r) => r.mbps)) / both.mbps, '×')}); packing, mapping and journaling run on the main thread.`);
+    const short = onePass ? `; one pass (${(n * BLOCK / 1e6).toFixed(1)} MB, where start-up and the final flush weigh more): ${formatRatio(median(onePass.runs.map((r) => r.ratio)), '×')}` : '';
+    console.log(`\nIngest / raw LZ4 of one worker: ${formatRatio(ratio, '×')} (target ≥ 0.50×: ${ratio >= 0.5 ? 'met' : 'NOT met'})${short}. The volume's worker also fingerprints every non-zero block (against the worker's whole per-block job on every block, "${both.name.replace(/^engine batch API \(1 worker\), /, '')}": ${formatRatio(median(main.runs.map((r) => r.mbps)) / both.mbps, '×')}); packing, mapping and journaling run on the main thread.`);
   }
 
   console.log(`\n## 3. Packing\n`);
-  console.log(`Compressed sizes: LZ4 (the volume's codec) of the blocks that reach the packer, in order: the ingest mix without zero and repeated blocks (${mixSizes.length} fragments, ${mixSizes.filter((s) => s >= 4060).length} too large to pack), and the corpus alone (${corpusSizes.length}). Physical blocks = packed blocks + fragments stored raw.\n`);
+  console.log(`Compressed sizes: LZ4 (the volume's codec) of the blocks that reach the packer, in order: the ingest stream and one pass of it without zero and repeated blocks (${streamSizes.length} and ${mixSizes.length} fragments, ${streamSizes.filter((s) => s >= 4060).length} and ${mixSizes.filter((s) => s >= 4060).length} too large to pack), and the corpus alone (${corpusSizes.length}). Physical blocks = packed blocks + fragments stored raw.\n`);
   const half = (sizes) => sizes.filter((x) => x > 4060 / 2 && x < 4060).length;
   const meanOf = (sizes) => {
     const p = sizes.filter((x) => x < 4060);
@@ -764,15 +767,15 @@ try {
     fmtInt(s.f.blocks), fmtInt(s.f.packedBlocks), fmtInt(s.f.rawBlocks),
     `${s.f.blocks - s.d.blocks} (${fmtPct(((s.f.blocks - s.d.blocks) / s.d.blocks) * 100)})`, s.f.blocks < s.d.blocks ? 'yes' : 'NO',
   ])));
-  const simNever = sims.find((s) => s.stream === 'ingest mix' && s.every === Infinity);
+  const simNever = sims.find((s) => s.stream === 'ingest stream' && s.every === Infinity);
   console.log(`\nThe volumes after the ingest (runs: ${INGEST_RUNS}; counts are per run, min–max when runs differ — the volume writes its bins out whenever no write in flight can still feed the packer, so timing matters). Reference: simulation without flushes, dm-vdo ${simNever.d.blocks}, flashpack ${simNever.f.blocks} blocks.\n`);
   const range = (xs, f = fmtInt) => {
     const lo = Math.min(...xs);
     const hi = Math.max(...xs);
     return lo === hi ? f(lo) : `${f(lo)}–${f(hi)}`;
   };
-  // Fresh volumes only: a steady-state volume's counts include its warm-up data.
-  const packingIngests = ingests.filter((ig) => ig.config.codec === undefined && !ig.config.steady);
+  // The volumes that took the whole stream with a packer.
+  const packingIngests = ingests.filter((ig) => ig.config.codec === undefined && !ig.config.onePass);
   console.log(markdownTable(cols(['volume', 'dataBlocksUsed', 'compressedFragmentsWritten', 'compressedBlocksWritten', 'raw data blocks', 'savingPercent', 'vs dm-vdo sim (never)']), packingIngests.map((ig) => {
     const s = ig.runs.map((r) => r.stats);
     const used = s.map((x) => x.dataBlocksUsed);
@@ -782,16 +785,16 @@ try {
       `${Math.round(median(used)) - simNever.d.blocks}`,
     ];
   })));
-  const dm = ingests.find((i) => i.config.backend === 'file' && i.config.packer === 'dm-vdo' && i.config.policy === 'async' && !i.config.steady);
-  if (fresh && dm) {
-    const a = median(fresh.runs.map((r) => r.stats.dataBlocksUsed));
+  const dm = ingests.find((i) => i.config.backend === 'file' && i.config.packer === 'dm-vdo' && i.config.policy === 'async' && !i.config.onePass);
+  if (main && dm) {
+    const a = median(main.runs.map((r) => r.stats.dataBlocksUsed));
     const b = median(dm.runs.map((r) => r.stats.dataBlocksUsed));
     console.log(`\nTarget (flashpack uses fewer physical blocks than the dm-vdo simulation): simulation ${simNever.f.blocks < simNever.d.blocks ? 'met' : 'NOT met'} (${simNever.f.blocks} vs ${simNever.d.blocks}); volume ${a < simNever.d.blocks ? 'met' : 'NOT met'} (median ${a} vs ${simNever.d.blocks}); flashpack volume vs dm-vdo-packer volume: ${a} vs ${b}.`);
   }
-  if (fresh) {
+  if (main) {
     console.log('\nvdostats-style stats() of the ingest volume (last run of "file, flashpack packer, async"):\n');
     console.log('```');
-    console.log(vdostats(fresh.runs.at(-1).path, fresh.runs.at(-1).stats));
+    console.log(vdostats(main.runs.at(-1).path, main.runs.at(-1).stats));
     console.log('```');
   }
 

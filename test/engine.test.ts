@@ -10,6 +10,17 @@ const { Engine, jobs } = fp;
 const corpus = corpusConcat();
 const blocks = pieces(corpus, 4096).filter((b) => b.length === 4096);
 
+/** Submits prepared descriptors through the batch API until every one has completed. */
+async function runAll(engine: InstanceType<typeof Engine>, ds: number[]): Promise<void> {
+  let sent = 0;
+  let got = 0;
+  while (got < ds.length) {
+    sent += engine.submit(ds.slice(sent));
+    got += engine.poll().length;
+    if (got < ds.length) await engine.waitForCompletions();
+  }
+}
+
 describe('engine', () => {
   let engine: InstanceType<typeof Engine>;
   beforeAll(async () => {
@@ -74,13 +85,7 @@ describe('engine', () => {
         ds.push(d);
         outs.push(o);
       }
-      let sent = 0;
-      let got = 0;
-      while (got < ds.length) {
-        sent += engine.submit(ds.slice(sent));
-        got += engine.poll().length;
-        if (got < ds.length) await engine.waitForCompletions();
-      }
+      await runAll(engine, ds);
       sample.forEach((b, i) => {
         const d = ds[i];
         expect(equalBytes(engine.resultOf(d), fp.fingerprint(b)), `${codec} block ${i}: fingerprint`).toBe(true);
@@ -144,13 +149,7 @@ describe('engine', () => {
         engine.prepare(d, jobs.OP_PREPARE_BLOCK, outs.at(-1)!, jobs.PREPARE_CODEC_LZ4 | (lb << 16), aux);
         return d;
       });
-      let sent = 0;
-      let got = 0;
-      while (got < ds.length) {
-        sent += engine.submit(ds.slice(sent));
-        got += engine.poll().length;
-        if (got < ds.length) await engine.waitForCompletions();
-      }
+      await runAll(engine, ds);
       const statuses = ds.map((d) => engine.statusOf(d));
       ds.forEach((d, i) => {
         expect(equalBytes(engine.resultOf(d), fp.fingerprint(sample[i])), `block ${i}: fingerprint`).toBe(true);

@@ -1177,6 +1177,9 @@ describe('vdo volume: argument errors', () => {
     for (const cachePages of [0, 1, 2.5]) {
       expect(await codeOf(Volume.create(backend, { ...base, cachePages })), `cachePages ${cachePages}`).toBe('EINVAL');
     }
+    for (const indexMemory of [0, 63, 2 ** 30 + 1, 1.5]) {
+      expect(await codeOf(Volume.create(backend, { ...base, indexMemory })), `indexMemory ${indexMemory}`).toBe('EINVAL');
+    }
     expect(await codeOf(Volume.create(backend, { ...base, physicalSize: 16 << 20 }))).toBe('EINVAL');
     expect(await codeOf(Volume.create(backend, { ...base, physicalSize: 100 }))).toBe('EINVAL');
     expect(await codeOf(Volume.create(backend, { ...base, physicalSize: 10 * BS }))).toBe('ENOSPC');

@@ -26,6 +26,8 @@ const USED_AT = PREPARE_TABLE_USED;
 const CLOCK_AT = 14;
 export const DEFAULT_INDEX_MEMORY = 16 << 20;
 export const MIN_INDEX_MEMORY = INDEX_ENTRY_BYTES * WAYS;
+/** The volume keeps its index in its shared memory (2 GiB at most, with its buffer pools). */
+export const MAX_INDEX_MEMORY = 1 << 30;
 
 export class DedupeIndex {
   readonly entries: number;
@@ -42,8 +44,8 @@ export class DedupeIndex {
 
   /** EINVAL unless `memoryBytes` is a size an index can have. */
   static check(memoryBytes: number): void {
-    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < MIN_INDEX_MEMORY || memoryBytes > 2 ** 31) {
-      throw invalid(`dedupe index: indexMemory ${memoryBytes} bytes (${MIN_INDEX_MEMORY} to 2 GiB)`);
+    if (!Number.isSafeInteger(memoryBytes) || memoryBytes < MIN_INDEX_MEMORY || memoryBytes > MAX_INDEX_MEMORY) {
+      throw invalid(`dedupe index: indexMemory ${memoryBytes} bytes (${MIN_INDEX_MEMORY} to 1 GiB)`);
     }
   }
 

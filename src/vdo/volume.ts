@@ -67,9 +67,10 @@ export interface VolumeOptions {
   /** 'async' (default): writes are acknowledged when accepted, durable after flush(). 'sync': acknowledged when durable. */
   writePolicy?: WritePolicy;
   /**
-   * Dedupe index memory in bytes (default 16 MiB, at most 64 bytes per physical
-   * block: two entries a block). The index is saved at close() in blocks of its
-   * own, sized for it, and loaded at open.
+   * Dedupe index memory in bytes (default 16 MiB; 64 bytes to 1 GiB, and at
+   * most 64 bytes per physical block: two entries a block). It lives in the
+   * volume's shared memory, where the engine's workers read it. The index is
+   * saved at close() in blocks of its own, sized for it, and loaded at open.
    */
   indexMemory?: number;
   /** Recovery journal blocks (default 256). */
