@@ -54,7 +54,7 @@ async function pipeline(n, depth, task) {
 }
 
 // Ingest: each file in 256 KiB writes (64 blocks), 32 writes in flight.
-const CHUNK = 64 * BLOCK;
+const CHUNK = Number(process.env.CHUNK_BLOCKS ?? 64) * BLOCK;
 const chunks = [];
 for (const f of files) for (let at = 0; at < f.size; at += CHUNK) chunks.push([f, at]);
 let cached = { path: null, data: null };

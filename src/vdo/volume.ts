@@ -40,7 +40,7 @@ import { Runtime } from '../wasm/runtime.js';
 import { availableCores } from '../wasm/spawn.js';
 import { fingerprint } from '../codec/fingerprint.js';
 import { crc32c } from '../codec/checksum.js';
-import { decompressBlockInto } from '../codec/lz4.js';
+import { decompressBlockInto, lz4BlockError } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
 import { BlockDevice } from './block-device.js';
 import { DataWriter, STAGING_BYTES } from './data-writer.js';
@@ -260,15 +260,6 @@ const nextTurn: (fn: () => void) => void =
     ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
     : (fn) => setTimeout(fn, 0);
 
-const isZero = (b: Uint8Array): boolean => {
-  if ((b.byteOffset & 3) === 0 && (b.length & 3) === 0) {
-    const w = new Int32Array(b.buffer, b.byteOffset, b.length >> 2);
-    for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
-    return true;
-  }
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
-};
 
 export class Volume {
   readonly sb: Superblock;
@@ -547,8 +538,8 @@ export class Volume {
             const stored = this.engine.pool.bytes(d, true);
             if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(stored);
             else {
-              const plain = this.decodeFragment(stored, e.newState - STATE_COMPRESSED_BASE, e.newPbn, -1);
-              check = plain === null ? -1 : dataCheckOf(plain);
+              const plain = this.decodeFragment(stored, e.newState - STATE_COMPRESSED_BASE);
+              check = typeof plain === 'string' ? -1 : dataCheckOf(plain);
             }
             verified.set(m, check);
           }
@@ -758,7 +749,7 @@ export class Volume {
         try {
           let block = data.subarray(p.pos, p.pos + p.n);
           if (p.n !== BLOCK_BYTES) {
-            const whole = await this.readBlock(p.lba);
+            const whole = await this.readWhole(p.lba);
             whole.set(block, p.within);
             block = whole;
           }
@@ -815,18 +806,22 @@ export class Volume {
     let desc = -1;
     try {
       while (this.jobsInFlight >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
-      const zero = isZero(data);
-      // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
-      // allocates before it acknowledges); a zero block needs none, a sync write finds out when it allocates.
-      if (!zero && this.sb.writePolicy === 'async') {
+      // Copied first and checked for zeroes in place, a word at a time (the caller's
+      // bytes may sit at any offset of their buffer).
+      desc = await this.engine.pool.allocAsync(BLOCK_BYTES);
+      const at = this.engine.pool.bufferOf(desc);
+      this.bytes().set(data, at);
+      if (this.zeroAt(at)) {
+        this.engine.pool.free(desc);
+        desc = -1;
+      } else if (this.sb.writePolicy === 'async') {
+        // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
+        // allocates before it acknowledges); a zero block needs none, a sync write finds out when it allocates.
         await this.reserveSpace();
         reserved = true;
       }
-      if (!zero) {
-        desc = await this.engine.pool.allocAsync(BLOCK_BYTES);
-        this.descBytes(desc).set(data);
-      }
     } catch (err) {
+      if (desc >= 0) this.engine.pool.free(desc);
       if (reserved) this.reserved--;
       this.dropLbaState(lba, st);
       throw err;
@@ -1127,17 +1122,14 @@ export class Volume {
     }
     // No compressed form (the engine skipped it: STATUS_KNOWN), or another one: decode the slot.
     const pool = this.engine.pool;
-    const scratch = this.sb.codec === 'lz4' ? pool.tryAlloc(BLOCK_BYTES) : -1;
+    const scratch = pool.tryAlloc(BLOCK_BYTES);
     if (scratch >= 0) {
-      // In the shared memory, with no copies.
-      const rt = this.engine.runtime;
-      const n = rt.exports.lz4Decompress(pool.bufferOf(buf) + range[0], range[1] - range[0], pool.bufferOf(scratch), BLOCK_BYTES, 0, rt.ctx);
-      const same = n === BLOCK_BYTES && this.sameData(scratch, job.desc);
+      const same = this.decodeSlot(buf, state - STATE_COMPRESSED_BASE, scratch) === null && this.sameData(scratch, job.desc);
       pool.free(scratch);
       return same;
     }
-    const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbnOf(mapping), -1);
-    return plain !== null && equalBytes(plain, this.descBytes(job.desc));
+    const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE);
+    return typeof plain !== 'string' && equalBytes(plain, this.descBytes(job.desc));
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
@@ -1502,25 +1494,39 @@ export class Volume {
       const within = at % BLOCK_BYTES;
       const n = Math.min(BLOCK_BYTES - within, length - pos);
       const dst = pos;
-      parts.push(this.readBlock(lba).then((b) => out.set(b.subarray(within, within + n), dst)));
+      parts.push(this.readInto(lba, out, dst, within, n));
       pos += n;
     }
     await Promise.all(parts);
     return out;
   }
 
-  /** What a block reads as before its mapping is consulted: pending data, zeroes of a pending discard, or null. */
-  private pendingView(lba: number): Uint8Array | null {
+  /**
+   * Copies what block `lba` reads as before its mapping is consulted — a
+   * pending write's data, or zeroes of a pending discard (`out` starts zeroed)
+   * — into out[dst …] (its bytes [within, within + n)); false if neither.
+   */
+  private pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean {
     const p = this.pending.get(lba);
     let discarded = 0;
     for (const d of this.pendingDiscards) if (lba >= d.first && lba < d.last && d.gen > discarded) discarded = d.gen;
-    if (p !== undefined && p.gen > discarded) return p.desc < 0 ? new Uint8Array(BLOCK_BYTES) : this.descBytes(p.desc).slice();
-    return discarded > 0 ? new Uint8Array(BLOCK_BYTES) : null;
+    if (p !== undefined && p.gen > discarded) {
+      if (p.desc >= 0) out.set(this.descBytes(p.desc).subarray(within, within + n), dst);
+      return true;
+    }
+    return discarded > 0;
   }
 
-  private async readBlock(lba: number): Promise<Uint8Array> {
-    const early = this.pendingView(lba);
-    if (early !== null) return early;
+  /** A whole block as it reads now (read-modify-write of a partial block). */
+  private async readWhole(lba: number): Promise<Uint8Array> {
+    const whole = new Uint8Array(BLOCK_BYTES);
+    await this.readInto(lba, whole, 0, 0, BLOCK_BYTES);
+    return whole;
+  }
+
+  /** Reads block `lba` and copies its bytes [within, within + n) to out[dst …] (`out` starts zeroed). */
+  private async readInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): Promise<void> {
+    if (this.pendingInto(lba, out, dst, within, n)) return;
     this.readsInFlight++;
     try {
       const page = await this.map.page(lba);
@@ -1531,40 +1537,67 @@ export class Volume {
         this.map.unpin(page);
       }
       // A write or discard accepted while the page loaded is newer than the mapping.
-      const late = this.pendingView(lba);
-      if (late !== null) return late;
+      if (this.pendingInto(lba, out, dst, within, n)) return;
       const pbn = pbnOf(m);
       const state = stateOf(m);
-      if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return new Uint8Array(BLOCK_BYTES);
-      const buf = await this.engine.pool.allocAsync(BLOCK_BYTES);
+      if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return;
+      const pool = this.engine.pool;
+      const buf = await pool.allocAsync(BLOCK_BYTES);
+      let plain = -1;
       try {
         await this.dev.read(pbn, buf);
-        const stored = this.descBytes(buf);
-        if (state === STATE_UNCOMPRESSED) return stored.slice();
-        return this.decodeFragment(stored, state - STATE_COMPRESSED_BASE, pbn, lba)!;
+        if (state === STATE_UNCOMPRESSED) {
+          out.set(this.descBytes(buf).subarray(within, within + n), dst);
+          return;
+        }
+        plain = pool.tryAlloc(BLOCK_BYTES);
+        if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
+        const slot = state - STATE_COMPRESSED_BASE;
+        const why = this.decodeSlot(buf, slot, plain);
+        if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbn} slot ${slot}: ${why}`);
+        out.set(this.descBytes(plain).subarray(within, within + n), dst);
       } finally {
-        this.engine.pool.free(buf);
+        pool.free(buf);
+        if (plain >= 0) pool.free(plain);
       }
     } finally {
       this.readsInFlight--;
     }
   }
 
-  /** Decompresses one slot of a packed block. ECORRUPT (or null when lba < 0, for dedupe checks) if it does not decode to 4 KiB. */
-  private decodeFragment(stored: Uint8Array, slot: number, pbn: number, lba: number): Uint8Array | null {
+  /**
+   * Decodes slot `slot` of the packed block in buffer `buf` into buffer `into`
+   * (pool descriptors): null, or why it does not decode to 4 KiB. LZ4 decodes
+   * in place in the shared memory.
+   */
+  private decodeSlot(buf: number, slot: number, into: number): string | null {
+    const stored = this.descBytes(buf);
+    if (this.sb.codec !== 'lz4') {
+      const plain = this.decodeFragment(stored, slot);
+      if (typeof plain === 'string') return plain;
+      this.bytes().set(plain, this.engine.pool.bufferOf(into));
+      return null;
+    }
     const range = packedFragment(stored, slot);
-    const fail = (why: string): null => {
-      if (lba < 0) return null;
-      throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbn} slot ${slot}: ${why}`);
-    };
-    if (typeof range === 'string') return fail(range);
-    const src = stored.slice(range[0], range[1]);
+    if (typeof range === 'string') return range;
+    const pool = this.engine.pool;
+    const rt = this.engine.runtime;
+    const n = rt.exports.lz4Decompress(pool.bufferOf(buf) + range[0], range[1] - range[0], pool.bufferOf(into), BLOCK_BYTES, 0, rt.ctx);
+    if (n < 0) return lz4BlockError(rt, rt.ctx, 'lz4 block').message;
+    return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
+  }
+
+  /** Decompresses one slot of a packed block into an array of its own, or says why it does not decode to 4 KiB. */
+  private decodeFragment(stored: Uint8Array, slot: number): Uint8Array | string {
+    const range = packedFragment(stored, slot);
+    if (typeof range === 'string') return range;
+    const src = stored.subarray(range[0], range[1]);
     const plain = new Uint8Array(BLOCK_BYTES);
     try {
       const n = this.sb.codec === 'deflate' ? inflateInto(src, plain, { format: 'raw' }) : decompressBlockInto(src, plain);
-      if (n !== BLOCK_BYTES) return fail(`fragment decodes to ${n} bytes, not 4096`);
+      if (n !== BLOCK_BYTES) return `fragment decodes to ${n} bytes, not 4096`;
     } catch (err) {
-      return fail((err as Error).message);
+      return (err as Error).message;
     }
     return plain;
   }
