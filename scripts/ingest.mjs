@@ -7,6 +7,7 @@
 //   npm start                      ingest node_modules
 //   npm start -- <dir> [limit-MiB] ingest another tree, optionally only its first files up to limit-MiB
 import { readdirSync, readFileSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Volume } from '../dist/index.js';
@@ -57,12 +58,26 @@ async function pipeline(n, depth, task) {
 const CHUNK = Number(process.env.CHUNK_BLOCKS ?? 64) * BLOCK;
 const chunks = [];
 for (const f of files) for (let at = 0; at < f.size; at += CHUNK) chunks.push([f, at]);
-let cached = { path: null, data: null };
-const load = (f) => (cached.path === f.path ? cached.data : (cached = { path: f.path, data: readFileSync(f.path) }).data);
+// Files are read ahead in the background (libuv's threads), PREFETCH_FILES at a
+// time, so reading the tree overlaps the volume's work instead of stalling it.
+const PREFETCH_FILES = 16;
+const reading = new Map();
+const fileIndex = new Map(files.map((f, i) => [f, i]));
+const load = async (f) => {
+  const i = fileIndex.get(f);
+  for (let k = i; k < Math.min(files.length, i + PREFETCH_FILES); k++) {
+    if (!reading.has(k)) reading.set(k, readFile(files[k].path));
+  }
+  for (const k of reading.keys()) {
+    if (k >= i - QUEUE_DEPTH) break;
+    reading.delete(k); // behind every lane: done with
+  }
+  return reading.get(i);
+};
 const t0 = performance.now();
 await pipeline(chunks.length, QUEUE_DEPTH, async (i) => {
   const [f, at] = chunks[i];
-  const data = load(f);
+  const data = await load(f);
   const end = Math.min(f.size, at + CHUNK);
   let piece = data.subarray(at, end);
   // The file's last block is written whole, zero-padded, so every write is block-aligned.
@@ -78,12 +93,14 @@ const ingestMs = performance.now() - t0;
 
 // Read back and verify.
 let mismatches = 0;
+let cached = { path: null, data: null };
+const loadSync = (f) => (cached.path === f.path ? cached.data : (cached = { path: f.path, data: readFileSync(f.path) }).data);
 const t1 = performance.now();
 await pipeline(chunks.length, QUEUE_DEPTH, async (i) => {
   const [f, at] = chunks[i];
   const end = Math.min(f.size, at + CHUNK);
   const got = await volume.read(f.offset + at, end - at);
-  const want = load(f).subarray(at, end);
+  const want = loadSync(f).subarray(at, end);
   if (Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.length), want) !== 0) {
     mismatches++;
     if (mismatches <= 5) console.error(`MISMATCH: ${f.path} at ${at}`);

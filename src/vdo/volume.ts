@@ -808,16 +808,19 @@ export class Volume {
       while (this.jobsInFlight >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
       // Copied first and checked for zeroes in place, a word at a time (the caller's
       // bytes may sit at any offset of their buffer).
-      desc = await this.engine.pool.allocAsync(BLOCK_BYTES);
-      const at = this.engine.pool.bufferOf(desc);
+      const pool = this.engine.pool;
+      desc = pool.tryAlloc(BLOCK_BYTES);
+      if (desc < 0) desc = await pool.allocAsync(BLOCK_BYTES);
+      const at = pool.bufferOf(desc);
       this.bytes().set(data, at);
       if (this.zeroAt(at)) {
-        this.engine.pool.free(desc);
+        pool.free(desc);
         desc = -1;
       } else if (this.sb.writePolicy === 'async') {
         // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
         // allocates before it acknowledges); a zero block needs none, a sync write finds out when it allocates.
-        await this.reserveSpace();
+        if (this.depot.freeBlocks - this.reserved > 0) this.reserved++;
+        else await this.reserveSpace();
         reserved = true;
       }
     } catch (err) {
