@@ -255,8 +255,11 @@ export function decompressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Arr
  * exceed dstCap. Bytes of dst past the decoded size may be overwritten.
  */
 export function decompressAt(srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, scratch: number, opts?: InflateOptions): number {
-  const format = formatArg(opts?.format, 'deflate.decompressAt');
-  const rt = runtime();
+  return inflateRegion(runtime(), scratch, srcPtr, srcLen, dstPtr, dstCap, formatArg(opts?.format, 'deflate.decompressAt'));
+}
+
+/** decompressAt on a given runtime (an engine's or a volume's memory), format as a number (0 raw, 1 zlib, 2 gzip). */
+export function inflateRegion(rt: Runtime, scratch: number, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, format: number): number {
   rt.exports.inflateInit(scratch, format);
   const r = rt.exports.inflate(scratch, srcPtr, srcLen, dstPtr, 0, dstCap, 1);
   if (r < 0) throw inflateError(rt, scratch, formatName(format));

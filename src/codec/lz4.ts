@@ -111,7 +111,11 @@ export function compressBlockAt(srcPtr: number, srcLen: number, dstPtr: number, 
  * ECORRUPT on a bad block.
  */
 export function decompressBlockAt(srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, ctx: number, prefixLen = 0): number {
-  const rt = runtime();
+  return decompressRegion(runtime(), srcPtr, srcLen, dstPtr, dstCap, ctx, prefixLen);
+}
+
+/** decompressBlockAt on a given runtime (an engine's or a volume's memory). */
+export function decompressRegion(rt: Runtime, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, ctx: number, prefixLen = 0): number {
   const size = rt.exports.lz4Decompress(srcPtr, srcLen, dstPtr, dstCap, prefixLen, ctx);
   if (size < 0) throw lz4BlockError(rt, ctx, 'lz4 block');
   return size;

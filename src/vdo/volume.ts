@@ -40,8 +40,8 @@ import { Runtime } from '../wasm/runtime.js';
 import { availableCores } from '../wasm/spawn.js';
 import { fingerprint } from '../codec/fingerprint.js';
 import { crc32c } from '../codec/checksum.js';
-import { decompressBlockInto, lz4BlockError } from '../codec/lz4.js';
-import { decompressInto as inflateInto } from '../codec/deflate.js';
+import { decompressRegion } from '../codec/lz4.js';
+import { inflateRegion } from '../codec/deflate.js';
 import { BlockDevice } from './block-device.js';
 import { DataWriter, STAGING_BYTES } from './data-writer.js';
 import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
@@ -512,9 +512,10 @@ export class Volume {
 
   private async recover(): Promise<void> {
     const entries = await this.journal.replay();
-    // mapping → CRC-32C of the logical block it holds now (−1: a slot that does not decode).
+    // mapping → data check of the logical block it holds now (−1: a slot that does not decode).
     const verified = new Map<number, number>();
     const d = await this.engine.pool.allocAsync(4096);
+    const plain = await this.engine.pool.allocAsync(4096);
     let inBuffer = -1;
     try {
       for (const e of entries) {
@@ -535,12 +536,8 @@ export class Volume {
               await this.dev.read(e.newPbn, d);
               inBuffer = e.newPbn;
             }
-            const stored = this.engine.pool.bytes(d, true);
-            if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(stored);
-            else {
-              const plain = this.decodeFragment(stored, e.newState - STATE_COMPRESSED_BASE);
-              check = typeof plain === 'string' ? -1 : dataCheckOf(plain);
-            }
+            if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(this.descBytes(d));
+            else check = this.decodeSlot(d, e.newState - STATE_COMPRESSED_BASE, plain) === null ? dataCheckOf(this.descBytes(plain)) : -1;
             verified.set(m, check);
           }
           // The journal holds the CRC of the logical block's data: a mismatch means the
@@ -551,6 +548,7 @@ export class Volume {
       }
     } finally {
       this.engine.pool.free(d);
+      this.engine.pool.free(plain);
     }
     await this.rebuildReferences();
     await this.checkpoint();
@@ -1120,19 +1118,17 @@ export class Volume {
     const range = packedFragment(stored, state - STATE_COMPRESSED_BASE);
     if (typeof range === 'string') return false;
     if (job.out >= 0 && job.size === range[1] - range[0] &&
-      equalBytes(stored.subarray(range[0], range[1]), this.engine.pool.bytes(job.out, true).subarray(0, job.size))) {
+      equalBytes(stored.subarray(range[0], range[1]), this.descBytes(job.out).subarray(0, job.size))) {
       return true;
     }
-    // No compressed form (the engine skipped it: STATUS_KNOWN), or another one: decode the slot.
+    // No compressed form (the engine skipped it: STATUS_KNOWN), or another one: decode
+    // the slot. With no buffer free the advice counts as stale (a copy is stored).
     const pool = this.engine.pool;
     const scratch = pool.tryAlloc(BLOCK_BYTES);
-    if (scratch >= 0) {
-      const same = this.decodeSlot(buf, state - STATE_COMPRESSED_BASE, scratch) === null && this.sameData(scratch, job.desc);
-      pool.free(scratch);
-      return same;
-    }
-    const plain = this.decodeFragment(stored, state - STATE_COMPRESSED_BASE);
-    return typeof plain !== 'string' && equalBytes(plain, this.descBytes(job.desc));
+    if (scratch < 0) return false;
+    const same = this.decodeSlot(buf, state - STATE_COMPRESSED_BASE, scratch) === null && this.sameData(scratch, job.desc);
+    pool.free(scratch);
+    return same;
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
@@ -1570,39 +1566,25 @@ export class Volume {
 
   /**
    * Decodes slot `slot` of the packed block in buffer `buf` into buffer `into`
-   * (pool descriptors): null, or why it does not decode to 4 KiB. LZ4 decodes
-   * in place in the shared memory.
+   * (pool descriptors), in place in the shared memory: null, or why it does
+   * not decode to 4 KiB.
    */
   private decodeSlot(buf: number, slot: number, into: number): string | null {
-    const stored = this.descBytes(buf);
-    if (this.sb.codec !== 'lz4') {
-      const plain = this.decodeFragment(stored, slot);
-      if (typeof plain === 'string') return plain;
-      this.bytes().set(plain, this.engine.pool.bufferOf(into));
-      return null;
-    }
-    const range = packedFragment(stored, slot);
+    const range = packedFragment(this.descBytes(buf), slot);
     if (typeof range === 'string') return range;
     const pool = this.engine.pool;
     const rt = this.engine.runtime;
-    const n = rt.exports.lz4Decompress(pool.bufferOf(buf) + range[0], range[1] - range[0], pool.bufferOf(into), BLOCK_BYTES, 0, rt.ctx);
-    if (n < 0) return lz4BlockError(rt, rt.ctx, 'lz4 block').message;
-    return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
-  }
-
-  /** Decompresses one slot of a packed block into an array of its own, or says why it does not decode to 4 KiB. */
-  private decodeFragment(stored: Uint8Array, slot: number): Uint8Array | string {
-    const range = packedFragment(stored, slot);
-    if (typeof range === 'string') return range;
-    const src = stored.subarray(range[0], range[1]);
-    const plain = new Uint8Array(BLOCK_BYTES);
+    const from = pool.bufferOf(buf) + range[0];
+    const to = pool.bufferOf(into);
+    let n: number;
     try {
-      const n = this.sb.codec === 'deflate' ? inflateInto(src, plain, { format: 'raw' }) : decompressBlockInto(src, plain);
-      if (n !== BLOCK_BYTES) return `fragment decodes to ${n} bytes, not 4096`;
+      n = this.sb.codec === 'deflate'
+        ? inflateRegion(rt, rt.inflateScratch, from, range[1] - range[0], to, BLOCK_BYTES, 0)
+        : decompressRegion(rt, from, range[1] - range[0], to, BLOCK_BYTES, rt.ctx);
     } catch (err) {
       return (err as Error).message;
     }
-    return plain;
+    return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
   }
 
   /**
