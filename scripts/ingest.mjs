@@ -6,6 +6,7 @@
 //
 //   npm start                      ingest node_modules
 //   npm start -- <dir> [limit-MiB] ingest another tree, optionally only its first files up to limit-MiB
+//   CHUNK_BLOCKS=n npm start       write() n blocks at a time (default 64, 256 KiB), 32 writes in flight
 import { readdirSync, readFileSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, dirname, relative } from 'node:path';
