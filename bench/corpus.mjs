@@ -1,11 +1,11 @@
-// Loads the shared test corpus (../shared/corpus relative to the project root)
+// Loads the test corpus (test/corpus relative to the project root, see its README)
 // as one contiguous buffer and cuts it into fixed-size blocks.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const corpusDir = path.join(projectRoot, '..', 'shared', 'corpus');
+export const corpusDir = path.join(projectRoot, 'test', 'corpus');
 
 /**
  * Every file of every corpus folder, sorted by folder then file name, concatenated.

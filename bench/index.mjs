@@ -2,8 +2,8 @@
 //
 //   node bench/index.mjs [group...]      groups: lz4, crc, deflate (default: all)
 //
-// One process, flashpack and its peers side by side, on the shared corpus
-// (../shared/corpus) cut into 4 KiB blocks and 1 MiB chunks. Every library is
+// One process, flashpack and its peers side by side, on the test corpus
+// (test/corpus) cut into 4 KiB blocks and 1 MiB chunks. Every library is
 // verified in an untimed pass before anything is timed. Tables go to stdout
 // (markdown), progress to stderr, and the same numbers to bench/results/latest.json.
 import fs from 'node:fs';

@@ -26,7 +26,7 @@
 //     and the volumes' own counts after the ingest.
 //
 // Data mix (VDO_BENCH_MIX, percent corpus/duplicate/zero/random, default
-// 50/20/10/20): corpus = the shared corpus cut into 4 KiB blocks; duplicate =
+// 50/20/10/20): corpus = the test corpus cut into 4 KiB blocks; duplicate =
 // an exact repeat of an earlier block; zero = all-zero; random = incompressible.
 // Workload writes stamp a counter into the first 4 bytes of corpus and random
 // blocks, so each is new data (a steady stream of corpus blocks would otherwise
@@ -647,7 +647,7 @@ try {
   console.log(`- ${os.cpus()[0]?.model ?? 'cpu'}, ${os.availableParallelism()} cores; Node ${process.version}; tinybench, one process; temp files in ${TMP}`);
   const built = fs.statSync(new URL('../dist/vdo/volume.js', import.meta.url)).mtime;
   console.log(`- dist/vdo/volume.js built ${built.toISOString()}`);
-  console.log(`- data mix ${MIX_LABEL}; ingest mix = ${mix.counts.corpus} corpus blocks (${corpus.files.length} files of ../shared/corpus, 4 KiB, tail dropped) + ${mix.counts.duplicate} duplicates + ${mix.counts.zero} zero + ${mix.counts.random} random = ${n} blocks (${(n * BLOCK / 1e6).toFixed(1)} MB); ingest stream = the mix × ${INGEST_PASSES} passes, salted after the first = ${stream.length} blocks (${(stream.length * BLOCK / 1e6).toFixed(1)} MB)`);
+  console.log(`- data mix ${MIX_LABEL}; ingest mix = ${mix.counts.corpus} corpus blocks (${corpus.files.length} files of test/corpus, 4 KiB, tail dropped) + ${mix.counts.duplicate} duplicates + ${mix.counts.zero} zero + ${mix.counts.random} random = ${n} blocks (${(n * BLOCK / 1e6).toFixed(1)} MB); ingest stream = the mix × ${INGEST_PASSES} passes, salted after the first = ${stream.length} blocks (${(stream.length * BLOCK / 1e6).toFixed(1)} MB)`);
   console.log(`- workload volumes: ${LOGICAL_MB} MiB logical, ${PHYSICAL_MB} MiB physical (VDO_BENCH_LOGICAL_MB, VDO_BENCH_PHYSICAL_MB); filled sequentially (QD ${FILL_QD}) and flushed before measuring; workload writes are new data (stamped) in the same mix`);
   if (env('VDO_BENCH_KEEPALIVE', '1') !== '0') console.log('- a ref\'d watchdog timer holds the process open (works around IoQpair.waitForCompletions letting Node exit mid-I/O; VDO_BENCH_KEEPALIVE=0 to see it)');
   console.log(`- volume engine workers: default (cores − 1 = ${Math.max(1, os.availableParallelism() - 1)}); tinybench time ${TIME_MS} ms, ≥ 3 passes of up to ${MAX_OPS} ops (sized to ~${PASS_MS} ms)\n`);

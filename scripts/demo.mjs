@@ -1,5 +1,5 @@
 // `npm run tour`: a tour of the codecs over
-// ../shared/corpus: every file compressed as 4 KiB LZ4 blocks (the volume's unit)
+// test/corpus: every file compressed as 4 KiB LZ4 blocks (the volume's unit)
 // and as one LZ4 frame, everything verified by decompressing, with CRC-32C of
 // each file and the MB/s this machine achieved. Prints one table.
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as fp from '../dist/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const corpus = join(root, '..', 'shared', 'corpus');
+const corpus = join(root, 'test', 'corpus');
 if (!existsSync(corpus)) {
   console.error(`corpus not found at ${corpus}`);
   process.exit(1);

@@ -1,7 +1,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const corpusRoot = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..', '..', '..', 'shared', 'corpus');
+/** The vendored corpus (test/corpus, see its README). */
+export const corpusRoot = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..', 'corpus');
 
 /** Every corpus file, sorted by folder then name. */
 export function corpusFiles(): { name: string; data: Uint8Array }[] {
