@@ -9,11 +9,26 @@ import { sizeLabel } from './corpus.mjs';
 import { blackhole } from './run.mjs';
 
 const require = createRequire(import.meta.url);
-const liblz4 = require('lz4');
+const liblz4 = loadLiblz4();
 const lz4wasm = require('lz4-wasm-nodejs');
 const lz4js = require('lz4js');
 
 const LZ4JS_HASH_ENTRIES = 1 << 16; // lz4js's hashSize
+
+/**
+ * node-lz4's native addon, or null under a Node whose ABI it was not built for
+ * (node-gyp builds it at `npm install`): liblz4's cases and the interop checks
+ * against it are then left out, and the run says so.
+ */
+function loadLiblz4() {
+  try {
+    return require('lz4');
+  } catch (e) {
+    if (e?.code !== 'ERR_DLOPEN_FAILED') throw e;
+    console.error(`bench lz4: liblz4 left out (its addon is not built for this Node ABI, ${process.version}): ${e.message.split('\n')[0]}`);
+    return null;
+  }
+}
 
 function sameBytes(a, b) {
   return a.length === b.length && Buffer.compare(a, b) === 0;
@@ -72,9 +87,9 @@ export function buildLz4Cases({ blocks, size, rt, corpusPtr }) {
   }
 
   // --- liblz4 via node-lz4 (LZ4_compress_default / LZ4_decompress_safe) ---
-  const libOut = new Uint8Array(liblz4.encodeBound(size));
+  const libOut = liblz4 ? new Uint8Array(liblz4.encodeBound(size)) : null;
   const libDst = new Uint8Array(size);
-  const libComp = blocks.map((block, i) => {
+  const libComp = !liblz4 ? [] : blocks.map((block, i) => {
     const len = liblz4.encodeBlock(block, libOut);
     if (!(len > 0)) fail('liblz4', i, `encodeBlock returned ${len}`);
     const c = libOut.slice(0, len);
@@ -128,7 +143,7 @@ export function buildLz4Cases({ blocks, size, rt, corpusPtr }) {
     ['lz4js', false, jsComp.map((c, i) => (jsRaw[i] ? null : c))],
   ];
   const rejectedByLiblz4 = {};
-  for (const [library, fatal, comp] of interop) {
+  for (const [library, fatal, comp] of liblz4 ? interop : []) {
     let rejected = 0;
     comp.forEach((c, i) => {
       if (c === null) return;
@@ -183,11 +198,11 @@ export function buildLz4Cases({ blocks, size, rt, corpusPtr }) {
       for (let i = 0; i < n; i++) acc += compressBlockInto(blocks[i], intoComp);
       blackhole.value ^= acc;
     }),
-    compress('liblz4 (node-lz4)', 'peer', sum(libComp), () => {
+    ...(!liblz4 ? [] : [compress('liblz4 (node-lz4)', 'peer', sum(libComp), () => {
       let acc = 0;
       for (let i = 0; i < n; i++) acc += liblz4.encodeBlock(blocks[i], libOut);
       blackhole.value ^= acc;
-    }),
+    })]),
     compress('lz4-wasm-nodejs', 'peer', sum(wasmComp), () => {
       let acc = 0;
       for (let i = 0; i < n; i++) acc += lz4wasm.compress(blocks[i]).length;
@@ -219,11 +234,11 @@ export function buildLz4Cases({ blocks, size, rt, corpusPtr }) {
       for (let i = 0; i < n; i++) acc += decompressBlockInto(fpComp[i], intoDst);
       blackhole.value ^= acc;
     }),
-    decompress('liblz4 (node-lz4)', 'peer', () => {
+    ...(!liblz4 ? [] : [decompress('liblz4 (node-lz4)', 'peer', () => {
       let acc = 0;
       for (let i = 0; i < n; i++) acc += liblz4.decodeBlock(libComp[i], libDst);
       blackhole.value ^= acc;
-    }),
+    })]),
     decompress('lz4-wasm-nodejs', 'peer', () => {
       let acc = 0;
       for (let i = 0; i < n; i++) acc += lz4wasm.decompress(wasmComp[i]).length;
