@@ -39,6 +39,8 @@ export const E_LZ4_OFFSET_BEYOND_WINDOW: u32 = 7;
 export const E_LZ4_MATCH_LENGTH_TRUNCATED: u32 = 8;
 export const E_LZ4_MATCH_IN_LAST_LITERALS: u32 = 9;
 export const E_LZ4_EMPTY_OUTPUT: u32 = 10;
+/** A valid block that decodes past the output room (value: its size, saturated to u32; value2: the room). */
+export const E_LZ4_OUTPUT_TOO_SMALL: u32 = 11;
 
 @inline export function fail(ctx: usize, kind: u32, pos: usize, value: u32, value2: u32): isize {
   store<u32>(ctx + CTX_ERROR_KIND, kind);

@@ -11,12 +11,14 @@
 // for a full block (including its end-of-block rules relative to the output
 // capacity), except that it also rejects offset 0. Every read stays inside
 // [src, src+srcLen) and every write inside [dst, dst+dstCap); wide copies run
-// only where the margins allow them.
+// only where the margins allow them. A failure that the output room caused
+// (it ran out, or the end-of-block rules met its end) is told apart from a bad
+// block by parsing the rest with no output limit (failCapacity).
 import {
   fail, CTX_LZ4_TABLE, LZ4_HASH_LOG, LZ4_TABLE_BYTES,
   E_LZ4_EMPTY_INPUT, E_LZ4_LITERAL_LENGTH_TRUNCATED, E_LZ4_LITERALS_PAST_INPUT, E_LZ4_OUTPUT_OVERFLOW,
   E_LZ4_LAST_SEQUENCE_NOT_LAST, E_LZ4_OFFSET_ZERO, E_LZ4_OFFSET_BEYOND_WINDOW,
-  E_LZ4_MATCH_LENGTH_TRUNCATED, E_LZ4_MATCH_IN_LAST_LITERALS, E_LZ4_EMPTY_OUTPUT,
+  E_LZ4_MATCH_LENGTH_TRUNCATED, E_LZ4_MATCH_IN_LAST_LITERALS, E_LZ4_EMPTY_OUTPUT, E_LZ4_OUTPUT_TOO_SMALL,
 } from "./layout";
 
 const MINMATCH: usize = 4;
@@ -245,7 +247,7 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
   if (srcLen == 0) return fail(ctx, E_LZ4_EMPTY_INPUT, 0, 0, 0);
   if (dstCap == 0) {
     if (srcLen == 1 && load<u8>(src) == 0) return 0;
-    return fail(ctx, E_LZ4_EMPTY_OUTPUT, 0, <u32>srcLen, 0);
+    return failCapacity(ctx, E_LZ4_EMPTY_OUTPUT, 0, <u32>srcLen, 0, src, srcLen, prefixLen, dstCap);
   }
   let ip = src;
   const iend = src + srcLen;
@@ -343,8 +345,8 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
     // input must be the last sequence and end exactly at the end of input.
     if (litLen + MFLIMIT > oend - op || litLen + 8 > iend - ip) {
       if (litLen > iend - ip) return fail(ctx, E_LZ4_LITERALS_PAST_INPUT, tokenPos - src, <u32>litLen, <u32>(iend - ip));
-      if (litLen > oend - op) return fail(ctx, E_LZ4_OUTPUT_OVERFLOW, tokenPos - src, <u32>(op - dst + litLen), <u32>dstCap);
-      if (ip + litLen != iend) return fail(ctx, E_LZ4_LAST_SEQUENCE_NOT_LAST, tokenPos - src, <u32>(op - dst), <u32>dstCap);
+      if (litLen > oend - op) return failCapacity(ctx, E_LZ4_OUTPUT_OVERFLOW, tokenPos - src, <u32>(op - dst + litLen), <u32>dstCap, src, srcLen, prefixLen, dstCap);
+      if (ip + litLen != iend) return failCapacity(ctx, E_LZ4_LAST_SEQUENCE_NOT_LAST, tokenPos - src, <u32>(op - dst), <u32>dstCap, src, srcLen, prefixLen, dstCap);
       memory.copy(op, ip, litLen);
       op += litLen;
       return <isize>(op - dst);
@@ -370,15 +372,15 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
       do {
         s = <usize>load<u8>(ip++);
         mlen += s;
-        if (mlen > dstCap) return fail(ctx, E_LZ4_OUTPUT_OVERFLOW, tokenPos - src, <u32>mlen, <u32>dstCap);
+        if (mlen > dstCap) return failCapacity(ctx, E_LZ4_OUTPUT_OVERFLOW, tokenPos - src, <u32>mlen, <u32>dstCap, src, srcLen, prefixLen, dstCap);
         // liblz4: each length byte must leave 5 input bytes for the last literals.
         if (iend - ip <= 4) return fail(ctx, E_LZ4_MATCH_LENGTH_TRUNCATED, ip - 1 - src, 0, 0);
       } while (s == 255);
     }
     mlen += MINMATCH;
     if (mlen + LASTLITERALS > oend - op) {
-      if (mlen > oend - op) return fail(ctx, E_LZ4_OUTPUT_OVERFLOW, tokenPos - src, <u32>(op - dst + mlen), <u32>dstCap);
-      return fail(ctx, E_LZ4_MATCH_IN_LAST_LITERALS, tokenPos - src, <u32>(op - dst + mlen), <u32>dstCap);
+      if (mlen > oend - op) return failCapacity(ctx, E_LZ4_OUTPUT_OVERFLOW, tokenPos - src, <u32>(op - dst + mlen), <u32>dstCap, src, srcLen, prefixLen, dstCap);
+      return failCapacity(ctx, E_LZ4_MATCH_IN_LAST_LITERALS, tokenPos - src, <u32>(op - dst + mlen), <u32>dstCap, src, srcLen, prefixLen, dstCap);
     }
 
     const match = op - offset;
@@ -398,6 +400,74 @@ export function lz4Decompress(src: usize, srcLen: usize, dst: usize, dstCap: usi
       for (let i: usize = 0; i < mlen; i++) store<u8>(op + i, load<u8>(match + i));
     }
     op += mlen;
+  }
+  return -1; // unreachable
+}
+
+/**
+ * A failure the output room caused, from a block that may still be valid:
+ * parses the whole block with no output limit. A valid block that decodes to
+ * more than dstCap becomes E_LZ4_OUTPUT_TOO_SMALL (value: its size; value2:
+ * dstCap), a bad one reports its own error, and one that fits keeps `kind`
+ * (it breaks the end-of-block rules at this capacity). Cold path: lz4Decompress
+ * calls it only to fail.
+ */
+function failCapacity(ctx: usize, kind: u32, pos: usize, value: u32, value2: u32, src: usize, srcLen: usize, prefixLen: usize, dstCap: usize): isize {
+  fail(ctx, kind, pos, value, value2);
+  const size = decodedSize(src, srcLen, prefixLen, dstCap, ctx);
+  if (size > <i64>dstCap) return fail(ctx, E_LZ4_OUTPUT_TOO_SMALL, 0, saturateU32(<u64>size), <u32>dstCap);
+  return -1;
+}
+
+@inline function saturateU32(n: u64): u32 {
+  return n > 0xffffffff ? 0xffffffff : <u32>n;
+}
+
+/**
+ * The size the block [src, src+srcLen) (srcLen >= 1) decodes to with no output
+ * limit, checking everything that does not depend on the output room: input
+ * bounds, offsets against the output so far plus prefixLen, and the last
+ * sequence ending the input. Writes nothing; -1 with the error record filled
+ * for a bad block (dstCap only fills the record's values as lz4Decompress would).
+ */
+function decodedSize(src: usize, srcLen: usize, prefixLen: usize, dstCap: usize, ctx: usize): i64 {
+  let ip = src;
+  const iend = src + srcLen;
+  let out: u64 = 0;
+  while (true) {
+    const tokenPos = ip;
+    const token = <usize>load<u8>(ip++);
+    let litLen = token >> 4;
+    if (litLen == 15) {
+      if (iend - ip <= 15) return <i64>fail(ctx, E_LZ4_LITERAL_LENGTH_TRUNCATED, ip - src, 0, 0);
+      let s: usize;
+      do {
+        s = <usize>load<u8>(ip++);
+        litLen += s;
+        if (litLen > iend - ip) return <i64>fail(ctx, E_LZ4_LITERALS_PAST_INPUT, tokenPos - src, <u32>litLen, <u32>(iend - ip));
+      } while (s == 255);
+    }
+    if (litLen + 8 > iend - ip) {
+      if (litLen > iend - ip) return <i64>fail(ctx, E_LZ4_LITERALS_PAST_INPUT, tokenPos - src, <u32>litLen, <u32>(iend - ip));
+      if (ip + litLen != iend) return <i64>fail(ctx, E_LZ4_LAST_SEQUENCE_NOT_LAST, tokenPos - src, saturateU32(out), <u32>dstCap);
+      return <i64>(out + <u64>litLen);
+    }
+    ip += litLen;
+    out += <u64>litLen;
+    const offset = <usize>load<u16>(ip);
+    ip += 2;
+    if (offset == 0) return <i64>fail(ctx, E_LZ4_OFFSET_ZERO, ip - 2 - src, 0, 0);
+    if (<u64>offset > out + <u64>prefixLen) return <i64>fail(ctx, E_LZ4_OFFSET_BEYOND_WINDOW, ip - 2 - src, <u32>offset, saturateU32(out + <u64>prefixLen));
+    let mlen: u64 = <u64>(token & 15);
+    if (mlen == 15) {
+      let s: usize;
+      do {
+        s = <usize>load<u8>(ip++);
+        mlen += <u64>s;
+        if (iend - ip <= 4) return <i64>fail(ctx, E_LZ4_MATCH_LENGTH_TRUNCATED, ip - 1 - src, 0, 0);
+      } while (s == 255);
+    }
+    out += mlen + <u64>MINMATCH;
   }
   return -1; // unreachable
 }

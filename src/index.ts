@@ -13,4 +13,4 @@ export * as nvme from './nvme/index.js';
 export { Volume, Packer, simulatePacking } from './vdo/index.js';
 export type { VolumeOptions, OpenOptions, VolumeStats, Codec, WritePolicy, PackerPolicy, PackingResult } from './vdo/index.js';
 export type { EngineOptions, CloseOptions } from './engine/index.js';
-export type { WasmExports } from './wasm/index.js';
+export type { WasmExports, WasmMemory, WasmModule, WasmGlobal } from './wasm/index.js';

@@ -280,6 +280,6 @@ describe('engine failures', () => {
       if (s.status === 'rejected') expect(s.reason.code).toBe('ECANCELED');
     }
     expect(settled.length).toBe(500);
-    await expect(engine.crc32(blocks[0])).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(engine.crc32(blocks[0])).rejects.toMatchObject({ code: 'ENXIO' });
   });
 });

@@ -169,7 +169,7 @@ describe('fingerprint argument errors are EINVAL naming the value', () => {
       expect(c, String(seed)).toBe('EINVAL');
       expect(message).toContain('seed must be an integer from 0 to 2^64-1');
     }
-    expect(code(() => fingerprint(new Uint8Array(4), -1n))[1]).toContain('got -1n');
+    expect(code(() => fingerprint(new Uint8Array(4), -1n))[1]).toContain('got the bigint -1n');
   });
   it('rejects regions outside the shared memory and bad seed halves', () => {
     const rt = runtime();
@@ -177,9 +177,9 @@ describe('fingerprint argument errors are EINVAL naming the value', () => {
     const at = rt.reserve(64);
     expect(code(() => fingerprintAt(size - 8, 16, at))[1]).toMatch(/fingerprintAt: ptr: bytes .* outside the shared memory/);
     expect(code(() => fingerprintAt(at, 16, size - 4))[1]).toMatch(/fingerprintAt: outPtr/);
-    expect(code(() => fingerprintAt(-1, 16, at))[1]).toMatch(/got -1/);
+    expect(code(() => fingerprintAt(-1, 16, at))[1]).toMatch(/got the number -1/);
     expect(code(() => fingerprintAt(at, 1.5, at))[0]).toBe('EINVAL');
-    expect(code(() => fingerprintAt(at, 16, at, 2 ** 32))[1]).toMatch(/seedLo: .* got 4294967296/);
+    expect(code(() => fingerprintAt(at, 16, at, 2 ** 32))[1]).toMatch(/seedLo must be .* got the number 4294967296/);
     expect(code(() => fingerprintAt(at, 16, at, 0, -1))[1]).toMatch(/seedHi/);
     expect(code(() => fingerprintAt(at, 300, at, 1, 0, size - 100))[1]).toMatch(/fingerprintAt: ctx/);
   });

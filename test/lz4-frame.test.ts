@@ -177,6 +177,6 @@ describe('lz4 frame errors', () => {
     }
   });
   it('EINVAL for a bad blockSize', () => {
-    expect(() => lz4.compressFrame(data, { blockSize: 1000 as 65536 })).toThrowError(/blockSize must be 65536, 262144, 1048576 or 4194304, got 1000/);
+    expect(() => lz4.compressFrame(data, { blockSize: 1000 as 65536 })).toThrowError(/options.blockSize must be one of 65536, 262144, 1048576, 4194304, got the number 1000/);
   });
 });

@@ -3,15 +3,19 @@
  * thread, plus their combine functions. The kernels run in WASM
  * (assembly/crc32.ts, assembly/adler32.ts); `*At` variants take a pointer into
  * the shared memory and copy nothing.
+ *
+ * Errors: EINVAL for data that is not an ArrayBufferView or ArrayBuffer, a seed
+ * or checksum that is not an integer from 0 to 0xffffffff, a length that is not
+ * a whole number, or a region outside the shared memory.
  */
 import { runtime } from '../wasm/runtime.js';
-import { bytesOf, seedArg, sizeArg } from './input.js';
+import { bytesOf, regionArg, seedArg, sizeArg, u32Arg } from './input.js';
 
 type Kernel = 'crc32' | 'crc32c' | 'adler32' | 'xxh32';
 
 function run(kernel: Kernel, data: ArrayBufferView | ArrayBuffer, seed: number): number {
   const rt = runtime();
-  const src = bytesOf(data, kernel);
+  const src = bytesOf(data, `${kernel}: data`);
   const at = rt.stageInput(src, 0);
   return rt.exports[kernel](at, src.length, seed) >>> 0;
 }
@@ -31,15 +35,21 @@ export function adler32(data: ArrayBufferView | ArrayBuffer, seed?: number): num
   return run('adler32', data, seedArg(seed, 'adler32', 1));
 }
 
-/** Checksums of bytes already in the shared memory. */
+function runAt(kernel: Kernel, ptr: number, length: number, seed: number): number {
+  const rt = runtime();
+  const len = sizeArg(length, `${kernel}At: length`);
+  return rt.exports[kernel](regionArg(rt, ptr, len, `${kernel}At: ptr`), len, u32Arg(seed, `${kernel}At: seed`)) >>> 0;
+}
+
+/** Checksums of [ptr, ptr+length) in the process's shared memory (runtime()). */
 export function crc32At(ptr: number, length: number, seed = 0): number {
-  return runtime().exports.crc32(ptr, length, seed) >>> 0;
+  return runAt('crc32', ptr, length, seed);
 }
 export function crc32cAt(ptr: number, length: number, seed = 0): number {
-  return runtime().exports.crc32c(ptr, length, seed) >>> 0;
+  return runAt('crc32c', ptr, length, seed);
 }
 export function adler32At(ptr: number, length: number, seed = 1): number {
-  return runtime().exports.adler32(ptr, length, seed) >>> 0;
+  return runAt('adler32', ptr, length, seed);
 }
 
 // Combination (zlib 1.2.12's method): the CRC of A‖B is crc(A)·x^(8·|B|) + crc(B)
@@ -87,8 +97,8 @@ function x2nModP(n: number, k: number, table: Uint32Array, poly: number): number
 }
 
 function crcCombine(a: number, b: number, lengthB: number, table: Uint32Array, poly: number, what: string): number {
-  seedArg(a, what, 0);
-  seedArg(b, what, 0);
+  u32Arg(a, `${what}: crcA`);
+  u32Arg(b, `${what}: crcB`);
   sizeArg(lengthB, `${what}: lengthB`);
   return (multModP(x2nModP(lengthB, 3, table, poly), a, poly) ^ b) >>> 0;
 }
@@ -107,8 +117,8 @@ const ADLER_BASE = 65521;
 
 /** Adler-32 of A‖B from adler32(A), adler32(B) and B's length (zlib's adler32_combine). */
 export function adler32Combine(adlerA: number, adlerB: number, lengthB: number): number {
-  seedArg(adlerA, 'adler32Combine', 0);
-  seedArg(adlerB, 'adler32Combine', 0);
+  u32Arg(adlerA, 'adler32Combine: adlerA');
+  u32Arg(adlerB, 'adler32Combine: adlerB');
   sizeArg(lengthB, 'adler32Combine: lengthB');
   const rem = lengthB % ADLER_BASE;
   let sum1 = adlerA & 0xffff;

@@ -7,9 +7,9 @@
  * included; the compressed bytes do not depend on the chunking (a stream equals
  * the one-shot `deflate.compress` of its concatenated input).
  */
-import { FlashpackError, invalid } from '../errors.js';
+import { FlashpackError } from '../errors.js';
 import { runtime, type Runtime } from '../wasm/runtime.js';
-import { formatArg, formatName, inflateError, levelArg, usedIn, usedOut, type DeflateOptions, type InflateOptions } from './deflate.js';
+import { deflateOptionsArg, formatName, inflateError, inflateOptionsArg, usedIn, usedOut, type DeflateOptions, type InflateOptions } from './deflate.js';
 import { readU32le } from './byte-writer.js';
 import { bytesOf } from './input.js';
 import { ScratchRegion } from './scratch-pool.js';
@@ -38,7 +38,11 @@ function concat(pieces: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-/** A deflate stream: `push` chunks, then `finish`; each returns the output produced so far. */
+/**
+ * A deflate stream: `push` chunks, then `finish`; each returns the output
+ * produced so far. Errors: EINVAL for bad options or a chunk that is not
+ * bytes; ENXIO for a call after finish().
+ */
 export class DeflateCompressor {
   readonly level: number;
   readonly format: 'raw' | 'zlib' | 'gzip';
@@ -52,8 +56,9 @@ export class DeflateCompressor {
   private started = false;
 
   constructor(opts?: DeflateOptions) {
-    this.level = levelArg(opts?.level, 'deflate.createCompressor');
-    this.formatCode = formatArg(opts?.format, 'deflate.createCompressor');
+    const { level, format } = deflateOptionsArg(opts, 'deflate.createCompressor');
+    this.level = level;
+    this.formatCode = format;
     this.format = opts?.format ?? 'raw';
     this.rt = runtime();
     const scratchBytes = this.rt.exports.DEFLATE_SCRATCH_BYTES.value as number;
@@ -66,7 +71,7 @@ export class DeflateCompressor {
 
   /** Compresses a chunk; returns the compressed bytes this produced (maybe none yet). */
   push(chunk: ArrayBufferView | ArrayBuffer): Uint8Array {
-    const input = bytesOf(chunk, 'DeflateCompressor.push');
+    const input = bytesOf(chunk, 'DeflateCompressor.push: chunk');
     this.live('push');
     const pieces: Uint8Array[] = [];
     let total = this.start(pieces);
@@ -111,7 +116,7 @@ export class DeflateCompressor {
   }
 
   private live(what: string): void {
-    if (this.region.released) throw invalid(`DeflateCompressor.${what}: the stream is finished`);
+    if (this.region.released) throw new FlashpackError('ENXIO', `DeflateCompressor.${what}: the stream is finished`);
   }
 
   /** The header goes out with the first output. */
@@ -134,7 +139,10 @@ export class DeflateCompressor {
 /**
  * An inflate stream: `push` chunks of compressed input, then `finish`, which
  * throws ECORRUPT if the stream was cut short. Output comes back as it is
- * decoded; for gzip, every member of a multi-member file.
+ * decoded; for gzip, every member of a multi-member file. Errors: ECORRUPT
+ * (the stream is finished by it), ENOTSUP for a preset dictionary, EINVAL for
+ * bad options or a chunk that is not bytes, ENXIO for a call after finish()
+ * or an error.
  */
 export class DeflateDecompressor {
   readonly format: 'raw' | 'zlib' | 'gzip';
@@ -146,7 +154,7 @@ export class DeflateDecompressor {
   private outPos = 0;
 
   constructor(opts?: InflateOptions) {
-    this.formatCode = formatArg(opts?.format, 'deflate.createDecompressor');
+    this.formatCode = inflateOptionsArg(opts, 'deflate.createDecompressor');
     this.format = opts?.format ?? 'raw';
     this.rt = runtime();
     const scratchBytes = this.rt.exports.INFLATE_SCRATCH_BYTES.value as number;
@@ -158,7 +166,7 @@ export class DeflateDecompressor {
 
   /** Decodes a chunk; returns the bytes it decoded to (maybe none yet). ECORRUPT on a bad stream. */
   push(chunk: ArrayBufferView | ArrayBuffer): Uint8Array {
-    const input = bytesOf(chunk, 'DeflateDecompressor.push');
+    const input = bytesOf(chunk, 'DeflateDecompressor.push: chunk');
     this.live('push');
     const pieces: Uint8Array[] = [];
     let total = 0;
@@ -189,7 +197,7 @@ export class DeflateDecompressor {
   }
 
   private live(what: string): void {
-    if (this.region.released) throw invalid(`DeflateDecompressor.${what}: the stream is finished`);
+    if (this.region.released) throw new FlashpackError('ENXIO', `DeflateDecompressor.${what}: the stream is finished`);
   }
 
   private run(src: number, len: number, final: number): number {

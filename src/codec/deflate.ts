@@ -15,12 +15,15 @@
  * distances past the window its header declares (CINFO), as zlib's
  * INFLATE_STRICT requires; node:zlib's answer there depends on its output
  * chunking. Concatenated gzip members are all decoded, as `gzip -d` does. A
- * zlib preset dictionary is ENOTSUP.
+ * zlib preset dictionary is ENOTSUP. A valid stream that decodes to more than
+ * the caller's output room is ENOSPC (the rest of the stream is decoded into a
+ * sliding window to tell it from a bad one, and to name its size). Bad
+ * arguments are EINVAL, naming the argument or option.
  */
-import { FlashpackError, corrupt, hex32, invalid } from '../errors.js';
+import { FlashpackError, badArgument, checkOptions, corrupt, hex32, type FlashpackErrorCode } from '../errors.js';
 import { runtime, outputAfter, type Runtime } from '../wasm/runtime.js';
 import { ByteWriter, readU32le } from './byte-writer.js';
-import { bytesOf, sizeArg } from './input.js';
+import { bytesOf, regionArg, sizeArg, u32Arg } from './input.js';
 
 export type DeflateFormat = 'raw' | 'zlib' | 'gzip';
 
@@ -62,23 +65,41 @@ const MODE_NAMES = [
 const DECOMPRESS_MIN_REGION_BYTES = 64 << 10;
 const DECOMPRESS_MAX_REGION_BYTES = 32 << 20;
 const WINDOW_BYTES = 32768;
+/** Output region past the window when the rest of an outgrown stream is decoded only to learn its size. */
+const MEASURE_REGION_BYTES = 256 << 10;
 
+/** A format argument (undefined: 'raw') as its code; `what` names it ("deflate.compress: options.format"). */
 export function formatArg(format: unknown, what: string): number {
   const f = format ?? 'raw';
-  if (typeof f !== 'string' || !(f in FORMAT_CODES)) throw invalid(`${what}: format must be 'raw', 'zlib' or 'gzip', got ${String(f)}`);
+  if (typeof f !== 'string' || !Object.hasOwn(FORMAT_CODES, f)) throw badArgument(what, "'raw', 'zlib' or 'gzip'", f);
   return FORMAT_CODES[f as DeflateFormat];
 }
 
+/** A level argument (undefined: 6); `what` names it. */
 export function levelArg(level: unknown, what: string): number {
   const l = level ?? DEFAULT_LEVEL;
-  if (typeof l !== 'number' || !Number.isInteger(l) || l < 0 || l > 9) throw invalid(`${what}: level must be an integer from 0 to 9, got ${String(l)}`);
+  if (typeof l !== 'number' || !Number.isInteger(l) || l < 0 || l > 9) throw badArgument(what, 'an integer from 0 to 9', l);
   return l;
 }
 
-/** The zlib or gzip header for `level` (empty for raw): exactly the bytes zlib writes. */
+/** DeflateOptions checked (`what` names the function): its level and format code. */
+export function deflateOptionsArg(opts: DeflateOptions | undefined, what: string): { level: number; format: number } {
+  const o = checkOptions(`${what}: options`, opts);
+  return { level: levelArg(o.level, `${what}: options.level`), format: formatArg(o.format, `${what}: options.format`) };
+}
+
+/** InflateOptions checked (`what` names the function): its format code. */
+export function inflateOptionsArg(opts: InflateOptions | undefined, what: string): number {
+  return formatArg(checkOptions(`${what}: options`, opts).format, `${what}: options.format`);
+}
+
+/**
+ * The zlib or gzip header for `level` (empty for raw): exactly the bytes zlib
+ * writes. Errors: EINVAL for a bad format or level.
+ */
 export function header(format: DeflateFormat, level: number = DEFAULT_LEVEL): Uint8Array {
-  const f = formatArg(format, 'deflate.header');
-  const l = levelArg(level, 'deflate.header');
+  const f = formatArg(format, 'deflate.header: format');
+  const l = levelArg(level, 'deflate.header: level');
   const rt = runtime();
   const at = rt.stage(16);
   const n = rt.exports.deflateHeader(at, f, l);
@@ -87,15 +108,14 @@ export function header(format: DeflateFormat, level: number = DEFAULT_LEVEL): Ui
 
 /**
  * The zlib trailer (Adler-32, big-endian) or gzip trailer (CRC-32, then the
- * length mod 2^32, little-endian); empty for raw.
+ * length mod 2^32, little-endian); empty for raw. Errors: EINVAL for a bad
+ * format, fields that are not an object, or a field out of range.
  */
 export function footer(format: DeflateFormat, fields: FooterFields): Uint8Array {
-  const f = formatArg(format, 'deflate.footer');
-  const checksum = fields?.checksum;
-  if (typeof checksum !== 'number' || !Number.isInteger(checksum) || checksum < 0 || checksum > 0xffffffff) {
-    throw invalid(`deflate.footer: checksum must be an integer from 0 to 0xffffffff, got ${String(checksum)}`);
-  }
-  const length = sizeArg(fields.length, 'deflate.footer: length');
+  const f = formatArg(format, 'deflate.footer: format');
+  const o = checkOptions('deflate.footer: fields', fields);
+  const checksum = u32Arg(o.checksum, 'deflate.footer: fields.checksum');
+  const length = sizeArg(o.length, 'deflate.footer: fields.length');
   const rt = runtime();
   const at = rt.stage(16);
   const n = rt.exports.deflateFooter(at, f, checksum, length % 2 ** 32);
@@ -105,11 +125,12 @@ export function footer(format: DeflateFormat, fields: FooterFields): Uint8Array 
 /**
  * Worst-case size of `n` bytes compressed in `format`: zlib's deflateBound for
  * blocks it cannot store (9-bit literals and far 3-byte matches can expand),
- * plus the header and footer.
+ * plus the header and footer. Errors: EINVAL for n that is not a whole number
+ * or a bad format.
  */
 export function compressBound(n: number, format: DeflateFormat = 'raw'): number {
-  sizeArg(n, 'deflate.compressBound');
-  return bound(n, formatArg(format, 'deflate.compressBound'));
+  sizeArg(n, 'deflate.compressBound: n');
+  return bound(n, formatArg(format, 'deflate.compressBound: format'));
 }
 
 function bound(n: number, format: number): number {
@@ -136,11 +157,13 @@ export function compressRegion(rt: Pick<Runtime, "exports">, scratch: number, sr
   return end + ex.deflateFooter(end, format, check >>> 0, srcLen >>> 0) - dstPtr;
 }
 
-/** Compresses `src` into one stream (header, payload, footer). */
+/**
+ * Compresses `src` into one stream (header, payload, footer). Errors: EINVAL
+ * for src that is not bytes or bad options (options.level, options.format).
+ */
 export function compress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Uint8Array {
-  const input = bytesOf(src, 'deflate.compress');
-  const level = levelArg(opts?.level, 'deflate.compress');
-  const format = formatArg(opts?.format, 'deflate.compress');
+  const input = bytesOf(src, 'deflate.compress: src');
+  const { level, format } = deflateOptionsArg(opts, 'deflate.compress');
   const n = input.length;
   const rt = runtime();
   const cap = bound(n, format);
@@ -155,13 +178,13 @@ export function compress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptio
  * Compresses `src` into `dst` and returns the stream's size, or 0 when it does
  * not fit in dst.length: the "incompressible" result when dst is a limit (a
  * packer's largest fragment). Compression stops at the first block that
- * overflows. No allocation.
+ * overflows. No allocation. Errors: EINVAL, as compress, and for dst that is
+ * not bytes.
  */
 export function compressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array, opts?: DeflateOptions): number {
-  const input = bytesOf(src, 'deflate.compressInto');
+  const input = bytesOf(src, 'deflate.compressInto: src');
   const out = bytesOf(dst, 'deflate.compressInto: dst');
-  const level = levelArg(opts?.level, 'deflate.compressInto');
-  const format = formatArg(opts?.format, 'deflate.compressInto');
+  const { level, format } = deflateOptionsArg(opts, 'deflate.compressInto');
   const n = input.length;
   const rt = runtime();
   const inAt = rt.stageInput(input, out.length);
@@ -176,22 +199,33 @@ export function compressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array
  * caller-provided deflate scratch (`Runtime.deflateScratch`, or
  * DEFLATE_SCRATCH_BYTES reserved by the caller): header, payload and footer
  * into [dstPtr, dstPtr+dstCap). Returns the size, or 0 when it does not fit
- * (the "incompressible" result). Writes only inside the destination.
+ * (the "incompressible" result). Writes only inside the destination. Errors:
+ * EINVAL for a region outside the shared memory or bad options.
  */
 export function compressAt(srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, scratch: number, opts?: DeflateOptions): number {
-  const level = levelArg(opts?.level, 'deflate.compressAt');
-  const format = formatArg(opts?.format, 'deflate.compressAt');
-  return compressRegion(runtime(), scratch, srcPtr, srcLen, dstPtr, dstCap, level, format);
+  const rt = runtime();
+  regionsArg(rt, 'deflate.compressAt', srcPtr, srcLen, dstPtr, dstCap, scratch, rt.exports.DEFLATE_SCRATCH_BYTES.value as number);
+  const { level, format } = deflateOptionsArg(opts, 'deflate.compressAt');
+  return compressRegion(rt, scratch, srcPtr, srcLen, dstPtr, dstCap, level, format);
+}
+
+/** Checks a pointer-level call's regions in the process's memory (`what` names the function). */
+function regionsArg(rt: Runtime, what: string, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, scratch: number, scratchBytes: number): void {
+  regionArg(rt, srcPtr, sizeArg(srcLen, `${what}: srcLen`), `${what}: srcPtr`);
+  regionArg(rt, dstPtr, sizeArg(dstCap, `${what}: dstCap`), `${what}: dstPtr`);
+  regionArg(rt, scratch, scratchBytes, `${what}: scratch`);
 }
 
 /**
  * Decompresses a whole stream (all members of a gzip file). Output may be any
  * size: the region in shared memory grows up to 32 MiB, then fills and is
- * collected in turns with the last 32 KiB kept as the window.
+ * collected in turns with the last 32 KiB kept as the window. Errors:
+ * ECORRUPT for a bad stream, ENOTSUP for a preset dictionary, EINVAL for src
+ * that is not bytes or bad options.
  */
 export function decompress(src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions): Uint8Array {
-  const input = bytesOf(src, 'deflate.decompress');
-  const format = formatArg(opts?.format, 'deflate.decompress');
+  const input = bytesOf(src, 'deflate.decompress: src');
+  const format = inflateOptionsArg(opts, 'deflate.decompress');
   const rt = runtime();
   const ex = rt.exports;
   const n = input.length;
@@ -231,18 +265,20 @@ export function decompress(src: ArrayBufferView | ArrayBuffer, opts?: InflateOpt
 
 /**
  * Decompresses a whole stream into `dst` (its length is the capacity) and
- * returns the decoded size; ECORRUPT if the stream is bad or decodes to more
- * than dst.length bytes. No allocation: the hot-path form of decompress.
+ * returns the decoded size. No allocation: the hot-path form of decompress.
+ * Errors: ECORRUPT for a bad stream; ENOSPC for a valid stream that decodes to
+ * more than dst.length bytes (the message gives its size); ENOTSUP and EINVAL
+ * as decompress, and EINVAL for dst that is not bytes.
  */
 export function decompressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Array, opts?: InflateOptions): number {
-  const input = bytesOf(src, 'deflate.decompressInto');
+  const input = bytesOf(src, 'deflate.decompressInto: src');
   const out = bytesOf(dst, 'deflate.decompressInto: dst');
-  const format = formatArg(opts?.format, 'deflate.decompressInto');
+  const format = inflateOptionsArg(opts, 'deflate.decompressInto');
   const rt = runtime();
   const n = input.length;
   const inAt = rt.stageInput(input, out.length);
   const outAt = outputAfter(inAt, n);
-  const size = decompressAt(inAt, n, outAt, out.length, rt.inflateScratch, opts);
+  const size = inflateRegion(rt, rt.inflateScratch, inAt, n, outAt, out.length, format, 'dst.length');
   out.set(rt.u8.subarray(outAt, outAt + size));
   return size;
 }
@@ -251,22 +287,59 @@ export function decompressInto(src: ArrayBufferView | ArrayBuffer, dst: Uint8Arr
  * Pointer-level decompression of [srcPtr, srcPtr+srcLen) into
  * [dstPtr, dstPtr+dstCap) with a caller-provided inflate scratch
  * (`Runtime.inflateScratch`, or INFLATE_SCRATCH_BYTES reserved by the caller).
- * Returns the decoded size; ECORRUPT on a bad stream or when the output would
- * exceed dstCap. Bytes of dst past the decoded size may be overwritten.
+ * Returns the decoded size. Bytes of dst past the decoded size may be
+ * overwritten. Errors: ECORRUPT on a bad stream; ENOSPC for a valid stream that
+ * decodes to more than dstCap bytes; EINVAL for a region outside the shared
+ * memory or bad options.
  */
 export function decompressAt(srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, scratch: number, opts?: InflateOptions): number {
-  return inflateRegion(runtime(), scratch, srcPtr, srcLen, dstPtr, dstCap, formatArg(opts?.format, 'deflate.decompressAt'));
+  const rt = runtime();
+  regionsArg(rt, 'deflate.decompressAt', srcPtr, srcLen, dstPtr, dstCap, scratch, rt.exports.INFLATE_SCRATCH_BYTES.value as number);
+  return inflateRegion(rt, scratch, srcPtr, srcLen, dstPtr, dstCap, inflateOptionsArg(opts, 'deflate.decompressAt'));
 }
 
-/** decompressAt on a given runtime (an engine's or a volume's memory), format as a number (0 raw, 1 zlib, 2 gzip). */
-export function inflateRegion(rt: Runtime, scratch: number, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, format: number): number {
+/**
+ * decompressAt on a given runtime (an engine's or a volume's memory), format as
+ * a number (0 raw, 1 zlib, 2 gzip), unchecked; `room` names dstCap in the
+ * ENOSPC message.
+ */
+export function inflateRegion(rt: Runtime, scratch: number, srcPtr: number, srcLen: number, dstPtr: number, dstCap: number, format: number, room = 'dstCap'): number {
   rt.exports.inflateInit(scratch, format);
   const r = rt.exports.inflate(scratch, srcPtr, srcLen, dstPtr, 0, dstCap, 1);
   if (r < 0) throw inflateError(rt, scratch, formatName(format));
-  if (r === INFLATE_NEED_OUTPUT) {
-    throw corrupt(`${formatName(format)}: decoded data exceeds the output capacity of ${dstCap} bytes (input byte ${usedIn(rt, scratch)})`);
-  }
+  if (r === INFLATE_NEED_OUTPUT) throw outgrownError(rt, scratch, srcPtr, srcLen, dstPtr, format, `${room} ${dstCap}`, 'ENOSPC');
   return usedOut(rt, scratch);
+}
+
+/**
+ * After inflate() filled the output room: decodes the rest of the stream into
+ * a sliding window in the staging area, to tell a valid stream that does not
+ * fit (`tooSmall`, naming its size) from a bad one (its own error). Cold path.
+ */
+function outgrownError(rt: Runtime, s: number, srcPtr: number, srcLen: number, dstPtr: number, format: number, room: string, tooSmall: FlashpackErrorCode): FlashpackError {
+  const ex = rt.exports;
+  let total = usedOut(rt, s);
+  const keep = Math.min(WINDOW_BYTES, total);
+  const rest = rt.u8.slice(srcPtr + usedIn(rt, s), srcPtr + srcLen);
+  const window = rt.u8.slice(dstPtr + total - keep, dstPtr + total);
+  const region = WINDOW_BYTES + MEASURE_REGION_BYTES;
+  const inAt = rt.stage(outputAfter(0, rest.length) + region);
+  const outAt = outputAfter(inAt, rest.length);
+  rt.u8.set(rest, inAt);
+  rt.u8.set(window, outAt);
+  let outPos = keep;
+  let used = 0;
+  for (;;) {
+    const r = ex.inflate(s, inAt + used, rest.length - used, outAt, outPos, region, 1);
+    if (r < 0) return inflateError(rt, s, formatName(format));
+    const end = usedOut(rt, s);
+    total += end - outPos;
+    used += usedIn(rt, s);
+    if (r !== INFLATE_NEED_OUTPUT) break;
+    rt.u8.copyWithin(outAt, outAt + end - WINDOW_BYTES, outAt + end);
+    outPos = WINDOW_BYTES;
+  }
+  return new FlashpackError(tooSmall, `${formatName(format)}: the stream decodes to ${total} bytes, more than ${room}`);
 }
 
 /** Input bytes the last inflate() call consumed. */

@@ -9,9 +9,9 @@
  * hash-wasm's `xxhash128` print. The same order is what `fingerprintAt` writes
  * into the shared memory, so a fingerprint never changes form between the two.
  */
-import { invalid } from '../errors.js';
-import { runtime, outputAfter, type Runtime } from '../wasm/runtime.js';
-import { bytesOf, sizeArg } from './input.js';
+import { badArgument } from '../errors.js';
+import { runtime, outputAfter } from '../wasm/runtime.js';
+import { bytesOf, regionArg, sizeArg, u32Arg } from './input.js';
 
 /** Bytes of one fingerprint. */
 export const FINGERPRINT_BYTES = 16;
@@ -34,35 +34,18 @@ function splitSeed(seed: unknown, what: string): void {
     splitLo = Number(seed & 0xffffffffn);
     splitHi = Number(seed >> 32n);
   } else {
-    throw invalid(`${what}: seed must be an integer from 0 to 2^64-1 (a bigint beyond 2^53-1), got ${typeof seed === 'bigint' ? `${seed}n` : String(seed)}`);
+    throw badArgument(`${what}: seed`, 'an integer from 0 to 2^64-1 (a bigint beyond 2^53-1)', seed);
   }
-}
-
-function u32Arg(value: unknown, what: string): number {
-  if (typeof value !== 'number' || (value >>> 0) !== value) {
-    throw invalid(`${what}: expected an integer from 0 to 0xffffffff, got ${String(value)}`);
-  }
-  return value;
-}
-
-/** [ptr, ptr+bytes) must lie in the shared memory; EINVAL naming `what` otherwise. */
-function regionArg(rt: Runtime, ptr: unknown, bytes: number, what: string): number {
-  const at = sizeArg(ptr, what);
-  const end = at + bytes;
-  // rt.u8 can lag a growth made through another instance; the memory cannot.
-  if (end > rt.u8.length && end > rt.memory.buffer.byteLength) {
-    throw invalid(`${what}: bytes ${at}..${end} lie outside the shared memory (${rt.memory.buffer.byteLength} bytes)`);
-  }
-  return at;
 }
 
 /**
  * The XXH3-128 fingerprint of `data` (16 bytes, canonical order). `seed` is a
  * 64-bit seed, 0 by default; a fingerprint is only comparable with fingerprints
- * made with the same seed.
+ * made with the same seed. Errors: EINVAL for data that is not bytes or a
+ * seed out of range.
  */
 export function fingerprint(data: ArrayBufferView | ArrayBuffer, seed?: bigint | number): Uint8Array {
-  const src = bytesOf(data, 'fingerprint');
+  const src = bytesOf(data, 'fingerprint: data');
   splitSeed(seed, 'fingerprint');
   const rt = runtime();
   const n = src.length;
@@ -77,7 +60,8 @@ export function fingerprint(data: ArrayBufferView | ArrayBuffer, seed?: bigint |
  * 16-byte fingerprint of [ptr, ptr+length) to [outPtr, outPtr+16), copying
  * nothing. The seed is given as its two 32-bit halves. `ctx` is a codec context
  * (runtime().ctx by default), scratch for inputs over 240 bytes; the output may
- * overlap the input (it is written last), not the ctx.
+ * overlap the input (it is written last), not the ctx. Errors: EINVAL for a
+ * length, seed half or region that is not a whole number inside the memory.
  */
 export function fingerprintAt(ptr: number, length: number, outPtr: number, seedLo = 0, seedHi = 0, ctx?: number): void {
   const rt = runtime();

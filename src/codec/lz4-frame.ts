@@ -11,11 +11,11 @@
  * ENOTSUP. Input is staged block by block, so memory use is bounded by the block
  * size (4 MiB at most, 8 MiB for legacy frames), not by the frame size.
  */
-import { FlashpackError, corrupt, hex32, invalid } from '../errors.js';
+import { FlashpackError, badArgument, checkBoolean, checkOptions, corrupt, hex32 } from '../errors.js';
 import { runtime, type Runtime } from '../wasm/runtime.js';
 import { ByteWriter, readU32le } from './byte-writer.js';
 import { bytesOf } from './input.js';
-import { lz4BlockError, type Lz4CompressOptions } from './lz4.js';
+import { accelerationArg, lz4BlockError, type Lz4CompressOptions } from './lz4.js';
 
 const FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
@@ -58,17 +58,21 @@ function xxh32Of(rt: Runtime, bytes: Uint8Array): number {
   return rt.exports.xxh32(at, bytes.length, 0) >>> 0;
 }
 
-/** Compresses `src` into one LZ4 frame. */
-export function compressFrame(src: ArrayBufferView | ArrayBuffer, opts: Lz4FrameOptions = {}): Uint8Array {
-  const input = bytesOf(src, 'lz4.compressFrame');
-  const blockSize = opts.blockSize ?? 4 << 20;
+/**
+ * Compresses `src` into one LZ4 frame. Errors: EINVAL for src that is not
+ * bytes, options that are not an object, or an option of the wrong type or
+ * out of range (the message names it: options.blockSize, …).
+ */
+export function compressFrame(src: ArrayBufferView | ArrayBuffer, opts?: Lz4FrameOptions): Uint8Array {
+  const input = bytesOf(src, 'lz4.compressFrame: src');
+  const o = checkOptions('lz4.compressFrame: options', opts);
+  const blockSize = o.blockSize ?? 4 << 20;
   const code = Number(Object.keys(BLOCK_SIZES).find((k) => BLOCK_SIZES[Number(k)] === blockSize));
-  if (!code) throw invalid(`lz4.compressFrame: blockSize must be 65536, 262144, 1048576 or 4194304, got ${String(blockSize)}`);
-  const accel = opts.acceleration ?? 1;
-  if (!Number.isInteger(accel) || accel < 1 || accel > 65537) throw invalid(`lz4.compressFrame: acceleration must be an integer from 1 to 65537, got ${String(accel)}`);
-  const blockChecksum = opts.blockChecksum ?? false;
-  const contentChecksum = opts.contentChecksum ?? true;
-  const contentSize = opts.contentSize ?? true;
+  if (!code) throw badArgument('lz4.compressFrame: options.blockSize', 'one of 65536, 262144, 1048576, 4194304', blockSize);
+  const accel = accelerationArg(o, 'lz4.compressFrame');
+  const blockChecksum = checkBoolean('lz4.compressFrame: options.blockChecksum', o.blockChecksum, false);
+  const contentChecksum = checkBoolean('lz4.compressFrame: options.contentChecksum', o.contentChecksum, true);
+  const contentSize = checkBoolean('lz4.compressFrame: options.contentSize', o.contentSize, true);
 
   const rt = runtime();
   const out = new ByteWriter(64 + input.length + 8 * Math.ceil(input.length / blockSize));
@@ -114,9 +118,14 @@ function need(src: Uint8Array, pos: number, n: number, what: string): void {
   if (src.length - pos < n) throw corrupt(`lz4 frame: truncated ${what} at byte ${pos}: needs ${n} bytes, ${src.length - pos} left`);
 }
 
-/** Decompresses every frame in `src` (LZ4 frames, skippable frames, legacy frames). */
+/**
+ * Decompresses every frame in `src` (LZ4 frames, skippable frames, legacy
+ * frames). Errors: ECORRUPT for a bad frame (or a block that decodes past its
+ * frame's block maximum); ENOTSUP for a frame that needs a dictionary; ENOMEM
+ * for a content size over 2^53; EINVAL for src that is not bytes.
+ */
 export function decompressFrame(src: ArrayBufferView | ArrayBuffer): Uint8Array {
-  const input = bytesOf(src, 'lz4.decompressFrame');
+  const input = bytesOf(src, 'lz4.decompressFrame: src');
   if (input.length === 0) throw corrupt('lz4 frame: empty input (expected the magic number 0x184d2204 at byte 0)');
   const rt = runtime();
   const out = new ByteWriter(0);
@@ -208,7 +217,7 @@ function decodeFrame(rt: Runtime, src: Uint8Array, start: number, out: ByteWrite
       decoded = size;
     } else {
       decoded = ex.lz4Decompress(inAt, size, outAt, blockMax, independent ? 0 : prefixLen, rt.ctx);
-      if (decoded < 0) throw lz4BlockError(rt, rt.ctx, `lz4 frame: block at byte ${pos}`, dataPos);
+      if (decoded < 0) throw lz4BlockError(rt, rt.ctx, `lz4 frame: block at byte ${pos}`, dataPos, 'ECORRUPT', "the frame's block maximum");
     }
     if (contentChecksum) ex.xxh32Update(rt.ctx, outAt, decoded);
     out.write(rt.u8.subarray(outAt, outAt + decoded));
@@ -247,7 +256,7 @@ function decodeLegacy(rt: Runtime, src: Uint8Array, start: number, out: ByteWrit
     need(src, pos + 4, size, 'legacy block');
     rt.u8.set(src.subarray(pos + 4, pos + 4 + size), inAt);
     const decoded = rt.exports.lz4Decompress(inAt, size, outAt, LEGACY_BLOCK_BYTES, 0, rt.ctx);
-    if (decoded < 0) throw lz4BlockError(rt, rt.ctx, `lz4 legacy frame: block at byte ${pos}`, pos + 4);
+    if (decoded < 0) throw lz4BlockError(rt, rt.ctx, `lz4 legacy frame: block at byte ${pos}`, pos + 4, 'ECORRUPT', 'the legacy block maximum');
     out.write(rt.u8.subarray(outAt, outAt + decoded));
     pos += 4 + size;
   }

@@ -12,17 +12,24 @@
  * not reaped) than its completion ring has slots, so it never waits on the host;
  * the host waits on one doorbell word with Atomics.waitAsync and keeps the
  * process alive with a timer only while jobs are in flight.
+ *
+ * Errors: EINVAL for an argument or option of the wrong type or out of range
+ * (the message names it), ENXIO for a call after close(), ECANCELED for a job
+ * close({ drain: false }) canceled, EWORKER for a job on a worker that died,
+ * ENOMEM for an exhausted pool (batch API), and the codecs' ECORRUPT.
  */
-import { FlashpackError, invalid } from '../errors.js';
+import { FlashpackError, afterClose, badArgument, checkBoolean, checkInteger, checkOptions } from '../errors.js';
 import { Runtime, runtime as processRuntime, wasmModule } from '../wasm/runtime.js';
+import { isSharedMemory, type WasmMemory } from '../wasm/wasm-types.js';
 import { spawnWorker, availableCores, type WorkerHandle } from '../wasm/spawn.js';
 import { readLayout, type Layout } from '../shm/layout.js';
 import { Ring, RING_SPIN_ITERATIONS } from '../shm/ring.js';
 import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
 import { bytesOf } from '../codec/input.js';
-import { compressBlock as compressBlockSync, lz4ErrorMessage, type Lz4CompressOptions } from '../codec/lz4.js';
+import { u32Arg } from '../codec/input.js';
+import { accelerationArg, compressBlock as compressBlockSync, lz4KindError, type Lz4CompressOptions } from '../codec/lz4.js';
 import {
-  compress as deflateSync, formatArg, levelArg, inflateError, formatName, type DeflateOptions, type InflateOptions,
+  compress as deflateSync, deflateOptionsArg, formatArg, inflateError, formatName, type DeflateOptions, type InflateOptions,
 } from '../codec/deflate.js';
 import {
   OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE,
@@ -38,7 +45,7 @@ export interface EngineOptions {
   /** The runtime whose memory the engine carves (default: the process runtime). */
   runtime?: Runtime;
   /** A fresh shared memory to build a runtime on (instead of `runtime`). */
-  memory?: WebAssembly.Memory;
+  memory?: WasmMemory;
   /** Pool size classes (default 4096 × 4 KiB and 32 × 512 KiB). */
   classes?: readonly SizeClass[];
   /** Slots of each worker's submission and completion ring (a power of two, default 1024). */
@@ -130,19 +137,26 @@ export class Engine {
     this.errorRecordAt = rt.reserve(32, 16);
   }
 
-  /** Carves the pool and rings from the shared memory and starts the workers. */
-  static async start(opts: EngineOptions = {}): Promise<Engine> {
-    const rt = opts.runtime ?? (opts.memory ? new Runtime(opts.memory) : processRuntime());
-    const count = opts.workers ?? (await defaultWorkerCount());
-    if (!Number.isInteger(count) || count < 1 || count > 256) throw invalid(`engine: workers must be an integer from 1 to 256, got ${String(count)}`);
-    const ringCapacity = opts.ringCapacity ?? DEFAULT_RING_CAPACITY;
-    if (!Number.isInteger(ringCapacity) || ringCapacity < 2 || ringCapacity > 1 << 20 || (ringCapacity & (ringCapacity - 1)) !== 0) {
-      throw invalid(`engine: ringCapacity must be a power of two from 2 to 2^20, got ${String(ringCapacity)}`);
+  /**
+   * Carves the pool and rings from the shared memory and starts the workers.
+   * Errors: EINVAL for options that are not an object or an option of the
+   * wrong type or out of range; ENOMEM when the memory cannot hold the pool;
+   * EWORKER or ETIMEDOUT when a worker does not start.
+   */
+  static async start(opts?: EngineOptions): Promise<Engine> {
+    const o = checkOptions('Engine.start: options', opts);
+    if (o.runtime !== undefined && typeof o.runtime?.reserve !== 'function') throw badArgument('Engine.start: options.runtime', 'a Runtime', o.runtime);
+    if (o.memory !== undefined && !isSharedMemory(o.memory)) throw badArgument('Engine.start: options.memory', 'a shared WebAssembly.Memory', o.memory);
+    if (o.workers !== undefined) checkInteger('Engine.start: options.workers', o.workers, 1, 256);
+    const ringCapacity = o.ringCapacity ?? DEFAULT_RING_CAPACITY;
+    if (typeof ringCapacity !== 'number' || !Number.isInteger(ringCapacity) || ringCapacity < 2 || ringCapacity > 1 << 20 || (ringCapacity & (ringCapacity - 1)) !== 0) {
+      throw badArgument('Engine.start: options.ringCapacity', 'a power of two from 2 to 2^20', ringCapacity);
     }
-    const spins = opts.spinIterations ?? RING_SPIN_ITERATIONS;
-    if (!Number.isInteger(spins) || spins < 0) throw invalid(`engine: spinIterations must be a non-negative integer, got ${String(spins)}`);
+    const spins = checkInteger('Engine.start: options.spinIterations', o.spinIterations ?? RING_SPIN_ITERATIONS, 0, 2 ** 31 - 1);
+    const rt = o.runtime ?? (o.memory ? new Runtime(o.memory) : processRuntime());
+    const count = o.workers ?? (await defaultWorkerCount());
     const layout = readLayout(rt.exports);
-    const pool = SlabPool.create(rt, opts.classes ?? DEFAULT_CLASSES);
+    const pool = SlabPool.create(rt, o.classes ?? DEFAULT_CLASSES);
     const doorbellAt = rt.reserve(DOORBELL_BYTES, 128);
     new Int32Array(rt.memory.buffer, doorbellAt, DOORBELL_BYTES >> 2).fill(0);
     const engine = new Engine(rt, pool, ringCapacity, doorbellAt, spins);
@@ -254,14 +268,18 @@ export class Engine {
   /**
    * Submits prepared job descriptors (DESC_OP, DESC_LEN, DESC_LINK, DESC_ARG set)
    * and returns how many were accepted: fewer when every worker's rings are full
-   * (back-pressure: poll, then submit the rest).
+   * (back-pressure: poll, then submit the rest). Errors: ENXIO after close();
+   * EINVAL for a batch that is not an array of the pool's descriptor indices.
    */
   submit(batch: ArrayLike<number>): number {
-    if (this.state !== 'running') throw invalid('engine: submit after close');
+    if (this.state !== 'running') throw afterClose('engine.submit');
+    if (batch === null || typeof batch !== 'object' || typeof batch.length !== 'number') {
+      throw badArgument('engine.submit: batch', 'an array of descriptor indices', batch);
+    }
     const L = this.layout;
     for (let i = 0; i < batch.length; i++) {
       const idx = batch[i];
-      if (!Number.isInteger(idx) || idx < 0 || idx >= this.pool.descriptors) throw invalid(`engine: descriptor ${idx} is not one of the pool's ${this.pool.descriptors}`);
+      this.pool.checkDescriptor(idx, 'engine.submit');
       this.i32[this.pool.descWord(idx) + (L.DESC_STATUS >> 2)] = STATUS_PENDING;
     }
     const placed = this.place(batch, 0, batch.length);
@@ -280,8 +298,11 @@ export class Engine {
     }
   }
 
-  /** Reaps up to `max` completed descriptors of the batch API (never blocks). */
+  /** Reaps up to `max` completed descriptors of the batch API (never blocks). EINVAL unless max is a whole number or Infinity. */
   poll(max = Infinity): number[] {
+    if (typeof max !== 'number' || !(max >= 0) || (max !== Infinity && !Number.isInteger(max))) {
+      throw badArgument('engine.poll: max', 'a whole number or Infinity', max);
+    }
     this.reap();
     return this.completed.splice(0, max);
   }
@@ -295,18 +316,29 @@ export class Engine {
     }
   }
 
-  /** DESC_STATUS of a descriptor (0 ok, 1 incompressible, < 0 error). */
+  /** DESC_STATUS of a descriptor (0 ok, 1 incompressible, < 0 error). EINVAL for an index that is not the pool's. */
   statusOf(idx: number): number {
+    this.pool.checkDescriptor(idx, 'engine.statusOf');
     return this.i32[this.pool.descWord(idx) + (this.layout.DESC_STATUS >> 2)];
   }
 
-  /** DESC_CHECKSUM of a checksum job. */
+  /** DESC_CHECKSUM of a checksum job. EINVAL for an index that is not the pool's. */
   checksumOf(idx: number): number {
+    this.pool.checkDescriptor(idx, 'engine.checksumOf');
     return this.u32[this.pool.descWord(idx) + (this.layout.DESC_CHECKSUM >> 2)];
   }
 
-  /** Sets a descriptor's job fields (DESC_AUX: an input of OP_PREPARE_BLOCK, else 0). */
+  /**
+   * Sets a descriptor's job fields (DESC_AUX: an input of OP_PREPARE_BLOCK,
+   * else 0). Errors: EINVAL for idx or link that is not one of the pool's
+   * descriptors, op that is not 0 to 255, or arg or aux that is not a u32.
+   */
   prepare(idx: number, op: number, link = 0, arg = 0, aux = 0): void {
+    this.pool.checkDescriptor(idx, 'engine.prepare');
+    checkInteger('engine.prepare: op', op, 0, 255);
+    this.pool.checkDescriptor(link, 'engine.prepare: link');
+    u32Arg(arg, 'engine.prepare: arg');
+    u32Arg(aux, 'engine.prepare: aux');
     const L = this.layout;
     const d = this.pool.descWord(idx);
     this.u32[d + (L.DESC_OP >> 2)] = op;
@@ -400,8 +432,16 @@ export class Engine {
    * Runs one descriptor prepared with prepare() and resolves with its status
    * (STATUS_OK, STATUS_INCOMPRESSIBLE, or a negative error status). Jobs
    * started in the same microtask wave reach the workers as one burst.
+   * Rejects with ENXIO after close(), EINVAL for an index that is not the
+   * pool's, ECANCELED or EWORKER as the batch API's statuses say.
    */
   execute(idx: number): Promise<number> {
+    try {
+      this.pool.checkDescriptor(idx, 'engine.execute');
+      if (this.state === 'closed') throw afterClose('engine.execute');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.run(idx);
   }
 
@@ -453,12 +493,12 @@ export class Engine {
   // A promise-API call is accepted or refused when it is made; an accepted call
   // that reaches run() during close() is drained or canceled with the rest.
   private enter(what: string): void {
-    if (this.state !== 'running') throw invalid(`engine.${what}: the engine is closed`);
+    if (this.state !== 'running') throw afterClose(`engine.${what}`);
     this.calls++;
   }
 
   private checkSize(n: number, what: string): void {
-    if (n > this.pool.maxBufferBytes) throw invalid(`engine.${what}: ${n} bytes exceed the largest pool buffer (${this.pool.maxBufferBytes}); use the synchronous codec`);
+    if (n > this.pool.maxBufferBytes) throw new FlashpackError('EINVAL', `engine.${what}: ${n} bytes exceed the largest pool buffer (${this.pool.maxBufferBytes}); use the synchronous codec`);
   }
 
   // --------------------------------------------------------------------------
@@ -467,7 +507,7 @@ export class Engine {
   private async checksum(op: number, what: string, src: ArrayBufferView | ArrayBuffer): Promise<number> {
     this.enter(what);
     try {
-      const input = bytesOf(src, `engine.${what}`);
+      const input = bytesOf(src, `engine.${what}: src`);
       this.checkSize(input.length, what);
       const d = await this.pool.allocAsync(input.length);
       try {
@@ -498,7 +538,7 @@ export class Engine {
   /** The dedupe fingerprint (XXH3-128, 16 bytes), as fingerprint(src). */
   fingerprint(src: ArrayBufferView | ArrayBuffer): Promise<Uint8Array> {
     return this.call('fingerprint', async () => {
-      const input = bytesOf(src, 'engine.fingerprint');
+      const input = bytesOf(src, 'engine.fingerprint: src');
       this.checkSize(input.length, 'fingerprint');
       const d = await this.pool.allocAsync(input.length);
       try {
@@ -512,13 +552,16 @@ export class Engine {
     });
   }
 
-  /** Word k (0–3, little-endian) of a fingerprint job's DESC_RESULT, without copying the digest. */
+  /** Word k (0–3, little-endian) of a fingerprint job's DESC_RESULT, without copying the digest. EINVAL for a bad idx or k. */
   resultWord(idx: number, k: number): number {
+    this.pool.checkDescriptor(idx, 'engine.resultWord');
+    checkInteger('engine.resultWord: k', k, 0, 3);
     return this.u32[this.pool.descWord(idx) + (this.layout.DESC_RESULT >> 2) + k];
   }
 
-  /** DESC_RESULT of a fingerprint job: the 16-byte digest (a copy). */
+  /** DESC_RESULT of a fingerprint job: the 16-byte digest (a copy). EINVAL for an index that is not the pool's. */
   resultOf(idx: number): Uint8Array {
+    this.pool.checkDescriptor(idx, 'engine.resultOf');
     const at = (this.pool.descWord(idx) << 2) + this.layout.DESC_RESULT;
     return new Uint8Array(this.runtime.memory.buffer, at, 16).slice();
   }
@@ -534,20 +577,17 @@ export class Engine {
   });
 
   private async deflateCompress(src: ArrayBufferView | ArrayBuffer, opts?: DeflateOptions): Promise<Uint8Array> {
-    const input = bytesOf(src, 'engine.deflate.compress');
-    const level = levelArg(opts?.level ?? 6, 'engine.deflate.compress');
-    const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.compress');
+    const input = bytesOf(src, 'engine.deflate.compress: src');
+    const { level, format } = deflateOptionsArg(opts, 'engine.deflate.compress');
     return this.compressJob('deflate.compress', input, OP_DEFLATE_COMPRESS, level | (format << 8), () => deflateSync(input, opts));
   }
 
   private async inflate(src: ArrayBufferView | ArrayBuffer, opts?: InflateOptions & { originalSize?: number }): Promise<Uint8Array> {
-    const input = bytesOf(src, 'engine.deflate.decompress');
+    const input = bytesOf(src, 'engine.deflate.decompress: src');
     this.checkSize(input.length, 'deflate.decompress');
-    const format = formatArg(opts?.format ?? 'raw', 'engine.deflate.decompress');
-    const size = opts?.originalSize ?? this.pool.maxBufferBytes;
-    if (!Number.isInteger(size) || size < 0 || size > this.pool.maxBufferBytes) {
-      throw invalid(`engine.deflate.decompress: originalSize must be an integer from 0 to ${this.pool.maxBufferBytes}, got ${String(size)}`);
-    }
+    const o = checkOptions('engine.deflate.decompress: options', opts);
+    const format = formatArg(o.format, 'engine.deflate.decompress: options.format');
+    const size = checkInteger('engine.deflate.decompress: options.originalSize', o.originalSize ?? this.pool.maxBufferBytes, 0, this.pool.maxBufferBytes);
     const [inD, outD] = await this.allocPair(Math.max(1, input.length), Math.max(1, size));
     try {
       this.pool.write(inD, input);
@@ -562,11 +602,15 @@ export class Engine {
         for (let k = 0; k < 3; k++) this.u32[rec + 2 + k] = this.u32[d + (L.DESC_RESULT >> 2) + k];
         throw inflateError(this.runtime, this.errorRecordAt, formatName(format));
       }
-      if (status === STATUS_OUTPUT_OVERFLOW) throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded data exceeds the ${this.pool.capacityOf(outD)}-byte output buffer`);
+      if (status === STATUS_OUTPUT_OVERFLOW) {
+        // originalSize is a claim about the stream; the largest buffer is only the engine's limit.
+        if (o.originalSize !== undefined) throw new FlashpackError('ECORRUPT', `${formatName(format)}: decodes to more than originalSize ${size}`);
+        throw new FlashpackError('ENOSPC', `${formatName(format)}: decodes to more than the engine's largest buffer (${size} bytes); give options.originalSize or use deflate.decompress`);
+      }
       if (status !== STATUS_OK) throw new FlashpackError('EINTERNAL', `engine: inflate status ${status}`);
       const out = this.pool.bytes(outD).slice();
-      if (opts?.originalSize !== undefined && out.length !== opts.originalSize) {
-        throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded ${out.length} bytes, expected originalSize ${opts.originalSize}`);
+      if (o.originalSize !== undefined && out.length !== o.originalSize) {
+        throw new FlashpackError('ECORRUPT', `${formatName(format)}: decoded ${out.length} bytes, expected originalSize ${o.originalSize}`);
       }
       return out;
     } finally {
@@ -590,9 +634,8 @@ export class Engine {
   }
 
   private async lz4Compress(src: ArrayBufferView | ArrayBuffer, opts?: Lz4CompressOptions): Promise<Uint8Array> {
-    const input = bytesOf(src, 'engine.lz4.compressBlock');
-    const accel = opts?.acceleration ?? 1;
-    if (!Number.isInteger(accel) || accel < 1 || accel > 65537) throw invalid(`engine.lz4.compressBlock: acceleration must be an integer from 1 to 65537, got ${String(accel)}`);
+    const input = bytesOf(src, 'engine.lz4.compressBlock: src');
+    const accel = accelerationArg(opts, 'engine.lz4.compressBlock');
     return this.compressJob('lz4.compressBlock', input, OP_LZ4_COMPRESS, accel, () => compressBlockSync(input, opts));
   }
 
@@ -618,11 +661,9 @@ export class Engine {
   }
 
   private async lz4Decompress(src: ArrayBufferView | ArrayBuffer, originalSize: number): Promise<Uint8Array> {
-    const input = bytesOf(src, 'engine.lz4.decompressBlock');
+    const input = bytesOf(src, 'engine.lz4.decompressBlock: src');
     this.checkSize(input.length, 'lz4.decompressBlock');
-    if (!Number.isInteger(originalSize) || originalSize < 0 || originalSize > this.pool.maxBufferBytes) {
-      throw invalid(`engine.lz4.decompressBlock: originalSize must be an integer from 0 to ${this.pool.maxBufferBytes}, got ${String(originalSize)}`);
-    }
+    checkInteger('engine.lz4.decompressBlock: originalSize', originalSize, 0, this.pool.maxBufferBytes);
     const [inD, outD] = await this.allocPair(input.length, Math.max(1, originalSize));
     try {
       this.pool.write(inD, input);
@@ -630,9 +671,10 @@ export class Engine {
       const status = await this.run(inD);
       const L = this.layout;
       const d = this.pool.descWord(inD);
-      if (status <= STATUS_LZ4_ERROR_BASE) {
-        throw new FlashpackError('ECORRUPT', lz4ErrorMessage('lz4 block', STATUS_LZ4_ERROR_BASE - status, this.u32[d + (L.DESC_CHECKSUM >> 2)],
-          this.u32[d + (L.DESC_AUX >> 2)], this.u32[d + (L.DESC_RESULT >> 2)]));
+      // Statuses from -101 down are LZ4 error kinds; STATUS_SIZE_MISMATCH (-200) and below are not.
+      if (status <= STATUS_LZ4_ERROR_BASE && status > STATUS_SIZE_MISMATCH) {
+        throw lz4KindError(STATUS_LZ4_ERROR_BASE - status, this.u32[d + (L.DESC_CHECKSUM >> 2)], this.u32[d + (L.DESC_AUX >> 2)],
+          this.u32[d + (L.DESC_RESULT >> 2)], 'lz4 block', 'ECORRUPT', 'originalSize');
       }
       const got = this.pool.lengthOf(outD);
       if (status === STATUS_SIZE_MISMATCH || got !== originalSize) {
@@ -652,13 +694,19 @@ export class Engine {
    * Stops the engine. By default lets queued and running jobs finish (up to
    * timeoutMs); otherwise, or after the timeout, cancels what has not started
    * (promises reject with ECANCELED, batch jobs complete with STATUS_CANCELED).
-   * Workers leave and nothing is left holding the process open.
+   * Workers leave and nothing is left holding the process open. Closing
+   * twice is a no-op. Errors: EINVAL for options that are not an object, a
+   * drain that is not a boolean or a timeoutMs that is not a number ≥ 0.
    */
-  async close(opts: CloseOptions = {}): Promise<void> {
+  async close(opts?: CloseOptions): Promise<void> {
+    const o = checkOptions('engine.close: options', opts);
+    const drain = checkBoolean('engine.close: options.drain', o.drain, true);
+    const timeoutMs = o.timeoutMs ?? 30_000;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw badArgument('engine.close: options.timeoutMs', 'a number of milliseconds ≥ 0', timeoutMs);
     if (this.state !== 'running') return;
     this.state = 'closing';
-    this.draining = opts.drain ?? true;
-    const deadline = performance.now() + (opts.timeoutMs ?? 30_000);
+    this.draining = drain;
+    const deadline = performance.now() + timeoutMs;
     while (this.draining && (this.calls > 0 || this.inflight > 0) && performance.now() < deadline && this.slots.some((s) => s.alive)) {
       this.reap();
       if (this.inflight > 0) await this.sleepOnDoorbell();
@@ -688,6 +736,11 @@ export class Engine {
     }
     for (const idx of this.backlog.splice(0)) this.cancel(idx);
     this.updateRef();
+  }
+
+  /** `await using engine = await Engine.start()`: closes (draining) when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   private cancel(idx: number): void {

@@ -4,6 +4,8 @@
  * outputs go to the descriptor named in DESC_LINK (codecs) or to the job
  * descriptor's own result fields (checksums in DESC_CHECKSUM).
  */
+import type { WasmMemory, WasmModule } from '../wasm/wasm-types.js';
+
 export const OP_NOP = 0;
 export const OP_CRC32 = 1;
 export const OP_CRC32C = 2;
@@ -71,8 +73,8 @@ export const STATUS_OUTPUT_OVERFLOW = -206;
 /** Messages between the engine and a worker (startup and shutdown only; work goes through rings). */
 export interface WorkerInit {
   type: 'init';
-  module: WebAssembly.Module;
-  memory: WebAssembly.Memory;
+  module: WasmModule;
+  memory: WasmMemory;
   index: number;
   submitAt: number;
   completeAt: number;

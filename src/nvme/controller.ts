@@ -8,8 +8,12 @@
  * controller block and every queue pair in the shared memory; each runs
  * commands on its own Device, so up to `ioWorkers` commands execute at once
  * while the host thread only submits and polls.
+ *
+ * Errors: EINVAL for an argument or option of the wrong type or out of range
+ * (the message names it); ENXIO once the controller is closed, failed or its
+ * device is gone; ENOMEM when all queue pairs are in use.
  */
-import { FlashpackError, invalid } from '../errors.js';
+import { FlashpackError, afterClose, badArgument, checkFunction, checkInteger, checkOptions, describe, invalid } from '../errors.js';
 import { runtime as processRuntime, type Runtime } from '../wasm/runtime.js';
 import { SlabPool } from '../shm/slab.js';
 import { spawnWorker, availableCores, type WorkerHandle } from '../wasm/spawn.js';
@@ -43,11 +47,18 @@ const MIN_PAGE_BYTES = 4096;
 const WORKER_READY_TIMEOUT_MS = 30_000;
 const WORKER_CLOSE_TIMEOUT_MS = 30_000;
 
-const isPow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+const isPow2 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 const DEFAULT_SPIN_ITERATIONS = 2000;
-const checkSpin = (n: number): void => {
-  if (!Number.isInteger(n) || n < 0 || n > 2 ** 31 - 1) throw invalid(`controller: spinIterations ${n} (a non-negative integer)`);
+const checkSpin = (n: unknown, what: string): void => {
+  checkInteger(what, n, 0, 2 ** 31 - 1);
 };
+
+/** Whether `b` has the shape of a Backend (MemoryBackend, FileBackend, FaultBackend or a caller's own). */
+function isBackend(b: unknown): b is Backend {
+  const x = b as Backend | null;
+  return typeof x === 'object' && x !== null && typeof x.describe === 'function' && typeof x.present === 'function' &&
+    typeof x.blockSize === 'number' && typeof x.blocks === 'number';
+}
 
 export class Namespace {
   readonly id = 1;
@@ -110,18 +121,17 @@ export class Controller {
 
   private constructor(backend: Backend, rt: Runtime, pool: SlabPool, opts: ControllerOptions) {
     const bs = backend.blockSize;
+    const what = 'nvme.Controller.open: options';
     const maxTransfer = opts.maxTransferBytes ?? 128 * 1024;
     if (!isPow2(maxTransfer) || maxTransfer < MIN_PAGE_BYTES || maxTransfer > 2 << 20 || maxTransfer < bs) {
-      throw invalid(`controller: maxTransferBytes ${maxTransfer} (a power of two, 4096 to 2 MiB)`);
+      throw badArgument(`${what}.maxTransferBytes`, `a power of two from 4096 to 2 MiB, at least the ${bs}-byte block`, maxTransfer);
     }
-    const noiob = opts.optimalIoBoundary ?? 0;
-    if (!Number.isInteger(noiob) || noiob < 0 || noiob > 0xffff) throw invalid(`controller: optimalIoBoundary ${noiob} (0 to 65,535 blocks)`);
+    const noiob = checkInteger(`${what}.optimalIoBoundary`, opts.optimalIoBoundary ?? 0, 0, 0xffff);
     const mqe = opts.maxQueueEntries ?? 1024;
-    if (!isPow2(mqe) || mqe < 4 || mqe > 65536) throw invalid(`controller: maxQueueEntries ${mqe} (a power of two, 4 to 65,536)`);
-    const workers = opts.ioWorkers ?? 1;
-    if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw invalid(`controller: ioWorkers ${workers} (1 to 64)`);
+    if (!isPow2(mqe) || mqe < 4 || mqe > 65536) throw badArgument(`${what}.maxQueueEntries`, 'a power of two from 4 to 65,536', mqe);
+    const workers = checkInteger(`${what}.ioWorkers`, opts.ioWorkers ?? 1, 1, 64);
     const spin = opts.spinIterations ?? DEFAULT_SPIN_ITERATIONS;
-    checkSpin(spin);
+    checkSpin(spin, `${what}.spinIterations`);
     this.backend = backend;
     this.runtime = rt;
     this.pool = pool;
@@ -152,18 +162,28 @@ export class Controller {
   }
 
   set spinIterations(n: number) {
-    checkSpin(n);
+    checkSpin(n, 'controller.spinIterations');
     Atomics.store(this.i32(), (this.at + CTRL_SPIN) >> 2, n);
   }
 
-  /** Attaches to a backend and starts its device workers. */
-  static async open(backend: Backend, opts: ControllerOptions = {}): Promise<Controller> {
-    if (!backend.present(backend.epoch)) throw new FlashpackError('ENXIO', 'controller: the backend is not present (removed or powered off)');
-    const rt = opts.runtime ?? processRuntime();
-    const pool = opts.pool ?? SlabPool.create(rt);
-    if (pool.memory !== rt.memory) throw invalid('controller: the slab pool is not in the runtime\'s memory');
-    const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, (await availableCores()) - 1));
-    const c = new Controller(backend, rt, pool, { ...opts, ioWorkers });
+  /**
+   * Attaches to a backend and starts its device workers. Errors: EINVAL for a
+   * backend that is not one, options that are not an object or an option of
+   * the wrong type or out of range; ENXIO when the backend is not present or a
+   * device worker cannot open it.
+   */
+  static async open(backend: Backend, opts?: ControllerOptions): Promise<Controller> {
+    if (!isBackend(backend)) throw badArgument('nvme.Controller.open: backend', 'a Backend (MemoryBackend, FileBackend or FaultBackend)', backend);
+    const o = checkOptions('nvme.Controller.open: options', opts);
+    if (o.runtime !== undefined && typeof o.runtime?.reserve !== 'function') throw badArgument('nvme.Controller.open: options.runtime', 'a Runtime', o.runtime);
+    if (o.pool !== undefined && typeof o.pool?.checkAllocated !== 'function') throw badArgument('nvme.Controller.open: options.pool', 'a SlabPool', o.pool);
+    if (o.ioWorkers !== undefined) checkInteger('nvme.Controller.open: options.ioWorkers', o.ioWorkers, 1, 64);
+    if (!backend.present(backend.epoch)) throw new FlashpackError('ENXIO', 'nvme.Controller.open: the backend is not present (removed or powered off)');
+    const rt = o.runtime ?? processRuntime();
+    const pool = o.pool ?? SlabPool.create(rt);
+    if (pool.memory !== rt.memory) throw invalid('nvme.Controller.open: options.pool is not in the runtime\'s memory');
+    const ioWorkers = o.ioWorkers ?? Math.min(4, Math.max(1, (await availableCores()) - 1));
+    const c = new Controller(backend, rt, pool, { ...o, ioWorkers });
     try {
       await Promise.all(Array.from({ length: c.ioWorkers }, () => c.startWorker()));
     } catch (err) {
@@ -232,11 +252,12 @@ export class Controller {
     return this.state === CTRL_LIVE && this.backend.present(this.epoch);
   }
 
-  /** @internal ENXIO unless the controller accepts commands. */
-  checkLive(): void {
+  /** @internal ENXIO unless the controller accepts commands (`what` names the call: "qpair.write"). */
+  checkLive(what: string): void {
     if (this.live) return;
-    const why = this.state === CTRL_CLOSING ? 'is closed' : this.failure !== null ? `failed (${this.failure.message})` : 'lost its device (removed or powered off)';
-    throw new FlashpackError('ENXIO', `controller ${why}`);
+    if (this.state === CTRL_CLOSING) throw afterClose(what);
+    const why = this.failure !== null ? `failed (${this.failure.message})` : 'lost its device (removed or powered off)';
+    throw new FlashpackError('ENXIO', `${what}: the controller ${why}`);
   }
 
   /** @internal a write command of `blocks` blocks completed: the backend hears of it (write-behind). */
@@ -256,21 +277,26 @@ export class Controller {
     Atomics.notify(i32, (this.at + CTRL_DOORBELL) >> 2, 1);
   }
 
-  /** Namespace `id` (only nsid 1 exists). */
+  /** Namespace `id` (only nsid 1 exists). EINVAL for any other id. */
   ns(id = 1): Namespace {
-    if (id !== 1) throw invalid(`controller: namespace ${id} does not exist (only 1)`);
+    if (id !== 1) throw invalid(`controller.ns: namespace ${describe(id)} does not exist (only 1)`);
     return this.namespaces[0];
   }
 
-  /** spdk_nvme_ctrlr_alloc_io_qpair. Defaults: 256 entries, 512 requests (SPDK's). */
-  allocIoQpair(opts: IoQpairOptions = {}): IoQpair {
-    this.checkLive();
-    const entries = opts.ioQueueSize ?? Math.min(256, this.maxQueueEntries);
+  /**
+   * spdk_nvme_ctrlr_alloc_io_qpair. Defaults: 256 entries, 512 requests
+   * (SPDK's). Errors: ENXIO after close() (or failure, or removal); EINVAL for
+   * options that are not an object or out of range; ENOMEM when all queue
+   * pairs are in use.
+   */
+  allocIoQpair(opts?: IoQpairOptions): IoQpair {
+    const o = checkOptions('controller.allocIoQpair: options', opts);
+    this.checkLive('controller.allocIoQpair');
+    const entries = o.ioQueueSize ?? Math.min(256, this.maxQueueEntries);
     if (!isPow2(entries) || entries < 4 || entries > this.maxQueueEntries) {
-      throw invalid(`allocIoQpair: ioQueueSize ${entries} (a power of two, 4 to maxQueueEntries ${this.maxQueueEntries})`);
+      throw badArgument('controller.allocIoQpair: options.ioQueueSize', `a power of two from 4 to maxQueueEntries ${this.maxQueueEntries}`, entries);
     }
-    const requests = opts.ioQueueRequests ?? 512;
-    if (!Number.isInteger(requests) || requests < 1 || requests > 1 << 20) throw invalid(`allocIoQpair: ioQueueRequests ${requests} (1 to 2^20)`);
+    const requests = checkInteger('controller.allocIoQpair: options.ioQueueRequests', o.ioQueueRequests ?? 512, 1, 1 << 20);
     const slot = this.qpairs.indexOf(null);
     if (slot < 0) throw new FlashpackError('ENOMEM', `allocIoQpair: all ${MAX_QPAIRS} queue pairs are in use`);
     const L = qpairLayout(entries);
@@ -288,8 +314,9 @@ export class Controller {
     return qp;
   }
 
-  /** spdk_nvme_ctrlr_free_io_qpair: EINVAL while commands are outstanding or queued. */
+  /** spdk_nvme_ctrlr_free_io_qpair: EINVAL while commands are outstanding or queued, or for a qpair not allocated here. */
   freeIoQpair(qp: IoQpair): void {
+    if (!(qp instanceof IoQpair)) throw badArgument('controller.freeIoQpair: qp', 'an IoQpair', qp);
     const slot = qp.id - 1;
     if (this.qpairs[slot] !== qp) throw invalid(`freeIoQpair: qpair ${qp.id} is not allocated on this controller`);
     if (qp.outstandingCount + qp.queuedCount > 0 && !this.devicesGone) {
@@ -309,10 +336,14 @@ export class Controller {
   /**
    * spdk_nvme_ctrlr_register_timeout_callback: commands outstanding longer than
    * timeoutMs are reported once each, oldest first, from processCompletions.
-   * timeoutMs 0 turns reporting off.
+   * timeoutMs 0 turns reporting off. Errors: EINVAL for timeoutMs that is not
+   * a finite number ≥ 0, or cb that is neither a function nor null.
    */
   registerTimeoutCallback(timeoutMs: number, cb: TimeoutCallback | null): void {
-    if (!(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) throw invalid(`registerTimeoutCallback: timeout ${timeoutMs} ms`);
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) {
+      throw badArgument('controller.registerTimeoutCallback: timeoutMs', 'a finite number of milliseconds ≥ 0', timeoutMs);
+    }
+    if (cb !== null) checkFunction('controller.registerTimeoutCallback: cb', cb);
     this.timeoutMs = timeoutMs;
     this.timeoutCallback = cb;
   }
@@ -342,5 +373,10 @@ export class Controller {
     await this.stopWorkers();
     this.devicesGone = true;
     for (const qp of this.qpairs) qp?.drainOnClose();
+  }
+
+  /** `await using ctrlr = await nvme.Controller.open(backend)`: closes when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -7,6 +7,7 @@
  * Runs as a node:worker_threads worker on Node and a Web Worker on Deno and Bun.
  */
 import { parentPort } from '../wasm/spawn.js';
+import type { WasmMemory } from '../wasm/wasm-types.js';
 import { openDevice } from './devices.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
@@ -22,7 +23,7 @@ import {
 } from './spec.js';
 
 export interface DeviceWorkerInit {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   ctrlAt: number;
   backend: BackendDescription;
 }
@@ -43,7 +44,7 @@ interface Queue {
 }
 
 class DeviceLoop {
-  private readonly memory: WebAssembly.Memory;
+  private readonly memory: WasmMemory;
   private i32: Int32Array;
   private u8: Uint8Array;
   private readonly ctrl: number; // Int32 index of the controller block

@@ -19,7 +19,7 @@
  * lock word while they capture old data, write and log, so the log order is
  * the order the media saw.
  */
-import { invalid, FlashpackError } from '../errors.js';
+import { invalid, FlashpackError, badArgument, checkOptions } from '../errors.js';
 import type { Backend, BackendDescription, Device } from './backend.js';
 import { openDevice } from './devices.js';
 import {
@@ -90,16 +90,27 @@ export class FaultBackend implements Backend {
   private readonly log: SharedArrayBuffer;
   private readonly c: Int32Array;
 
-  constructor(inner: Backend, opts: FaultBackendOptions = {}) {
-    const sector = opts.sectorBytes ?? 512;
-    if (!Number.isInteger(sector) || sector < 512 || inner.blockSize % sector !== 0) {
-      throw invalid(`fault backend: sector size ${sector} must be at least 512 and divide the ${inner.blockSize}-byte block`);
+  /**
+   * Wraps `inner`. Errors: EINVAL for an inner that is not a Backend, options
+   * that are not an object, a sector size that is not at least 512 and a
+   * divisor of the block, or a cache that cannot hold one block.
+   */
+  constructor(inner: Backend, opts?: FaultBackendOptions) {
+    const x = inner as Backend | null;
+    if (typeof x !== 'object' || x === null || typeof x.describe !== 'function' || typeof x.present !== 'function' || typeof x.blockSize !== 'number') {
+      throw badArgument('nvme.FaultBackend: inner', 'a Backend (MemoryBackend or FileBackend)', inner);
+    }
+    const o = checkOptions('nvme.FaultBackend: options', opts);
+    const sector = o.sectorBytes ?? 512;
+    if (typeof sector !== 'number' || !Number.isInteger(sector) || sector < 512 || inner.blockSize % sector !== 0) {
+      throw badArgument('nvme.FaultBackend: options.sectorBytes', `an integer ≥ 512 that divides the ${inner.blockSize}-byte block`, sector);
+    }
+    const cacheBytes = o.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    if (typeof cacheBytes !== 'number' || !Number.isSafeInteger(cacheBytes) || cacheBytes < RECORD_HEADER_BYTES + inner.blockSize) {
+      throw badArgument('nvme.FaultBackend: options.cacheBytes', `a whole number of bytes that holds one ${inner.blockSize}-byte block and its record header`, cacheBytes);
     }
     // Whole 8-byte words: the log is read through Int32Array views.
-    const cache = Math.floor((opts.cacheBytes ?? DEFAULT_CACHE_BYTES) / 8) * 8;
-    if (!Number.isSafeInteger(cache) || cache < RECORD_HEADER_BYTES + inner.blockSize) {
-      throw invalid(`fault backend: cache of ${cache} bytes cannot hold one ${inner.blockSize}-byte block`);
-    }
+    const cache = Math.floor(cacheBytes / 8) * 8;
     this.inner = inner;
     this.blockSize = inner.blockSize;
     this.blocks = inner.blocks;
@@ -125,19 +136,27 @@ export class FaultBackend implements Backend {
     return Atomics.load(this.c, C_PRESENT) === 1 && Atomics.load(this.c, C_EPOCH) === epoch && this.inner.present(this.inner.epoch);
   }
 
-  /** Latency added before each command runs, in microseconds. */
+  /** Latency added before each command runs, in microseconds. EINVAL for a value that is not an integer from 0 to 60,000,000. */
   setLatency(lat: { readUs?: number; writeUs?: number; flushUs?: number }): void {
+    const o = checkOptions('fault.setLatency: latency', lat);
     for (const [k, w] of [['readUs', C_READ_US], ['writeUs', C_WRITE_US], ['flushUs', C_FLUSH_US]] as const) {
-      const v = lat[k];
+      const v = o[k];
       if (v === undefined) continue;
-      if (!Number.isInteger(v) || v < 0 || v > 60_000_000) throw invalid(`fault backend: ${k} ${v} (0 to 60,000,000)`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 60_000_000) throw badArgument(`fault.setLatency: latency.${k}`, 'an integer from 0 to 60,000,000', v);
       Atomics.store(this.c, w, v);
     }
   }
 
-  /** Makes reads and/or writes of `count` blocks from `lba` fail with a media error, until clearMediaErrors(). */
+  /**
+   * Makes reads and/or writes of `count` blocks from `lba` fail with a media
+   * error, until clearMediaErrors(). EINVAL for a range outside the device, a
+   * kind other than 'read', 'write' or 'both', or more than MEDIA_ERRORS_MAX ranges.
+   */
   injectMediaError(lba: number, count = 1, kind: MediaErrorKind = 'read'): void {
-    if (!Number.isSafeInteger(lba) || lba < 0 || !Number.isSafeInteger(count) || count < 1 || lba + count > this.blocks) {
+    if (typeof lba !== 'number' || !Number.isSafeInteger(lba) || lba < 0) throw badArgument('fault.injectMediaError: lba', 'a whole number', lba);
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) throw badArgument('fault.injectMediaError: count', 'an integer ≥ 1', count);
+    if (kind !== 'read' && kind !== 'write' && kind !== 'both') throw badArgument('fault.injectMediaError: kind', "'read', 'write' or 'both'", kind);
+    if (lba + count > this.blocks) {
       throw invalid(`fault backend: media error at LBA ${lba} for ${count} blocks outside 0..${this.blocks}`);
     }
     const n = Atomics.load(this.c, C_MEDIA_ERRORS);
@@ -173,14 +192,18 @@ export class FaultBackend implements Backend {
    * Cuts the power: the device disappears (as remove()), then the volatile cache
    * is lost according to `mode`, and the inner backend holds what a real drive
    * would after the cut. powerOn() brings the device back for a new controller.
+   * EINVAL for options that are not an object, or a bad mode or seed.
    */
-  powerCut(opts: PowerCutOptions = {}): PowerCutReport {
-    const mode = opts.mode ?? 'tear';
-    if (mode !== 'tear' && mode !== 'drop' && mode !== 'keep') throw invalid(`fault backend: power cut mode ${String(mode)}`);
+  powerCut(opts?: PowerCutOptions): PowerCutReport {
+    const o = checkOptions('fault.powerCut: options', opts);
+    const mode = o.mode ?? 'tear';
+    if (mode !== 'tear' && mode !== 'drop' && mode !== 'keep') throw badArgument('fault.powerCut: options.mode', "'tear', 'drop' or 'keep'", mode);
+    const seed = o.seed ?? 1;
+    if (typeof seed !== 'number' || !Number.isFinite(seed)) throw badArgument('fault.powerCut: options.seed', 'a number', seed);
     this.remove();
     lock(this.c);
     try {
-      const report = this.loseCache(mode, opts.seed ?? 1);
+      const report = this.loseCache(mode, seed);
       clearLog(this.c);
       return report;
     } finally {

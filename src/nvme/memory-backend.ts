@@ -3,7 +3,7 @@
  * between it and the slab buffers. Writes are durable once completed (there is
  * no cache to lose); wrap it in a FaultBackend to get one.
  */
-import { invalid } from '../errors.js';
+import { FlashpackError, badArgument, checkOptions } from '../errors.js';
 import { BLOCK_SIZES, type Backend, type BackendDescription, type Device } from './backend.js';
 import { STATUS_SUCCESS } from './spec.js';
 
@@ -20,15 +20,26 @@ export class MemoryBackend implements Backend {
   readonly storage: SharedArrayBuffer;
   readonly epoch = 0;
 
+  /**
+   * A namespace of `size` bytes in memory. Errors: EINVAL for options that are
+   * not an object, a missing or bad size, or a block size other than 512 or
+   * 4096; ENOMEM for a size the runtime cannot allocate.
+   */
   constructor(opts: MemoryBackendOptions) {
-    const bs = opts.blockSize ?? 4096;
-    if (!BLOCK_SIZES.includes(bs)) throw invalid(`memory backend: block size ${bs} (512 or 4096)`);
-    if (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % bs !== 0) {
-      throw invalid(`memory backend: size ${opts.size} must be a positive multiple of the ${bs}-byte block size`);
+    const o = checkOptions('nvme.MemoryBackend: options', opts);
+    const bs = o.blockSize ?? 4096;
+    if (!BLOCK_SIZES.includes(bs)) throw badArgument('nvme.MemoryBackend: options.blockSize', '512 or 4096', bs);
+    const size = o.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0 || size % bs !== 0) {
+      throw badArgument('nvme.MemoryBackend: options.size', `a positive multiple of the ${bs}-byte block size`, size);
     }
     this.blockSize = bs;
-    this.blocks = opts.size / bs;
-    this.storage = new SharedArrayBuffer(opts.size);
+    this.blocks = size / bs;
+    try {
+      this.storage = new SharedArrayBuffer(size);
+    } catch (err) {
+      throw new FlashpackError('ENOMEM', `nvme.MemoryBackend: cannot allocate ${size} bytes`, { cause: err });
+    }
   }
 
   describe(): BackendDescription {

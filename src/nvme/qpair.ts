@@ -13,12 +13,16 @@
  *   fit, so it is EINVAL; a failed or removed controller is ENXIO.
  * - processCompletions(max) reaps, runs callbacks in completion order,
  *   resubmits queued requests, then checks timeouts oldest first.
+ * - Every argument is checked at the call: EINVAL names a bad namespace,
+ *   descriptor, LBA, count, flags or callback before anything is queued;
+ *   ENXIO after freeIoQpair() or the controller's close().
  *
  * The hot path allocates nothing: requests and trackers are struct-of-arrays,
  * statuses are interned.
  */
-import { FlashpackError, invalid } from '../errors.js';
+import { FlashpackError, afterClose, badArgument, checkFunction, describe, invalid } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
+import type { WasmMemory } from '../wasm/wasm-types.js';
 import type { Controller, Namespace } from './controller.js';
 import { childBlocks, childCount } from './split.js';
 import {
@@ -47,6 +51,11 @@ export interface DeallocateRange {
 }
 
 const NO = -1;
+
+/** ioFlags: a u32 (only IO_FLAGS_FUA means anything). */
+function flagsArg(ioFlags: unknown, what: string): void {
+  if (typeof ioFlags !== 'number' || (ioFlags >>> 0) !== ioFlags) throw badArgument(`${what}: ioFlags`, 'an integer from 0 to 2^32-1 (IO_FLAGS_FUA)', ioFlags);
+}
 /** How long waitForCompletions spins before it parks, in milliseconds. */
 const WAIT_SPIN_MS = 0.02;
 const KEEP_ALIVE_MARGIN_MS = 1000;
@@ -65,7 +74,7 @@ export class IoQpair {
   readonly base: number;
 
   private readonly pool: SlabPool;
-  private readonly memory: WebAssembly.Memory;
+  private readonly memory: WasmMemory;
   private i32: Int32Array;
   private readonly sqAt: number; // byte address of SQ entry 0
   private readonly cqAt: number;
@@ -105,7 +114,8 @@ export class IoQpair {
   private oldest = NO;
   private newest = NO;
   private outstanding = 0;
-  private freed = false;
+  /** What freed the queue pair ('freeIoQpair()' or 'close()'), or null while it is live. */
+  private freedBy: string | null = null;
 
   /** @internal Controller.allocIoQpair creates queue pairs. */
   constructor(ctrlr: Controller, id: number, base: number, entries: number, requests: number) {
@@ -171,46 +181,57 @@ export class IoQpair {
 
   // ---- commands (spdk_nvme_ns_cmd_*) ----
 
-  /** Reads lbaCount blocks at lba into the slab buffer of descriptor `desc`. */
+  // Errors of every command: ENXIO after freeIoQpair() or close(), or when the
+  // controller failed or lost its device; EINVAL for a namespace not on this
+  // controller, a bad LBA range, descriptor, ioFlags or a cb that is not a
+  // function; ENOMEM when the request pool cannot hold the command.
+
+  /** Reads lbaCount blocks at lba into the slab buffer of descriptor `desc`; cb(status, arg) on completion. */
   read(ns: Namespace, desc: number, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
     this.rw(OPC_READ, ns, desc, lba, lbaCount, cb, arg, ioFlags);
   }
 
-  /** Writes lbaCount blocks at lba from the slab buffer of descriptor `desc` (ioFlags: IO_FLAGS_FUA). */
+  /** Writes lbaCount blocks at lba from the slab buffer of descriptor `desc` (ioFlags: IO_FLAGS_FUA); cb(status, arg) on completion. */
   write(ns: Namespace, desc: number, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
     this.rw(OPC_WRITE, ns, desc, lba, lbaCount, cb, arg, ioFlags);
   }
 
-  /** Commits every write completed before it to non-volatile media. */
+  /** Commits every write completed before it to non-volatile media; cb(status, arg) on completion. */
   flush(ns: Namespace, cb: IoCallback, arg?: unknown): void {
-    this.checkNamespace(ns);
-    this.ctrlr.checkLive();
-    const r = this.takeRequests(1, 'flush');
+    this.checkNamespace(ns, 'qpair.flush');
+    checkFunction('qpair.flush: cb', cb);
+    this.ctrlr.checkLive('qpair.flush');
+    const r = this.takeRequests(1, 'qpair.flush');
     this.setRequest(r, OPC_FLUSH, 0, 0, 0, 0, 0, 0, cb, arg, NO);
     this.submitLeaf(r);
   }
 
   /** Sets lbaCount blocks to zero (split into 65,536-block commands). */
   writeZeroes(ns: Namespace, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
-    this.checkRange(ns, lba, lbaCount, 'write zeroes');
-    this.ctrlr.checkLive();
-    this.submitSplit(OPC_WRITE_ZEROES, ns, 0, lba, lbaCount, MAX_LBAS_PER_COMMAND, 0, ioFlags & IO_FLAGS_FUA, cb, arg, 'write zeroes');
+    this.checkRange(ns, lba, lbaCount, 'qpair.writeZeroes');
+    checkFunction('qpair.writeZeroes: cb', cb);
+    flagsArg(ioFlags, 'qpair.writeZeroes');
+    this.ctrlr.checkLive('qpair.writeZeroes');
+    this.submitSplit(OPC_WRITE_ZEROES, ns, 0, lba, lbaCount, MAX_LBAS_PER_COMMAND, 0, ioFlags & IO_FLAGS_FUA, cb, arg, 'qpair.writeZeroes');
   }
 
   /** Dataset management with the deallocate attribute: up to 256 ranges; deallocated blocks read as zeroes. */
   deallocate(ns: Namespace, ranges: readonly DeallocateRange[], cb: IoCallback, arg?: unknown): void {
-    this.checkNamespace(ns);
-    if (ranges.length < 1 || ranges.length > DSM_MAX_RANGES) throw invalid(`deallocate: ${ranges.length} ranges (1 to ${DSM_MAX_RANGES})`);
+    this.checkNamespace(ns, 'qpair.deallocate');
+    if (!Array.isArray(ranges)) throw badArgument('qpair.deallocate: ranges', 'an array of { lba, count }', ranges);
+    if (ranges.length < 1 || ranges.length > DSM_MAX_RANGES) throw invalid(`qpair.deallocate: ${ranges.length} ranges (1 to ${DSM_MAX_RANGES})`);
     for (const r of ranges) {
-      this.checkRange(ns, r.lba, r.count, 'deallocate');
-      if (r.count > 0xffffffff) throw invalid(`deallocate: range of ${r.count} blocks exceeds 2^32 - 1`);
+      if (r === null || typeof r !== 'object') throw badArgument('qpair.deallocate: ranges[i]', 'a { lba, count } object', r);
+      this.checkRange(ns, r.lba, r.count, 'qpair.deallocate');
+      if (r.count > 0xffffffff) throw invalid(`qpair.deallocate: range of ${r.count} blocks exceeds 2^32 - 1`);
     }
-    this.ctrlr.checkLive();
-    const req = this.takeRequests(1, 'deallocate');
+    checkFunction('qpair.deallocate: cb', cb);
+    this.ctrlr.checkLive('qpair.deallocate');
+    const req = this.takeRequests(1, 'qpair.deallocate');
     const desc = this.pool.tryAlloc(ranges.length * DSM_RANGE_BYTES);
     if (desc < 0) {
       this.releaseRequest(req);
-      throw new FlashpackError('ENOMEM', `deallocate: no free buffer for a ${ranges.length}-range list`);
+      throw new FlashpackError('ENOMEM', `qpair.deallocate: no free buffer for a ${ranges.length}-range list`);
     }
     const ptr = this.pool.bufferOf(desc);
     const i32 = this.view();
@@ -229,10 +250,13 @@ export class IoQpair {
   /**
    * Best-effort abort of command `cid` (spdk_nvme_ctrlr_cmd_abort). True when
    * the device had not started it: it completes with ABORTED_BY_REQUEST
-   * (generic status 0x07). False when it already ran or is running.
+   * (generic status 0x07). False when it already ran or is running. EINVAL
+   * for a cid outside 0..trackers-1.
    */
   abort(cid: number): boolean {
-    if (!Number.isInteger(cid) || cid < 0 || cid >= this.trackers) throw invalid(`abort: command ID ${cid} (0 to ${this.trackers - 1})`);
+    if (typeof cid !== 'number' || !Number.isInteger(cid) || cid < 0 || cid >= this.trackers) {
+      throw badArgument('qpair.abort: cid', `a command ID from 0 to ${this.trackers - 1}`, cid);
+    }
     if (this.tReq[cid] === NO) return false;
     const at = ((this.base + QP_TRACKERS) >> 2) + cid;
     return Atomics.compareExchange(this.view(), at, TRACKER_QUEUED, TRACKER_ABORTED) === TRACKER_QUEUED;
@@ -244,9 +268,12 @@ export class IoQpair {
    * Reaps up to `max` completions (0 = all available, capped at
    * maxCompletionsCap), calls their callbacks in completion order, resubmits
    * queued requests and reports timed-out commands. Returns completions reaped.
+   * Errors: ENXIO after freeIoQpair() or close(); EINVAL for max that is not
+   * an integer.
    */
   processCompletions(max = 0): number {
-    if (this.freed) throw new FlashpackError('ENXIO', `qpair ${this.id} was freed`);
+    if (this.freedBy !== null) throw afterClose('qpair.processCompletions', this.freedBy);
+    if (typeof max !== 'number' || !Number.isInteger(max)) throw badArgument('qpair.processCompletions: max', 'an integer (0 or less: all available)', max);
     const cap = max <= 0 || max > this.maxCompletionsCap ? this.maxCompletionsCap : max;
     this.publish();
     const i32 = this.view();
@@ -270,9 +297,11 @@ export class IoQpair {
   /**
    * Resolves when a completion is waiting (or after timeoutMs). Spins ~20 µs,
    * then parks on the completion signal with Atomics.waitAsync, holding a
-   * timer so the process stays alive while I/O is outstanding.
+   * timer so the process stays alive while I/O is outstanding. EINVAL for
+   * timeoutMs that is not a number ≥ 0.
    */
   async waitForCompletions(timeoutMs = 1000): Promise<void> {
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw badArgument('qpair.waitForCompletions: timeoutMs', 'a number of milliseconds ≥ 0', timeoutMs);
     this.publish();
     if (this.ready()) return;
     if (this.outstanding === 0) {
@@ -322,22 +351,26 @@ export class IoQpair {
     return this.i32;
   }
 
-  private checkNamespace(ns: Namespace): void {
-    if (this.freed) throw new FlashpackError('ENXIO', `qpair ${this.id} was freed`);
-    if (ns === null || typeof ns !== 'object' || ns.ctrlr !== this.ctrlr) throw invalid(`namespace ${String((ns as Namespace | null)?.id)} is not on this controller`);
+  private checkNamespace(ns: Namespace, what: string): void {
+    if (this.freedBy !== null) throw afterClose(what, this.freedBy);
+    if (ns === null || typeof ns !== 'object' || ns.ctrlr !== this.ctrlr) {
+      throw invalid(`${what}: ns must be a namespace of this controller (ctrlr.ns(1)), got ${describe(ns)}${typeof (ns as Namespace | null)?.id === 'number' ? ` with id ${(ns as Namespace).id}` : ''}`);
+    }
   }
 
   private checkRange(ns: Namespace, lba: number, count: number, what: string): void {
-    this.checkNamespace(ns);
-    if (!Number.isSafeInteger(lba) || lba < 0) throw invalid(`${what}: LBA ${lba} is not a non-negative integer`);
-    if (!Number.isSafeInteger(count) || count < 1) throw invalid(`${what}: block count ${count} (at least 1)`);
+    this.checkNamespace(ns, what);
+    if (typeof lba !== 'number' || !Number.isSafeInteger(lba) || lba < 0) throw badArgument(`${what}: lba`, 'a whole number', lba);
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) throw badArgument(`${what}: lbaCount`, 'an integer ≥ 1', count);
     if (lba + count > ns.blocks) throw invalid(`${what}: LBAs ${lba}..${lba + count - 1} past the namespace's ${ns.blocks} blocks`);
   }
 
   private rw(opc: number, ns: Namespace, desc: number, lba: number, count: number, cb: IoCallback, arg: unknown, ioFlags: number): void {
-    const what = opc === OPC_READ ? 'read' : 'write';
+    const what = opc === OPC_READ ? 'qpair.read' : 'qpair.write';
     this.checkRange(ns, lba, count, what);
-    this.ctrlr.checkLive();
+    checkFunction(`${what}: cb`, cb);
+    flagsArg(ioFlags, what);
+    this.ctrlr.checkLive(what);
     this.pool.checkAllocated(desc, what);
     const cap = this.pool.capacityOf(desc);
     if (count * ns.blockSize > cap) throw invalid(`${what}: ${count} blocks of ${ns.blockSize} bytes exceed descriptor ${desc}'s ${cap}-byte buffer`);
@@ -577,12 +610,12 @@ export class IoQpair {
     while (this.processCompletions(0) > 0);
     this.abortQueued();
     while (this.oldest !== NO) this.retire(this.oldest, STATUS_ABORTED_SQ_DELETION);
-    this.freed = true;
+    this.freedBy = 'close()';
   }
 
   /** @internal */
   markFreed(): void {
-    this.freed = true;
+    this.freedBy = 'freeIoQpair()';
   }
 
   /** @internal The ready-made command IDs of outstanding commands, oldest first (tests). */

@@ -3,7 +3,9 @@
  * module's exported constants (assembly/layout.ts), so TypeScript never restates
  * an offset that AssemblyScript defines.
  */
+import { badArgument, invalid } from '../errors.js';
 import type { WasmExports } from '../wasm/runtime.js';
+import type { WasmGlobal } from '../wasm/wasm-types.js';
 
 const NAMES = [
   'RING_HEAD', 'RING_PROD_TAIL_CACHE', 'RING_TAIL', 'RING_CONS_HEAD_CACHE', 'RING_SLEEPERS', 'RING_PROD_SLEEPERS',
@@ -16,12 +18,14 @@ const NAMES = [
 
 export type Layout = { readonly [K in (typeof NAMES)[number]]: number };
 
+/** The layout constants of a module instance's exports (`runtime().exports`); EINVAL for anything else. */
 export function readLayout(exports: WasmExports): Layout {
-  const globals = exports as unknown as Record<string, WebAssembly.Global>;
+  if (exports === null || typeof exports !== 'object') throw badArgument('readLayout: exports', "a module's exports (runtime().exports)", exports);
+  const globals = exports as unknown as Record<string, WasmGlobal>;
   const out: Record<string, number> = {};
   for (const name of NAMES) {
     const g = globals[name];
-    if (!g) throw new Error(`wasm module lacks layout constant ${name}`);
+    if (!g) throw invalid(`readLayout: exports lack the layout constant ${name} (not runtime().exports?)`);
     out[name] = (g.value as number) >>> 0;
   }
   return Object.freeze(out) as Layout;

@@ -8,14 +8,37 @@
  * a burst with one CAS. Waiting: spin briefly, then park with Atomics.wait (in a
  * worker) or Atomics.waitAsync (on the main thread) on the index word; the other
  * side notifies only when the sleeper count says someone is parked.
+ *
+ * Errors: EINVAL for a bad capacity, kind, offset or argument range. close()
+ * only wakes waiters (they return 'closed'); it does not refuse values.
  */
+import { badArgument, checkIndex, describe, invalid } from '../errors.js';
 import type { Layout } from './layout.js';
+import { isSharedMemory, type WasmMemory } from '../wasm/wasm-types.js';
 
 export type RingKind = 'spsc' | 'mpmc';
 export type WaitResult = 'ok' | 'timed-out' | 'closed';
 
 /** Spin iterations before parking: about 10 µs of polling on this class of CPU. */
 export const RING_SPIN_ITERATIONS = 2000;
+
+function capacityArg(what: string, capacity: unknown): number {
+  if (typeof capacity !== 'number' || !Number.isInteger(capacity) || capacity < 2 || capacity > 1 << 30 || (capacity & (capacity - 1)) !== 0) {
+    throw badArgument(`${what}: capacity`, 'a power of two from 2 to 2^30', capacity);
+  }
+  return capacity;
+}
+
+function kindArg(what: string, kind: unknown): RingKind {
+  if (kind !== 'spsc' && kind !== 'mpmc') throw badArgument(`${what}: kind`, "'spsc' or 'mpmc'", kind);
+  return kind;
+}
+
+function rangeError(what: string, array: unknown, start: unknown, count: unknown): Error {
+  const length = (array as ArrayLike<number> | null)?.length;
+  if (typeof length !== 'number') return badArgument(`${what}: array`, 'an array or typed array', array);
+  return invalid(`${what}: start (${describe(start)}) and count (${describe(count)}) must select whole elements of the ${length}-element array`);
+}
 
 export class Ring {
   readonly at: number;
@@ -33,8 +56,9 @@ export class Ring {
   private readonly slots: number;
 
   /** Attaches to a ring initialized by Ring.init at byte offset `at`. */
-  constructor(memory: WebAssembly.Memory, layout: Layout, at: number) {
-    if (at % 128 !== 0) throw new Error(`ring at ${at} is not 128-byte aligned`);
+  constructor(memory: WasmMemory, layout: Layout, at: number) {
+    if (!isSharedMemory(memory)) throw badArgument('Ring: memory', 'a shared WebAssembly.Memory', memory);
+    if (checkIndex('Ring: at', at) % 128 !== 0) throw invalid(`Ring: at ${at} is not 128-byte aligned`);
     this.at = at;
     this.i32 = new Int32Array(memory.buffer);
     const w = at >> 2;
@@ -48,24 +72,28 @@ export class Ring {
     this.slots = w + (layout.RING_SLOTS >> 2);
     this.capacity = this.i32[w + (layout.RING_CAPACITY >> 2)];
     const kind = this.i32[w + (layout.RING_KIND >> 2)];
-    if (kind !== layout.RING_SPSC && kind !== layout.RING_MPMC) throw new Error(`no ring at ${at} (kind ${kind})`);
+    if (kind !== layout.RING_SPSC && kind !== layout.RING_MPMC) throw invalid(`Ring: no ring at ${at} (kind ${kind})`);
     this.kind = kind === layout.RING_MPMC ? 'mpmc' : 'spsc';
     this.mask = this.capacity - 1;
   }
 
   /** Bytes a ring needs. */
   static bytes(layout: Layout, capacity: number, kind: RingKind): number {
-    return layout.RING_SLOTS + capacity * (kind === 'mpmc' ? 8 : 4);
+    return layout.RING_SLOTS + capacityArg('Ring.bytes', capacity) * (kindArg('Ring.bytes', kind) === 'mpmc' ? 8 : 4);
   }
 
   /**
    * Writes an empty ring at `at` (not concurrently with any use of it). Its
    * indices start at `startIndex` (tests start near 2^32 to cross the wrap).
    */
-  static init(memory: WebAssembly.Memory, layout: Layout, at: number, capacity: number, kind: RingKind, startIndex = 0): Ring {
-    if (!Number.isInteger(capacity) || capacity < 2 || capacity > 1 << 30 || (capacity & (capacity - 1)) !== 0) {
-      throw new Error(`ring capacity ${capacity} is not a power of two from 2 to 2^30`);
+  static init(memory: WasmMemory, layout: Layout, at: number, capacity: number, kind: RingKind, startIndex = 0): Ring {
+    capacityArg('Ring.init', capacity);
+    kindArg('Ring.init', kind);
+    if (!isSharedMemory(memory)) throw badArgument('Ring.init: memory', 'a shared WebAssembly.Memory', memory);
+    if (checkIndex('Ring.init: at', at) % 128 !== 0 || at + Ring.bytes(layout, capacity, kind) > memory.buffer.byteLength) {
+      throw invalid(`Ring.init: at ${at} must be 128-byte aligned with the ring's ${Ring.bytes(layout, capacity, kind)} bytes inside the memory`);
     }
+    if (typeof startIndex !== 'number' || (startIndex >>> 0) !== startIndex) throw badArgument('Ring.init: startIndex', 'an integer from 0 to 2^32-1', startIndex);
     const u8 = new Uint8Array(memory.buffer, at, layout.RING_SLOTS);
     u8.fill(0);
     const i32 = new Int32Array(memory.buffer);
@@ -99,15 +127,18 @@ export class Ring {
     return Atomics.load(this.i32, this.closed) !== 0;
   }
 
-  /** Enqueues up to n values from src[start…]; returns how many (0 when full). */
-  enqueue(src: ArrayLike<number>, start = 0, n = src.length - start): number {
+  /** Enqueues up to n values from src[start…]; returns how many (0 when full). EINVAL unless [start, start+n) lies in src. */
+  enqueue(src: ArrayLike<number>, start = 0, n = src?.length - start): number {
+    if (!Number.isInteger(start) || !Number.isInteger(n) || start < 0 || n < 0 || !(start + n <= src.length)) throw rangeError('ring.enqueue', src, start, n);
     const done = this.kind === 'spsc' ? this.spscEnqueue(src, start, n) : this.mpmcEnqueue(src, start, n);
     if (done > 0 && Atomics.load(this.i32, this.sleepers) !== 0) Atomics.notify(this.i32, this.head);
     return done;
   }
 
-  /** Dequeues up to max values into dst[start…]; returns how many (0 when empty). */
+  /** Dequeues up to max values (at most what fits dst) into dst[start…]; returns how many (0 when empty). */
   dequeue(dst: Uint32Array | Int32Array | number[], max: number, start = 0): number {
+    if (typeof max !== 'number' || !(max >= 0) || !Number.isInteger(start) || start < 0 || !(start <= dst?.length)) throw rangeError('ring.dequeue', dst, start, max);
+    if (max > dst.length - start) max = dst.length - start;
     const done = this.kind === 'spsc' ? this.spscDequeue(dst, max, start) : this.mpmcDequeue(dst, max, start);
     if (done > 0 && Atomics.load(this.i32, this.prodSleepers) !== 0) Atomics.notify(this.i32, this.tail);
     return done;

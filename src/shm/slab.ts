@@ -12,9 +12,14 @@
  * falls out of the CPU cache before it is used again, and on a fresh memory
  * every first touch is a page fault (~10 µs here). A kept buffer goes back to
  * the shared list whenever any thread waits on it.
+ *
+ * Errors: EINVAL for a size, descriptor index or option of the wrong type or
+ * out of range (the message names it), ENOMEM for an exhausted class.
  */
-import { FlashpackError, invalid } from '../errors.js';
+import { FlashpackError, badArgument, describe, invalid } from '../errors.js';
+import { bytesOf } from '../codec/input.js';
 import type { Runtime } from '../wasm/runtime.js';
+import type { WasmMemory } from '../wasm/wasm-types.js';
 import { readLayout, type Layout } from './layout.js';
 import { Ring } from './ring.js';
 
@@ -48,7 +53,7 @@ interface ClassInfo {
 
 export class SlabPool {
   readonly at: number;
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   readonly layout: Layout;
   readonly descriptors: number;
   private readonly classes: ClassInfo[];
@@ -58,16 +63,20 @@ export class SlabPool {
 
   /** Carves a pool from the runtime's memory (before workers start). */
   static create(rt: Runtime, classes: readonly SizeClass[] = DEFAULT_CLASSES): SlabPool {
+    if (typeof rt?.reserve !== 'function' || typeof rt.exports !== 'object') throw badArgument('SlabPool.create: rt', 'a Runtime', rt);
     const layout = readLayout(rt.exports);
-    if (classes.length === 0 || classes.length > layout.POOL_MAX_CLASSES) {
-      throw invalid(`slab pool: ${classes.length} size classes (1 to ${layout.POOL_MAX_CLASSES})`);
+    if (!Array.isArray(classes) || classes.length === 0 || classes.length > layout.POOL_MAX_CLASSES) {
+      throw badArgument('SlabPool.create: classes', `an array of 1 to ${layout.POOL_MAX_CLASSES} size classes`, classes);
     }
     let prev = 0;
     for (const c of classes) {
-      if (!Number.isInteger(c.size) || c.size <= prev || c.size % BUFFER_ALIGN_BYTES !== 0) {
-        throw invalid(`slab pool: class size ${c.size} must be a multiple of 4096, larger than the previous class`);
+      if (c === null || typeof c !== 'object') throw badArgument('SlabPool.create: classes[i]', 'a { size, count } object', c);
+      if (typeof c.size !== 'number' || !Number.isInteger(c.size) || c.size <= prev || c.size % BUFFER_ALIGN_BYTES !== 0) {
+        throw invalid(`slab pool: class size (${describe(c.size)}) must be a multiple of 4096, larger than the previous class`);
       }
-      if (!Number.isInteger(c.count) || c.count < 1 || c.count > 1 << 24) throw invalid(`slab pool: class count ${c.count} (1 to 2^24)`);
+      if (typeof c.count !== 'number' || !Number.isInteger(c.count) || c.count < 1 || c.count > 1 << 24) {
+        throw invalid(`slab pool: class count (${describe(c.count)}) must be an integer from 1 to 2^24`);
+      }
       prev = c.size;
     }
     const total = classes.reduce((a, c) => a + c.count, 0);
@@ -110,7 +119,7 @@ export class SlabPool {
   }
 
   /** Attaches to a pool carved elsewhere (a worker, given the header offset). */
-  constructor(memory: WebAssembly.Memory, layout: Layout, at: number) {
+  constructor(memory: WasmMemory, layout: Layout, at: number) {
     this.memory = memory;
     this.layout = layout;
     this.at = at;
@@ -145,12 +154,12 @@ export class SlabPool {
 
   /** Buffer size of the class that serves `size` bytes. */
   classSizeFor(size: number): number {
-    return this.classFor(size).size;
+    return this.classFor(size, 'pool.classSizeFor').size;
   }
 
   /** Free buffers in the class that serves `size` bytes (a snapshot): the shared list and this thread's kept ones. */
   available(size: number): number {
-    const c = this.classFor(size);
+    const c = this.classFor(size, 'pool.available');
     return c.ring.size + c.kept.length;
   }
 
@@ -164,8 +173,10 @@ export class SlabPool {
    * first allocations take no page faults.
    */
   keepFreed(size: number, max: number, warm = false): void {
-    const c = this.classFor(size);
-    if (!Number.isInteger(max) || max < 0 || max > c.count) throw invalid(`slab pool: keep ${max} freed buffers of ${c.size} bytes (0 to ${c.count})`);
+    const c = this.classFor(size, 'pool.keepFreed');
+    if (typeof max !== 'number' || !Number.isInteger(max)) throw badArgument('pool.keepFreed: max', `an integer from 0 to ${c.count}`, max);
+    if (typeof warm !== 'boolean') throw badArgument('pool.keepFreed: warm', 'a boolean', warm);
+    if (max < 0 || max > c.count) throw invalid(`slab pool: keep ${max} freed buffers of ${c.size} bytes (0 to ${c.count})`);
     c.keepMax = max;
     while (c.kept.length > max) this.share(c, c.kept.pop()!);
     if (!warm) return;
@@ -178,14 +189,18 @@ export class SlabPool {
     for (let k = taken.length - 1; k >= 0; k--) this.free(taken[k]);
   }
 
-  private classFor(size: number): ClassInfo {
+  private classFor(size: number, what: string): ClassInfo {
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0) throw badArgument(`${what}: size`, 'a whole number of bytes', size);
     for (const c of this.classes) if (size <= c.size) return c;
     throw invalid(`slab pool: no size class holds ${size} bytes (largest ${this.maxBufferBytes})`);
   }
 
   /** A descriptor whose buffer holds `size` bytes, or -1 when its class is exhausted. */
   tryAlloc(size: number): number {
-    const c = this.classFor(size);
+    return this.take(this.classFor(size, 'pool.tryAlloc'));
+  }
+
+  private take(c: ClassInfo): number {
     if (c.kept.length > 0) return this.claim(c.kept.pop()!);
     const one = SCRATCH_ONE;
     // An empty answer while the ring counts values is transient: another thread
@@ -212,17 +227,19 @@ export class SlabPool {
 
   /** A descriptor for `size` bytes; ENOMEM when the class is exhausted. */
   alloc(size: number): number {
-    const idx = this.tryAlloc(size);
-    if (idx < 0) throw new FlashpackError('ENOMEM', `slab pool: all ${this.classFor(size).count} buffers of ${this.classFor(size).size} bytes are in use`);
+    const c = this.classFor(size, 'pool.alloc');
+    const idx = this.take(c);
+    if (idx < 0) throw new FlashpackError('ENOMEM', `slab pool: all ${c.count} buffers of ${c.size} bytes are in use`);
     return idx;
   }
 
-  /** Waits (asynchronously) up to timeoutMs for a buffer; ENOMEM on timeout. */
+  /** Waits (asynchronously) up to timeoutMs for a buffer; ENOMEM on timeout, EINVAL for a bad size or timeoutMs. */
   async allocAsync(size: number, timeoutMs = Infinity): Promise<number> {
-    const c = this.classFor(size);
+    const c = this.classFor(size, 'pool.allocAsync');
+    timeoutArg('pool.allocAsync: timeoutMs', timeoutMs);
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const idx = this.tryAlloc(size);
+      const idx = this.take(c);
       if (idx >= 0) return idx;
       const left = deadline - performance.now();
       if (left <= 0) throw new FlashpackError('ENOMEM', `slab pool: no buffer of ${c.size} bytes freed within ${timeoutMs} ms`);
@@ -232,12 +249,14 @@ export class SlabPool {
 
   /** A snapshot to pass to waitForFree: how many frees the class that serves `size` has seen. */
   freeCount(size: number): number {
-    return this.classFor(size).ring.enqueueCount;
+    return this.classFor(size, 'pool.freeCount').ring.enqueueCount;
   }
 
   /** Resolves once a buffer for `size` is freed after the `since` snapshot (or on timeout). */
   async waitForFree(size: number, since: number, timeoutMs = Infinity): Promise<void> {
-    await this.classFor(size).ring.waitEnqueuedSinceAsync(since, timeoutMs);
+    const c = this.classFor(size, 'pool.waitForFree');
+    if (typeof since !== 'number' || !Number.isInteger(since)) throw badArgument('pool.waitForFree: since', 'a freeCount() snapshot', since);
+    await c.ring.waitEnqueuedSinceAsync(since, timeoutArg('pool.waitForFree: timeoutMs', timeoutMs));
   }
 
   /**
@@ -248,9 +267,7 @@ export class SlabPool {
    */
   free(idx: number, share = false): void {
     const L = this.layout;
-    if (!Number.isInteger(idx) || idx < 0 || idx >= this.descriptors) {
-      throw invalid(`slab pool: descriptor ${idx} is not one of this pool's ${this.descriptors}`);
-    }
+    this.checkDescriptor(idx, 'slab pool');
     const d = this.descBase + idx * (L.DESC_BYTES >> 2);
     if (Atomics.compareExchange(this.i32, d + (L.DESC_STATE >> 2), L.DESC_ALLOCATED | 0, L.DESC_FREE | 0) !== (L.DESC_ALLOCATED | 0)) {
       throw invalid(`slab pool: descriptor ${idx} freed twice (it is not allocated)`);
@@ -272,51 +289,67 @@ export class SlabPool {
 
   /** EINVAL unless `idx` is one of this pool's descriptors and currently allocated (`what` names the caller). */
   checkAllocated(idx: number, what: string): void {
-    if (!Number.isInteger(idx) || idx < 0 || idx >= this.descriptors) {
-      throw invalid(`${what}: descriptor ${idx} is not one of this pool's ${this.descriptors}`);
-    }
+    this.checkDescriptor(idx, what);
     const L = this.layout;
     if (Atomics.load(this.i32, this.descWord(idx) + (L.DESC_STATE >> 2)) !== (L.DESC_ALLOCATED | 0)) {
       throw invalid(`${what}: descriptor ${idx} is not allocated`);
     }
   }
 
-  /** Int32Array index of a descriptor's first word (for fast field access). */
+  /** EINVAL unless `idx` is one of this pool's descriptor indices (`what` names the caller). */
+  checkDescriptor(idx: number, what: string): void {
+    if (typeof idx !== 'number' || !Number.isInteger(idx)) throw badArgument(`${what}: descriptor`, `a descriptor index from 0 to ${this.descriptors - 1}`, idx);
+    if (idx < 0 || idx >= this.descriptors) throw invalid(`${what}: descriptor ${idx} is not one of this pool's ${this.descriptors}`);
+  }
+
+  /** Int32Array index of a descriptor's first word (for fast field access; `idx` is not checked). */
   descWord(idx: number): number {
     return this.descBase + idx * (this.layout.DESC_BYTES >> 2);
   }
 
   /** Byte offset of a descriptor's buffer. */
   bufferOf(idx: number): number {
+    this.checkDescriptor(idx, 'pool.bufferOf');
     return this.u32[this.descWord(idx) + (this.layout.DESC_BUF >> 2)];
   }
 
   capacityOf(idx: number): number {
+    this.checkDescriptor(idx, 'pool.capacityOf');
     return this.u32[this.descWord(idx) + (this.layout.DESC_CAP >> 2)];
   }
 
   lengthOf(idx: number): number {
+    this.checkDescriptor(idx, 'pool.lengthOf');
     return this.u32[this.descWord(idx) + (this.layout.DESC_LEN >> 2)];
   }
 
   setLength(idx: number, len: number): void {
+    if (typeof len !== 'number' || !Number.isInteger(len) || len < 0) throw badArgument('pool.setLength: len', 'a whole number of bytes', len);
     if (len > this.capacityOf(idx)) throw invalid(`slab pool: length ${len} exceeds descriptor ${idx}'s capacity ${this.capacityOf(idx)}`);
     this.u32[this.descWord(idx) + (this.layout.DESC_LEN >> 2)] = len;
   }
 
   /** A view of a descriptor's buffer: its data (length) or whole capacity. */
   bytes(idx: number, whole = false): Uint8Array {
+    this.checkDescriptor(idx, 'pool.bytes');
     return new Uint8Array(this.memory.buffer, this.bufferOf(idx), whole ? this.capacityOf(idx) : this.lengthOf(idx));
   }
 
   /** Copies data into a descriptor's buffer and sets its length. */
   write(idx: number, data: Uint8Array): void {
-    this.setLength(idx, data.length);
-    new Uint8Array(this.memory.buffer, this.bufferOf(idx), data.length).set(data);
+    const bytes = bytesOf(data, 'pool.write: data');
+    this.checkDescriptor(idx, 'pool.write');
+    this.setLength(idx, bytes.length);
+    new Uint8Array(this.memory.buffer, this.bufferOf(idx), bytes.length).set(bytes);
   }
 }
 
 const SCRATCH_ONE = new Uint32Array(1);
+
+function timeoutArg(what: string, ms: unknown): number {
+  if (typeof ms !== 'number' || !(ms >= 0)) throw badArgument(what, 'a number of milliseconds ≥ 0 (or Infinity)', ms);
+  return ms;
+}
 const SPIN_TRIES = 64;
 /** About 10 s of 0.1 ms sleeps: far beyond any scheduler delay. */
 const MAX_BACKOFF_TRIES = SPIN_TRIES + 100_000;

@@ -9,18 +9,19 @@
  * the synchronous codec API always placed above the last reservation.
  */
 import { wasmBase64 } from './binary.generated.js';
-import { FlashpackError } from '../errors.js';
+import { FlashpackError, badArgument, checkIndex } from '../errors.js';
+import { isSharedMemory, wasmApi, type WasmGlobal, type WasmMemory, type WasmModule } from './wasm-types.js';
 
 export interface WasmExports {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   heapBase(): number;
   tablesBase(): number;
-  TABLES_BASE: WebAssembly.Global;
-  CTX_BYTES: WebAssembly.Global;
-  CTX_ERROR_KIND: WebAssembly.Global;
-  CTX_ERROR_POS: WebAssembly.Global;
-  CTX_ERROR_VALUE: WebAssembly.Global;
-  CTX_ERROR_VALUE2: WebAssembly.Global;
+  TABLES_BASE: WasmGlobal;
+  CTX_BYTES: WasmGlobal;
+  CTX_ERROR_KIND: WasmGlobal;
+  CTX_ERROR_POS: WasmGlobal;
+  CTX_ERROR_VALUE: WasmGlobal;
+  CTX_ERROR_VALUE2: WasmGlobal;
   crc32(ptr: number, len: number, crc: number): number;
   crc32c(ptr: number, len: number, crc: number): number;
   adler32(ptr: number, len: number, adler: number): number;
@@ -42,21 +43,21 @@ export interface WasmExports {
   xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
   copyBytes(dst: number, src: number, len: number): void;
   zeroBytes(dst: number, len: number): void;
-  FORMAT_RAW: WebAssembly.Global;
-  FORMAT_ZLIB: WebAssembly.Global;
-  FORMAT_GZIP: WebAssembly.Global;
-  INFLATE_SCRATCH_BYTES: WebAssembly.Global;
-  INFLATE_MODE: WebAssembly.Global;
-  INFLATE_IN_USED: WebAssembly.Global;
-  INFLATE_OUT_USED: WebAssembly.Global;
-  INFLATE_ERROR_POS_HIGH: WebAssembly.Global;
+  FORMAT_RAW: WasmGlobal;
+  FORMAT_ZLIB: WasmGlobal;
+  FORMAT_GZIP: WasmGlobal;
+  INFLATE_SCRATCH_BYTES: WasmGlobal;
+  INFLATE_MODE: WasmGlobal;
+  INFLATE_IN_USED: WasmGlobal;
+  INFLATE_OUT_USED: WasmGlobal;
+  INFLATE_ERROR_POS_HIGH: WasmGlobal;
   deflateHeader(dst: number, format: number, level: number): number;
   deflateFooter(dst: number, format: number, check: number, length: number): number;
-  DEFLATE_SCRATCH_BYTES: WebAssembly.Global;
-  DEFLATE_IN_USED: WebAssembly.Global;
-  DEFLATE_OUT_USED: WebAssembly.Global;
-  DEFLATE_NO_FLUSH: WebAssembly.Global;
-  DEFLATE_FINISH: WebAssembly.Global;
+  DEFLATE_SCRATCH_BYTES: WasmGlobal;
+  DEFLATE_IN_USED: WasmGlobal;
+  DEFLATE_OUT_USED: WasmGlobal;
+  DEFLATE_NO_FLUSH: WasmGlobal;
+  DEFLATE_FINISH: WasmGlobal;
   deflateInit(scratch: number, level: number): void;
   deflate(scratch: number, src: number, srcLen: number, dst: number, dstCap: number, flush: number): number;
   deflateCompress(scratch: number, src: number, srcLen: number, dst: number, dstCap: number, level: number): number;
@@ -81,15 +82,15 @@ function alignUp(n: number, align: number): number {
   return Math.ceil(n / align) * align;
 }
 
-let compiled: WebAssembly.Module | undefined;
+let compiled: WasmModule | undefined;
 
 /** The compiled module, compiled once per process (workers receive it by postMessage). */
-export function wasmModule(): WebAssembly.Module {
-  return (compiled ??= new WebAssembly.Module(decodeBase64(wasmBase64) as BufferSource));
+export function wasmModule(): WasmModule {
+  return (compiled ??= new wasmApi.Module(decodeBase64(wasmBase64)));
 }
 
 /** An instance of the module on `memory`; workers pass the Module the host compiled. */
-export function instantiate(memory: WebAssembly.Memory, module: WebAssembly.Module = wasmModule()): WasmExports {
+export function instantiate(memory: WasmMemory, module: WasmModule = wasmModule()): WasmExports {
   const readString = (ptr: number): string => {
     if (!ptr) return '';
     const bytes = new Uint8Array(memory.buffer);
@@ -98,7 +99,7 @@ export function instantiate(memory: WebAssembly.Memory, module: WebAssembly.Modu
     for (let i = 0; i < len; i++) s += String.fromCharCode(bytes[ptr + 2 * i] | (bytes[ptr + 2 * i + 1] << 8));
     return s;
   };
-  const instance = new WebAssembly.Instance(module, {
+  const instance = new wasmApi.Instance(module, {
     env: {
       memory,
       abort(msg: number, file: number, line: number, col: number): never {
@@ -115,7 +116,7 @@ export function instantiate(memory: WebAssembly.Memory, module: WebAssembly.Modu
 }
 
 export class Runtime {
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   readonly exports: WasmExports;
   /** The main thread's codec context (see assembly/layout.ts). */
   readonly ctx: number;
@@ -128,8 +129,15 @@ export class Runtime {
   private stageCap = 0;
   private view: Uint8Array;
 
-  constructor(memory?: WebAssembly.Memory) {
-    this.memory = memory ?? new WebAssembly.Memory({ initial: MEMORY_INITIAL_PAGES, maximum: MEMORY_MAX_PAGES, shared: true });
+  /**
+   * A runtime on `memory` (a shared WebAssembly.Memory whose maximum is at
+   * most 2 GiB), or on a fresh one. Errors: EINVAL for anything else.
+   */
+  constructor(memory?: WasmMemory) {
+    if (memory !== undefined && !isSharedMemory(memory)) {
+      throw badArgument('Runtime: memory', 'a shared WebAssembly.Memory', memory);
+    }
+    this.memory = memory ?? new wasmApi.Memory({ initial: MEMORY_INITIAL_PAGES, maximum: MEMORY_MAX_PAGES, shared: true });
     this.exports = instantiate(this.memory);
     this.view = new Uint8Array(this.memory.buffer);
     this.top = alignUp(this.exports.heapBase(), WASM_PAGE_BYTES);
@@ -144,8 +152,16 @@ export class Runtime {
     return this.view;
   }
 
-  /** Carves a fixed region; it stays valid for the life of the memory. */
+  /**
+   * Carves a fixed region; it stays valid for the life of the memory. Errors:
+   * EINVAL for bytes that is not a whole number or align that is not a power
+   * of two; ENOMEM past the 2 GiB maximum.
+   */
   reserve(bytes: number, align = 64): number {
+    checkIndex('runtime.reserve: bytes', bytes);
+    if (typeof align !== 'number' || !Number.isInteger(align) || align < 1 || align > WASM_PAGE_BYTES || (align & (align - 1)) !== 0) {
+      throw badArgument('runtime.reserve: align', 'a power of two from 1 to 65536', align);
+    }
     const at = alignUp(this.top, align);
     this.ensure(at + bytes);
     this.top = at + bytes;
