@@ -304,8 +304,13 @@ describe('FileBackend', () => {
     expect(codeOf(() => new nvme.FileBackend(tmpFile('bad.img'), { size: bs, bytesPerSync: -1 }))).toBe('EINVAL');
   });
 
-  it('opening: a missing path without size is ENXIO; a file smaller than one block, a bad block size or size is EINVAL', () => {
-    expect(codeOf(() => new nvme.FileBackend(path.join(tmp, 'no-such-file.img')))).toBe('ENXIO');
+  it('opening: a missing path without size is ENOENT (the OS error as cause); a file smaller than one block, a bad block size or size is EINVAL', () => {
+    expect(codeOf(() => new nvme.FileBackend(path.join(tmp, 'no-such-file.img')))).toBe('ENOENT');
+    try {
+      new nvme.FileBackend(path.join(tmp, 'no-such-file.img'));
+    } catch (err) {
+      expect(((err as Error).cause as { code?: string }).code).toBe('ENOENT');
+    }
     expect(fs.existsSync(path.join(tmp, 'no-such-file.img'))).toBe(false);
     const small = tmpFile('small.img');
     fs.writeFileSync(small, new Uint8Array(1000));

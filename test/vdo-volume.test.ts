@@ -1127,7 +1127,7 @@ describe('vdo volume: resources', () => {
 
 // ---- 6. argument errors ------------------------------------------------------------------------------
 describe('vdo volume: argument errors', () => {
-  it('EINVAL for offsets and lengths outside the volume and for data that is not a Uint8Array', async () => {
+  it('EINVAL for offsets and lengths outside the volume and for data that is not bytes', async () => {
     const size = 1 << 20;
     const v = await create(new nvme.MemoryBackend({ size: 8 << 20 }), { logicalSize: size, codec: 'lz4', writePolicy: 'async' });
     const bad: [number, number][] = [[-1, 10], [size, 1], [size - 10, 11], [0, size + 1], [1.5, 10], [0, -1], [0, 2.5], [Number.NaN, 1], [0, Infinity], [2 ** 60, 1]];
@@ -1138,7 +1138,7 @@ describe('vdo volume: argument errors', () => {
         expect(await codeOf(v.write(offset, new Uint8Array(length))), `write(${offset}, ${length} bytes)`).toBe('EINVAL');
       }
     }
-    for (const data of ['text', [1, 2, 3], new ArrayBuffer(4096), new Uint16Array(2048), new DataView(new ArrayBuffer(8)), null, undefined, 7]) {
+    for (const data of ['text', [1, 2, 3], { length: 4096 }, null, undefined, 7]) {
       expect(await codeOf(v.write(0, data as unknown as Uint8Array))).toBe('EINVAL');
     }
     // The edges themselves are fine; nothing above changed the volume.

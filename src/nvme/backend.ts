@@ -8,7 +8,7 @@
  */
 export type BackendDescription =
   | { kind: 'memory'; blockSize: number; blocks: number; storage: SharedArrayBuffer }
-  | { kind: 'file'; blockSize: number; blocks: number; path: string }
+  | { kind: 'file'; blockSize: number; blocks: number; path: string; readOnly?: boolean }
   | {
       kind: 'fault';
       blockSize: number;

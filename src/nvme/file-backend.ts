@@ -15,7 +15,7 @@
  * it happened, so the device worker's next flush fails.
  */
 import * as fs from 'node:fs';
-import { FlashpackError, invalid } from '../errors.js';
+import { describe, fromOsError, invalid } from '../errors.js';
 import { BLOCK_SIZES, type Backend, type BackendDescription, type Device } from './backend.js';
 import { STATUS_SUCCESS, STATUS_INTERNAL_DEVICE_ERROR, STATUS_UNRECOVERED_READ_ERROR, STATUS_WRITE_FAULT } from './spec.js';
 
@@ -26,6 +26,8 @@ export interface FileBackendOptions {
   size?: number;
   /** Start a background fdatasync after this many bytes of completed writes (default 1 MiB; 0 = never). */
   bytesPerSync?: number;
+  /** Open read-only (O_RDONLY) in the host and in every device worker: writes fail, the file is never modified. */
+  readOnly?: boolean;
 }
 
 const DEFAULT_BYTES_PER_SYNC = 1 << 20;
@@ -39,26 +41,38 @@ export class FileBackend implements Backend {
   readonly blocks: number;
   readonly epoch = 0;
   readonly bytesPerSync: number;
+  readonly readOnly: boolean;
   /** Bytes written since the last background sync started. */
   private unsynced = 0;
   private syncing = false;
   /** Background syncs started (for tests and stats). */
   backgroundSyncs = 0;
 
+  /**
+   * Errors: EINVAL (a bad argument, named with its type; a path that is not a
+   * regular file or block device, or holds less than one block), ENOENT (no
+   * such file), EACCES (permission), EIO (any other OS error; the OS error is
+   * the `cause`).
+   */
   constructor(path: string, opts: FileBackendOptions = {}) {
+    if (typeof path !== 'string' || path.length === 0) throw invalid(`file backend: path must be a non-empty string, got ${describe(path)}`);
+    if (opts === null || typeof opts !== 'object') throw invalid(`file backend: options must be an object, got ${describe(opts)}`);
     const bs = opts.blockSize ?? 4096;
-    if (!BLOCK_SIZES.includes(bs)) throw invalid(`file backend: block size ${bs} (512 or 4096)`);
+    if (!BLOCK_SIZES.includes(bs)) throw invalid(`file backend: blockSize must be 512 or 4096, got ${describe(bs)}`);
     const perSync = opts.bytesPerSync ?? DEFAULT_BYTES_PER_SYNC;
-    if (!Number.isSafeInteger(perSync) || perSync < 0) throw invalid(`file backend: bytesPerSync ${perSync} must be a whole number of bytes (0 = never)`);
+    if (!Number.isSafeInteger(perSync) || perSync < 0) throw invalid(`file backend: bytesPerSync must be a whole number of bytes (0 = never), got ${describe(perSync)}`);
     this.bytesPerSync = perSync;
+    this.readOnly = opts.readOnly === true;
     if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % bs !== 0)) {
-      throw invalid(`file backend: size ${opts.size} must be a positive multiple of the ${bs}-byte block size`);
+      throw invalid(`file backend: size must be a positive multiple of the ${bs}-byte block size, got ${describe(opts.size)}`);
     }
+    if (this.readOnly && opts.size !== undefined) throw invalid('file backend: a read-only backend cannot create or grow its file (size)');
     let fd: number;
     try {
-      fd = fs.openSync(path, opts.size !== undefined ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR, 0o644);
+      const flags = this.readOnly ? fs.constants.O_RDONLY : opts.size !== undefined ? fs.constants.O_RDWR | fs.constants.O_CREAT : fs.constants.O_RDWR;
+      fd = fs.openSync(path, flags, 0o644);
     } catch (err) {
-      throw new FlashpackError('ENXIO', `file backend: cannot open ${path}: ${(err as Error).message}`);
+      throw fromOsError(err, `file backend: cannot open ${path}`);
     }
     try {
       const st = fs.fstatSync(fd);
@@ -78,7 +92,7 @@ export class FileBackend implements Backend {
   }
 
   describe(): BackendDescription {
-    return { kind: 'file', blockSize: this.blockSize, blocks: this.blocks, path: this.path };
+    return { kind: 'file', blockSize: this.blockSize, blocks: this.blocks, path: this.path, readOnly: this.readOnly };
   }
 
   present(): boolean {
@@ -86,7 +100,7 @@ export class FileBackend implements Backend {
   }
 
   wrote(bytes: number): void {
-    if (this.bytesPerSync === 0) return;
+    if (this.bytesPerSync === 0 || this.readOnly) return;
     this.unsynced += bytes;
     if (this.unsynced < this.bytesPerSync || this.syncing) return;
     this.unsynced = 0;
@@ -129,7 +143,7 @@ export class FileDevice implements Device {
   private zeroes: Uint8Array | null = null;
 
   constructor(desc: Extract<BackendDescription, { kind: 'file' }>) {
-    this.fd = fs.openSync(desc.path, fs.constants.O_RDWR);
+    this.fd = fs.openSync(desc.path, desc.readOnly === true ? fs.constants.O_RDONLY : fs.constants.O_RDWR);
     this.bs = desc.blockSize;
   }
 

@@ -31,6 +31,7 @@
  * from the block map, and checkpoints.
  */
 import { FlashpackError, invalid } from '../errors.js';
+import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_KNOWN } from '../engine/jobs.js';
 import { Controller } from '../nvme/controller.js';
@@ -47,7 +48,14 @@ import { DataWriter, STAGING_BYTES } from './data-writer.js';
 import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
-import { DedupeIndex, DEFAULT_INDEX_MEMORY, MIN_INDEX_MEMORY } from './dedupe.js';
+import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
+import { VolumeLock, takeBackend, type LockMode } from './volume-lock.js';
+import { flushAtExit, forgetAtExit } from './exit-flush.js';
+import { EMPTY_PROBE_BYTES, describeHead, inspect, refuseUnlessEmpty } from './image-file.js';
+import {
+  DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, bytesOf, checkCreateOptions, checkOpenOptions, checkRange, checkTarget, isThin, layoutFor,
+  type OpenOptions, type VolumeOptions,
+} from './volume-options.js';
 import { Packer, type Batch, type PackerPolicy } from './packer.js';
 import {
   BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, INDEX_MAGIC, SECTOR_VALID, openSector, sealSector, type SectorHeader, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
@@ -55,47 +63,7 @@ import {
   encodeSuperblock, packedFragment, type Codec, type JournalEntry, type Superblock, type WritePolicy,
 } from './encodings.js';
 
-export interface VolumeOptions {
-  /** Logical size in bytes (a multiple of 4096). */
-  logicalSize: number;
-  /** Physical size in bytes to use on the backend (default: all of it; for a new file path: logicalSize). */
-  physicalSize?: number;
-  /** Compression codec, recorded in the superblock (default 'lz4'). */
-  codec?: Codec;
-  /** Deduplicate (default true). */
-  dedupe?: boolean;
-  /** 'async' (default): writes are acknowledged when accepted, durable after flush(). 'sync': acknowledged when durable. */
-  writePolicy?: WritePolicy;
-  /**
-   * Dedupe index memory in bytes (default 16 MiB; 64 bytes to 1 GiB, and at
-   * most 64 bytes per physical block: two entries a block). It lives in the
-   * volume's shared memory, where the engine's workers read it. The index is
-   * saved at close() in blocks of its own, sized for it, and loaded at open.
-   */
-  indexMemory?: number;
-  /** Recovery journal blocks (default 256). */
-  journalBlocks?: number;
-  /** Blocks per slab (default 8192). */
-  slabBlocks?: number;
-}
-
-export interface OpenOptions {
-  /** Dedupe index memory for this session (default: the saved index's size). Another size starts empty and is not saved. */
-  indexMemory?: number;
-  /** Block map pages cached (default 1024 = 4 MiB, mapping ~3 GiB of logical space). */
-  cachePages?: number;
-  /** Engine workers for hashing and compression (default: cores − 1). */
-  workers?: number;
-  /** Device workers (default: the controller's). */
-  ioWorkers?: number;
-  /** Packer policy (default 'flashpack'; 'dm-vdo' packs as dm-vdo does). */
-  packer?: PackerPolicy;
-  /** Writes in the pipeline at once before write() waits (default 512; dm-vdo has 2,048 data_vios). */
-  maxInflight?: number;
-  runtime?: Runtime;
-  /** File-backend block size for a path (default 4096). */
-  blockSize?: number;
-}
+export type { VolumeOptions, OpenOptions } from './volume-options.js';
 
 export interface VolumeStats {
   logicalBlocks: number;
@@ -124,19 +92,11 @@ export interface VolumeStats {
   biosOut: { read: number; write: number; flush: number };
   /** Blocks written to the device per logical block written. */
   writeAmplification: number;
+  /** The data region is smaller than the logical size: the volume relies on zero elision, dedupe and compression, and can fill up before it is logically full. */
+  thin: boolean;
+  /** Opened read-only. */
+  readOnly: boolean;
 }
-
-const DEFAULT_JOURNAL_BLOCKS = 256;
-const DEFAULT_SLAB_BLOCKS = 8192;
-const DEFAULT_CACHE_PAGES = 1024;
-/**
- * Fragments waiting in the packer's bins hold their pipeline slots, so a
- * shallow pipeline starves the engine: ingest ran ~10% faster at 512 than at
- * 256 (and ~3% faster again at 1,024, for twice the buffers).
- */
-const DEFAULT_MAX_INFLIGHT = 512;
-const MAX_INFLIGHT = 16384;
-const MAX_CACHE_PAGES = 1 << 20;
 /**
  * Writes in the pipeline at which device workers stop spinning (when the
  * volume's threads outnumber the cores): a stream of writes, not the odd write
@@ -245,6 +205,20 @@ interface AdviceCheck {
   buf: number;
 }
 
+/** What an open volume holds on its image: the lock, released at close. */
+interface Hold {
+  release(): void;
+  /** The image path, or "a volume" for a backend object (for messages). */
+  name: string;
+}
+
+interface Attached {
+  engine: Engine;
+  ctrlr: Controller;
+  dev: BlockDevice;
+  idleSpin: number;
+}
+
 /** A promise-chain mutex: the metadata lock. */
 class Mutex {
   private tail: Promise<void> = Promise.resolve();
@@ -326,6 +300,12 @@ export class Volume {
   private readsInFlight = 0;
   private failure: Error | null = null;
   private closed = false;
+  /** The lock on the image (released at close or abandon). */
+  private readonly hold: Hold;
+  /** Opened with readOnly: nothing is ever written to the image. */
+  readonly readOnly: boolean;
+  /** Every write or discard issued up to this generation is durable (a flush completed after it was issued). */
+  private flushedGen = 0;
   private readonly mem: Uint8Array;
   private readonly mem32: Int32Array;
   private readonly counters = {
@@ -333,12 +313,14 @@ export class Volume {
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
   };
 
-  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, opts: OpenOptions) {
+  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, opts: OpenOptions, hold: Hold) {
     this.sb = sb;
     this.idleSpin = idleSpin;
     this.engine = engine;
     this.ctrlr = ctrlr;
     this.dev = dev;
+    this.hold = hold;
+    this.readOnly = opts.readOnly === true;
     const pool = engine.pool;
     this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES);
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
@@ -360,88 +342,152 @@ export class Volume {
 
   // ---- lifecycle ---------------------------------------------------------------
 
-  /** Formats a new volume on a file path (created or grown to physicalSize) or a backend. */
-  static async create(target: string | Backend, opts: VolumeOptions & OpenOptions): Promise<Volume> {
-    const logical = opts.logicalSize;
-    if (!Number.isSafeInteger(logical) || logical <= 0 || logical % BLOCK_BYTES !== 0) {
-      throw invalid(`volume: logicalSize ${logical} must be a positive multiple of 4096`);
+  /**
+   * Formats a new volume on a file path or a backend. A path must be absent
+   * or empty (a zero-length file, or a block device whose first 64 KiB are
+   * zero), and so must a backend, unless `overwrite`. A new image file is
+   * sized to hold the whole logical size with nothing reduced (see
+   * VolumeOptions.physicalSize). Everything is validated before the file is
+   * created or touched. The volume is locked for writing until close().
+   *
+   * Errors: EINVAL (an option, named with its type and value), EEXIST (the
+   * path or backend holds data), EBUSY (open elsewhere), ENOSPC (the physical
+   * size cannot hold the metadata and a data block), ENOENT/EACCES (the path;
+   * the OS error is the cause), EIO/ENXIO (the device).
+   */
+  static async create(target: string | Backend, options: VolumeOptions & OpenOptions): Promise<Volume> {
+    checkTarget('Volume.create', target);
+    const opts = checkCreateOptions(options);
+    const overwrite = opts.overwrite === true;
+    let fileBlocks: number | undefined;
+    if (typeof target === 'string') {
+      const found = inspect(target);
+      refuseUnlessEmpty(target, found, overwrite);
+      // The layout of a new image is checked before the file exists; a device's comes from its size.
+      fileBlocks = found.kind === 'device' ? undefined : opts.physicalSize !== undefined ? opts.physicalSize / BLOCK_BYTES : layoutFor(opts).physicalBlocks;
+      if (fileBlocks !== undefined) layoutFor(opts, fileBlocks);
     }
-    const codec = opts.codec ?? 'lz4';
-    if (codec !== 'lz4' && codec !== 'deflate' && codec !== 'none') throw invalid(`volume: codec ${String(codec)} (lz4, deflate or none)`);
-    const policy = opts.writePolicy ?? 'async';
-    if (policy !== 'async' && policy !== 'sync') throw invalid(`volume: writePolicy ${String(policy)} (async or sync)`);
-    const journalBlocks = opts.journalBlocks ?? DEFAULT_JOURNAL_BLOCKS;
-    if (!Number.isInteger(journalBlocks) || journalBlocks < 4 || journalBlocks > 65536) throw invalid(`volume: journalBlocks ${journalBlocks} (4 to 65,536)`);
-    if (opts.indexMemory !== undefined) DedupeIndex.check(opts.indexMemory);
-    const backend = typeof target === 'string'
-      ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096, size: opts.physicalSize ?? logical })
-      : target;
-    const { engine, ctrlr, dev, idleSpin } = await Volume.attach(backend, opts);
+    const { engine, ctrlr, dev, idleSpin, hold } = await Volume.holdAndAttach(target, 'write', opts, (path) => {
+      // Under the lock, look again: another process may have made something there meanwhile.
+      const found = inspect(path);
+      refuseUnlessEmpty(path, found, overwrite);
+      if (found.kind === 'file') fs.truncateSync(path, 0); // overwrite: nothing of the old image lingers
+      return new FileBackend(path, { blockSize: opts.blockSize ?? 4096, size: fileBlocks === undefined ? undefined : fileBlocks * BLOCK_BYTES });
+    });
     try {
-      let physical = dev.blocks;
-      if (opts.physicalSize !== undefined) {
-        if (!Number.isSafeInteger(opts.physicalSize) || opts.physicalSize % BLOCK_BYTES !== 0 || opts.physicalSize / BLOCK_BYTES > dev.blocks) {
-          throw invalid(`volume: physicalSize ${opts.physicalSize} must be a multiple of 4096 within the backend's ${dev.blocks * BLOCK_BYTES} bytes`);
-        }
-        physical = opts.physicalSize / BLOCK_BYTES;
+      if (opts.physicalSize !== undefined && opts.physicalSize / BLOCK_BYTES > dev.blocks) {
+        throw invalid(`Volume.create: physicalSize ${opts.physicalSize} is more than the backend's ${dev.blocks * BLOCK_BYTES} bytes`);
       }
-      const logicalBlocks = logical / BLOCK_BYTES;
-      const mapPages = Math.ceil(logicalBlocks / MAP_ENTRIES_PER_PAGE);
-      const dedupe = opts.dedupe ?? true;
-      // The index is saved at close into blocks of its own. More than 64 bytes of it per
-      // physical block (two entries a block) never helps: a block is indexed once.
-      const indexMemory = dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(opts.indexMemory ?? DEFAULT_INDEX_MEMORY, 64 * physical)) : 0;
-      const indexBlocks = dedupe ? 1 + Math.ceil(DedupeIndex.imageBytes(indexMemory) / BLOCK_BYTES) : 0;
-      const indexStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
-      const dataStart = indexStart + indexBlocks;
-      if (dataStart + 1 > physical || physical >= 2 ** 32) {
-        throw new FlashpackError('ENOSPC', `volume: ${physical} physical blocks cannot hold ${dataStart} blocks of metadata and any data`);
-      }
+      if (typeof target !== 'string' && !overwrite) await Volume.refuseUnlessBlank(engine, dev);
+      const l = layoutFor(opts, opts.physicalSize !== undefined ? opts.physicalSize / BLOCK_BYTES : dev.blocks);
       const sb: Superblock = {
         generation: 1,
         nonce: (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0,
-        logicalBlocks, physicalBlocks: physical, journalStart: SUPERBLOCK_COPIES, journalBlocks,
-        mapStart: SUPERBLOCK_COPIES + journalBlocks, mapPages, indexStart, indexBlocks, indexMemory, dataStart,
-        slabBlocks: Math.min(opts.slabBlocks ?? DEFAULT_SLAB_BLOCKS, physical - dataStart),
-        codec, dedupe, writePolicy: policy,
+        logicalBlocks: l.logicalBlocks, physicalBlocks: l.physicalBlocks, journalStart: SUPERBLOCK_COPIES, journalBlocks: l.journalBlocks,
+        mapStart: SUPERBLOCK_COPIES + l.journalBlocks, mapPages: l.mapPages, indexStart: l.indexStart, indexBlocks: l.indexBlocks,
+        indexMemory: l.indexMemory, dataStart: l.dataStart, slabBlocks: l.slabBlocks, codec: l.codec, dedupe: l.dedupe, writePolicy: l.writePolicy,
       };
       // Zero the journal, the block map and the index header: an all-zero sector means "never written".
-      await dev.writeZeroes(SUPERBLOCK_COPIES, dataStart - SUPERBLOCK_COPIES);
+      await dev.writeZeroes(SUPERBLOCK_COPIES, sb.dataStart - SUPERBLOCK_COPIES);
       await Volume.writeSuperblocks(engine, dev, sb, [0, 1]);
       await dev.flush();
-      return new Volume(sb, engine, ctrlr, dev, idleSpin, opts);
+      return new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold).started();
     } catch (err) {
       await Volume.detach(engine, ctrlr);
+      hold.release();
       throw err;
     }
   }
 
-  /** Opens a volume, recovering from the journal if it was not closed cleanly. */
-  static async open(target: string | Backend, opts: OpenOptions = {}): Promise<Volume> {
-    const backend = typeof target === 'string' ? new FileBackend(target, { blockSize: opts.blockSize ?? 4096 }) : target;
-    const { engine, ctrlr, dev, idleSpin } = await Volume.attach(backend, opts);
+  /**
+   * The bytes a new image file gets by default for these options: the whole
+   * logical size with nothing reduced, a spare for overwrites between flushes
+   * (up to 1,024 blocks), and the metadata. EINVAL for bad options.
+   */
+  static sizeFor(options: VolumeOptions): number {
+    return layoutFor(checkCreateOptions(options)).physicalBlocks * BLOCK_BYTES;
+  }
+
+  /** A backend must read as zeroes at its start (EEXIST otherwise, naming what it holds). */
+  private static async refuseUnlessBlank(engine: Engine, dev: BlockDevice): Promise<void> {
+    const blocks = Math.min(dev.blocks, EMPTY_PROBE_BYTES / BLOCK_BYTES);
+    const d = await engine.pool.allocAsync(STAGING_BYTES);
+    try {
+      await dev.read(0, d, blocks);
+      const head = engine.pool.bytes(d, true).slice(0, blocks * BLOCK_BYTES);
+      if (!head.every((b) => b === 0)) {
+        throw new FlashpackError('EEXIST', `Volume.create: the backend already holds ${describeHead(head)}; pass { overwrite: true } to format over it`);
+      }
+    } finally {
+      engine.pool.free(d);
+    }
+  }
+
+  /**
+   * Opens a volume, recovering from the journal if it was not closed cleanly.
+   * The volume is locked until close(): for writing (no other opener), or with
+   * `readOnly` shared with other read-only openers; a read-only open never
+   * writes the image (a recovery it needs happens in memory only).
+   *
+   * Errors: EINVAL (an option), ENOENT/EACCES (the path; the OS error is the
+   * cause), EBUSY (open elsewhere: the message names the holder), ECORRUPT
+   * (not a flashpack volume, or damaged metadata), EIO/ENXIO (the device).
+   */
+  static async open(target: string | Backend, options: OpenOptions = {}): Promise<Volume> {
+    checkTarget('Volume.open', target);
+    const opts = checkOpenOptions('Volume.open', options);
+    const mode = opts.readOnly === true ? 'read' : 'write';
+    const { engine, ctrlr, dev, idleSpin, hold } = await Volume.holdAndAttach(target, mode, opts, (path) =>
+      new FileBackend(path, { blockSize: opts.blockSize ?? 4096, readOnly: mode === 'read' }));
     try {
       const sb = await Volume.readSuperblock(engine, dev);
       if (sb.physicalBlocks > dev.blocks) {
         throw new FlashpackError('ECORRUPT', `volume: superblock says ${sb.physicalBlocks} physical blocks; the backend has ${dev.blocks}`);
       }
-      const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts);
+      const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold);
       await v.recover();
       if (v.indexSaved) await v.loadIndex();
-      return v;
+      return v.started();
     } catch (err) {
       await Volume.detach(engine, ctrlr);
+      hold.release();
       throw err;
     }
   }
 
-  private static async attach(backend: Backend, opts: OpenOptions): Promise<{ engine: Engine; ctrlr: Controller; dev: BlockDevice; idleSpin: number }> {
+  /**
+   * Locks the target for `mode`, makes a path's backend under the lock, and
+   * attaches the engine and controller; the lock is released again if any
+   * step fails.
+   */
+  private static async holdAndAttach(target: string | Backend, mode: LockMode, opts: OpenOptions, fileBackend: (path: string) => Backend): Promise<Attached & { hold: Hold }> {
+    let hold: Hold;
+    if (typeof target === 'string') {
+      const lock = VolumeLock.take(target, mode);
+      hold = { release: () => lock.release(), name: target };
+    } else {
+      hold = { release: takeBackend(target, mode), name: 'a volume' };
+    }
+    try {
+      const backend = typeof target === 'string' ? fileBackend(target) : target;
+      return { hold, ...(await Volume.attach(backend, opts)) };
+    } catch (err) {
+      hold.release();
+      throw err;
+    }
+  }
+
+  /** Open for business: flushed before a clean exit from now on. */
+  private started(): this {
+    if (!this.readOnly) flushAtExit(this);
+    return this;
+  }
+
+  private static async attach(backend: Backend, opts: OpenOptions): Promise<Attached> {
     // A volume's pools and queues are carved from a runtime's memory for good; a
     // fresh runtime per volume gives all of it back when the volume is closed.
     const inflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
-    if (!Number.isInteger(inflight) || inflight < 1 || inflight > MAX_INFLIGHT) throw invalid(`volume: maxInflight ${inflight} (1 to ${MAX_INFLIGHT})`);
     const cachePages = opts.cachePages ?? DEFAULT_CACHE_PAGES;
-    if (!Number.isInteger(cachePages) || cachePages < 2 || cachePages > MAX_CACHE_PAGES) throw invalid(`volume: cachePages ${cachePages} (2 to ${MAX_CACHE_PAGES})`);
     // 4 KiB buffers: two per write in the pipeline (its data and its compressed form), the
     // block map cache, and room for reads, dedupe checks and journal blocks. Sized from the
     // options, so a deep pipeline cannot take the buffers its own writes need to finish.
@@ -551,7 +597,9 @@ export class Volume {
       this.engine.pool.free(plain);
     }
     await this.rebuildReferences();
-    await this.checkpoint();
+    // Read-only: the replayed mappings stay in the block map cache (dirty pages are
+    // never evicted) and the image is left as it was.
+    if (!this.readOnly) await this.checkpoint();
   }
 
   private async setMapping(lba: number, m: number): Promise<void> {
@@ -654,12 +702,26 @@ export class Volume {
     return this.sb.codec;
   }
 
-  private check(offset: number, length: number, what: string): void {
-    if (this.closed) throw new FlashpackError('ENXIO', `volume: ${what} after close()`);
+  /** The data region is smaller than the logical size: the volume relies on data reduction and can fill up before it is logically full. */
+  get thin(): boolean {
+    return isThin(this.sb);
+  }
+
+  /** The image path, or "a volume" (for messages). */
+  get name(): string {
+    return this.hold.name;
+  }
+
+  /** Writes or discards were acknowledged since the last completed flush (a clean exit flushes them). */
+  get unflushed(): boolean {
+    return !this.closed && !this.readOnly && this.gen > this.flushedGen;
+  }
+
+  private check(offset: number, length: number, what: 'read' | 'write' | 'discard'): void {
+    if (this.closed) throw new FlashpackError('ENXIO', `volume.${what}: the volume is closed (${what} after close())`);
     if (this.failure !== null) throw this.failure;
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || offset + length > this.logicalSize) {
-      throw invalid(`volume: ${what} of ${length} bytes at offset ${offset} outside the ${this.logicalSize}-byte volume`);
-    }
+    checkRange(`volume.${what}`, offset, length, this.logicalSize);
+    if (this.readOnly && what !== 'read') throw new FlashpackError('EROFS', `volume.${what}: ${this.hold.name} is open read-only`);
   }
 
   /**
@@ -710,10 +772,17 @@ export class Volume {
    * Every block's generation and place in line are taken when write() is
    * called, so overlapping writes and discards take effect in call order. A
    * whole block with no writer ahead of it and room in the pipeline is
-   * accepted on the spot; the rest wait their turn (acceptSlow).
+   * accepted on the spot; the rest wait their turn (acceptSlow). `data` is
+   * any ArrayBufferView or ArrayBuffer; it is copied before write() returns
+   * its promise only for whole blocks accepted on the spot, so keep it
+   * unchanged until the promise settles.
+   *
+   * Errors: EINVAL (offset, or data, named with its type; a range past the
+   * end), EROFS (read-only), ENXIO (closed), ENOSPC (full: nothing written
+   * is lost), EIO (device).
    */
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    if (!(data instanceof Uint8Array)) throw invalid('volume: write data must be a Uint8Array');
+  async write(offset: number, bytes: ArrayBufferView | ArrayBuffer): Promise<void> {
+    const data = bytesOf('volume.write: data', bytes);
     this.check(offset, data.length, 'write');
     this.counters.writeIn++;
     const call: WriteCall | null = this.sb.writePolicy === 'sync' ? { remaining: 0, error: null, wake: null } : null;
@@ -1480,7 +1549,12 @@ export class Volume {
     return Promise.resolve();
   }
 
-  /** Reads `length` bytes at `offset`: zeroes where unmapped, the newest accepted write everywhere else. */
+  /**
+   * Reads `length` bytes at `offset`: zeroes where unmapped, the newest
+   * accepted write everywhere else. Errors: EINVAL (offset or length, named
+   * with its type; a range past the end), ENXIO (closed), ECORRUPT (stored
+   * data or metadata that fails its checks), EIO (device).
+   */
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.check(offset, length, 'read');
     this.counters.readIn++;
@@ -1590,7 +1664,7 @@ export class Volume {
   /**
    * Unmaps whole blocks (one journal entry per run of mapped blocks in a block
    * map page, not one per block); unaligned edges are zeroed by writes. Takes
-   * effect in call order with writes, like a write.
+   * effect in call order with writes, like a write. Errors: as write().
    */
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, 'discard');
@@ -1672,11 +1746,14 @@ export class Volume {
   /**
    * Makes every write accepted before the call durable. Writes accepted while
    * it runs are not waited for (a steady stream cannot starve a flush); while
-   * a flush waits, fragments go out of the packer as they arrive.
+   * a flush waits, fragments go out of the packer as they arrive. On a
+   * read-only volume it does nothing. Errors: ENXIO (closed), EIO (device).
    */
   async flush(): Promise<void> {
-    if (this.closed) throw new FlashpackError('ENXIO', 'volume: flush after close()');
+    if (this.closed) throw new FlashpackError('ENXIO', 'volume.flush: the volume is closed (flush after close())');
+    if (this.readOnly) return; // nothing was written, so nothing to make durable
     this.counters.flushIn++;
+    const gen = this.gen;
     const epoch = this.epoch++;
     this.flushing++;
     try {
@@ -1693,6 +1770,7 @@ export class Volume {
       await this.dev.flush();
       if (this.readsInFlight === 0) this.depot.releasePending(freed);
     });
+    if (gen > this.flushedGen) this.flushedGen = gen;
   }
 
   stats(): VolumeStats {
@@ -1721,31 +1799,52 @@ export class Volume {
       biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },
       biosOut: { read: io.reads, write: io.writes, flush: io.flushes },
       writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.blocksWritten / c.blocksWrittenIn) * 1000) / 1000,
+      thin: this.thin,
+      readOnly: this.readOnly,
     };
   }
 
-  /** Flushes, checkpoints, marks the superblock (next generation, the other copy) and detaches. */
+  /**
+   * Flushes, checkpoints, marks the superblock (next generation, the other
+   * copy), detaches and releases the lock; a read-only volume only detaches.
+   * A second close() does nothing. Errors: those of flush() (the volume is
+   * closed and unlocked all the same).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     try {
-      await this.flush();
-      await this.meta.run(() => this.checkpoint());
-      const sb = { ...this.sb, generation: this.sb.generation + 1 };
-      if (this.indexSaved) await this.saveIndex(sb.generation);
-      await Volume.writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
-      await this.dev.flush();
+      if (!this.readOnly) {
+        await this.flush();
+        await this.meta.run(() => this.checkpoint());
+        const sb = { ...this.sb, generation: this.sb.generation + 1 };
+        if (this.indexSaved) await this.saveIndex(sb.generation);
+        await Volume.writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
+        await this.dev.flush();
+      }
     } finally {
       this.closed = true;
+      forgetAtExit(this);
       this.map.release();
       this.journal.release();
-      await Volume.detach(this.engine, this.ctrlr);
+      try {
+        await Volume.detach(this.engine, this.ctrlr);
+      } finally {
+        this.hold.release();
+      }
     }
   }
 
-  /** Detaches without flushing (tests: what a crash leaves behind is on the backend). */
+  /** `await using v = await Volume.open(path)`: close() at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Detaches without flushing (tests: what a crash leaves behind is on the backend); releases the lock. */
   async abandon(): Promise<void> {
     this.closed = true;
+    forgetAtExit(this);
     await Volume.detach(this.engine, this.ctrlr).catch(() => {});
+    this.hold.release();
   }
 }
 

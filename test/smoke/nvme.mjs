@@ -153,7 +153,7 @@ try {
   const disk = fs.readFileSync(file);
   check('file: bytes sit at lba × 512 in the file', equal(disk.subarray(7 * 512, (7 + fbig) * 512), pattern(4, 7, fbig, 512)) &&
     equal(disk.subarray(900 * 512, 902 * 512), pattern(5, 900, 2, 512)));
-  check('file: a missing path without size is ENXIO', codeOf(() => new nvme.FileBackend(path.join(dir, 'missing.img'))) === 'ENXIO');
+  check('file: a missing path without size is ENOENT', codeOf(() => new nvme.FileBackend(path.join(dir, 'missing.img'))) === 'ENOENT');
   await f.c.close();
 
   // Hot removal: commands in flight fail with a path error; new ones are ENXIO.

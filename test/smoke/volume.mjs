@@ -2,7 +2,8 @@
 // a volume on a file (create, unaligned and duplicate writes, zero blocks,
 // discard, flush, close, reopen) and one on a fault backend (power cut after a
 // flush, recovery). Prints one JSON line; exits non-zero on any failure.
-// Deno needs --allow-read --allow-write (the file) and --allow-env (temp dir).
+// Deno needs --allow-read --allow-write (the file), --allow-env (temp dir) and
+// --allow-run (a child that writes and exits without close).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -59,6 +60,35 @@ try {
   await w.flush();
   check('recovered volume takes new writes', equal(await w.read(0, 4096), block(7)));
   await w.close();
+
+  // One writer: a second open is EBUSY; read-only opens share and never write.
+  v = await Volume.open(image, { workers: 1 });
+  const busy = await Volume.open(image, { workers: 1, readOnly: true }).then(() => 'ok', (e) => e.code);
+  check('a second open of an open volume is EBUSY', busy === 'EBUSY');
+  await v.close();
+  const before = fs.readFileSync(image);
+  // (`await using` where the syntax exists; Node 20 has Symbol.asyncDispose but not the syntax.)
+  const r1 = await Volume.open(image, { workers: 1, readOnly: true });
+  const r2 = await Volume.open(image, { workers: 1, readOnly: true });
+  check('read-only opens share the volume', equal(await r2.read(63 * 4096, 4096), block(63 % 16)) && r1.readOnly);
+  check('a read-only volume refuses writes with EROFS', (await r1.write(0, new Uint8Array(1)).then(() => 'ok', (e) => e.code)) === 'EROFS');
+  await r1[Symbol.asyncDispose]();
+  await r2[Symbol.asyncDispose]();
+  check('read-only opens leave the image byte-identical', Buffer.compare(before, fs.readFileSync(image)) === 0);
+  check('Symbol.asyncDispose released the lock', !fs.existsSync(`${image}.lock`));
+
+  // A child of this runtime writes and ends without flush or close.
+  const exitImage = path.join(dir, 'exit.img');
+  const writer = new URL('./exit-writer.mjs', import.meta.url).pathname;
+  const child = typeof Deno !== 'undefined'
+    ? new Deno.Command(Deno.execPath(), { args: ['run', '--allow-read', '--allow-write', '--allow-env=TMPDIR,TMP,TEMP', writer, exitImage], stdout: 'null' }).outputSync().code
+    : (await import('node:child_process')).spawnSync(process.execPath, [writer, exitImage], { stdio: 'ignore' }).status;
+  check('a script that ends without close exits 0', child === 0);
+  const x = await Volume.open(exitImage, { workers: 1 });
+  let kept = equal(await x.read(64 * 4096, 14), new TextEncoder().encode('the last write'));
+  for (let i = 0; i < 64; i++) kept &&= (await x.read(i * 4096, 4096)).every((b) => b === i + 1);
+  check('every acknowledged write survives a clean exit without close', kept);
+  await x.close();
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }
