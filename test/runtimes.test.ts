@@ -79,7 +79,7 @@ describe('runtime smoke suites', () => {
       expect(result.failures).toEqual([]);
     });
   }
-  for (const major of missingLines) {
-    it.skip(`the smoke suites under node ${major} (not installed in .cache/node-lines: node scripts/node-lines.mjs ${major})`, () => {});
-  }
+  // Lines not installed here are named, not skipped: CI requires them all (above);
+  // elsewhere `node scripts/node-lines.mjs` brings them.
+  if (missingLines.length > 0) console.warn(`runtime smoke suites: node ${missingLines.join(', ')} not installed in .cache/node-lines (node scripts/node-lines.mjs)`);
 });
