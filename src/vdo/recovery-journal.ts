@@ -199,6 +199,7 @@ export class RecoveryJournal {
       let complete = true;
       for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
         if (c[s] === -2) throw corrupt(`recovery journal: block ${seq} (position ${i}) sector ${s} fails its checksum`);
+        if (c[s] > JOURNAL_ENTRIES_PER_SECTOR) throw corrupt(`recovery journal: block ${seq} (position ${i}) sector ${s} claims ${c[s]} entries (at most ${JOURNAL_ENTRIES_PER_SECTOR})`);
         if (c[s] < 0) {
           complete = false;
           break;

@@ -1,0 +1,357 @@
+/**
+ * Offline consistency check of a flashpack volume image (e2fsck -n, dm-vdo's
+ * vdoaudit). Reads the file or block device O_RDONLY with node:fs, never
+ * writes it and needs no engine or workers. It takes no lock: checking an
+ * image a writer has open reports whatever is on the media at that moment,
+ * so a caller that cares holds the volume closed (or open read-only).
+ *
+ * Checked, each problem with its location: both superblock copies and the
+ * image's length; every journal sector, and the entries recovery would replay,
+ * applied to the map as Volume.recover() applies them (an unclean image is
+ * checked as it would open); every block map sector and entry; reference
+ * counts recomputed from that map. This format persists no reference counts
+ * (they are rebuilt at open), so they are checked against dm-vdo's bound of
+ * 254 and against the packed blocks: every referenced slot must exist in its
+ * block's header, lie within the block and (option `decode`) decode to 4 KiB.
+ * Not checkable: an uncompressed data block carries no checksum in this format,
+ * and the saved dedupe index is not checked (a damaged one is ignored at open).
+ */
+import * as fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { badArgument, checkBoolean, checkFunction, checkOptions, fromOsError, hex32, invalid } from '../errors.js';
+import {
+  BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC,
+  MAX_COMPRESSION_SLOTS, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE,
+  STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader, mapEntryAt,
+  openSector, packedFragment, type SectorHeader, type Superblock,
+} from './encodings.js';
+import { MAX_REFERENCES } from './slab-depot.js';
+import { Image, Problems, READ_RUN_BLOCKS_MAX, type CheckProblem } from './check-image.js';
+import { STATE_MAX, checkJournal, decodeSlot, type Replay } from './check-journal.js';
+
+export type { CheckProblem } from './check-image.js';
+
+export interface CheckReport {
+  /** problems.length === 0. */
+  ok: boolean;
+  /** At most 1,000, then a final { where: 'check', what: 'N more problems not listed' }. */
+  problems: CheckProblem[];
+  /** Closed cleanly: the journal holds no entries to replay (and no bad sector where they would be). */
+  clean: boolean;
+  journalEntriesToReplay: number;
+  logicalBlocks: number;
+  physicalBlocks: number;
+  dataStart: number;
+  /** Generation of the superblock copy in use (0: neither copy is valid). */
+  generation: number;
+  /** Mapped LBAs, zero-block mappings included (stats().logicalBlocksUsed). */
+  logicalBlocksUsed: number;
+  /** Distinct data PBNs referenced (stats().dataBlocksUsed). */
+  dataBlocksUsed: number;
+  /** Distinct PBNs referenced as packed (compressed) blocks. */
+  packedBlocks: number;
+  blocksRead: number;
+}
+
+export interface CheckOptions {
+  /** Blocks read so far and the blocks the check expects to read (which grows as it learns what the map references); at most ~10 calls a second, and once at the end. */
+  onProgress?(done: number, total: number): void;
+  /** Decode every referenced packed slot (default true). */
+  decode?: boolean;
+}
+
+const OPTION_NAMES = ['onProgress', 'decode'];
+/** LBAs named in a problem about a block or slot they reference. */
+const LBAS_NAMED_MAX = 4;
+const KIND_UNCOMPRESSED = 1;
+const KIND_PACKED = 2;
+const REFS_SATURATED = 0xffff;
+const PACKED_HEADER = ((): Uint8Array => {
+  const h = new Uint8Array(CB_HEADER_BYTES);
+  encodePackedHeader(h, 'none', 0, () => 0);
+  return h;
+})();
+const PACKED_MAGIC = u32(PACKED_HEADER, 0);
+const PACKED_VERSION = PACKED_HEADER[4];
+
+/**
+ * Checks the volume image at `path` and reports every problem found (see the
+ * module comment). An image that is not a volume at all is a report naming
+ * why each superblock copy is not one, not an error. Errors: EINVAL (a path
+ * that is not a non-empty string, a directory, a bad option), ENOENT/EACCES
+ * (the path; the OS error is the cause), EIO (a read failed).
+ */
+export async function checkVolume(path: string, options?: CheckOptions): Promise<CheckReport> {
+  if (typeof path !== 'string' || path.length === 0) throw badArgument('checkVolume: path', 'a non-empty path string', path);
+  const opts = checkOptions<CheckOptions>('checkVolume: options', options);
+  for (const k of Object.keys(opts)) if (!OPTION_NAMES.includes(k)) throw invalid(`checkVolume: unknown option ${JSON.stringify(k)} (options: ${OPTION_NAMES.join(', ')})`);
+  if (opts.onProgress !== undefined) checkFunction('checkVolume: options.onProgress', opts.onProgress);
+  const decode = checkBoolean('checkVolume: options.decode', opts.decode, true);
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(path, 'r');
+  } catch (err) {
+    throw fromOsError(err, `checkVolume: cannot open ${path}`);
+  }
+  try {
+    let st: Stats;
+    try {
+      st = await fh.stat();
+    } catch (err) {
+      throw fromOsError(err, `checkVolume: cannot stat ${path}`);
+    }
+    if (st.isDirectory()) throw invalid(`checkVolume: ${path} is a directory, not a volume image`);
+    return await check(new Image(fh, path, opts.onProgress), st, decode);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A finding about a data block (slot −1) or one of its packed slots, named with its LBAs once they are known. */
+interface Finding {
+  pbn: number;
+  slot: number;
+  what: string;
+}
+
+/** Per data block: references (saturating), how it is referenced, and which packed slots. */
+class References {
+  readonly refs: Uint16Array;
+  readonly kinds: Uint8Array;
+  readonly slots: Uint16Array;
+  readonly dataStart: number;
+
+  constructor(sb: Superblock) {
+    const n = sb.physicalBlocks - sb.dataStart;
+    this.dataStart = sb.dataStart;
+    this.refs = new Uint16Array(n);
+    this.kinds = new Uint8Array(n);
+    this.slots = new Uint16Array(n);
+  }
+
+  add(pbn: number, state: number): void {
+    const i = pbn - this.dataStart;
+    if (this.refs[i] < REFS_SATURATED) this.refs[i]++;
+    if (state === STATE_UNCOMPRESSED) this.kinds[i] |= KIND_UNCOMPRESSED;
+    else {
+      this.kinds[i] |= KIND_PACKED;
+      this.slots[i] |= 1 << (state - STATE_COMPRESSED_BASE);
+    }
+  }
+}
+
+async function check(img: Image, st: Stats, decode: boolean): Promise<CheckReport> {
+  const problems = new Problems();
+  img.total = SUPERBLOCK_COPIES;
+  const sb = await checkSuperblocks(img, problems);
+  if (sb === null) {
+    img.progress(true);
+    return {
+      ok: false, problems: problems.list(), clean: false, journalEntriesToReplay: 0, logicalBlocks: 0, physicalBlocks: 0, dataStart: 0,
+      generation: 0, logicalBlocksUsed: 0, dataBlocksUsed: 0, packedBlocks: 0, blocksRead: img.blocksRead,
+    };
+  }
+  await checkLength(img, st, sb, problems);
+  img.total += sb.journalBlocks + sb.mapPages;
+  const replay = await checkJournal(img, sb, problems);
+  const refs = new References(sb);
+  const logicalUsed = await scanMap(img, sb, replay, problems, (_lba, pbn, state) => refs.add(pbn, state));
+  // Reference counts, as rebuildReferences() would make them.
+  const findings: Finding[] = [];
+  const packed: number[] = [];
+  let dataUsed = 0;
+  for (let i = 0; i < refs.refs.length; i++) {
+    const n = refs.refs[i];
+    if (n === 0) continue;
+    dataUsed++;
+    const pbn = sb.dataStart + i;
+    if ((refs.kinds[i] & KIND_PACKED) !== 0) packed.push(pbn);
+    if (n > MAX_REFERENCES) {
+      findings.push({ pbn, slot: -1, what: `has ${n === REFS_SATURATED ? `${n} or more` : n} references, more than ${MAX_REFERENCES} (the volume does not open: ECORRUPT)` });
+    }
+    if (refs.kinds[i] === (KIND_UNCOMPRESSED | KIND_PACKED)) findings.push({ pbn, slot: -1, what: 'is referenced both as an uncompressed block and as a packed block' });
+  }
+  await checkPacked(img, sb, refs, packed, decode, findings);
+  if (findings.length > 0) {
+    const named = await referencesTo(img, sb, replay, findings);
+    for (const f of findings) {
+      const by = named.get(f.slot < 0 ? -1 - f.pbn : f.pbn * 16 + STATE_COMPRESSED_BASE + f.slot);
+      const lbas = by === undefined ? '' : `; referenced by LBA${by.n > 1 ? 's' : ''} ${by.lbas.join(', ')}${by.n > by.lbas.length ? ` and ${by.n - by.lbas.length} more` : ''}`;
+      const where = f.slot < 0 ? `PBN ${f.pbn}` : `LBA ${by?.lbas[0] ?? '?'} → PBN ${f.pbn} slot ${f.slot}`;
+      problems.add(where, f.what + lbas);
+    }
+  }
+  img.progress(true);
+  return {
+    ok: problems.count === 0, problems: problems.list(), clean: replay.entries === 0 && !replay.liveCorrupt, journalEntriesToReplay: replay.entries,
+    logicalBlocks: sb.logicalBlocks, physicalBlocks: sb.physicalBlocks, dataStart: sb.dataStart, generation: sb.generation,
+    logicalBlocksUsed: logicalUsed, dataBlocksUsed: dataUsed, packedBlocks: packed.length, blocksRead: img.blocksRead,
+  };
+}
+
+const copyName = (c: number): string => `superblock copy ${'AB'[c]} (block ${c})`;
+
+/** Both copies; the valid one with the higher generation (copy A on a tie, as Volume.open), or null. */
+async function checkSuperblocks(img: Image, problems: Problems): Promise<Superblock | null> {
+  const b = new Uint8Array(SUPERBLOCK_COPIES * BLOCK_BYTES);
+  const got = await img.read(0, SUPERBLOCK_COPIES, b);
+  const valid: Superblock[] = [];
+  for (let c = 0; c < SUPERBLOCK_COPIES; c++) {
+    const r = got < c * BLOCK_BYTES + SECTOR_BYTES ? `missing: the image is ${got} bytes long`
+      : decodeSuperblock(b.subarray(c * BLOCK_BYTES, (c + 1) * BLOCK_BYTES));
+    if (typeof r === 'string') problems.add(copyName(c), r);
+    else valid.push(r);
+  }
+  if (valid.length === 0) return null;
+  if (valid.length === SUPERBLOCK_COPIES) {
+    // Both copies describe one volume: only the generation may differ (close rewrites one copy).
+    const [a, bb] = valid;
+    for (const k of Object.keys(a) as (keyof Superblock)[]) {
+      if (k !== 'generation' && a[k] !== bb[k]) problems.add('superblock copies A and B', `disagree on ${k}: ${a[k]} in A, ${bb[k]} in B`);
+    }
+  }
+  return valid.reduce((best, s) => (s.generation > best.generation ? s : best));
+}
+
+async function checkLength(img: Image, st: Stats, sb: Superblock, problems: Problems): Promise<void> {
+  const want = sb.physicalBlocks * BLOCK_BYTES;
+  if (st.isFile()) {
+    if (st.size < want) problems.add('image', `is ${st.size} bytes; the superblock says ${sb.physicalBlocks} blocks (${want} bytes)`);
+    return;
+  }
+  // A block device's size is not in its stat: read its last block.
+  img.total++;
+  const got = await img.read(sb.physicalBlocks - 1, 1, new Uint8Array(BLOCK_BYTES));
+  if (got < BLOCK_BYTES) problems.add('image', `ends before block ${sb.physicalBlocks - 1}; the superblock says ${sb.physicalBlocks} blocks`);
+}
+
+/**
+ * Every mapping of the volume with the journal applied, in LBA order: problems
+ * (when given) for bad sectors and entries, and `visit` for each mapping to a
+ * data block. Returns the mapped LBAs (zero-block mappings included).
+ */
+async function scanMap(img: Image, sb: Superblock, replay: Replay, problems: Problems | null, visit: (lba: number, pbn: number, state: number) => void): Promise<number> {
+  const buf = new Uint8Array(READ_RUN_BLOCKS_MAX * BLOCK_BYTES);
+  const pbns = new Float64Array(MAP_ENTRIES_PER_PAGE);
+  const states = new Uint8Array(MAP_ENTRIES_PER_PAGE);
+  const journaled = new Uint8Array(MAP_ENTRIES_PER_PAGE);
+  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  const report = (where: string, what: string): void => problems?.add(where, what);
+  let used = 0;
+  for (let first = 0; first < sb.mapPages; first += READ_RUN_BLOCKS_MAX) {
+    const pages = Math.min(READ_RUN_BLOCKS_MAX, sb.mapPages - first);
+    await img.read(sb.mapStart + first, pages, buf);
+    for (let p = first; p < first + pages; p++) {
+      const b = buf.subarray((p - first) * BLOCK_BYTES, (p - first + 1) * BLOCK_BYTES);
+      const base = p * MAP_ENTRIES_PER_PAGE;
+      // Sectors as BlockMap.load() judges them: a bad one makes its LBAs ECORRUPT, never unmapped.
+      let bad = 0;
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+        const r = openSector(b, s, MAP_MAGIC, sb.nonce, h);
+        const where = `block map page ${p} sector ${s} (LBAs ${base + s * MAP_ENTRIES_PER_SECTOR}–${base + (s + 1) * MAP_ENTRIES_PER_SECTOR - 1})`;
+        if (r === SECTOR_CORRUPT) report(where, 'fails its checksum (reads of these LBAs are ECORRUPT)');
+        else if (r === SECTOR_VALID && h.key !== p) report(where, `holds page ${h.key}'s sector (its header key), not this page's`);
+        else continue;
+        bad |= 1 << s;
+      }
+      for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) {
+        const at = mapEntryAt(e);
+        pbns[e] = u32(b, at);
+        states[e] = b[at + 4];
+        journaled[e] = 0;
+      }
+      for (const c of replay.byPage.get(p) ?? []) {
+        const end = Math.min(c.lba + c.count, base + MAP_ENTRIES_PER_PAGE);
+        for (let lba = Math.max(c.lba, base); lba < end; lba++) {
+          const e = lba - base;
+          if ((bad & (1 << Math.floor(e / MAP_ENTRIES_PER_SECTOR))) !== 0) continue; // recovery fails there: reported above
+          pbns[e] = c.pbn;
+          states[e] = c.state;
+          journaled[e] = 1;
+        }
+      }
+      for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) {
+        const pbn = pbns[e];
+        const state = states[e];
+        const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
+        if ((pbn === 0 && state === STATE_UNMAPPED) || (bad & (1 << s)) !== 0) continue;
+        const lba = base + e;
+        const where = `LBA ${lba} (block map page ${p} sector ${s} entry ${e % MAP_ENTRIES_PER_SECTOR}${journaled[e] ? ', from the journal' : ''})`;
+        if (lba >= sb.logicalBlocks) report(where, `is past the logical size (${sb.logicalBlocks} blocks) but maps to PBN ${pbn} state ${state}`);
+        else if (state > STATE_MAX) report(where, `has mapping state ${state}; states are 0–${STATE_MAX} (the volume reads it as ${state & 15})`);
+        else if (state === STATE_UNMAPPED) report(where, `is unmapped but names PBN ${pbn} (the volume would count a reference to it)`);
+        else if (pbn === ZERO_PBN) {
+          if (state === STATE_UNCOMPRESSED) used++;
+          else report(where, `maps to slot ${state - STATE_COMPRESSED_BASE} of PBN 0, the zero block`);
+        } else if (pbn < sb.dataStart || pbn >= sb.physicalBlocks) {
+          report(where, `maps to PBN ${pbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}) (the volume does not open: ECORRUPT)`);
+        } else {
+          used++;
+          visit(lba, pbn, state);
+        }
+      }
+    }
+  }
+  return used;
+}
+
+/** Reads every packed block the map references and checks its header and each referenced slot. */
+async function checkPacked(img: Image, sb: Superblock, refs: References, packed: number[], decode: boolean, findings: Finding[]): Promise<void> {
+  const codec = CODECS.indexOf(sb.codec);
+  const plain = new Uint8Array(BLOCK_BYTES);
+  img.total += packed.length;
+  await img.readEach(packed, (pbn, b) => {
+    const magic = u32(b, 0);
+    if (magic !== PACKED_MAGIC) {
+      findings.push({ pbn, slot: -1, what: `is referenced as a packed block but is not one (magic ${hex32(magic)}, not ${hex32(PACKED_MAGIC)})` });
+      return;
+    }
+    if (b[4] !== PACKED_VERSION) findings.push({ pbn, slot: -1, what: `packed block header version ${b[4]}, not ${PACKED_VERSION}` });
+    if (b[5] !== codec) findings.push({ pbn, slot: -1, what: `packed with codec ${CODECS[b[5]] ?? b[5]}; the volume's codec is ${sb.codec}` });
+    const count = b[6];
+    if (count > MAX_COMPRESSION_SLOTS) findings.push({ pbn, slot: -1, what: `packed block header claims ${count} fragments; at most ${MAX_COMPRESSION_SLOTS}` });
+    else {
+      let bytes = 0;
+      for (let i = 0; i < count; i++) bytes += b[8 + i * 2] | (b[9 + i * 2] << 8);
+      if (bytes > CB_CAPACITY) findings.push({ pbn, slot: -1, what: `packed block fragments total ${bytes} bytes; a block holds ${CB_CAPACITY}` });
+    }
+    const slots = refs.slots[pbn - sb.dataStart];
+    for (let slot = 0; slot < MAX_COMPRESSION_SLOTS; slot++) {
+      if ((slots & (1 << slot)) === 0) continue;
+      const range = packedFragment(b, slot);
+      if (typeof range === 'string') findings.push({ pbn, slot, what: range });
+      else if (decode) {
+        const why = decodeSlot(b, slot, sb.codec, plain);
+        if (why !== null) findings.push({ pbn, slot, what: `does not decode: ${why}` });
+      }
+    }
+  });
+}
+
+/**
+ * The LBAs referencing the blocks and slots of `findings` (a second pass over
+ * the map, made only when something is wrong): keyed −1 − pbn for a block,
+ * pbn × 16 + state for a slot.
+ */
+async function referencesTo(img: Image, sb: Superblock, replay: Replay, findings: Finding[]): Promise<Map<number, { lbas: number[]; n: number }>> {
+  const wanted = new Set(findings.map((f) => f.pbn));
+  const named = new Map<number, { lbas: number[]; n: number }>();
+  const note = (key: number, lba: number): void => {
+    let r = named.get(key);
+    if (r === undefined) named.set(key, (r = { lbas: [], n: 0 }));
+    if (r.lbas.length < LBAS_NAMED_MAX) r.lbas.push(lba);
+    r.n++;
+  };
+  img.total += sb.mapPages;
+  await scanMap(img, sb, replay, null, (lba, pbn, state) => {
+    if (!wanted.has(pbn)) return;
+    note(-1 - pbn, lba);
+    note(pbn * 16 + state, lba);
+  });
+  return named;
+}
+
+function u32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+}
