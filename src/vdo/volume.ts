@@ -30,7 +30,7 @@
  * previous mapping), rebuilds reference counts
  * from the block map, and checkpoints.
  */
-import { FlashpackError, invalid } from '../errors.js';
+import { FlashpackError, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_KNOWN } from '../engine/jobs.js';
@@ -64,6 +64,13 @@ import {
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
+
+/** A run of whole blocks and how it is stored (Volume.extents). */
+export interface VolumeExtent {
+  offset: number;
+  length: number;
+  type: 'data' | 'zero' | 'hole';
+}
 
 export interface VolumeStats {
   logicalBlocks: number;
@@ -108,6 +115,8 @@ const DEFLATE_LEVEL = 1;
 const STAGING_BUFFERS = 16;
 /** 4 KiB buffers kept for reuse beyond the pipeline's two per write: reads, dedupe checks, journal and map I/O. */
 const KEPT_SPARE_BUFFERS = 256;
+/** Blocks one extents() call looks at (4 GiB): a client asking about a whole large volume gets an answer in parts. */
+const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
 
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
 interface LbaState {
@@ -570,7 +579,7 @@ export class Volume {
           for (let lba = e.lba; lba < e.lba + e.count; lba++) await this.setMapping(lba, 0);
           continue;
         }
-        if (e.kind !== ENTRY_MAP || e.lba >= this.sb.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13) {
+        if (e.kind !== ENTRY_MAP || e.lba >= this.sb.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13 || (e.newState === STATE_UNMAPPED && e.newPbn !== 0)) {
           throw new FlashpackError('ECORRUPT', `recovery journal: entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume`);
         }
         const m = mappingOf(e.newPbn, e.newState);
@@ -1659,6 +1668,48 @@ export class Volume {
       return (err as Error).message;
     }
     return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
+  }
+
+  /**
+   * How [offset, offset + length) is stored, as runs of whole blocks from the
+   * block containing `offset` (NBD's base:allocation, SEEK_DATA/SEEK_HOLE):
+   * `hole` never written or discarded (reads zeroes, stores nothing), `zero`
+   * written as zeroes (mapped to the zero block), `data` anything else. A block
+   * with a write or discard still in flight is `data`: never claimed zero
+   * before it is. Scans at most EXTENTS_SCAN_BLOCKS_MAX blocks and returns at
+   * most `maxExtents` runs, so the runs may cover less than asked (at least
+   * one block). Errors: as read().
+   */
+  async extents(offset: number, length: number, maxExtents = 1024): Promise<VolumeExtent[]> {
+    this.check(offset, length, 'read');
+    checkInteger('volume.extents: maxExtents', maxExtents, 1, 2 ** 31);
+    const out: VolumeExtent[] = [];
+    const first = Math.floor(offset / BLOCK_BYTES);
+    const end = Math.min(Math.ceil((offset + Math.max(length, 1)) / BLOCK_BYTES), first + EXTENTS_SCAN_BLOCKS_MAX);
+    let lba = first;
+    while (lba < end) {
+      const pageEnd = Math.min(end, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
+      const page = await this.map.page(lba);
+      try {
+        for (; lba < pageEnd; lba++) {
+          const m = this.map.get(page, lba);
+          const type: VolumeExtent['type'] = this.lbaStates.has(lba) || this.pendingDiscardsOver(lba) ? 'data'
+            : stateOf(m) === STATE_UNMAPPED ? 'hole' : pbnOf(m) === ZERO_PBN ? 'zero' : 'data';
+          const last = out[out.length - 1];
+          if (last !== undefined && last.type === type) last.length += BLOCK_BYTES;
+          else if (out.length === maxExtents) return out;
+          else out.push({ offset: lba * BLOCK_BYTES, length: BLOCK_BYTES, type });
+        }
+      } finally {
+        this.map.unpin(page);
+      }
+    }
+    return out;
+  }
+
+  private pendingDiscardsOver(lba: number): boolean {
+    for (const d of this.pendingDiscards) if (lba >= d.first && lba < d.last) return true;
+    return false;
   }
 
   /**
