@@ -42,6 +42,10 @@ export class TlsConfig {
     if (o.pskFile === undefined && o.certDir === undefined) {
       throw new FlashpackError('EINVAL', 'nbd tls: give a PSK file (pskFile) or a certificate directory (certDir)');
     }
+    const lacking = runtimeWithoutPsk();
+    if (o.pskFile !== undefined && lacking !== null) {
+      throw new FlashpackError('ENOTSUP', `nbd tls: ${lacking}'s node:tls has no TLS-PSK (pskCallback); serve with x509 certificates (certDir), or under Node`);
+    }
     const keys = o.pskFile === undefined ? null : readPskFile(o.pskFile);
     const ctx: tls.SecureContextOptions = { minVersion: 'TLSv1.2' };
     if (o.certDir !== undefined) {
@@ -87,6 +91,14 @@ export class TlsConfig {
       secure.once('close', () => fail(new Error('the client closed the connection during the TLS handshake')));
     });
   }
+}
+
+/** The name of a runtime whose node:tls lacks PSK (its handshakes fail: Deno has no PSK, Bun's BoringSSL asks for a certificate), or null. */
+function runtimeWithoutPsk(): string | null {
+  const g = globalThis as { Deno?: { version?: { deno?: string } }; Bun?: { version?: string } };
+  if (g.Deno !== undefined) return `Deno ${g.Deno.version?.deno ?? ''}`.trim();
+  if (g.Bun !== undefined) return `Bun ${g.Bun.version ?? ''}`.trim();
+  return null;
 }
 
 /** identity → key. EINVAL naming the line for anything malformed; EACCES if others may read it. */

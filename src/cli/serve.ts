@@ -1,0 +1,145 @@
+/**
+ * `flashpack serve <path>`: the volume over NBD until SIGINT or SIGTERM,
+ * then a clean close (every acknowledged write flushed, the superblock
+ * marked clean). While it serves, the volume is locked for writing, and
+ * `flashpack stats` asks this process for live numbers over its control
+ * socket instead of opening the image.
+ */
+import process from 'node:process';
+import { Volume } from '../vdo/volume.js';
+import { NbdServer, type NbdServerOptions } from '../nbd/server.js';
+import { startControl } from '../nbd/control.js';
+import { fail, parseCommand, runCommand, stringOption, warn } from './args.js';
+
+export const serveUsage = `usage: flashpack serve <path> (--socket <path> | --listen <host:port>) [options]
+
+Serves the volume at <path> over NBD until SIGINT or SIGTERM, then closes it
+cleanly. Clients: qemu, qemu-img, nbdcopy, nbdinfo, fio, nbd-client.
+
+options:
+  --socket <path>          listen on a unix socket (created mode 0600)
+  --listen <host:port>     listen on TCP ([::1]:10809 for IPv6); off loopback,
+                           TLS is required unless --insecure
+  --read-only              open the volume read-only and export it so
+  --export-name <name>     the export's name (default: the file's name); with one
+                           export, the empty name reaches it too
+  --tls-psk <file>         TLS with pre-shared keys, nbdkit's --tls-psk format
+                           (identity:hexkey lines; the file must be mode 0600)
+  --tls-certificates <dir> TLS with x509: server-cert.pem, server-key.pem
+                           (and ca-cert.pem) in <dir>
+  --tls <on|require>       with a key: require (default) refuses clients that do
+                           not start TLS; on lets them choose
+  --insecure               allow plain TCP on a non-loopback address
+  --max-connections <n>    connections at once (default 64)
+  --quiet                  do not log refused connections
+  -h, --help               this help
+
+example:
+  flashpack serve disk.img --socket /tmp/disk.sock &
+  qemu-img info 'nbd+unix:///?socket=/tmp/disk.sock'
+`;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  return runCommand('serve', async () => {
+    const { values, positionals } = parseCommand(argv, {
+      name: 'serve',
+      usage: serveUsage,
+      options: {
+        socket: { type: 'string' },
+        listen: { type: 'string' },
+        'read-only': { type: 'boolean' },
+        'export-name': { type: 'string' },
+        'tls-psk': { type: 'string' },
+        'tls-certificates': { type: 'string' },
+        tls: { type: 'string' },
+        insecure: { type: 'boolean' },
+        'max-connections': { type: 'string' },
+        quiet: { type: 'boolean' },
+      },
+      positionals: ['path'],
+    });
+    const [path] = positionals;
+    const socket = stringOption(values, 'socket');
+    const listen = stringOption(values, 'listen');
+    if ((socket === undefined) === (listen === undefined)) fail('give exactly one of --socket and --listen');
+    const where: Pick<NbdServerOptions, 'socket' | 'host' | 'port'> = socket !== undefined ? { socket } : parseListen(listen!);
+    const pskFile = stringOption(values, 'tls-psk');
+    const certDir = stringOption(values, 'tls-certificates');
+    const tlsMode = stringOption(values, 'tls') ?? 'require';
+    if (tlsMode !== 'on' && tlsMode !== 'require') fail(`--tls must be on or require, got '${tlsMode}'`);
+    if (stringOption(values, 'tls') !== undefined && pskFile === undefined && certDir === undefined) fail('--tls needs --tls-psk or --tls-certificates');
+    const maxText = stringOption(values, 'max-connections');
+    const maxConnections = maxText === undefined ? undefined : Number(maxText);
+    if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) fail(`--max-connections must be a positive integer, got '${maxText}'`);
+    const readOnly = values['read-only'] === true;
+    const name = stringOption(values, 'export-name') ?? basename(path);
+    const quiet = values.quiet === true;
+
+    const volume = await Volume.open(path, { readOnly });
+    let server: NbdServer;
+    try {
+      server = await NbdServer.listen({
+        ...where,
+        exports: [{ name, description: `flashpack volume ${path}`, target: volume, readOnly }],
+        ...(pskFile !== undefined || certDir !== undefined ? { tls: { pskFile, certDir, required: tlsMode === 'require' } } : {}),
+        insecure: values.insecure === true,
+        ...(maxConnections !== undefined ? { maxConnections } : {}),
+        log: quiet ? () => {} : (line) => warn(line),
+      });
+    } catch (err) {
+      await volume.close();
+      throw err;
+    }
+    const control = await startControl(path, { stats: () => ({ ...volume.stats(), nbd: server.stats() }) });
+    warn(`flashpack serve: ${path} (${volume.logicalSize} bytes${readOnly ? ', read-only' : ''}) at ${uriOf(server, name, pskFile !== undefined || certDir !== undefined)}`);
+
+    // The handlers stay for the whole close: a second signal (a supervisor, a
+    // process group's SIGTERM) must not kill the process while it flushes.
+    let stopping = false;
+    let onSignal = (_signal: string): void => {};
+    const stopped = new Promise<void>((resolve) => {
+      onSignal = (signal) => {
+        if (stopping) return warn(`flashpack serve: ${signal}: already closing, flushing the volume`);
+        stopping = true;
+        warn(`flashpack serve: ${signal}: closing`);
+        resolve();
+      };
+    });
+    const onInt = (): void => onSignal('SIGINT');
+    const onTerm = (): void => onSignal('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    await stopped;
+    try {
+      await server.close();
+    } finally {
+      await control.close().catch(() => {});
+      await volume.close();
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+    }
+    warn(`flashpack serve: ${path} closed cleanly`);
+    return 0;
+  });
+}
+
+/** host:port, [v6]:port, or a bare port (loopback). */
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
+  if (m === null) fail(`--listen must be host:port or [v6-address]:port, got '${text}'`);
+  const port = Number(m[3]);
+  if (port > 65535) fail(`--listen port ${port} is more than 65535`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+function basename(p: string): string {
+  return p.replace(/\/+$/, '').split('/').pop() ?? p;
+}
+
+function uriOf(server: NbdServer, name: string, tls: boolean): string {
+  const a = server.address;
+  const scheme = tls ? 'nbds' : 'nbd';
+  if ('socket' in a) return `${scheme}+unix:///${encodeURIComponent(name)}?socket=${a.socket}`;
+  const host = a.host.includes(':') ? `[${a.host}]` : a.host;
+  return `${scheme}://${host}:${a.port}/${encodeURIComponent(name)}`;
+}
