@@ -7,9 +7,9 @@
  */
 import process from 'node:process';
 import { Volume } from '../vdo/volume.js';
-import { NbdServer, type NbdServerOptions } from '../nbd/server.js';
+import { NbdServer, isLoopback, type NbdServerOptions } from '../nbd/server.js';
 import { startControl } from '../nbd/control.js';
-import { fail, parseCommand, runCommand, stringOption, warn } from './args.js';
+import { fail, failWith, parseCommand, runCommand, stringOption, warn } from './args.js';
 
 export const serveUsage = `usage: flashpack serve <path> (--socket <path> | --listen <host:port>) [options]
 
@@ -71,6 +71,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const maxText = stringOption(values, 'max-connections');
     const maxConnections = maxText === undefined ? undefined : Number(maxText);
     if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) fail(`--max-connections must be a positive integer, got '${maxText}'`);
+    if ('host' in where && pskFile === undefined && certDir === undefined && values.insecure !== true && !isLoopback(where.host!)) {
+      failWith('EINVAL', `--listen ${listen}: ${where.host} is not a loopback address; serve it with --tls-psk or --tls-certificates, or say --insecure`);
+    }
     const readOnly = values['read-only'] === true;
     const name = stringOption(values, 'export-name') ?? basename(path);
     const quiet = values.quiet === true;

@@ -244,18 +244,25 @@ export class Connection {
     this.inflight++;
     this.inflightBytes += bytes;
     const { cookieHi, cookieLo, type } = this;
-    p.then(done, (err: unknown) => this.errorReply(cookieHi, cookieLo, errnoOf(err), `${CMD_NAMES[type] ?? type}: ${(err as Error).message}`))
-      .catch((err: unknown) => {
-        // A bug in a reply path: this connection ends, the server goes on.
-        this.s.log(`nbd: internal error answering ${CMD_NAMES[type] ?? type}: ${(err as Error).stack ?? err}`);
-        this.stopping = true;
-      })
-      .finally(() => {
-      this.inflight--;
-      this.inflightBytes -= bytes;
-      if (this.stopping) this.finishIfIdle();
-      else this.pump();
-    });
+    // One reaction per request (no .catch/.finally chain): it answers, then lets the next requests in.
+    p.then(
+      (v) => this.settle(bytes, type, () => done(v)),
+      (err: unknown) => this.settle(bytes, type, () => this.errorReply(cookieHi, cookieLo, errnoOf(err), `${CMD_NAMES[type] ?? type}: ${(err as Error).message}`)),
+    );
+  }
+
+  private settle(bytes: number, type: number, answer: () => void): void {
+    try {
+      answer();
+    } catch (err) {
+      // A bug in a reply path: this connection ends, the server goes on.
+      this.s.log(`nbd: internal error answering ${CMD_NAMES[type] ?? type}: ${(err as Error).stack ?? err}`);
+      this.stopping = true;
+    }
+    this.inflight--;
+    this.inflightBytes -= bytes;
+    if (this.stopping) this.finishIfIdle();
+    else this.pump();
   }
 
   private ok(): void {

@@ -109,7 +109,7 @@ export async function negotiate<E extends ExportInfo>(ch: Channel, ctx: Negotiat
           try {
             ch.replace(await ctx.tls.upgrade(raw));
           } catch (err) {
-            throw new ProtocolViolation(`TLS: ${(err as Error).message}`);
+            throw new ProtocolViolation(`TLS: ${(err as Error).message.trim()}`);
           }
           secure = true;
           // What was negotiated in the clear does not carry over (the spec's downgrade rule).
