@@ -134,7 +134,9 @@ export class Connection {
       ch.skip(REQUEST_BYTES);
       this.request();
     }
-    this.resume();
+    // A request that stopped the connection (DISC, a bad frame) leaves the socket paused.
+    if (this.stopping) this.pause();
+    else this.resume();
   }
 
   private pause(): void {
@@ -213,7 +215,7 @@ export class Connection {
         if (length === 0 || offset >= size) return this.fail(NBD_EINVAL, `BLOCK_STATUS of ${length} bytes at ${offset} (export of ${size})`);
         this.s.counters.blockStatus++;
         return this.track(0, t.extents(offset, Math.min(length, size - offset), (flags & CMD_FLAG_REQ_ONE) !== 0 ? 1 : EXTENTS_PER_REPLY_MAX), (ex) =>
-          this.sendBlockStatus(cookieHi, cookieLo, offset, Math.min(length, size - offset), ex));
+          this.sendBlockStatus(cookieHi, cookieLo, offset, Math.min(length, size - offset), (flags & CMD_FLAG_REQ_ONE) !== 0, ex));
       case CMD_DISC:
         this.stopping = true;
         this.finishIfIdle();
@@ -311,7 +313,7 @@ export class Connection {
   }
 
   /** base:allocation descriptors from `offset` (the first block's run starts before it), clipped to the request. */
-  private sendBlockStatus(cookieHi: number, cookieLo: number, offset: number, length: number, extents: VolumeExtent[]): void {
+  private sendBlockStatus(cookieHi: number, cookieLo: number, offset: number, length: number, reqOne: boolean, extents: VolumeExtent[]): void {
     const out: { length: number; status: number }[] = [];
     const end = offset + length;
     for (const e of extents) {
@@ -323,7 +325,7 @@ export class Connection {
       for (let at = from; at < to; at += 2 ** 31) out.push({ length: Math.min(2 ** 31, to - at), status });
     }
     if (out.length === 0) return this.errorReply(cookieHi, cookieLo, NBD_EIO, 'BLOCK_STATUS found no extent');
-    if ((this.flags & CMD_FLAG_REQ_ONE) !== 0) out.length = 1;
+    if (reqOne) out.length = 1; // after the split of runs over 2^31: REQ_ONE gets exactly one
     this.send(encodeBlockStatus(META_ID_BASE_ALLOCATION, out, cookieHi, cookieLo));
   }
 
@@ -352,15 +354,27 @@ export class Connection {
     if (this.closed || this.inflight > 0) return;
     this.closed = true;
     this.ch.onData = null;
-    const sock = this.ch.socket;
-    if (this.corked) sock.uncork();
-    sock.end();
-    // A client that never reads what is left does not hold the socket open.
-    const timer = setTimeout(() => sock.destroy(), 5_000);
-    (timer as { unref?(): void }).unref?.();
-    sock.once('close', () => clearTimeout(timer));
+    if (this.corked) this.ch.socket.uncork();
+    closeGently(this.ch.socket);
     this.s.onClose();
   }
+}
+
+/** How long a closed connection may take to drain its replies before it is cut. */
+const CLOSE_DRAIN_MS = 5_000;
+
+/**
+ * Ends a socket: nothing more is read (a client that keeps sending is held
+ * back by the kernel, not buffered here), what is queued is still sent, and
+ * the socket is destroyed if the client has not closed it within CLOSE_DRAIN_MS.
+ */
+export function closeGently(sock: import('node:stream').Duplex): void {
+  sock.pause();
+  sock.removeAllListeners('data');
+  sock.end();
+  const timer = setTimeout(() => sock.destroy(), CLOSE_DRAIN_MS);
+  (timer as { unref?(): void }).unref?.();
+  sock.once('close', () => clearTimeout(timer));
 }
 
 async function writeZeroes(t: ExportTarget, offset: number, length: number): Promise<void> {

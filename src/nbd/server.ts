@@ -13,7 +13,7 @@ import * as net from 'node:net';
 import process from 'node:process';
 import { FlashpackError, badArgument, checkInteger, fromOsError } from '../errors.js';
 import { Channel } from './channel.js';
-import { Connection, type ExportTarget, type ServerCounters } from './connection.js';
+import { Connection, closeGently, type ExportTarget, type ServerCounters } from './connection.js';
 import { negotiate, ProtocolViolation, type ExportInfo } from './negotiation.js';
 import {
   TFLAG_CAN_MULTI_CONN, TFLAG_HAS_FLAGS, TFLAG_READ_ONLY, TFLAG_SEND_CACHE, TFLAG_SEND_FAST_ZERO, TFLAG_SEND_FLUSH, TFLAG_SEND_FUA,
@@ -162,7 +162,7 @@ export class NbdServer {
         clearTimeout(timer);
         this.negotiating.delete(sock);
         if (n === null || this.closing !== null) {
-          ch.socket.end();
+          closeGently(ch.socket);
           return;
         }
         ch.socket.on('error', () => {});
@@ -184,7 +184,9 @@ export class NbdServer {
           this.counters.protocolViolations++;
           this.log(`nbd: closing a connection during negotiation: ${err.message}`);
         }
-        ch.socket.destroy();
+        // A violation's last reply (REP_ERR_POLICY) still goes out; a TLS failure has nothing to send.
+        if (err instanceof ProtocolViolation) closeGently(ch.socket);
+        else ch.socket.destroy();
       });
   }
 
