@@ -206,9 +206,10 @@ export class ServeProcess {
 }
 
 /** Starts `flashpack serve <image> (--socket p | --listen host:port) [extra]` and waits until it accepts. */
-export async function serve(image: string, where: Where, extra: readonly string[] = []): Promise<ServeProcess> {
+/** `runtime`: the command line that runs a script (default: this Node), e.g. [deno, 'run', '-A']. */
+export async function serve(image: string, where: Where, extra: readonly string[] = [], runtime: readonly string[] = [process.execPath]): Promise<ServeProcess> {
   const addr = 'socket' in where ? ['--socket', where.socket] : ['--listen', `${where.host}:${where.port}`];
-  const child = track(spawn(process.execPath, [flashpackBin, 'serve', image, ...addr, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(runtime[0], [...runtime.slice(1), flashpackBin, 'serve', image, ...addr, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const server = new ServeProcess(child, image, where);
   try {
     return await server.ready();
