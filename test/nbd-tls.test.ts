@@ -12,7 +12,7 @@ import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { prng, randomBytes } from './helpers/data.js';
-import { type ServeProcess, flashpack, freePort, hasTool, killAll, ok, removeTempDirs, run, serve, tempDir } from './helpers/nbd.js';
+import { type ServeProcess, explain, flashpack, freePort, hasTool, killAll, ok, removeTempDirs, run, serve, tempDir } from './helpers/nbd.js';
 
 const MiB = 1 << 20;
 const size = 16 * MiB;
@@ -157,6 +157,35 @@ describe('TLS optional (--tls on)', () => {
     } finally {
       await stop(server);
     }
+  });
+});
+
+describe('TLS with x509 certificates (--tls-certificates)', () => {
+  it('nbdinfo verifying the server against its CA connects over TLS; a client trusting another CA is refused', async () => {
+    if (!hasTool('openssl')) return expect.fail('openssl is not on the PATH');
+    const pki = at('pki');
+    const other = at('other-ca');
+    fs.mkdirSync(pki, { recursive: true });
+    fs.mkdirSync(other, { recursive: true });
+    const ssl = async (args: string[], cwd: string): Promise<void> => void ok(await run('openssl', args, { cwd }));
+    await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca-cert.pem', '-days', '2', '-subj', '/CN=flashpack test CA'], pki);
+    await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server-key.pem', '-out', 'server.csr', '-subj', '/CN=localhost'], pki);
+    fs.writeFileSync(path.join(pki, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
+    await ssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca-cert.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', 'server-cert.pem', '-days', '2', '-extfile', 'ext.cnf'], pki);
+    await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca-cert.pem', '-days', '2', '-subj', '/CN=another CA'], other);
+    const trusting = at('client-trusts');
+    fs.mkdirSync(trusting, { recursive: true });
+    fs.copyFileSync(path.join(pki, 'ca-cert.pem'), path.join(trusting, 'ca-cert.pem'));
+    const { server, port } = await startTcp(img, ['--tls-certificates', pki]);
+    const good = await run('nbdinfo', [`nbds://127.0.0.1:${port}/?tls-certificates=${trusting}`]);
+    expect(good.code, explain(good)).toBe(0);
+    expect(good.stdout).toMatch(/with TLS/);
+    const bad = await run('nbdinfo', [`nbds://127.0.0.1:${port}/?tls-certificates=${other}`]);
+    expect(bad.code).not.toBe(0);
+    const clear = await run('nbdinfo', [plain(port)]);
+    expect(clear.code).not.toBe(0);
+    await server.stop();
+    servers.delete(server);
   });
 });
 

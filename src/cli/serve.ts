@@ -26,7 +26,7 @@ options:
   --tls-psk <file>         TLS with pre-shared keys, nbdkit's --tls-psk format
                            (identity:hexkey lines; the file must be mode 0600)
   --tls-certificates <dir> TLS with x509: server-cert.pem, server-key.pem
-                           (and ca-cert.pem) in <dir>
+                           in <dir> (client certificates are not requested)
   --tls <on|require>       with a key: require (default) refuses clients that do
                            not start TLS; on lets them choose
   --insecure               allow plain TCP on a non-loopback address

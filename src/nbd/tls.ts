@@ -2,8 +2,8 @@
  * TLS for NBD (NBD_OPT_STARTTLS): a pre-shared key file in nbdkit's
  * `--tls-psk` format (psktool's: one `identity:hexkey` per line), and/or an
  * x509 directory in nbdkit's `--tls-certificates` layout (server-cert.pem,
- * server-key.pem, optional ca-cert.pem). The key file must not be readable by
- * others, as nbdkit requires.
+ * server-key.pem; clients are not asked for certificates, as nbdkit without
+ * --tls-verify-peer). The PSK file must not be readable by others.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,7 +14,7 @@ import { FlashpackError, fromOsError } from '../errors.js';
 export interface TlsOptions {
   /** A PSK file (`identity:hexkey` lines). */
   pskFile?: string;
-  /** A directory holding server-cert.pem and server-key.pem (and ca-cert.pem to verify client certificates). */
+  /** A directory holding server-cert.pem and server-key.pem (client certificates are not requested). */
   certDir?: string;
   /** TLS-only mode: no export is reachable without STARTTLS (nbdkit --tls=require). Default true. */
   required?: boolean;
@@ -51,8 +51,6 @@ export class TlsConfig {
     if (o.certDir !== undefined) {
       ctx.cert = readPem(o.certDir, 'server-cert.pem');
       ctx.key = readPem(o.certDir, 'server-key.pem');
-      const ca = path.join(o.certDir, 'ca-cert.pem');
-      if (fs.existsSync(ca)) ctx.ca = readPem(o.certDir, 'ca-cert.pem');
     }
     if (keys !== null) {
       // GnuTLS clients (libnbd, qemu) offer PSK suites for TLS 1.2 and PSK key exchange for 1.3.
