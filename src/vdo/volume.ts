@@ -115,6 +115,10 @@ const DEFLATE_LEVEL = 1;
 const STAGING_BUFFERS = 16;
 /** 4 KiB buffers kept for reuse beyond the pipeline's two per write: reads, dedupe checks, journal and map I/O. */
 const KEPT_SPARE_BUFFERS = 256;
+/** Reads of at least this many blocks gather their device reads (readGathered); shorter ones go block by block. */
+const READ_GATHER_BLOCKS_MIN = 4;
+/** Consecutive PBNs one gathered device read covers: a staging buffer. */
+const READ_RUN_BLOCKS_MAX = STAGING_BYTES / BLOCK_BYTES;
 /** Blocks one extents() call looks at (4 GiB): a client asking about a whole large volume gets an answer in parts. */
 const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
 
@@ -1568,6 +1572,10 @@ export class Volume {
     this.check(offset, length, 'read');
     this.counters.readIn++;
     const out = new Uint8Array(length);
+    if (length > 0 && Math.floor((offset + length - 1) / BLOCK_BYTES) - Math.floor(offset / BLOCK_BYTES) + 1 >= READ_GATHER_BLOCKS_MIN) {
+      await this.readGathered(offset, length, out);
+      return out;
+    }
     const parts: Promise<void>[] = [];
     let pos = 0;
     while (pos < length) {
@@ -1581,6 +1589,97 @@ export class Volume {
     }
     await Promise.all(parts);
     return out;
+  }
+
+  /**
+   * A read of many blocks: every mapping first (a block-map page at a time),
+   * then each stored block read once — a packed block holding several of the
+   * range's fragments is read once, and runs of consecutive PBNs are one
+   * device read into a staging buffer — then copied or decoded into `out`.
+   * Reads hold readsInFlight, so no block they map can be freed and reused
+   * before they have read it.
+   */
+  private async readGathered(offset: number, length: number, out: Uint8Array): Promise<void> {
+    const first = Math.floor(offset / BLOCK_BYTES);
+    const end = Math.floor((offset + length - 1) / BLOCK_BYTES) + 1;
+    const maps = new Float64Array(end - first).fill(-1);
+    this.readsInFlight++;
+    try {
+      for (let lba = first; lba < end;) {
+        const pageEnd = Math.min(end, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
+        const page = await this.map.page(lba);
+        try {
+          // Pending writes and the mapping are read in one synchronous pass: a write is either still pending or mapped.
+          for (; lba < pageEnd; lba++) {
+            const from = Math.max(offset, lba * BLOCK_BYTES);
+            const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
+            if (this.pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from)) continue;
+            const m = this.map.get(page, lba);
+            if (stateOf(m) !== STATE_UNMAPPED && pbnOf(m) !== ZERO_PBN) maps[lba - first] = m;
+          }
+        } finally {
+          this.map.unpin(page);
+        }
+      }
+      const order: number[] = [];
+      for (let k = 0; k < maps.length; k++) if (maps[k] >= 0) order.push(k);
+      order.sort((a, b) => maps[a] - maps[b]);
+      const runs: Promise<void>[] = [];
+      for (let i = 0; i < order.length;) {
+        const start = pbnOf(maps[order[i]]);
+        let last = start;
+        let j = i + 1;
+        for (; j < order.length; j++) {
+          const p = pbnOf(maps[order[j]]);
+          if (p !== last && (p !== last + 1 || p - start + 1 > READ_RUN_BLOCKS_MAX)) break;
+          last = p;
+        }
+        runs.push(this.readRun(start, last - start + 1, order.slice(i, j), maps, first, offset, length, out));
+        i = j;
+      }
+      await Promise.all(runs);
+    } finally {
+      this.readsInFlight--;
+    }
+  }
+
+  /** One device read of PBNs [pbn, pbn + blocks), then the range's blocks stored there (indexes `idx` of `maps`) into `out`. */
+  private async readRun(pbn: number, blocks: number, idx: number[], maps: Float64Array, first: number, offset: number, length: number, out: Uint8Array): Promise<void> {
+    const pool = this.engine.pool;
+    // The 4 KiB buffer before the staging buffer, the order the data writer takes them in.
+    let plain = -1;
+    if (idx.some((k) => stateOf(maps[k]) !== STATE_UNCOMPRESSED)) {
+      plain = pool.tryAlloc(BLOCK_BYTES);
+      if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
+    }
+    const size = blocks === 1 ? BLOCK_BYTES : STAGING_BYTES;
+    let buf = -1;
+    try {
+      buf = pool.tryAlloc(size);
+      if (buf < 0) buf = await pool.allocAsync(size);
+      await this.dev.read(pbn, buf, blocks);
+      const base = pool.bufferOf(buf);
+      const mem = this.bytes();
+      for (const k of idx) {
+        const m = maps[k];
+        const lba = first + k;
+        const at = base + (pbnOf(m) - pbn) * BLOCK_BYTES;
+        const from = Math.max(offset, lba * BLOCK_BYTES);
+        const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
+        const within = from - lba * BLOCK_BYTES;
+        if (stateOf(m) === STATE_UNCOMPRESSED) {
+          out.set(mem.subarray(at + within, at + within + to - from), from - offset);
+          continue;
+        }
+        const slot = stateOf(m) - STATE_COMPRESSED_BASE;
+        const why = this.decodeSlotAt(at, slot, plain);
+        if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)} slot ${slot}: ${why}`);
+        out.set(this.descBytes(plain).subarray(within, within + to - from), from - offset);
+      }
+    } finally {
+      if (buf >= 0) pool.free(buf);
+      if (plain >= 0) pool.free(plain);
+    }
   }
 
   /**
@@ -1653,11 +1752,16 @@ export class Volume {
    * not decode to 4 KiB.
    */
   private decodeSlot(buf: number, slot: number, into: number): string | null {
-    const range = packedFragment(this.descBytes(buf), slot);
+    return this.decodeSlotAt(this.engine.pool.bufferOf(buf), slot, into);
+  }
+
+  /** decodeSlot() of the packed block at byte address `at` of the shared memory (inside a staging buffer). */
+  private decodeSlotAt(at: number, slot: number, into: number): string | null {
+    const range = packedFragment(this.bytes().subarray(at, at + BLOCK_BYTES), slot);
     if (typeof range === 'string') return range;
     const pool = this.engine.pool;
     const rt = this.engine.runtime;
-    const from = pool.bufferOf(buf) + range[0];
+    const from = at + range[0];
     const to = pool.bufferOf(into);
     let n: number;
     try {
