@@ -78,25 +78,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const name = stringOption(values, 'export-name') ?? basename(path);
     const quiet = values.quiet === true;
 
-    const volume = await Volume.open(path, { readOnly });
-    let server: NbdServer;
-    try {
-      server = await NbdServer.listen({
-        ...where,
-        exports: [{ name, description: `flashpack volume ${path}`, target: volume, readOnly }],
-        ...(pskFile !== undefined || certDir !== undefined ? { tls: { pskFile, certDir, required: tlsMode === 'require' } } : {}),
-        insecure: values.insecure === true,
-        ...(maxConnections !== undefined ? { maxConnections } : {}),
-        log: quiet ? () => {} : (line) => warn(line),
-      });
-    } catch (err) {
-      await volume.close();
-      throw err;
-    }
-    const control = await startControl(path, { stats: () => ({ ...volume.stats(), nbd: server.stats() }) });
-    warn(`flashpack serve: ${path} (${volume.logicalSize} bytes${readOnly ? ', read-only' : ''}) at ${uriOf(server, name, pskFile !== undefined || certDir !== undefined)}`);
-
-    // The handlers stay for the whole close: a second signal (a supervisor, a
+    // Installed before anything opens (a signal during start-up closes what is open),
+    // and kept for the whole close: a second signal (a supervisor, a
     // process group's SIGTERM) must not kill the process while it flushes.
     let stopping = false;
     let onSignal = (_signal: string): void => {};
@@ -112,14 +95,42 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const onTerm = (): void => onSignal('SIGTERM');
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
+    const unhook = (): void => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+    };
+    let volume: Volume;
+    try {
+      volume = await Volume.open(path, { readOnly });
+    } catch (err) {
+      unhook();
+      throw err;
+    }
+    let server: NbdServer;
+    try {
+      server = await NbdServer.listen({
+        ...where,
+        exports: [{ name, description: `flashpack volume ${path}`, target: volume, readOnly }],
+        ...(pskFile !== undefined || certDir !== undefined ? { tls: { pskFile, certDir, required: tlsMode === 'require' } } : {}),
+        insecure: values.insecure === true,
+        ...(maxConnections !== undefined ? { maxConnections } : {}),
+        log: quiet ? () => {} : (line) => warn(line),
+      });
+    } catch (err) {
+      unhook();
+      await volume.close();
+      throw err;
+    }
+    const control = await startControl(path, { stats: () => ({ ...volume.stats(), nbd: server.stats() }) });
+    warn(`flashpack serve: ${path} (${volume.logicalSize} bytes${readOnly ? ', read-only' : ''}) at ${uriOf(server, name, pskFile !== undefined || certDir !== undefined)}`);
+
     await stopped;
     try {
       await server.close();
     } finally {
       await control.close().catch(() => {});
       await volume.close();
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
+      unhook();
     }
     warn(`flashpack serve: ${path} closed cleanly`);
     return 0;
