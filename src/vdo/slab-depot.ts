@@ -7,6 +7,10 @@
  * volume opens. A block whose count drops to zero is not reusable at once: it
  * waits until the next completed flush, so a crash can never leave a journal
  * entry's old mapping pointing at a block that was already overwritten.
+ *
+ * A block is also marked from its allocation until its data write completes
+ * (dm-vdo's PBN write lock): until then the device still holds what a freed
+ * block held before, so dedupe must not verify against it and share it.
  */
 import { FlashpackError } from '../errors.js';
 
@@ -20,6 +24,8 @@ export class SlabDepot {
   private readonly slabFree: Int32Array;
   private pendingFree: number[] = [];
   private pendingMark: Uint8Array;
+  /** 1 from allocate() until written(): the block's new data is not on the device yet. */
+  private readonly writing: Uint8Array;
   private cursor = 0;
   private used = 0;
 
@@ -29,6 +35,7 @@ export class SlabDepot {
     this.slabBlocks = slabBlocks;
     this.refs = new Uint8Array(this.dataBlocks);
     this.pendingMark = new Uint8Array(this.dataBlocks);
+    this.writing = new Uint8Array(this.dataBlocks);
     this.slabFree = new Int32Array(Math.ceil(this.dataBlocks / slabBlocks));
     for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(slabBlocks, this.dataBlocks - s * slabBlocks);
   }
@@ -64,7 +71,17 @@ export class SlabDepot {
     return this.refs[pbn - this.dataStart] < MAX_REFERENCES;
   }
 
-  /** A free block with one reference, or ENOSPC. Allocation fills a slab before moving on. */
+  /** Whether the block was allocated and its data write has not completed (what the device holds is not its data). */
+  beingWritten(pbn: number): boolean {
+    return this.writing[pbn - this.dataStart] !== 0;
+  }
+
+  /** The data write of an allocated block completed (or failed): from now on the device holds what the block maps. */
+  written(pbn: number): void {
+    this.writing[pbn - this.dataStart] = 0;
+  }
+
+  /** A free block with one reference, marked being written until written(), or ENOSPC. Allocation fills a slab before moving on. */
   allocate(): number {
     const n = this.dataBlocks;
     for (let scanned = 0; scanned < n; scanned++) {
@@ -72,6 +89,7 @@ export class SlabDepot {
       this.cursor = this.cursor + 1 === n ? 0 : this.cursor + 1;
       if (this.refs[i] === 0 && this.pendingMark[i] === 0) {
         this.refs[i] = 1;
+        this.writing[i] = 1;
         this.used++;
         this.slabFree[Math.floor(i / this.slabBlocks)]--;
         return this.dataStart + i;
@@ -113,6 +131,7 @@ export class SlabDepot {
   resetAll(): void {
     this.refs.fill(0);
     this.pendingMark.fill(0);
+    this.writing.fill(0);
     this.pendingFree = [];
     this.used = 0;
     for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(this.slabBlocks, this.dataBlocks - s * this.slabBlocks);

@@ -1152,15 +1152,33 @@ export class Volume {
     else pool.allocAsync(BLOCK_BYTES).then((b) => this.readAdvice({ job, mapping, buf: b }), (err: Error) => this.failJob(job, err));
   }
 
+  /**
+   * Reads the advised block. Checked again as the read is issued, under
+   * readsInFlight: a block that is referenced and not being written then holds
+   * its data on the device, and cannot be freed and reused before the read ends.
+   */
   private readAdvice(check: AdviceCheck): void {
     this.readsInFlight++;
+    if (!this.canShare(check.mapping)) {
+      this.readsInFlight--;
+      this.engine.pool.free(check.buf);
+      this.counters.adviceStale++;
+      this.store(check.job);
+      return;
+    }
     this.dev.readThen(pbnOf(check.mapping), check.buf, this.adviceRead, check);
   }
 
-  /** Whether `mapping` is a data block (or slot) that can take one more reference. */
+  /**
+   * Whether `mapping` is a data block (or slot) that can take one more
+   * reference: referenced, below the bound, and not being written (a block
+   * allocated for new data whose write is still in flight reads, on the
+   * device, as what it held before it was freed — which may be this very data).
+   */
   private canShare(mapping: number): boolean {
     const pbn = pbnOf(mapping);
-    return stateOf(mapping) !== STATE_UNMAPPED && this.depot.isData(pbn) && this.depot.references(pbn) > 0 && this.depot.canShare(pbn);
+    return mapping >= 0 && stateOf(mapping) !== STATE_UNMAPPED && this.depot.isData(pbn) && this.depot.references(pbn) > 0 &&
+      this.depot.canShare(pbn) && !this.depot.beingWritten(pbn);
   }
 
   /** The advised block is read: share it when it holds the job's data and can still take a reference (checked again after the read). */
@@ -1259,6 +1277,7 @@ export class Volume {
   }
 
   private readonly rawWritten = (err: FlashpackError | null, job: WriteJob): void => {
+    this.depot.written(pbnOf(job.mapping));
     if (err !== null) {
       this.depot.decrement(pbnOf(job.mapping));
       this.failJob(job, err);
@@ -1302,6 +1321,7 @@ export class Volume {
     if (block >= 0) single(block);
     else {
       pool.allocAsync(BLOCK_BYTES).then(single, (err: Error) => {
+        this.depot.written(pbn);
         this.depot.decrement(pbn);
         for (const f of batch) this.failJob(f.item, err);
       });
@@ -1323,6 +1343,7 @@ export class Volume {
   }
 
   private packedWritten(batch: Batch<WriteJob>, pbn: number, err: FlashpackError | null): void {
+    this.depot.written(pbn);
     if (err !== null) {
       this.depot.decrement(pbn);
       for (const f of batch) this.failJob(f.item, err);
@@ -1396,7 +1417,7 @@ export class Volume {
   private shareWith(job: WriteJob, mapping: number, holderDesc: number): void {
     this.enter(job);
     const pbn = pbnOf(mapping);
-    if (mapping >= 0 && holderDesc >= 0 && this.depot.isData(pbn) && this.depot.references(pbn) > 0 && this.depot.canShare(pbn) && this.sameData(holderDesc, job.desc)) {
+    if (holderDesc >= 0 && this.canShare(mapping) && this.sameData(holderDesc, job.desc)) {
       this.depot.increment(pbn);
       this.counters.concurrentShared++;
       this.placed(job, mapping);
