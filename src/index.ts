@@ -16,3 +16,5 @@ export type { VolumeOptions, OpenOptions, VolumeStats, VolumeExtent, Codec, Writ
 export type { EngineOptions, CloseOptions } from './engine/index.js';
 export type { WasmExports, WasmMemory, WasmModule, WasmGlobal } from './wasm/index.js';
 export * as nbd from './nbd/index.js';
+export * as replication from './replication/index.js';
+export { Cluster, ClusterVolume, Store } from './replication/index.js';

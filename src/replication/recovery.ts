@@ -1,0 +1,110 @@
+/**
+ * A returning replica catches up (PureFlash's recovery, on the dirty map
+ * instead of whole objects). Once its primary has marked it RECOVERING, new
+ * changes reach it as they happen; this copies the shard's dirty regions from
+ * the primary with RECOVERY_READ (served under the primary's range lock, so
+ * each copy is a point in the order of the shard's writes). Changes that
+ * arrive while a region is being copied are newer than the copy: their
+ * sectors are caught (replica.ts) and the copy skips them. A second pass
+ * compares every dirty region with the primary's; only when all are identical
+ * does the replica ask etcd to make it OK — in the transaction that also
+ * clears the dirty map if the shard is whole again. An epoch change in the
+ * middle starts it over.
+ */
+import type { Store } from './store.js';
+import { REGION_BYTES, Replica, uncaughtRuns } from './replica.js';
+import { shardIdOf } from './primary.js';
+import { ST_REOPEN, OP_RECOVERY_READ, ST_OK } from './wire.js';
+
+/** RECOVERY_READs in flight at once per recovering shard (PureFlash uses 4). */
+const RECOVERY_DEPTH = 4;
+/** Compare passes before recovery gives up for this round (it is retried on the next reconcile). */
+const VERIFY_PASSES = 3;
+
+export class Recovery {
+  private readonly running = new Set<number>();
+  private stopped = false;
+
+  constructor(private readonly store: Store) {}
+
+  /** Starts recovering each replica here that is RECOVERING and not already being recovered. */
+  reconcile(): void {
+    for (const [id, rep] of this.store.replicas) {
+      const mine = rep.info.replicas.find((r) => r.store === this.store.id);
+      if (mine?.state !== 'RECOVERING' || this.running.has(id) || this.stopped) continue;
+      this.running.add(id);
+      void this.recover(rep).then(
+        (done) => {
+          if (done) this.store.log(`${rep.info.volume}#${rep.info.index}: recovered; replica OK (epoch ${rep.info.epoch})`);
+        },
+        (err: Error) => this.store.log(`${rep.info.volume}#${rep.info.index}: recovery stopped: ${err.message} (retried)`),
+      ).finally(() => this.running.delete(id));
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** One attempt: true when the replica is OK at the end. */
+  private async recover(rep: Replica): Promise<boolean> {
+    const epoch = rep.info.epoch;
+    const { volume, index, size } = rep.info;
+    const primary = await this.store.peer(rep.info.primary);
+    const regions = await this.store.meta.dirtyRegions(volume, index);
+    rep.catching = new Map();
+    try {
+      for (const r of regions) rep.catching.set(r, Replica.newCatch());
+      const read = async (r: number): Promise<Uint8Array | null> => {
+        const offset = r * REGION_BYTES;
+        const length = Math.min(REGION_BYTES, size - offset);
+        if (length <= 0) return null;
+        const { reply, data } = await primary.send({ opcode: OP_RECOVERY_READ, shardId: shardIdOf(rep.info), epoch, offset, length });
+        if (reply.status !== ST_OK || data === null || data.length !== length) {
+          throw new Error(`RECOVERY_READ of region ${r} answered 0x${reply.status.toString(16)}${(reply.status & ST_REOPEN) !== 0 ? ' (epoch moved)' : ''}`);
+        }
+        return data;
+      };
+      // Copy: every dirty region, its uncaught sectors.
+      await this.each(regions, async (r) => {
+        if (rep.info.epoch !== epoch || this.stopped) return;
+        const data = await read(r);
+        if (data === null) return;
+        for (const [from, to] of uncaughtRuns(rep.catching!.get(r)!, data.length)) await rep.volume.write(r * REGION_BYTES + from, data.subarray(from, to));
+        this.store.counters.recoveryRegionsCopied++;
+        this.store.counters.recoveryBytesCopied += data.length;
+      });
+      // Compare until identical (outside sectors changed meanwhile), copying again what differs.
+      let same = false;
+      for (let pass = 0; pass < VERIFY_PASSES && !same && rep.info.epoch === epoch && !this.stopped; pass++) {
+        same = true;
+        await this.each(regions, async (r) => {
+          const data = await read(r);
+          if (data === null) return;
+          const local = await rep.volume.read(r * REGION_BYTES, data.length);
+          for (const [from, to] of uncaughtRuns(rep.catching!.get(r)!, data.length)) {
+            if (Buffer.from(local.buffer, local.byteOffset + from, to - from).equals(Buffer.from(data.buffer, data.byteOffset + from, to - from))) continue;
+            same = false;
+            await rep.volume.write(r * REGION_BYTES + from, data.subarray(from, to));
+          }
+        });
+      }
+      if (!same || rep.info.epoch !== epoch || this.stopped) return false;
+      await rep.volume.flush();
+      const { rec, changed } = await this.store.meta.setReplicaState(volume, index, this.store.id, 'OK', epoch);
+      this.store.adopt(rec);
+      return changed;
+    } finally {
+      rep.catching = null;
+    }
+  }
+
+  /** Runs `f` over `items`, RECOVERY_DEPTH at a time. */
+  private async each(items: number[], f: (r: number) => Promise<void>): Promise<void> {
+    let next = 0;
+    const lanes = Array.from({ length: Math.min(RECOVERY_DEPTH, items.length) }, async () => {
+      while (next < items.length) await f(items[next++]);
+    });
+    await Promise.all(lanes);
+  }
+}
