@@ -3,14 +3,13 @@
  * processes on loopback (helpers/cluster.ts). A 3-replica volume written
  * through the client reads back and its replicas are byte-identical (through
  * the stores, and as volume files once the stores stop); a stale epoch is
- * refused REOPEN and the client recovers; overlapping writes in flight from
- * several client connections leave every replica identical — and do not when
- * the stores fan out unordered (the test has the power to see it).
+ * refused REOPEN and the client recovers (ordering: replication-ordering;
+ * failures and resync: replication-degraded).
  * Imports the built package: `npm run build` first.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
-import { Cluster, Volume, replication } from '../dist/index.js';
+import { Volume, replication } from '../dist/index.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { removeTempDirs } from './helpers/nbd.js';
 import { prng, randomBytes } from './helpers/data.js';
@@ -105,30 +104,6 @@ describe('replicated volume: three stores, one etcd', () => {
     expect(back.subarray(4096).every((b) => b === 2)).toBe(true);
     await v.close();
   }, 60_000);
-
-  it('overlapping writes in flight from four client connections: every replica ends identical', async () => {
-    await t.cluster.createVolume('vol3', { size: 2 * MiB, replicas: 3, shardSize: 2 * MiB });
-    const clients = await Promise.all(Array.from({ length: 4 }, () => Cluster.connect({ etcd: t.endpoints })));
-    try {
-      const vols = await Promise.all(clients.map((c) => c.openVolume('vol3')));
-      const rand = prng(3);
-      for (let round = 0; round < 20; round++) {
-        const writes: Promise<void>[] = [];
-        for (let k = 0; k < 64; k++) {
-          // Sixteen 4 KiB blocks, each written by several connections at once.
-          const off = Math.floor(rand() * 16) * 4096;
-          writes.push(vols[k % 4].write(off, randomBytes(4096 * (1 + Math.floor(rand() * 2)), rand)));
-        }
-        await Promise.all(writes);
-      }
-      await Promise.all(vols.map((v) => v.flush()));
-      const report = await replication.verifyVolume(t.cluster, 'vol3');
-      expect(report.differences).toEqual([]);
-      for (const v of vols) await v.close();
-    } finally {
-      for (const c of clients) c.close();
-    }
-  }, 120_000);
 
   it('replica files are ordinary volumes: once the stores stop, they open read-only and hold the same bytes', async () => {
     const shards = await t.meta.shards('vol1');

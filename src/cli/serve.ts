@@ -3,26 +3,36 @@
  * then a clean close (every acknowledged write flushed, the superblock
  * marked clean). While it serves, the volume is locked for writing, and
  * `flashpack stats` asks this process for live numbers over its control
- * socket instead of opening the image.
+ * socket instead of opening the image. `--etcd --volume` serves a replicated
+ * volume instead: its stores hold the data, so there is no image, lock or
+ * control socket here, and the close flushes every written shard.
  */
 import process from 'node:process';
 import { Volume } from '../vdo/volume.js';
 import { NbdServer, isLoopback, type NbdServerOptions } from '../nbd/server.js';
+import type { ExportTarget } from '../nbd/connection.js';
 import { startControl } from '../nbd/control.js';
 import { fail, failWith, parseCommand, runCommand, stringOption, warn } from './args.js';
 
 export const serveUsage = `usage: flashpack serve <path> (--socket <path> | --listen <host:port>) [options]
+       flashpack serve --etcd <endpoints> --volume <name> (--socket <path> | --listen <host:port>) [options]
 
 Serves the volume at <path> over NBD until SIGINT or SIGTERM, then closes it
-cleanly. Clients: qemu, qemu-img, nbdcopy, nbdinfo, fio, nbd-client.
+cleanly. With --etcd, serves the cluster's replicated volume <name> instead
+(flashpack cluster create-volume makes one). Clients: qemu, qemu-img, nbdcopy,
+nbdinfo, fio, nbd-client.
 
 options:
+  --etcd <endpoints>       etcd client URLs, comma-separated (http://127.0.0.1:2379):
+                           serve a cluster volume (no <path> then)
+  --volume <name>          with --etcd: the cluster volume to serve
   --socket <path>          listen on a unix socket (created mode 0600)
   --listen <host:port>     listen on TCP ([::1]:10809 for IPv6); off loopback,
                            TLS is required unless --insecure
   --read-only              open the volume read-only and export it so
-  --export-name <name>     the export's name (default: the file's name); with one
-                           export, the empty name reaches it too
+  --export-name <name>     the export's name (default: the file's name, or the
+                           cluster volume's name); with one export, the empty
+                           name reaches it too
   --tls-psk <file>         TLS with pre-shared keys, nbdkit's --tls-psk format
                            (identity:hexkey lines; the file must be mode 0600)
   --tls-certificates <dir> TLS with x509: server-cert.pem, server-key.pem
@@ -37,7 +47,20 @@ options:
 example:
   flashpack serve disk.img --socket /tmp/disk.sock &
   qemu-img info 'nbd+unix:///?socket=/tmp/disk.sock'
+  flashpack serve --etcd http://127.0.0.1:2379 --volume vm1 --listen 127.0.0.1:10809
 `;
+
+/** What is exported: a local image or a cluster volume, and how each is shut. */
+interface Source {
+  /** Names it in the log lines: the path, or "cluster volume <name>". */
+  label: string;
+  description: string;
+  target: ExportTarget;
+  /** Called once the server listens (a local image starts its control socket). */
+  started(server: NbdServer): Promise<void>;
+  /** Flushes and closes; after the server has closed. */
+  close(): Promise<void>;
+}
 
 export async function serveCommand(argv: string[]): Promise<number> {
   return runCommand('serve', async () => {
@@ -47,6 +70,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       options: {
         socket: { type: 'string' },
         listen: { type: 'string' },
+        etcd: { type: 'string' },
+        volume: { type: 'string' },
         'read-only': { type: 'boolean' },
         'export-name': { type: 'string' },
         'tls-psk': { type: 'string' },
@@ -56,9 +81,17 @@ export async function serveCommand(argv: string[]): Promise<number> {
         'max-connections': { type: 'string' },
         quiet: { type: 'boolean' },
       },
+      // <path> is required unless --etcd names the volume instead: checked below.
       positionals: ['path'],
+      optionalPositionals: 1,
     });
     const [path] = positionals;
+    const etcd = stringOption(values, 'etcd');
+    const volumeName = stringOption(values, 'volume');
+    if (etcd !== undefined && path !== undefined) fail(`<path> '${path}' and --etcd exclude each other: --etcd serves the cluster volume named by --volume`);
+    if (etcd === undefined && volumeName !== undefined) fail('--volume needs --etcd (the cluster that holds it)');
+    if (etcd !== undefined && volumeName === undefined) fail('--etcd needs --volume <name> (the cluster volume to serve)');
+    if (etcd === undefined && path === undefined) fail('missing <path>');
     const socket = stringOption(values, 'socket');
     const listen = stringOption(values, 'listen');
     if ((socket === undefined) === (listen === undefined)) fail('give exactly one of --socket and --listen');
@@ -75,7 +108,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       failWith('EINVAL', `--listen ${listen}: ${where.host} is not a loopback address; serve it with --tls-psk or --tls-certificates, or say --insecure`);
     }
     const readOnly = values['read-only'] === true;
-    const name = stringOption(values, 'export-name') ?? basename(path);
+    const name = stringOption(values, 'export-name') ?? (path !== undefined ? basename(path) : volumeName!);
     const quiet = values.quiet === true;
 
     // Installed before anything opens (a signal during start-up closes what is open),
@@ -99,9 +132,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
     };
-    let volume: Volume;
+    let source: Source;
     try {
-      volume = await Volume.open(path, { readOnly });
+      source = path !== undefined ? await openImage(path, readOnly) : await openClusterVolume(etcd!, volumeName!);
     } catch (err) {
       unhook();
       throw err;
@@ -110,7 +143,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     try {
       server = await NbdServer.listen({
         ...where,
-        exports: [{ name, description: `flashpack volume ${path}`, target: volume, readOnly }],
+        exports: [{ name, description: source.description, target: source.target, readOnly }],
         ...(pskFile !== undefined || certDir !== undefined ? { tls: { pskFile, certDir, required: tlsMode === 'require' } } : {}),
         insecure: values.insecure === true,
         ...(maxConnections !== undefined ? { maxConnections } : {}),
@@ -118,23 +151,77 @@ export async function serveCommand(argv: string[]): Promise<number> {
       });
     } catch (err) {
       unhook();
-      await volume.close();
+      await source.close();
       throw err;
     }
-    const control = await startControl(path, { stats: () => ({ ...volume.stats(), nbd: server.stats() }) });
-    warn(`flashpack serve: ${path} (${volume.logicalSize} bytes${readOnly ? ', read-only' : ''}) at ${uriOf(server, name, pskFile !== undefined || certDir !== undefined)}`);
+    try {
+      await source.started(server);
+    } catch (err) {
+      await server.close().catch(() => {});
+      await source.close().catch(() => {});
+      unhook();
+      throw err;
+    }
+    warn(`flashpack serve: ${source.label} (${source.target.logicalSize} bytes${readOnly ? ', read-only' : ''}) at ${uriOf(server, name, pskFile !== undefined || certDir !== undefined)}`);
 
     await stopped;
     try {
       await server.close();
     } finally {
-      await control.close().catch(() => {});
-      await volume.close();
-      unhook();
+      try {
+        await source.close();
+      } finally {
+        unhook();
+      }
     }
-    warn(`flashpack serve: ${path} closed cleanly`);
+    warn(`flashpack serve: ${source.label} closed cleanly`);
     return 0;
   });
+}
+
+/** A local image: locked for writing while open, with a control socket for `flashpack stats`. */
+async function openImage(path: string, readOnly: boolean): Promise<Source> {
+  const volume = await Volume.open(path, { readOnly });
+  let control: { close(): Promise<void> } | undefined;
+  return {
+    label: path,
+    description: `flashpack volume ${path}`,
+    target: volume,
+    async started(server) {
+      control = await startControl(path, { stats: () => ({ ...volume.stats(), nbd: server.stats() }) });
+    },
+    async close() {
+      await control?.close().catch(() => {});
+      await volume.close();
+    },
+  };
+}
+
+/**
+ * A cluster volume. The replication modules are loaded only here, so serving
+ * a local image pays nothing for them. Its close flushes every shard written
+ * through it; the etcd client and store connections go even if that fails.
+ */
+async function openClusterVolume(etcd: string, name: string): Promise<Source> {
+  const { Cluster } = await import('../replication/client.js');
+  const cluster = await Cluster.connect({ etcd: etcd.split(',') });
+  const opened = await cluster.openVolume(name).catch((err: unknown) => {
+    cluster.close();
+    throw err;
+  });
+  return {
+    label: `cluster volume ${name}`,
+    description: `flashpack cluster volume ${name} (${opened.info.shards} shards, ${opened.info.replicas} replicas)`,
+    target: opened,
+    async started() {},
+    async close() {
+      try {
+        await opened.close();
+      } finally {
+        cluster.close();
+      }
+    },
+  };
 }
 
 /** host:port, [v6]:port, or a bare port (loopback). */

@@ -197,7 +197,13 @@ export class ClusterVolume {
   async flush(): Promise<void> {
     if (this.closed) throw new FlashpackError('ENXIO', 'cluster volume.flush: the volume is closed');
     const shards = [...this.written];
-    await Promise.all(shards.map((i) => this.send(i, OP_FLUSH, 0, 0)));
+    this.written.clear();
+    try {
+      await Promise.all(shards.map((i) => this.send(i, OP_FLUSH, 0, 0)));
+    } catch (err) {
+      for (const i of shards) this.written.add(i); // not known durable: the next flush tries again
+      throw err;
+    }
   }
 
   /** Allocation is each replica's business: the whole range reads as data. */
@@ -219,8 +225,11 @@ export class ClusterVolume {
   /** Flushes, then closes (the cluster and its connections stay). */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flush();
-    this.closed = true;
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+    }
   }
 
   /** The shard's record, re-read from etcd. */

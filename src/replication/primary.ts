@@ -15,6 +15,7 @@
  * since the last flush every replica completed join the map too: the failed
  * store may have lost them with its unflushed writes.
  */
+import process from 'node:process';
 import { FlashpackError } from '../errors.js';
 import type { Store } from './store.js';
 import { Replica, regionsOf } from './replica.js';
@@ -35,6 +36,16 @@ export function statusOf(err: unknown): number {
   const code = (err as FlashpackError).code;
   return code === 'ENOSPC' ? ST_NOSPACE : ST_INTERNAL;
 }
+
+/**
+ * Test-only switches, read from the environment once, to prove the ordering
+ * test can fail: FLASHPACK_TEST_FANOUT_JITTER_MS delays each REPLICATE_* by
+ * up to that many milliseconds (paths of different latency, as on a real
+ * network); FLASHPACK_TEST_UNORDERED_FANOUT=1 skips the range lock (PureFlash's
+ * fan-out). Neither is documented for use.
+ */
+const JITTER_MS = Number(process.env.FLASHPACK_TEST_FANOUT_JITTER_MS ?? 0) || 0;
+const UNORDERED = process.env.FLASHPACK_TEST_UNORDERED_FANOUT === '1';
 
 export class Primary {
   /** Per shard: the failure being recorded in etcd, so concurrent failures queue behind it. */
@@ -61,7 +72,7 @@ export class Primary {
 
   /** A WRITE or DISCARD: ordered by the range lock, written here and on every OK or RECOVERING replica. */
   private async change(rep: Replica, head: Head, data: Uint8Array | null): Promise<Answer> {
-    const release = await rep.lock.acquire(head.offset, head.offset + head.length);
+    const release = UNORDERED ? () => {} : await rep.lock.acquire(head.offset, head.offset + head.length);
     try {
       const info = rep.info;
       if (head.epoch !== info.epoch) return { status: ST_EPOCH | ST_REOPEN, epoch: info.epoch };
@@ -122,6 +133,7 @@ export class Primary {
     const targets = info.replicas.filter((r) => r.store !== this.store.id && (r.state === 'OK' || r.state === 'RECOVERING'));
     const sends = targets.map(async (t) => {
       const c = await this.store.peer(t.store);
+      if (JITTER_MS > 0) await new Promise((r) => setTimeout(r, Math.random() * JITTER_MS));
       const sent = c.bytesSent;
       const r = await c.send({ opcode: head.opcode, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined);
       this.store.counters.peerBytesSent += c.bytesSent - sent;

@@ -33,9 +33,12 @@ export class Recovery {
       const mine = rep.info.replicas.find((r) => r.store === this.store.id);
       if (mine?.state !== 'RECOVERING' || this.running.has(id) || this.stopped) continue;
       this.running.add(id);
+      const before = { regions: this.store.counters.recoveryRegionsCopied, bytes: this.store.counters.recoveryBytesCopied };
       void this.recover(rep).then(
         (done) => {
-          if (done) this.store.log(`${rep.info.volume}#${rep.info.index}: recovered; replica OK (epoch ${rep.info.epoch})`);
+          const regions = this.store.counters.recoveryRegionsCopied - before.regions;
+          const bytes = this.store.counters.recoveryBytesCopied - before.bytes;
+          if (done) this.store.log(`${rep.info.volume}#${rep.info.index}: recovered: ${regions} dirty regions (${bytes} bytes) copied; replica OK (epoch ${rep.info.epoch})`);
         },
         (err: Error) => this.store.log(`${rep.info.volume}#${rep.info.index}: recovery stopped: ${err.message} (retried)`),
       ).finally(() => this.running.delete(id));

@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { FlashpackError } from '../errors.js';
 import { Volume } from '../vdo/volume.js';
 import type { ShardInfo } from './metadata.js';
 import { RangeLock } from './range-lock.js';
@@ -56,8 +57,13 @@ export class Replica {
   static async open(dir: string, info: ShardInfo, modRevision: number, workers: number): Promise<Replica> {
     const file = replicaPath(dir, info.volume, info.index);
     let volume: Volume;
-    if (fs.existsSync(file)) volume = await Volume.open(file, { workers, ioWorkers: 1 });
-    else {
+    if (fs.existsSync(file)) {
+      volume = await Volume.open(file, { workers, ioWorkers: 1 });
+      if (volume.logicalSize !== info.size || volume.sb.codec !== info.codec) {
+        await volume.close();
+        throw new FlashpackError('EEXIST', `replica ${file} holds a ${volume.logicalSize}-byte ${volume.sb.codec} volume; shard ${info.index} of '${info.volume}' is ${info.size} bytes, ${info.codec} (a leftover of another volume?)`);
+      }
+    } else {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       volume = await Volume.create(file, { logicalSize: info.size, codec: info.codec, workers, ioWorkers: 1 });
     }

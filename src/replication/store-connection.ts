@@ -8,7 +8,7 @@
  */
 import type * as net from 'node:net';
 import {
-  FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake,
+  FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INTERNAL, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake,
   encodeReplyFrame, type Frame, type Head,
 } from './wire.js';
 
@@ -38,6 +38,8 @@ export class StoreConnection {
   private inflight = 0;
   private handshake = Buffer.alloc(0);
   private closed = false;
+  /** Requests parsed while the replies were backed up: run as the output drains. */
+  private readonly held: Frame[] = [];
   private readonly timer: ReturnType<typeof setTimeout>;
 
   constructor(private readonly socket: net.Socket, private readonly host: ConnectionHost, private readonly label: string, private readonly onEnd: () => void) {
@@ -104,16 +106,26 @@ export class StoreConnection {
         this.close(`more than the granted ${this.depth} requests in flight`);
         return;
       }
-      this.host.handle(f.head, f.data, this.role).then(
-        (a) => this.reply(f.head, a),
-        (err: Error) => {
-          this.host.log(`${this.label}: request failed: ${err.message}`);
-          this.reply(f.head, { status: 0x06, epoch: 0 });
-        },
-      ).finally(() => {
-        this.inflight--;
-      });
+      // Replies backed up (the peer is not reading): the request waits, so no more replies are made.
+      if (this.socket.writableLength > OUTPUT_HIGH_WATER || this.held.length > 0) {
+        this.held.push(f);
+        this.socket.pause();
+        continue;
+      }
+      this.run(f);
     }
+  }
+
+  private run(f: Frame): void {
+    this.host.handle(f.head, f.data, this.role).then(
+      (a) => this.reply(f.head, a),
+      (err: Error) => {
+        this.host.log(`${this.label}: request failed: ${err.message}`);
+        this.reply(f.head, { status: ST_INTERNAL, epoch: 0 });
+      },
+    ).finally(() => {
+      this.inflight--;
+    });
   }
 
   private reply(head: Head, a: Answer): void {
@@ -126,6 +138,8 @@ export class StoreConnection {
   }
 
   private resumeIfRoom(): void {
-    if (!this.closed && this.socket.isPaused() && this.socket.writableLength <= OUTPUT_HIGH_WATER) this.socket.resume();
+    if (this.closed) return;
+    while (this.held.length > 0 && this.socket.writableLength <= OUTPUT_HIGH_WATER) this.run(this.held.shift()!);
+    if (this.held.length === 0 && this.socket.isPaused() && this.socket.writableLength <= OUTPUT_HIGH_WATER) this.socket.resume();
   }
 }

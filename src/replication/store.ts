@@ -171,9 +171,15 @@ export class Store {
       // statfs is not everywhere; the numbers are informational.
     }
     const info = { id: this.id, address: this.address, capacity, free, pid: process.pid, started: new Date().toISOString() };
-    const existing = await this.meta.store(this.id);
-    if (existing !== null && existing.pid !== process.pid) {
-      throw new FlashpackError('EBUSY', `store: id '${this.id}' is registered by process ${existing.pid} at ${existing.address} (alive while its lease lasts)`);
+    // A previous run of this store that was killed stays registered until its lease runs out: wait for that.
+    const deadline = Date.now() + (2 * this.opts.leaseTtl + 2) * 1000;
+    for (;;) {
+      const existing = await this.meta.store(this.id);
+      if (existing === null || existing.pid === process.pid) break;
+      if (Date.now() > deadline) {
+        throw new FlashpackError('EBUSY', `store: id '${this.id}' is registered by process ${existing.pid} at ${existing.address} (alive while its lease lasts)`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
     }
     this.lease = await this.etcd.keepLease(this.opts.leaseTtl, (err) => {
       this.log(`lost the etcd lease: ${err.message}; registering again`);
@@ -192,6 +198,10 @@ export class Store {
       if (v.state !== 'ready') continue;
       this.volumeIds.set(v.id, v.name);
       for (const rec of await this.meta.shards(v.name)) this.adopt(rec);
+    }
+    // A replica to recover is opened now (others open on their first request).
+    for (const [id, rec] of this.views) {
+      if (!this.replicas.has(id) && rec.info.replicas.some((r) => r.store === this.id && r.state === 'RECOVERING')) await this.replica(id, rec.info.epoch);
     }
     await this.primary.reconcile();
     this.recovery.reconcile();

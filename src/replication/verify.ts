@@ -31,6 +31,7 @@ export interface VerifyReport {
 export async function verifyVolume(cluster: Cluster, name: string, onProgress?: (shard: number, shards: number) => void): Promise<VerifyReport> {
   const v = await cluster.meta.volume(name);
   if (v === null) throw new FlashpackError('ENOENT', `cluster verify: no volume named '${name}'`);
+  if (v.state !== 'ready') throw new FlashpackError('ENXIO', `cluster verify: volume '${name}' is still being created`);
   const report: VerifyReport = { volume: name, shards: v.shards, bytesCompared: 0, replicasRead: 0, skipped: [], differences: [] };
   const conns = new Map<string, DataClient>();
   try {
@@ -45,13 +46,17 @@ export async function verifyVolume(cluster: Cluster, name: string, onProgress?: 
         let c = conns.get(r.store);
         if (c === undefined) {
           const s = await cluster.meta.store(r.store);
-          if (s === null) throw new FlashpackError('ENXIO', `cluster verify: store ${r.store} (replica of shard ${info.index}) is not registered`);
+          if (s === null) {
+            report.skipped.push({ shard: info.index, store: r.store, state: 'unreachable (not registered)' });
+            continue;
+          }
           c = await DataClient.connect({ address: s.address, role: 'operator', queueDepth: 4 });
           conns.set(r.store, c);
         }
         readers.push({ store: r.store, conn: c });
       }
       report.replicasRead += readers.length;
+      if (readers.length < 2) continue; // nothing to compare with
       for (let off = 0; off < info.size; off += MAX_IO_BYTES) {
         const len = Math.min(MAX_IO_BYTES, info.size - off);
         const got = await Promise.all(readers.map(async ({ store, conn }) => {

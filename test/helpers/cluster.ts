@@ -15,13 +15,13 @@ const STOP_MS = 30_000;
 export class StoreProcess {
   child: ChildProcess;
   log = '';
-  constructor(readonly id: string, readonly dir: string, readonly etcd: string[]) {
+  constructor(readonly id: string, readonly dir: string, readonly etcd: string[], readonly env: NodeJS.ProcessEnv = {}) {
     this.child = this.spawn();
   }
 
   private spawn(): ChildProcess {
     this.log = '';
-    const child = spawn(process.execPath, [flashpackBin, 'store', '--etcd', this.etcd.join(','), '--dir', this.dir, '--listen', '127.0.0.1:0', '--id', this.id, '--lease-ttl', '2', '--io-timeout', '2000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [flashpackBin, 'store', '--etcd', this.etcd.join(','), '--dir', this.dir, '--listen', '127.0.0.1:0', '--id', this.id, '--lease-ttl', '2', '--io-timeout', '2000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     const keep = (b: Buffer): void => {
       this.log = (this.log + b.toString()).slice(-20_000);
     };
@@ -85,11 +85,11 @@ export interface TestCluster {
 }
 
 /** etcd plus `n` stores (s0, s1, …), all registered; the Cluster client connected. */
-export async function startCluster(n: number, prefix = 'cluster'): Promise<TestCluster> {
+export async function startCluster(n: number, prefix = 'cluster', env: NodeJS.ProcessEnv = {}): Promise<TestCluster> {
   const etcd = await startEtcd();
   const root = tempDir(prefix);
   const cluster = await Cluster.connect({ etcd: etcd.endpoints });
-  const stores = Array.from({ length: n }, (_, i) => new StoreProcess(`s${i}`, path.join(root, `s${i}`), etcd.endpoints));
+  const stores = Array.from({ length: n }, (_, i) => new StoreProcess(`s${i}`, path.join(root, `s${i}`), etcd.endpoints, env));
   try {
     await Promise.all(stores.map((s) => s.ready(cluster.meta)));
   } catch (err) {
