@@ -123,6 +123,24 @@ describe(`store under hostile peers (seed ${SEED}; replay: REPL_HOSTILE_SEED=${S
     await v.close();
   }, 120_000);
 
+  it('a compressed WRITE whose payload does not decode is answered CORRUPT and writes nothing; the connection goes on', async () => {
+    const c = await replication.DataClient.connect({ address, role: 'client' });
+    try {
+      const rand = prng(SEED ^ 1);
+      for (let i = 0; i < 50; i++) {
+        const junk = randomBytes(1 + Math.floor(rand() * 4000), rand);
+        const r = await c.send({ opcode: wire.OP_WRITE, flags: wire.FLAG_COMPRESSED, shardId, epoch, offset: 3 * MiB, length: 4096 }, junk);
+        // Junk that happens to decode to exactly 4096 bytes is a valid write; anything else is refused.
+        if (r.reply.status !== wire.ST_OK) expect(r.reply.status).toBe(wire.ST_CORRUPT);
+      }
+      const ok = await c.send({ opcode: wire.OP_READ, shardId, epoch, offset: 5 * MiB, length: 4096 });
+      expect(ok.reply.status).toBe(wire.ST_OK);
+      expect(ok.data!.every((b) => b === 0)).toBe(true);
+    } finally {
+      c.close();
+    }
+  }, 60_000);
+
   it('a peer that asks for 128 MiB of reads and never reads the replies: the store stops making them, its memory stays bounded, others are served', async () => {
     const [host, port] = address.split(':');
     const s = net.connect({ host, port: Number(port) });

@@ -11,6 +11,7 @@ import { FlashpackError } from '../errors.js';
 import { Etcd } from './etcd.js';
 import { ClusterMeta, checkVolumeName, shardId, type CreateVolumeOptions, type ShardInfo, type StoreInfo, type VolumeInfo } from './metadata.js';
 import { DataClient } from './data-client.js';
+import { packPayload } from './payload.js';
 import { MAX_IO_BYTES, OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE, ST_DEGRADE, ST_OK, ST_REOPEN, statusName, statusToError } from './wire.js';
 import type { VolumeExtent } from '../vdo/volume.js';
 
@@ -21,6 +22,8 @@ export interface ClusterOptions {
   retryMs?: number;
   queueDepth?: number;
   ioTimeoutMs?: number;
+  /** Send write data LZ4-compressed where that saves bytes (default true); the stores forward it so. */
+  compress?: boolean;
 }
 
 export interface ClusterVolumeStats {
@@ -36,6 +39,8 @@ export interface ClusterVolumeStats {
   /** Bytes this client sent and received on the wire (heads, replies, data). */
   wireBytesSent: number;
   wireBytesReceived: number;
+  /** wireBytesSent / bytesWritten: below 1 where compression saved more than the heads cost. */
+  wireBytesPerByteWritten: number;
 }
 
 export interface ClusterStatus {
@@ -184,7 +189,11 @@ export class ClusterVolume {
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) throw new FlashpackError('EINVAL', `cluster volume.write: data (${typeof data}) must be a Uint8Array`);
     this.check(offset, data.length, 'cluster volume.write');
-    await Promise.all(this.pieces(offset, data.length).map((p) => this.send(p.index, OP_WRITE, p.off, p.len, data.subarray(p.at, p.at + p.len))));
+    await Promise.all(this.pieces(offset, data.length).map((p) => {
+      const piece = data.subarray(p.at, p.at + p.len);
+      const { bytes, flags } = this.cluster.opts.compress === false ? { bytes: piece, flags: 0 } : packPayload(piece);
+      return this.send(p.index, OP_WRITE, p.off, p.len, bytes, flags);
+    }));
     this.counters.bytesWritten += data.length;
   }
 
@@ -219,6 +228,7 @@ export class ClusterVolume {
       volume: this.name, size: this.logicalSize, shards: this.shards.length, degradedShards: this.shards.filter((s) => s.state !== 'OK').length,
       requests: c.requests, reopens: c.reopens, retries: c.retries, degradedWrites: c.degradedWrites, bytesWritten: c.bytesWritten,
       wireBytesSent: c.sent, wireBytesReceived: c.received,
+      wireBytesPerByteWritten: c.bytesWritten === 0 ? 0 : Math.round((c.sent / c.bytesWritten) * 1000) / 1000,
     };
   }
 
@@ -241,7 +251,7 @@ export class ClusterVolume {
   }
 
   /** One piece to its shard's primary, resent on REOPEN or a lost store until the deadline. */
-  private async send(index: number, opcode: number, off: number, len: number, data?: Uint8Array): Promise<Uint8Array | null> {
+  private async send(index: number, opcode: number, off: number, len: number, data?: Uint8Array, flags = 0): Promise<Uint8Array | null> {
     this.counters.requests++;
     if (opcode === OP_WRITE || opcode === OP_DISCARD) this.written.add(index);
     const deadline = Date.now() + (this.cluster.opts.retryMs ?? 30_000);
@@ -265,7 +275,7 @@ export class ClusterVolume {
       const received = conn.bytesReceived;
       let r;
       try {
-        r = await conn.send({ opcode, shardId: shardId(shard.volumeId, index), epoch: shard.epoch, offset: off, length: len }, data);
+        r = await conn.send({ opcode, flags, shardId: shardId(shard.volumeId, index), epoch: shard.epoch, offset: off, length: len }, data);
       } catch (err) {
         why = (err as Error).message;
         continue;

@@ -20,10 +20,11 @@ import { FlashpackError } from '../errors.js';
 import type { Store } from './store.js';
 import { Replica, regionsOf } from './replica.js';
 import { dirtyKey, type ShardInfo } from './metadata.js';
+import { unpackPayload } from './payload.js';
 import type { Answer } from './store-connection.js';
 import {
   ST_DEGRADE, ST_REOPEN, OP_DISCARD, OP_FLUSH, OP_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, OP_WRITE,
-  ST_CONN_LOST, ST_EPOCH, ST_INTERNAL, ST_INVALID_OPCODE, ST_NOSPACE, ST_NOT_PRIMARY, ST_OK, type Head,
+  ST_CONN_LOST, ST_CORRUPT, ST_EPOCH, ST_INTERNAL, ST_INVALID_OPCODE, ST_NOSPACE, ST_NOT_PRIMARY, ST_OK, type Head,
 } from './wire.js';
 
 /** Times a change is resent to a replica that answered with a newer epoch. */
@@ -72,6 +73,16 @@ export class Primary {
 
   /** A WRITE or DISCARD: ordered by the range lock, written here and on every OK or RECOVERING replica. */
   private async change(rep: Replica, head: Head, data: Uint8Array | null): Promise<Answer> {
+    // The bytes as they came go to the replicas; what they stand for is written here.
+    let plain: Uint8Array | null = null;
+    if (head.opcode === OP_WRITE) {
+      try {
+        plain = unpackPayload(data!, head.flags, head.length);
+      } catch (err) {
+        this.store.log(`${rep.info.volume}#${rep.info.index}: refused a WRITE at ${head.offset}: ${(err as Error).message}`);
+        return { status: ST_CORRUPT, epoch: rep.info.epoch };
+      }
+    }
     const release = UNORDERED ? () => {} : await rep.lock.acquire(head.offset, head.offset + head.length);
     try {
       const info = rep.info;
@@ -84,7 +95,7 @@ export class Primary {
         rep.regionInflight.set(r, (rep.regionInflight.get(r) ?? 0) + 1);
       }
       try {
-        const local = head.opcode === OP_WRITE ? rep.volume.write(head.offset, data!) : rep.volume.discard(head.offset, head.length);
+        const local = head.opcode === OP_WRITE ? rep.volume.write(head.offset, plain!) : rep.volume.discard(head.offset, head.length);
         const answer = await this.fanOut(rep, info, { ...head, opcode: REPLICATE[head.opcode] }, data, local, regions);
         this.store.counters.replicatedWrites++;
         return answer;
@@ -135,7 +146,7 @@ export class Primary {
       const c = await this.store.peer(t.store);
       if (JITTER_MS > 0) await new Promise((r) => setTimeout(r, Math.random() * JITTER_MS));
       const sent = c.bytesSent;
-      const r = await c.send({ opcode: head.opcode, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined);
+      const r = await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined);
       this.store.counters.peerBytesSent += c.bytesSent - sent;
       return r.reply.status;
     });
@@ -162,7 +173,7 @@ export class Primary {
       const again = await Promise.allSettled(stale.map(async (id) => {
         if (!now.replicas.some((r) => r.store === id && (r.state === 'OK' || r.state === 'RECOVERING'))) return ST_OK; // out now: the dirty map has it
         const c = await this.store.peer(id);
-        return (await c.send({ opcode: head.opcode, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined)).reply.status;
+        return (await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined)).reply.status;
       }));
       const left: string[] = [];
       again.forEach((r, i) => {

@@ -11,8 +11,10 @@ import type { Store } from './store.js';
 import type { Replica } from './replica.js';
 import type { Answer } from './store-connection.js';
 import { statusOf } from './primary.js';
+import { unpackPayload } from './payload.js';
+import type { FlashpackError } from '../errors.js';
 import {
-  OP_RECOVERY_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, ST_INVALID_OPCODE, ST_NOT_READY, ST_OK, ST_REP_TO_PRIMARY,
+  OP_RECOVERY_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, ST_CORRUPT, ST_INVALID_OPCODE, ST_NOT_READY, ST_OK, ST_REP_TO_PRIMARY,
   type Head,
 } from './wire.js';
 
@@ -39,10 +41,12 @@ export class Secondary {
     if (mine === undefined || (mine.state !== 'OK' && mine.state !== 'RECOVERING')) return { status: ST_NOT_READY, epoch: info.epoch };
     try {
       switch (head.opcode) {
-        case OP_REPLICATE_WRITE:
+        case OP_REPLICATE_WRITE: {
+          const plain = unpackPayload(data!, head.flags, head.length);
           rep.caught(head.offset, head.length);
-          await rep.volume.write(head.offset, data!);
+          await rep.volume.write(head.offset, plain);
           break;
+        }
         case OP_REPLICATE_DISCARD:
           rep.caught(head.offset, head.length);
           await rep.volume.discard(head.offset, head.length);
@@ -55,7 +59,7 @@ export class Secondary {
       }
     } catch (err) {
       this.store.log(`${info.volume}#${info.index}: replicated 0x${head.opcode.toString(16)} failed: ${(err as Error).message}`);
-      return { status: statusOf(err), epoch: info.epoch };
+      return { status: (err as FlashpackError).code === 'ECORRUPT' ? ST_CORRUPT : statusOf(err), epoch: info.epoch };
     }
     return { status: ST_OK, epoch: info.epoch };
   }
