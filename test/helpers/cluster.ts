@@ -21,7 +21,7 @@ export class StoreProcess {
 
   private spawn(): ChildProcess {
     this.log = '';
-    const child = spawn(process.execPath, [flashpackBin, 'store', '--etcd', this.etcd.join(','), '--dir', this.dir, '--listen', '127.0.0.1:0', '--id', this.id, '--lease-ttl', '2', '--io-timeout', '2000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
+    const child = spawn(process.execPath, [flashpackBin, 'store', '--etcd', this.etcd.join(','), '--dir', this.dir, '--listen', '127.0.0.1:0', '--id', this.id, '--lease-ttl', '2', '--io-timeout', '5000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     const keep = (b: Buffer): void => {
       this.log = (this.log + b.toString()).slice(-20_000);
     };
