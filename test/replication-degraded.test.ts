@@ -5,6 +5,7 @@
  * replica turns RECOVERING, copies exactly the shard's dirty regions (the
  * count in etcd before it came back equals the count it reports copying),
  * and turns OK; then every replica is identical and reads what was written.
+ * A replica that stops answering on an idle volume is noticed by heartbeats.
  * Real etcd and `flashpack store` processes; imports dist/.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,4 +115,32 @@ describe('replicated volume: a secondary dies under load and comes back', () => 
     expect(report.differences).toEqual([]);
     await v.close();
   }, 180_000);
+
+  it('a replica that stops answering (SIGSTOP) on an idle volume misses its heartbeats and is marked ERROR; once it runs again it recovers to OK', async () => {
+    await t.cluster.createVolume('hb', { size: 4 * MiB, replicas: 3, shardSize: 4 * MiB });
+    const v = await t.cluster.openVolume('hb');
+    await v.write(0, randomBytes(MiB, prng(12)));
+    await v.flush();
+    const [{ info }] = await t.meta.shards('hb');
+    const frozen = t.stores.find((s) => s.id === info.replicas[1].store)!;
+    frozen.child.kill('SIGSTOP');
+    try {
+      // No writes: only the primary's heartbeats on its idle connection can notice (io-timeout 5 s in these stores).
+      const marked = await until('the frozen replica marked ERROR', async () => {
+        const s = (await t.meta.shard('hb', 0))!.info;
+        return s.replicas.find((r) => r.store === frozen.id)!.state === 'ERROR' ? s : null;
+      });
+      expect(marked.state).toBe('DEGRADED');
+      expect(marked.epoch).toBeGreaterThan(info.epoch);
+      await v.write(2 * MiB, new Uint8Array(4096).fill(7));
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+    await until('the replica OK again', async () => (await t.meta.shard('hb', 0))!.info.state === 'OK');
+    await v.flush();
+    const report = await replication.verifyVolume(t.cluster, 'hb');
+    expect(report.skipped).toEqual([]);
+    expect(report.differences).toEqual([]);
+    await v.close();
+  }, 120_000);
 });
