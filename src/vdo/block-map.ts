@@ -29,6 +29,9 @@ interface Page {
   corrupt: number;
   /** Callers holding the page; a pinned page is never evicted. */
   pins: number;
+  /** The checkpoint write of this page in flight, if any: the page is not evicted (a reload would read the old copy) and the next write waits for it (so writes land in order). */
+  writing: Promise<void> | null;
+  writesInFlight: number;
   loading: Promise<Page> | null;
 }
 
@@ -111,7 +114,7 @@ export class BlockMap {
       const desc = await this.pool.allocAsync(4096);
       p = this.cache.get(index);
       if (p === undefined) {
-        p = { index, desc, dirty: false, corrupt: 0, pins: 0, loading: null };
+        p = { index, desc, dirty: false, corrupt: 0, pins: 0, loading: null, writing: null, writesInFlight: 0 };
         p.loading = this.load(p);
         this.cache.set(index, p);
         this.newest = p;
@@ -158,7 +161,7 @@ export class BlockMap {
     if (this.cache.size < this.cachePages) return;
     for (const [index, p] of this.cache) {
       if (this.cache.size < this.cachePages) return;
-      if (p.dirty || p.loading !== null || p.pins > 0) continue;
+      if (p.dirty || p.loading !== null || p.pins > 0 || p.writing !== null) continue;
       this.cache.delete(index);
       this.pool.free(p.desc);
     }
@@ -197,21 +200,53 @@ export class BlockMap {
     }
   }
 
-  /** Writes every dirty page (checkpoint step: the journal covering them is durable). */
+  /**
+   * Writes every dirty page (checkpoint step: the journal covering them is
+   * durable). Each page goes out from a sealed copy, so mappings set while the
+   * write is in flight never tear a sector on the media; the page stays cached
+   * until its write lands, and a page dirtied again meanwhile is written after it.
+   */
   async writeDirty(): Promise<void> {
     const writes: Promise<void>[] = [];
-    for (const p of this.cache.values()) {
+    for (const p of [...this.cache.values()]) {
       if (!p.dirty) continue;
-      const at = this.pool.bufferOf(p.desc);
-      const b = this.bytes().subarray(at, at + 4096);
-      for (let s = 0; s < SECTORS_PER_BLOCK; s++) sealSector(b, s, MAP_MAGIC, this.nonce, { index: s, count: 0, key: p.index, aux: 0 });
       p.dirty = false;
       this.dirtyCount--;
       this.stats.pagesWritten++;
-      writes.push(this.dev.write(this.start + p.index, p.desc));
+      p.writesInFlight++;
+      const w = this.writePage(p, p.writing).finally(() => {
+        if (--p.writesInFlight === 0) p.writing = null;
+      });
+      p.writing = w;
+      writes.push(w);
     }
-    await Promise.all(writes);
+    const results = await Promise.allSettled(writes);
     this.makeRoom();
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  private async writePage(p: Page, before: Promise<void> | null): Promise<void> {
+    const copy = await this.pool.allocAsync(4096);
+    try {
+      if (before !== null) await before.catch(() => {});
+      // Copied now, after any earlier write of the page landed: the newest mappings.
+      const b = this.bytes();
+      const from = this.pool.bufferOf(p.desc);
+      const to = this.pool.bufferOf(copy);
+      b.copyWithin(to, from, from + 4096);
+      const page = b.subarray(to, to + 4096);
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) sealSector(page, s, MAP_MAGIC, this.nonce, { index: s, count: 0, key: p.index, aux: 0 });
+      await this.dev.write(this.start + p.index, copy);
+    } catch (err) {
+      // The media may still hold the old page: keep the change for the next checkpoint.
+      if (!p.dirty) {
+        p.dirty = true;
+        this.dirtyCount++;
+      }
+      throw err;
+    } finally {
+      this.pool.free(copy);
+    }
   }
 
   /** Every mapping of the volume in page order (refcount rebuild); loads pages through the cache. */
