@@ -67,6 +67,11 @@ export async function storeCommand(argv: string[]): Promise<number> {
         etcd: etcd.split(','), dir, listen, id: stringOption(values, 'id'),
         ...(leaseTtl !== undefined ? { leaseTtl } : {}), ...(ioTimeoutMs !== undefined ? { ioTimeoutMs } : {}),
         log: quiet ? () => {} : (line) => warn(line),
+        // Undocumented: the ordering test's proof that it can fail (see StoreOptions.testOnly).
+        testOnly: {
+          fanoutJitterMs: Number(process.env.FLASHPACK_TEST_FANOUT_JITTER_MS ?? 0) || 0,
+          unorderedFanout: process.env.FLASHPACK_TEST_UNORDERED_FANOUT === '1',
+        },
       });
       warn(`flashpack store: ${store.id} serving ${store.address} from ${dir}`);
       await stopped;

@@ -271,17 +271,13 @@ export class ClusterVolume {
         why = (err as Error).message;
         continue;
       }
-      const sent = conn.bytesSent;
-      const received = conn.bytesReceived;
       let r;
       try {
-        r = await conn.send({ opcode, flags, shardId: shardId(shard.volumeId, index), epoch: shard.epoch, offset: off, length: len }, data);
+        // This request's own bytes (the connection's counters are shared by every request in flight).
+        r = await conn.send({ opcode, flags, shardId: shardId(shard.volumeId, index), epoch: shard.epoch, offset: off, length: len }, data, this.counters);
       } catch (err) {
         why = (err as Error).message;
         continue;
-      } finally {
-        this.counters.sent += conn.bytesSent - sent;
-        this.counters.received += conn.bytesReceived - received;
       }
       const status = r.reply.status;
       if ((status & ST_REOPEN) !== 0) {

@@ -14,7 +14,7 @@
 import * as net from 'node:net';
 import { FlashpackError } from '../errors.js';
 import {
-  FrameReader, HANDSHAKE_BYTES, OP_HEARTBEAT, PROTOCOL_VERSION, SNAP_SEQ_HEAD,
+  FrameReader, HANDSHAKE_BYTES, OP_HEARTBEAT, PROTOCOL_VERSION, REPLY_BYTES, SNAP_SEQ_HEAD,
   decodeHandshake, encodeFrame, encodeHandshake, type Head, type Reply,
 } from './wire.js';
 
@@ -45,10 +45,17 @@ export interface Response {
 /** What a request sets; the rest of the head is filled in. */
 export type Request = Pick<Head, 'opcode' | 'shardId' | 'epoch' | 'offset' | 'length'> & Partial<Pick<Head, 'flags' | 'commandSeq'>>;
 
+/** Bytes one caller's requests put on the wire and took off it (heads, replies and data). */
+export interface WireTally {
+  sent: number;
+  received: number;
+}
+
 interface Pending {
   resolve(r: Response): void;
   reject(e: FlashpackError): void;
   sent: number;
+  tally: WireTally | undefined;
 }
 
 /** host:port or [v6]:port; port 0 (any free port) only where `listening`. */
@@ -153,7 +160,8 @@ export class DataClient {
   }
 
   /** Sends a request (and its data) and resolves to the reply. Rejects ENXIO if the connection ends first. */
-  async send(req: Request, data?: Uint8Array): Promise<Response> {
+  /** Sends one request; `tally`, if given, counts this request's bytes each way. */
+  async send(req: Request, data?: Uint8Array, tally?: WireTally): Promise<Response> {
     while (this.ended === null && this.freeIds.length === 0) await new Promise<void>((r) => this.waiters.push(r));
     if (this.ended !== null) throw this.lost();
     const commandId = this.freeIds.pop()!;
@@ -162,9 +170,10 @@ export class DataClient {
       offset: req.offset, length: req.length, commandSeq: req.commandSeq ?? (this.seq = (this.seq + 1) >>> 0), dataBytes: 0, dataCrc: 0,
     };
     return new Promise<Response>((resolve, reject) => {
-      this.pending.set(commandId, { resolve, reject, sent: Date.now() });
+      this.pending.set(commandId, { resolve, reject, sent: Date.now(), tally });
       for (const part of encodeFrame(head, data)) {
         this.bytesSent += part.length;
+        if (tally !== undefined) tally.sent += part.length;
         this.socket.write(part);
       }
       this.lastSent = Date.now();
@@ -198,6 +207,7 @@ export class DataClient {
       this.pending.delete(reply.commandId);
       this.freeIds.push(reply.commandId);
       this.waiters.shift()?.();
+      if (p.tally !== undefined) p.tally.received += REPLY_BYTES + (f.data?.length ?? 0);
       p.resolve({ reply, data: f.data });
     }
   }

@@ -38,16 +38,6 @@ export function statusOf(err: unknown): number {
   return code === 'ENOSPC' ? ST_NOSPACE : ST_INTERNAL;
 }
 
-/**
- * Test-only switches, read from the environment once, to prove the ordering
- * test can fail: FLASHPACK_TEST_FANOUT_JITTER_MS delays each REPLICATE_* by
- * up to that many milliseconds (paths of different latency, as on a real
- * network); FLASHPACK_TEST_UNORDERED_FANOUT=1 skips the range lock (PureFlash's
- * fan-out). Neither is documented for use.
- */
-const JITTER_MS = Number(process.env.FLASHPACK_TEST_FANOUT_JITTER_MS ?? 0) || 0;
-const UNORDERED = process.env.FLASHPACK_TEST_UNORDERED_FANOUT === '1';
-
 export class Primary {
   /** Per shard: the failure being recorded in etcd, so concurrent failures queue behind it. */
   private readonly failing = new Map<number, Promise<unknown>>();
@@ -83,7 +73,7 @@ export class Primary {
         return { status: ST_CORRUPT, epoch: rep.info.epoch };
       }
     }
-    const release = UNORDERED ? () => {} : await rep.lock.acquire(head.offset, head.offset + head.length);
+    const release = this.store.opts.testOnly.unorderedFanout ? () => {} : await rep.lock.acquire(head.offset, head.offset + head.length);
     try {
       const info = rep.info;
       if (head.epoch !== info.epoch) return { status: ST_EPOCH | ST_REOPEN, epoch: info.epoch };
@@ -144,7 +134,8 @@ export class Primary {
     const targets = info.replicas.filter((r) => r.store !== this.store.id && (r.state === 'OK' || r.state === 'RECOVERING'));
     const sends = targets.map(async (t) => {
       const c = await this.store.peer(t.store);
-      if (JITTER_MS > 0) await new Promise((r) => setTimeout(r, Math.random() * JITTER_MS));
+      const jitter = this.store.opts.testOnly.fanoutJitterMs;
+      if (jitter > 0) await new Promise((r) => setTimeout(r, Math.random() * jitter));
       const sent = c.bytesSent;
       const r = await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined);
       this.store.counters.peerBytesSent += c.bytesSent - sent;

@@ -33,11 +33,10 @@ export class Recovery {
       const mine = rep.info.replicas.find((r) => r.store === this.store.id);
       if (mine?.state !== 'RECOVERING' || this.running.has(id) || this.stopped) continue;
       this.running.add(id);
-      const before = { regions: this.store.counters.recoveryRegionsCopied, bytes: this.store.counters.recoveryBytesCopied };
-      void this.recover(rep).then(
+      const copied = { regions: 0, bytes: 0 };
+      void this.recover(rep, copied).then(
         (done) => {
-          const regions = this.store.counters.recoveryRegionsCopied - before.regions;
-          const bytes = this.store.counters.recoveryBytesCopied - before.bytes;
+          const { regions, bytes } = copied;
           if (done) this.store.log(`${rep.info.volume}#${rep.info.index}: recovered: ${regions} dirty regions (${bytes} bytes) copied; replica OK (epoch ${rep.info.epoch})`);
         },
         (err: Error) => this.store.log(`${rep.info.volume}#${rep.info.index}: recovery stopped: ${err.message} (retried)`),
@@ -49,8 +48,8 @@ export class Recovery {
     this.stopped = true;
   }
 
-  /** One attempt: true when the replica is OK at the end. */
-  private async recover(rep: Replica): Promise<boolean> {
+  /** One attempt, counting what it copies into `copied`: true when the replica is OK at the end. */
+  private async recover(rep: Replica, copied: { regions: number; bytes: number }): Promise<boolean> {
     const epoch = rep.info.epoch;
     const { volume, index, size } = rep.info;
     const primary = await this.store.peer(rep.info.primary);
@@ -76,6 +75,8 @@ export class Recovery {
         for (const [from, to] of uncaughtRuns(rep.catching!.get(r)!, data.length)) await rep.volume.write(r * REGION_BYTES + from, data.subarray(from, to));
         this.store.counters.recoveryRegionsCopied++;
         this.store.counters.recoveryBytesCopied += data.length;
+        copied.regions++;
+        copied.bytes += data.length;
       });
       // Compare until identical (outside sectors changed meanwhile), copying again what differs.
       let same = false;

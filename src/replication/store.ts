@@ -47,6 +47,13 @@ export interface StoreOptions {
   /** Primaries flush their shards on every replica this often when written to (default 2 s). */
   flushMs?: number;
   log?: (line: string) => void;
+  /**
+   * Switches that exist to prove the ordering test can fail; not for use.
+   * fanoutJitterMs delays each REPLICATE_* by up to that many milliseconds
+   * (paths of different latency, as on a real network); unorderedFanout skips
+   * the range lock (PureFlash's fan-out).
+   */
+  testOnly?: { fanoutJitterMs?: number; unorderedFanout?: boolean };
 }
 
 export interface StoreStats {
@@ -69,7 +76,7 @@ export class Store {
   address = '';
   readonly meta: ClusterMeta;
   readonly etcd: Etcd;
-  readonly opts: Required<Omit<StoreOptions, 'id' | 'log'>> & { log: (line: string) => void };
+  readonly opts: Required<Omit<StoreOptions, 'id' | 'log' | 'testOnly'>> & { log: (line: string) => void; testOnly: { fanoutJitterMs: number; unorderedFanout: boolean } };
   readonly primary: Primary;
   readonly secondary: Secondary;
   readonly recovery: Recovery;
@@ -94,6 +101,7 @@ export class Store {
       etcd: o.etcd, dir: o.dir, listen: o.listen, leaseTtl: o.leaseTtl ?? 3, queueDepth: o.queueDepth ?? 128, ioTimeoutMs: o.ioTimeoutMs ?? 5000,
       heartbeatMs: o.heartbeatMs ?? 500, workers: o.workers ?? 1, reconcileMs: o.reconcileMs ?? 500, flushMs: o.flushMs ?? 2000,
       log: o.log ?? ((line) => process.stderr.write(`${line}\n`)),
+      testOnly: { fanoutJitterMs: o.testOnly?.fanoutJitterMs ?? 0, unorderedFanout: o.testOnly?.unorderedFanout === true },
     };
     this.etcd = new Etcd(o.etcd);
     this.meta = new ClusterMeta(this.etcd);
