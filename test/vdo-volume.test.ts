@@ -818,6 +818,35 @@ describe('vdo volume: out of space', () => {
     });
   }
 
+  // Regression: writers that found no free block flushed once and gave up, though the flush freed
+  // fewer blocks than were waiting and the writes in flight were about to free the rest.
+  it('32 concurrent overwrites of a nearly full volume wait for the blocks overwrites free: no ENOSPC, nothing lost', async () => {
+    const { v, backend } = await smallVolume('async');
+    const rand = prng(33);
+    const USED = DATA_BLOCKS - 8;
+    const model = new Uint8Array(4 << 20);
+    for (let i = 0; i < USED; i++) {
+      const b = randomBytes(BS, rand);
+      await v.write(i * BS, b);
+      model.set(b, i * BS);
+    }
+    await v.flush();
+    for (let round = 0; round < 20; round++) {
+      const lbas = [...Array(USED).keys()].sort(() => rand() - 0.5).slice(0, 32);
+      const blocks = lbas.map(() => randomBytes(BS, rand));
+      const errors = await Promise.all(lbas.map((l, i) => errorOf(v.write(l * BS, blocks[i]))));
+      expect(errors.map((e) => e?.code ?? null).filter((c) => c !== null)).toEqual([]);
+      lbas.forEach((l, i) => model.set(blocks[i], l * BS));
+    }
+    await v.flush();
+    await expectVolumeEquals(v, model, 'after the overwrites');
+    expect(v.stats()).toMatchObject({ dataBlocksUsed: USED, logicalBlocksUsed: USED });
+    await closeVol(v);
+    const again = await open(backend);
+    await expectVolumeEquals(again, model, 'after reopen');
+    await closeVol(again);
+  });
+
   // Regression: every write once reserved a physical block before looking at its data, so a full volume refused zeros.
   it('a full volume still takes a write of zeros over stored data (it needs no space and frees a block)', async () => {
     const { v } = await smallVolume('async');

@@ -104,6 +104,9 @@ export interface VolumeStats {
   /** Opened read-only. */
   readOnly: boolean;
 }
+/** Flushes a write waits through for a free block before it gives up with ENOSPC. */
+const SPACE_WAIT_FLUSHES = 64;
+
 /**
  * Writes in the pipeline at which device workers stop spinning (when the
  * volume's threads outnumber the cores): a stream of writes, not the odd write
@@ -913,10 +916,20 @@ export class Volume {
   }
 
   /** One block of room per write in the pipeline; frees pending blocks with a flush when short. ENOSPC when full. */
+  /**
+   * One free block for a write. Blocks that overwrites freed come back at the
+   * next flush (once the journal entries freeing them are durable), and writes
+   * in flight may free more: while any are coming, wait for them rather than
+   * fail. Many writers can be waiting at once, and one flush may free fewer
+   * blocks than they need, so each waits through flushes until one is left
+   * for it (bounded: a volume whose space never comes back still says ENOSPC).
+   */
   private async reserveSpace(): Promise<void> {
-    if (this.depot.freeBlocks - this.reserved <= 0 && (this.depot.pendingBlocks > 0 || this.reserved > 0)) await this.flush();
-    if (this.depot.freeBlocks - this.reserved <= 0) {
-      throw new FlashpackError('ENOSPC', `volume: no free physical block (${this.depot.dataBlocks} data blocks, all in use)`);
+    for (let round = 0; this.depot.freeBlocks - this.reserved <= 0; round++) {
+      if ((this.depot.pendingBlocks === 0 && this.reserved === 0) || round === SPACE_WAIT_FLUSHES) {
+        throw new FlashpackError('ENOSPC', `volume: no free physical block (${this.depot.dataBlocks} data blocks, all in use)`);
+      }
+      await this.flush();
     }
     this.reserved++;
   }
