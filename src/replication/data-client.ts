@@ -17,6 +17,7 @@ import {
   FrameReader, HANDSHAKE_BYTES, OP_HEARTBEAT, PROTOCOL_VERSION, REPLY_BYTES, SNAP_SEQ_HEAD,
   decodeHandshake, encodeFrame, encodeHandshake, type Head, type Reply,
 } from './wire.js';
+import { WriteBatch } from './write-batch.js';
 
 export type Role = 'client' | 'peer' | 'operator';
 const ROLE_CODE: Record<Role, number> = { client: 0, peer: 1, operator: 2 };
@@ -72,6 +73,7 @@ export class DataClient {
   readonly address: string;
   readonly depth: number;
   private readonly socket: net.Socket;
+  private readonly batch: WriteBatch;
   private readonly reader = new FrameReader({ kind: 'reply' as const });
   private readonly pending = new Map<number, Pending>();
   private readonly freeIds: number[] = [];
@@ -89,6 +91,7 @@ export class DataClient {
   private constructor(socket: net.Socket, o: DataClientOptions, depth: number) {
     this.address = o.address;
     this.socket = socket;
+    this.batch = new WriteBatch(socket);
     this.depth = depth;
     this.ioTimeoutMs = o.ioTimeoutMs ?? 10_000;
     this.onClose = o.onClose;
@@ -171,11 +174,12 @@ export class DataClient {
     };
     return new Promise<Response>((resolve, reject) => {
       this.pending.set(commandId, { resolve, reject, sent: Date.now(), tally });
-      for (const part of encodeFrame(head, data)) {
+      const parts = encodeFrame(head, data);
+      for (const part of parts) {
         this.bytesSent += part.length;
         if (tally !== undefined) tally.sent += part.length;
-        this.socket.write(part);
       }
+      this.batch.write(parts);
       this.lastSent = Date.now();
     });
   }

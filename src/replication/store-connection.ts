@@ -11,6 +11,7 @@ import {
   FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INTERNAL, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake,
   encodeReplyFrame, type Frame, type Head,
 } from './wire.js';
+import { WriteBatch } from './write-batch.js';
 
 /** What a handled request answers. */
 export interface Answer {
@@ -41,9 +42,11 @@ export class StoreConnection {
   /** Requests parsed while the replies were backed up: run as the output drains. */
   private readonly held: Frame[] = [];
   private readonly timer: ReturnType<typeof setTimeout>;
+  private readonly batch: WriteBatch;
 
   constructor(private readonly socket: net.Socket, private readonly host: ConnectionHost, private readonly label: string, private readonly onEnd: () => void) {
     socket.setNoDelay(true);
+    this.batch = new WriteBatch(socket);
     socket.on('data', (chunk: Buffer) => this.received(chunk));
     socket.on('drain', () => this.resumeIfRoom());
     socket.on('error', () => this.close(null));
@@ -131,9 +134,9 @@ export class StoreConnection {
   private reply(head: Head, a: Answer): void {
     if (this.closed) return;
     const data = a.data ?? undefined;
-    for (const part of encodeReplyFrame({
+    this.batch.write(encodeReplyFrame({
       status: a.status, epoch: a.epoch, commandId: head.commandId, commandSeq: head.commandSeq, dataBytes: 0, flags: a.compressed === true ? 1 : 0, dataCrc: 0,
-    }, data)) this.socket.write(part);
+    }, data));
     if (this.socket.writableLength > OUTPUT_HIGH_WATER && !this.socket.isPaused()) this.socket.pause();
   }
 
