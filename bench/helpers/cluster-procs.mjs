@@ -1,0 +1,172 @@
+// Child processes for bench/replication.mjs: a private temp directory, one
+// etcd, the `flashpack store` processes (started, restarted on the same --dir,
+// and awaited until registered in etcd), and cleanup that leaves nothing
+// running and nothing in the temp dir, also on SIGINT/SIGTERM or a crash.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'flashpack.mjs');
+const LOG_TAIL_CHARS = 32_000;
+const ETCD_HEALTHY_MS = 20_000;
+const STORE_READY_MS = 30_000;
+const POLL_MS = 20;
+const EVENTS_MAX = 10_000;
+/** A stop's default grace before SIGKILL. */
+export const STOP_GRACE_MS = 30_000;
+
+const live = new Set(); // every child still running
+let tmpRoot = null;
+
+/**
+ * Timestamped store log lines about recovery, { ms, store, line }, in arrival
+ * order (bounded: only lines that mention "recovered:", RECOVERING or
+ * "marked ERROR").
+ */
+export const storeEvents = [];
+
+/** The private temp directory (created on first use), or `name` in it. */
+export function tmp(name = '') {
+  tmpRoot ??= fs.mkdtempSync(path.join(os.tmpdir(), 'flashpack-repl-bench-'));
+  return path.join(tmpRoot, name);
+}
+
+/**
+ * Spawns a child in the temp directory, keeping its output's tail in `rec.log`;
+ * `onLine(line, ms)` hears each stderr/stdout line as it arrives. Returns
+ * { label, child, log, exit, exited } (`exited` resolves { code, signal }).
+ */
+export function spawnTracked(label, cmd, args, onLine) {
+  const child = spawn(cmd, args, { cwd: tmp(), stdio: ['pipe', 'pipe', 'pipe'] });
+  const rec = { label, child, log: '', exit: null };
+  let partial = '';
+  const keep = (d) => {
+    const text = d.toString();
+    rec.log = (rec.log + text).slice(-LOG_TAIL_CHARS);
+    if (!onLine) return;
+    const now = performance.now();
+    const lines = (partial + text).split('\n');
+    partial = lines.pop();
+    for (const line of lines) onLine(line, now);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.stdin.on('error', () => {});
+  live.add(rec);
+  rec.exited = new Promise((resolve) => {
+    child.on('error', (err) => { rec.log += `\nspawn error: ${err.message}`; });
+    child.on('close', (code, signal) => {
+      live.delete(rec);
+      rec.exit = { code, signal };
+      resolve(rec.exit);
+    });
+  });
+  return rec;
+}
+
+/** SIGTERM (SIGKILL after graceMs); resolves { code, signal, killed }. */
+export async function stop(rec, graceMs = STOP_GRACE_MS, sig = 'SIGTERM') {
+  let killed = false;
+  if (!rec.exit) rec.child.kill(sig);
+  const timer = setTimeout(() => { killed = true; rec.child.kill('SIGKILL'); }, graceMs);
+  const exit = await rec.exited;
+  clearTimeout(timer);
+  return { ...exit, killed };
+}
+
+/** Stops every child still running (SIGKILL after graceMs). */
+export async function stopAll(graceMs) {
+  await Promise.all([...live].map((rec) => stop(rec, graceMs)));
+}
+
+/** Synchronous last resort (also on process 'exit'): SIGKILL what is left, remove the temp dir. */
+export function cleanupSync() {
+  for (const rec of live) {
+    try { rec.child.kill('SIGKILL'); } catch { /* gone */ }
+  }
+  if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true });
+}
+
+/** Installs SIGINT/SIGTERM and exit handlers: stop the children, remove the temp dir, exit 130/143. */
+export function installCleanupHandlers(log = console.error) {
+  let stopping = false;
+  const onSignal = (sig) => {
+    if (stopping) return;
+    stopping = true;
+    log(`\n${sig}: stopping the stores, etcd and the echo server; removing ${tmp()}`);
+    stopAll(5000).catch(() => {}).finally(() => {
+      cleanupSync();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('exit', cleanupSync);
+}
+
+/** Distinct free ports: all listened on at once (so none repeats), then closed for etcd to take. */
+async function freePorts(n) {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve(s));
+  })));
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** Starts a one-member etcd on free loopback ports and waits until it is healthy: { rec, url }. */
+export async function startEtcd() {
+  const [clientPort, peerPort] = await freePorts(2);
+  const url = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const rec = spawnTracked('etcd', 'etcd', [
+    '--name', 'm0', '--data-dir', tmp('etcd'),
+    '--listen-client-urls', url, '--advertise-client-urls', url, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `m0=${peer}`, '--initial-cluster-state', 'new', '--logger', 'zap', '--log-level', 'warn',
+  ]);
+  const deadline = Date.now() + ETCD_HEALTHY_MS;
+  for (let last = ''; ;) {
+    if (rec.exit) throw new Error(`etcd exited (${rec.exit.code ?? rec.exit.signal}) before it was healthy (is it installed? apt-get install etcd-server):\n${rec.log}`);
+    try {
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+      last = await res.text();
+      if (JSON.parse(last).health === 'true') return { rec, url };
+    } catch (e) {
+      last = String(e);
+    }
+    if (Date.now() > deadline) throw new Error(`etcd at ${url} not healthy within ${ETCD_HEALTHY_MS} ms (last: ${last}):\n${rec.log}`);
+    await sleep(50);
+  }
+}
+
+/** A store record, not started yet: { id, dir, etcdUrl, rec }. */
+export function newStore(id, etcdUrl) {
+  return { id, dir: tmp(id), etcdUrl, rec: null };
+}
+
+/** Starts (or restarts, on the same --dir and --id) `flashpack store` for record `s`; returns `s`. */
+export function startStore(s) {
+  const args = [CLI, 'store', '--etcd', s.etcdUrl, '--dir', s.dir, '--listen', '127.0.0.1:0', '--id', s.id];
+  s.rec = spawnTracked(`store ${s.id}`, process.execPath, args, (line, ms) => {
+    if (storeEvents.length < EVENTS_MAX && /recovered:|RECOVERING|marked ERROR/.test(line)) storeEvents.push({ ms, store: s.id, line });
+  });
+  return s;
+}
+
+/** Waits until store `s` is registered in etcd by its current process; resolves that moment (performance.now()). */
+export async function storeReady(s, meta) {
+  const deadline = Date.now() + STORE_READY_MS;
+  for (;;) {
+    if (s.rec.exit) throw new Error(`store ${s.id} exited (${s.rec.exit.code ?? s.rec.exit.signal}):\n${s.rec.log}`);
+    const info = await meta.store(s.id).catch(() => null);
+    if (info !== null && info.pid === s.rec.child.pid) return performance.now();
+    if (Date.now() > deadline) throw new Error(`store ${s.id} did not register within ${STORE_READY_MS} ms:\n${s.rec.log}`);
+    await sleep(POLL_MS);
+  }
+}
