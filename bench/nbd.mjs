@@ -38,6 +38,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from './corpus.mjs';
+import { finishRun } from './helpers/results.mjs';
 import { markdownTable, formatMBps, formatRatio } from './table.mjs';
 import { tmp, run, runOk, startServer, cleanup, installCleanupHandlers, duBytes, versionOf } from './helpers/nbd-procs.mjs';
 import { fio, baseOpts, DATA_OPTS, FioError } from './helpers/nbd-fio.mjs';
@@ -334,13 +335,6 @@ try {
 } finally {
   await cleanup();
 }
-if (problems.length) {
-  console.log('\n## Problems\n');
-  for (const p of problems) console.log(`- ${p}`);
-}
-const elapsed = elapsedS();
-console.log(`\nTotal ${(elapsed / 60).toFixed(1)} min${failed ? '; FAILED' : ''}.`);
-fs.mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
-fs.writeFileSync(RESULTS_FILE, `${JSON.stringify({ generatedAt: new Date().toISOString(), command: `node bench/nbd.mjs${QUICK ? ' --quick' : ''}`, elapsedSeconds: Number(elapsed.toFixed(1)), ...out, problems, failed }, null, 2)}\n`);
-log(`wrote ${path.relative(process.cwd(), RESULTS_FILE)}`);
-process.exitCode = failed ? 1 : 0;
+process.exitCode = finishRun({
+  file: RESULTS_FILE, command: `node bench/nbd.mjs${QUICK ? ' --quick' : ''}`, elapsedSeconds: elapsedS(), out, problems, failed, log,
+});

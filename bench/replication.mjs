@@ -51,6 +51,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { finishRun } from './helpers/results.mjs';
 import { markdownTable, formatMBps, formatRatio } from './table.mjs';
 import { STOP_GRACE_MS, tmp, spawnTracked, stop, stopAll, cleanupSync, installCleanupHandlers, startEtcd, newStore, startStore, storeReady } from './helpers/cluster-procs.mjs';
 import { startEchoServer } from './helpers/echo-server.mjs';
@@ -362,14 +363,7 @@ async function shutdown() {
   }
   await stopAll(5000);
   cleanupSync();
-  if (problems.length) {
-    console.log('\n## Problems\n');
-    for (const p of problems) console.log(`- ${p}`);
-  }
-  const elapsed = elapsedS();
-  console.log(`\nTotal ${(elapsed / 60).toFixed(1)} min${failed ? '; FAILED' : ''}.`);
-  fs.mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
-  fs.writeFileSync(RESULTS_FILE, `${JSON.stringify({ generatedAt: new Date().toISOString(), command: `node bench/replication.mjs${QUICK ? ' --quick' : ''}`, elapsedSeconds: Number(elapsed.toFixed(1)), ...out, problems, failed }, null, 2)}\n`);
-  log(`wrote ${path.relative(process.cwd(), RESULTS_FILE)}`);
-  process.exitCode = failed ? 1 : 0;
+  process.exitCode = finishRun({
+    file: RESULTS_FILE, command: `node bench/replication.mjs${QUICK ? ' --quick' : ''}`, elapsedSeconds: elapsedS(), out, problems, failed, log,
+  });
 }
