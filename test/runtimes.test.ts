@@ -5,7 +5,7 @@
  * (`node scripts/node-lines.mjs`); under CI (process.env.CI), 22, 24 and 26 must be there.
  */
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -49,8 +49,16 @@ for (const major of [...new Set([...REQUIRED_NODE_LINES, ...installedLines])].so
 
 function run(exe: string, args: string[]): { runtime: string; failures: string[]; checks: number } {
   expect(existsSync(exe), `${exe} is installed (npm install; Node lines: node scripts/node-lines.mjs)`).toBe(true);
-  const out = execFileSync(exe, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'ignore'], timeout: 120_000 });
-  return JSON.parse(out.trim().split('\n').pop()!);
+  const child = spawnSync(exe, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  // A suite that found failures still prints its report (and exits 1): parse it, so
+  // the assertion on `failures` names the failing check. Without a report, show why.
+  const last = (child.stdout ?? '').trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(last);
+  } catch {
+    const why = child.error ? String(child.error) : `exit ${child.status} signal ${child.signal}`;
+    throw new Error(`${exe} ${args.join(' ')}: no report (${why})\nstdout: ${(child.stdout ?? '').slice(-2000)}\nstderr: ${(child.stderr ?? '').slice(-2000)}`);
+  }
 }
 
 describe('runtime smoke suites', () => {

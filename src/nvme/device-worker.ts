@@ -9,6 +9,7 @@
 import { parentPort } from '../wasm/spawn.js';
 import type { WasmMemory } from '../wasm/wasm-types.js';
 import { openDevice } from './devices.js';
+import { FlashpackError } from '../errors.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
   CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
@@ -83,6 +84,15 @@ class DeviceLoop {
       const entries = i32[e + 1];
       const L = qpairLayout(entries);
       qs.push({ qid: q + 1, base, entries, mask: entries - 1, shift: 31 - Math.clz32(entries), sq: (base + L.sq) >> 2, cq: (base + L.cq) >> 2 });
+    }
+    // The host grows the memory before it publishes an entry (e + 3), and the
+    // views were renewed before the entries were read: a queue carved in between
+    // lies past them. Renew again (the growth is visible now that the entry is).
+    let end = 0;
+    for (const q of qs) end = Math.max(end, q.base + qpairLayout(q.entries).bytes);
+    if (end > this.u8.length) this.refresh();
+    if (end > this.u8.length) {
+      throw new FlashpackError('EINTERNAL', `device worker: queue pair memory ends at ${end}, past the shared memory (${this.u8.length} bytes)`);
     }
     this.queues = qs;
     this.tableGen = gen;
