@@ -31,7 +31,7 @@ export class Recovery {
   reconcile(): void {
     for (const [id, rep] of this.store.replicas) {
       const mine = rep.info.replicas.find((r) => r.store === this.store.id);
-      if (mine?.state !== 'RECOVERING' || this.running.has(id) || this.stopped) continue;
+      if (mine?.state !== 'RECOVERING' || rep.info.primary === this.store.id || this.running.has(id) || this.stopped) continue;
       this.running.add(id);
       const copied = { regions: 0, bytes: 0 };
       void this.recover(rep, copied).then(
@@ -53,6 +53,8 @@ export class Recovery {
     const epoch = rep.info.epoch;
     const { volume, index, size } = rep.info;
     const primary = await this.store.peer(rep.info.primary);
+    // What this replica may hold differently (its activity log, failover.ts) is copied too.
+    await this.store.meta.putDirty(volume, index, rep.suspectRegions(), epoch);
     const regions = await this.store.meta.dirtyRegions(volume, index);
     rep.catching = new Map();
     try {
@@ -72,7 +74,7 @@ export class Recovery {
         if (rep.info.epoch !== epoch || this.stopped) return;
         const data = await read(r);
         if (data === null) return;
-        for (const [from, to] of uncaughtRuns(rep.catching!.get(r)!, data.length)) await rep.volume.write(r * REGION_BYTES + from, data.subarray(from, to));
+        await this.copyUncaught(rep, r, data, null);
         this.store.counters.recoveryRegionsCopied++;
         this.store.counters.recoveryBytesCopied += data.length;
         copied.regions++;
@@ -86,21 +88,38 @@ export class Recovery {
           const data = await read(r);
           if (data === null) return;
           const local = await rep.volume.read(r * REGION_BYTES, data.length);
-          for (const [from, to] of uncaughtRuns(rep.catching!.get(r)!, data.length)) {
-            if (Buffer.from(local.buffer, local.byteOffset + from, to - from).equals(Buffer.from(data.buffer, data.byteOffset + from, to - from))) continue;
-            same = false;
-            await rep.volume.write(r * REGION_BYTES + from, data.subarray(from, to));
-          }
+          if (await this.copyUncaught(rep, r, data, local)) same = false;
         });
       }
       if (!same || rep.info.epoch !== epoch || this.stopped) return false;
       await rep.volume.flush();
       const { rec, changed } = await this.store.meta.setReplicaState(volume, index, this.store.id, 'OK', epoch);
       this.store.adopt(rec);
+      if (changed) {
+        rep.forgetOthers(rep.info.primary);
+        rep.leftoverHandled();
+      }
       return changed;
     } finally {
       rep.catching = null;
     }
+  }
+
+  /**
+   * Writes the primary's bytes of region `r` over the sectors no replicated
+   * change has caught (those hold newer bytes) — where they differ from
+   * `local`, if given. The runs are computed and their writes issued in one
+   * synchronous step: the volume orders writes by call, so a change that
+   * arrives afterwards lands after the copy, never under it. True if it wrote.
+   */
+  private async copyUncaught(rep: Replica, r: number, data: Uint8Array, local: Uint8Array | null): Promise<boolean> {
+    const writes: Promise<void>[] = [];
+    for (const [from, to] of uncaughtRuns(rep.catching!.get(r)!, data.length)) {
+      if (local !== null && Buffer.from(local.buffer, local.byteOffset + from, to - from).equals(Buffer.from(data.buffer, data.byteOffset + from, to - from))) continue;
+      writes.push(rep.volume.write(r * REGION_BYTES + from, data.subarray(from, to)));
+    }
+    await Promise.all(writes);
+    return writes.length > 0;
   }
 
   /** Runs `f` over `items`, RECOVERY_DEPTH at a time. */
