@@ -6,8 +6,12 @@
  *
  * - `lock`: the primary's arrival-ordered range lock (range-lock.ts);
  * - `unflushed`: regions written since the last flush that completed on every
- *   replica (DRBD's activity log) — if a replica fails, these join the dirty
- *   map, because the failed store may have lost them with its unflushed writes;
+ *   replica (a secondary: since its last replicated flush), kept durable in the
+ *   replica's activity log (activity-log.ts) — if a replica fails, these join
+ *   the dirty map, because the failed store may have lost them with its
+ *   unflushed writes, or (a primary that crashed) written them nowhere else;
+ * - `leftover`: what the activity log held at open — the previous run's
+ *   unflushed regions — until they are in the dirty map (failover.ts);
  * - `dirtyKnown`: regions this store knows are in the shard's dirty map in etcd;
  * - `catching`: while this replica recovers, per region being copied, the
  *   sectors that replicated writes changed meanwhile (they are newer than the copy).
@@ -18,6 +22,7 @@ import { FlashpackError } from '../errors.js';
 import { Volume } from '../vdo/volume.js';
 import type { ShardInfo } from './metadata.js';
 import { RangeLock } from './range-lock.js';
+import { ActivityLog } from './activity-log.js';
 
 /** The unit of dirty tracking and of a recovery copy. */
 export const REGION_BYTES = 1 << 20;
@@ -28,6 +33,11 @@ export function replicaPath(dir: string, volume: string, index: number): string 
   return path.join(dir, volume, `${index}.img`);
 }
 
+/** The replica's activity log beside its volume file. */
+export function activityLogPath(volumeFile: string): string {
+  return volumeFile.replace(/\.img$/, '.al');
+}
+
 /** Regions [first, last] that [offset, offset + length) touches. */
 export function regionsOf(offset: number, length: number): number[] {
   const out: number[] = [];
@@ -36,21 +46,117 @@ export function regionsOf(offset: number, length: number): number[] {
   return out;
 }
 
+/** The last change to an unflushed region: sequenced by primary `by` as its change `seq`. */
+export interface Unflushed {
+  by: string;
+  seq: number;
+}
+
 export class Replica {
   info: ShardInfo;
   modRevision: number;
   readonly lock = new RangeLock();
-  /** Region → the last change (by seq) that touched it, since a flush every replica completed. */
-  readonly unflushed = new Map<number, number>();
+  /** Region → the last change that touched it (who sequenced it, and its number), since a flush covered it. */
+  readonly unflushed = new Map<number, Unflushed>();
+  /** As a primary: the sequence numbers of changes not yet answered by every replica. */
+  readonly changesInflight = new Set<number>();
   /** Region → changes touching it that have not completed on every replica yet. */
   readonly regionInflight = new Map<number, number>();
   seq = 0;
   readonly dirtyKnown = new Set<number>();
   catching: Map<number, Uint8Array> | null = null;
   recovering = false;
+  leftover: number[];
+  private readonly al: ActivityLog;
   private constructor(readonly volume: Volume, info: ShardInfo, modRevision: number, readonly file: string) {
     this.info = info;
     this.modRevision = modRevision;
+    const { log, leftover } = ActivityLog.open(activityLogPath(file));
+    this.al = log;
+    this.leftover = leftover;
+  }
+
+  /**
+   * A change to `regions` starts, sequenced by store `by` (the shard's primary)
+   * as its change `seq`: the regions are unflushed from now on (logged durably
+   * first), and in flight until changeDone.
+   */
+  beginChange(regions: number[], by: string, seq: number): void {
+    const fresh = regions.filter((r) => !this.unflushed.has(r));
+    if (fresh.length > 0) this.al.add(fresh);
+    for (const r of regions) {
+      this.unflushed.set(r, { by, seq });
+      this.regionInflight.set(r, (this.regionInflight.get(r) ?? 0) + 1);
+    }
+  }
+
+  changeDone(regions: number[]): void {
+    for (const r of regions) {
+      const n = this.regionInflight.get(r)! - 1;
+      if (n === 0) this.regionInflight.delete(r);
+      else this.regionInflight.set(r, n);
+    }
+  }
+
+  /**
+   * What a flush starting now covers: the unflushed regions with no change in
+   * flight here (one in flight may land after the flush), and — `by` and `upTo`
+   * given, on a secondary — only those whose last change primary `by`
+   * sequenced at most `upTo` (changes the primary knows every replica has).
+   */
+  flushStart(by?: string, upTo?: number): [number, Unflushed][] {
+    return [...this.unflushed].filter(([r, u]) => !this.regionInflight.has(r) && (by === undefined || (u.by === by && u.seq <= upTo!)));
+  }
+
+  /** The flush that started with `covered` completed (on every replica; on a secondary, here). */
+  flushed(covered: [number, Unflushed][]): void {
+    let n = 0;
+    for (const [r, u] of covered) {
+      if (this.unflushed.get(r) !== u) continue;
+      this.unflushed.delete(r);
+      n++;
+    }
+    if (n > 0) this.rewriteLog();
+  }
+
+  /** Forgets changes sequenced by any store but `primary` (this replica was just made identical to it). */
+  forgetOthers(primary: string): void {
+    let n = 0;
+    for (const [r, u] of this.unflushed) {
+      if (u.by === primary || this.regionInflight.has(r)) continue;
+      this.unflushed.delete(r);
+      n++;
+    }
+    if (n > 0) this.rewriteLog();
+  }
+
+  /** Every region this replica may hold differently from the others: unflushed now, or left by its previous run. */
+  suspectRegions(): number[] {
+    return [...new Set([...this.unflushed.keys(), ...this.leftover])].sort((a, b) => a - b);
+  }
+
+  /** As a primary: the next change's sequence number (the secondaries get it in commandSeq). */
+  nextSeq(): number {
+    this.seq = (this.seq + 1) >>> 0;
+    return this.seq;
+  }
+
+  /** As a primary: every change sequenced up to this has been answered by every replica. */
+  watermark(): number {
+    let low = this.seq;
+    for (const s of this.changesInflight) if (s <= low) low = s - 1;
+    return low >>> 0;
+  }
+
+  private rewriteLog(): void {
+    this.al.rewrite(new Set([...this.unflushed.keys(), ...this.leftover]));
+  }
+
+  /** The leftover regions are in the dirty map now (or were copied): the log forgets them. */
+  leftoverHandled(): void {
+    if (this.leftover.length === 0) return;
+    this.leftover = [];
+    this.rewriteLog();
   }
 
   /** Opens the replica's volume file, creating it (the shard's size and codec) when absent. */
@@ -88,7 +194,11 @@ export class Replica {
   }
 
   async close(): Promise<void> {
-    await this.volume.close();
+    try {
+      await this.volume.close();
+    } finally {
+      this.al.close();
+    }
   }
 }
 

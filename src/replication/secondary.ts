@@ -8,7 +8,7 @@
  * deposed primary's replication is refused REOPEN.
  */
 import type { Store } from './store.js';
-import type { Replica } from './replica.js';
+import { regionsOf, type Replica } from './replica.js';
 import type { Answer } from './store-connection.js';
 import { statusOf } from './primary.js';
 import { unpackPayload } from './payload.js';
@@ -27,8 +27,8 @@ export class Secondary {
     const info = rep.info;
     const mine = info.replicas.find((r) => r.store === this.store.id);
     if (head.opcode === OP_RECOVERY_READ) {
-      // Only an OK replica's bytes are worth copying.
-      if (mine?.state !== 'OK') return { status: ST_NOT_READY, epoch: info.epoch };
+      // Only an OK replica's bytes are worth copying (not one that reopened after a crash and has not settled: failover.ts).
+      if (mine?.state !== 'OK' || rep.leftover.length > 0) return { status: ST_NOT_READY, epoch: info.epoch };
       const release = await rep.lock.acquire(head.offset, head.offset + head.length);
       try {
         return { status: ST_OK, epoch: info.epoch, data: await rep.volume.read(head.offset, head.length) };
@@ -39,21 +39,37 @@ export class Secondary {
     if (role !== ROLE_PEER) return { status: ST_INVALID_OPCODE, epoch: info.epoch };
     if (info.primary === this.store.id) return { status: ST_REP_TO_PRIMARY, epoch: info.epoch };
     if (mine === undefined || (mine.state !== 'OK' && mine.state !== 'RECOVERING')) return { status: ST_NOT_READY, epoch: info.epoch };
+    // Changes are logged as unflushed here too (replica.ts): if the primary dies, a new one
+    // makes every survivor copy what any of them had in flight (failover.ts).
+    const regions = head.opcode === OP_REPLICATE_WRITE || head.opcode === OP_REPLICATE_DISCARD ? regionsOf(head.offset, head.length) : [];
     try {
       switch (head.opcode) {
         case OP_REPLICATE_WRITE: {
           const plain = unpackPayload(data!, head.flags, head.length);
           rep.caught(head.offset, head.length);
-          await rep.volume.write(head.offset, plain);
+          rep.beginChange(regions, info.primary, head.commandSeq);
+          try {
+            await rep.volume.write(head.offset, plain);
+          } finally {
+            rep.changeDone(regions);
+          }
           break;
         }
         case OP_REPLICATE_DISCARD:
           rep.caught(head.offset, head.length);
-          await rep.volume.discard(head.offset, head.length);
+          rep.beginChange(regions, info.primary, head.commandSeq);
+          try {
+            await rep.volume.discard(head.offset, head.length);
+          } finally {
+            rep.changeDone(regions);
+          }
           break;
-        case OP_REPLICATE_FLUSH:
+        case OP_REPLICATE_FLUSH: {
+          const covered = rep.flushStart(info.primary, head.commandSeq);
           await rep.volume.flush();
+          rep.flushed(covered);
           break;
+        }
         default:
           return { status: ST_INVALID_OPCODE, epoch: info.epoch };
       }

@@ -25,6 +25,11 @@
  *   @56 reserved    u64  0               @0  magic 'PFRP' u32 · @4 version u16 · @6 role u8
  *                                        @7  reserved u8 · @8 queueDepth u16 · @10 status u16
  *                                        @12 ioTimeoutMs u32 · @16 shardId u64 · @24 reserved u64
+ *
+ * commandSeq of a REPLICATE_WRITE or REPLICATE_DISCARD is the primary's
+ * sequence number of the change; of a REPLICATE_FLUSH, the primary's watermark:
+ * every change it sequenced up to that number has been answered by every
+ * replica (activity logs, replica.ts). Elsewhere it is the sender's own.
  */
 import { FlashpackError, badArgument, checkIndex, checkInteger, hex32, type FlashpackErrorCode } from '../errors.js';
 import { crc32 as crc32Kernel } from '../codec/checksum.js';
