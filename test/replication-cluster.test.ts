@@ -109,7 +109,9 @@ describe('replicated volume: three stores, one etcd', () => {
 
   it('a request with a stale epoch is refused REOPEN; the client re-reads the shard and resends', async () => {
     await t.cluster.createVolume('vol2', { size: 4 * MiB, replicas: 3, shardSize: 4 * MiB });
-    const v = await t.cluster.openVolume('vol2');
+    // Without the shard watch: the client must learn the new epoch from REOPEN.
+    const c = await Cluster.connect({ etcd: t.endpoints, watch: false });
+    const v = await c.openVolume('vol2');
     await v.write(0, new Uint8Array(4096).fill(1));
     const [{ info }] = await t.meta.shards('vol2');
     // The epoch moves (an operator's no-op change): the client's copy is now stale.
@@ -138,6 +140,7 @@ describe('replicated volume: three stores, one etcd', () => {
     expect(back.subarray(0, 4096).every((b) => b === 1)).toBe(true); // the stale write did not land
     expect(back.subarray(4096).every((b) => b === 2)).toBe(true);
     await v.close();
+    c.close();
   }, 60_000);
 
   it('replica files are ordinary volumes: once the stores stop, they open read-only and hold the same bytes', async () => {

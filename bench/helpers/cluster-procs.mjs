@@ -1,5 +1,5 @@
-// Child processes for bench/replication.mjs: a private temp directory, one
-// etcd, the `flashpack store` processes (started, restarted on the same --dir,
+// Child processes for bench/replication.mjs and bench/chaos.mjs: a private
+// temp directory, etcd (one member or a cluster), the `flashpack store` processes (started, restarted on the same --dir,
 // and awaited until registered in etcd), and cleanup that leaves nothing
 // running and nothing in the temp dir, also on SIGINT/SIGTERM or a crash.
 import fs from 'node:fs';
@@ -122,37 +122,83 @@ async function freePorts(n) {
 
 /** Starts a one-member etcd on free loopback ports and waits until it is healthy: { rec, url }. */
 export async function startEtcd() {
-  const [clientPort, peerPort] = await freePorts(2);
-  const url = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const rec = spawnTracked('etcd', 'etcd', [
-    '--name', 'm0', '--data-dir', tmp('etcd'),
-    '--listen-client-urls', url, '--advertise-client-urls', url, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', `m0=${peer}`, '--initial-cluster-state', 'new', '--logger', 'zap', '--log-level', 'warn',
-  ]);
+  const c = await startEtcdCluster(1);
+  return { rec: c.members[0].rec, url: c.urls[0] };
+}
+
+/**
+ * Starts an etcd cluster of `n` members on free loopback ports (short raft
+ * timeouts, so a lost leader is replaced in about a second) and waits until
+ * every member is healthy. Returns { urls, members, kill(i, signal), restart(i), leader() }.
+ */
+export async function startEtcdCluster(n) {
+  const ports = await freePorts(2 * n);
+  const members = Array.from({ length: n }, (_, i) => ({
+    name: `m${i}`, url: `http://127.0.0.1:${ports[2 * i]}`, peer: `http://127.0.0.1:${ports[2 * i + 1]}`, rec: null,
+  }));
+  const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  const launch = (m) => {
+    m.rec = spawnTracked(`etcd ${m.name}`, 'etcd', [
+      '--name', m.name, '--data-dir', tmp(`etcd-${m.name}`),
+      '--listen-client-urls', m.url, '--advertise-client-urls', m.url, '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer,
+      '--initial-cluster', initial, '--initial-cluster-state', 'new', '--initial-cluster-token', path.basename(tmp()),
+      '--heartbeat-interval', '50', '--election-timeout', '500', '--logger', 'zap', '--log-level', 'warn',
+    ]);
+  };
+  members.forEach(launch);
+  await Promise.all(members.map(etcdHealthy));
+  return {
+    urls: members.map((m) => m.url),
+    members,
+    kill(i, signal = 'SIGKILL') {
+      members[i].rec.child.kill(signal);
+    },
+    /** Starts member i again on its data dir (killing it first) and waits until it is healthy. */
+    async restart(i) {
+      await stop(members[i].rec, 0, 'SIGKILL');
+      launch(members[i]);
+      await etcdHealthy(members[i]);
+    },
+    /** The index of the raft leader (per /v3/maintenance/status), or -1. */
+    async leader() {
+      for (let i = 0; i < n; i++) {
+        try {
+          const res = await fetch(`${members[i].url}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(1000) });
+          const st = await res.json();
+          if (st.leader !== undefined && st.header?.member_id === st.leader) return i;
+        } catch {
+          // a dead member: ask the next
+        }
+      }
+      return -1;
+    },
+  };
+}
+
+async function etcdHealthy(m) {
   const deadline = Date.now() + ETCD_HEALTHY_MS;
   for (let last = ''; ;) {
-    if (rec.exit) throw new Error(`etcd exited (${rec.exit.code ?? rec.exit.signal}) before it was healthy (is it installed? apt-get install etcd-server):\n${rec.log}`);
+    if (m.rec.exit) throw new Error(`etcd ${m.name} exited (${m.rec.exit.code ?? m.rec.exit.signal}) before it was healthy (is it installed? apt-get install etcd-server):\n${m.rec.log}`);
     try {
-      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`${m.url}/health`, { signal: AbortSignal.timeout(1000) });
       last = await res.text();
-      if (JSON.parse(last).health === 'true') return { rec, url };
+      if (JSON.parse(last).health === 'true') return;
     } catch (e) {
       last = String(e);
     }
-    if (Date.now() > deadline) throw new Error(`etcd at ${url} not healthy within ${ETCD_HEALTHY_MS} ms (last: ${last}):\n${rec.log}`);
+    if (Date.now() > deadline) throw new Error(`etcd ${m.name} at ${m.url} not healthy within ${ETCD_HEALTHY_MS} ms (last: ${last}):\n${m.rec.log}`);
     await sleep(50);
   }
 }
 
-/** A store record, not started yet: { id, dir, etcdUrl, rec }. */
-export function newStore(id, etcdUrl) {
-  return { id, dir: tmp(id), etcdUrl, rec: null };
+/** A store record, not started yet: { id, dir, etcdUrl, args, rec }; `args` are more `flashpack store` options. */
+export function newStore(id, etcdUrl, args = []) {
+  return { id, dir: tmp(id), etcdUrl, args, rec: null };
 }
 
 /** Starts (or restarts, on the same --dir and --id) `flashpack store` for record `s`; returns `s`. */
 export function startStore(s) {
-  const args = [CLI, 'store', '--etcd', s.etcdUrl, '--dir', s.dir, '--listen', '127.0.0.1:0', '--id', s.id];
+  const args = [CLI, 'store', '--etcd', s.etcdUrl, '--dir', s.dir, '--listen', '127.0.0.1:0', '--id', s.id, ...(s.args ?? [])];
   s.rec = spawnTracked(`store ${s.id}`, process.execPath, args, (line, ms) => {
     if (storeEvents.length < EVENTS_MAX && /recovered:|RECOVERING|marked ERROR/.test(line)) storeEvents.push({ ms, store: s.id, line });
   });

@@ -5,11 +5,14 @@
  * shard boundaries and into pieces of at most 1 MiB; each piece goes to its
  * shard's primary with the shard's epoch. REOPEN (a stale epoch, or the store
  * no longer leads the shard) re-reads the shard from etcd and resends; so does
- * a lost connection, until the deadline.
+ * a lost connection, until the deadline. The volume also watches its shard
+ * records: when a shard gets a new primary (failover.ts), requests in flight
+ * to the old one are resent to the new one at once — a primary that is
+ * paused or cut off answers nothing, and its answer would be REOPEN anyway.
  */
 import { FlashpackError } from '../errors.js';
 import { Etcd } from './etcd.js';
-import { ClusterMeta, checkVolumeName, shardId, type CreateVolumeOptions, type ShardInfo, type StoreInfo, type VolumeInfo } from './metadata.js';
+import { ClusterMeta, checkVolumeName, shardId, shardKey, type CreateVolumeOptions, type ShardInfo, type StoreInfo, type VolumeInfo } from './metadata.js';
 import { DataClient } from './data-client.js';
 import { packPayload } from './payload.js';
 import { MAX_IO_BYTES, OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE, ST_DEGRADE, ST_OK, ST_REOPEN, statusName, statusToError } from './wire.js';
@@ -24,6 +27,13 @@ export interface ClusterOptions {
   ioTimeoutMs?: number;
   /** Send write data LZ4-compressed where that saves bytes (default true); the stores forward it so. */
   compress?: boolean;
+  /**
+   * Follow each open volume's shard records with an etcd watch (default true),
+   * so a failover redirects requests at once. false: one stream fewer per
+   * volume; changes are learnt from REOPEN answers and lost connections only,
+   * and a request to a paused primary waits for ioTimeoutMs.
+   */
+  watch?: boolean;
 }
 
 export interface ClusterVolumeStats {
@@ -41,6 +51,15 @@ export interface ClusterVolumeStats {
   wireBytesReceived: number;
   /** wireBytesSent / bytesWritten: below 1 where compression saved more than the heads cost. */
   wireBytesPerByteWritten: number;
+  /**
+   * Changes (writes, discards) acknowledged, by shard, epoch and the store that
+   * acknowledged them: one store per shard and epoch, or two primaries
+   * acknowledged in the same epoch (what fencing prevents).
+   */
+  acknowledgedBy: { shard: number; epoch: number; store: string; changes: number }[];
+  /** Each shard's epoch and primary as this client knows them. */
+  shardEpochs: number[];
+  shardPrimaries: string[];
 }
 
 export interface ClusterStatus {
@@ -75,7 +94,7 @@ export class Cluster {
     if (v.state !== 'ready') throw new FlashpackError('ENXIO', `cluster: volume '${name}' is still being created (state ${v.state})`);
     const shards = await this.meta.shards(name);
     if (shards.length !== v.shards) throw new FlashpackError('ECORRUPT', `cluster: volume '${name}' has ${shards.length} shard records, not ${v.shards}`);
-    return new ClusterVolume(this, v, shards.map((s) => s.info));
+    return new ClusterVolume(this, v, shards.map((s) => s.info), Math.max(...shards.map((s) => s.modRevision)));
   }
 
   /** Stores, volumes, shards, replica states, epochs and dirty-region counts, as etcd has them. */
@@ -145,11 +164,40 @@ export class ClusterVolume {
   private readonly written = new Set<number>();
   private closed = false;
   private readonly counters = { requests: 0, reopens: 0, retries: 0, degradedWrites: 0, bytesWritten: 0, sent: 0, received: 0 };
+  /** `${shard} ${epoch} ${store}` → changes acknowledged so (stats().acknowledgedBy). */
+  private readonly acks = new Map<string, number>();
 
-  constructor(private readonly cluster: Cluster, readonly info: VolumeInfo, shards: ShardInfo[]) {
+  /** Per shard: resolves when the shard gets a new primary (then replaced by a fresh one). */
+  private readonly moved: { promise: Promise<void>; resolve: () => void }[];
+  private readonly watch: { close(): void } | null;
+
+  constructor(private readonly cluster: Cluster, readonly info: VolumeInfo, shards: ShardInfo[], revision: number) {
     this.name = info.name;
     this.logicalSize = info.size;
     this.shards = shards;
+    this.moved = shards.map(() => signal());
+    const prefix = shardKey(info.name, 0).slice(0, -5);
+    this.watch = cluster.opts.watch === false ? null : cluster.etcd.watchPrefix(prefix, (e) => {
+      if (e.type !== 'put') return;
+      try {
+        this.update(JSON.parse(e.kv.text) as ShardInfo);
+      } catch {
+        // not a shard record: reload() reports it when it matters
+      }
+    }, { fromRevision: revision + 1, onError: () => {} });
+  }
+
+  /** Takes a newer record of one of this volume's shards; a new primary releases the requests in flight to the old one. */
+  private update(next: ShardInfo): void {
+    const index = next.index;
+    const held = this.shards[index];
+    if (held === undefined || next.volumeId !== held.volumeId || next.epoch <= held.epoch) return;
+    this.shards[index] = next;
+    if (next.primary !== held.primary) {
+      const m = this.moved[index];
+      this.moved[index] = signal();
+      m.resolve();
+    }
   }
 
   private check(offset: number, length: number, what: string): void {
@@ -229,6 +277,12 @@ export class ClusterVolume {
       requests: c.requests, reopens: c.reopens, retries: c.retries, degradedWrites: c.degradedWrites, bytesWritten: c.bytesWritten,
       wireBytesSent: c.sent, wireBytesReceived: c.received,
       wireBytesPerByteWritten: c.bytesWritten === 0 ? 0 : Math.round((c.sent / c.bytesWritten) * 1000) / 1000,
+      acknowledgedBy: [...this.acks].map(([k, changes]) => {
+        const [shard, epoch, store] = k.split(' ');
+        return { shard: Number(shard), epoch: Number(epoch), store, changes };
+      }),
+      shardEpochs: this.shards.map((s) => s.epoch),
+      shardPrimaries: this.shards.map((s) => s.primary),
     };
   }
 
@@ -239,6 +293,7 @@ export class ClusterVolume {
       await this.flush();
     } finally {
       this.closed = true;
+      this.watch?.close();
     }
   }
 
@@ -246,7 +301,7 @@ export class ClusterVolume {
   private async reload(index: number): Promise<ShardInfo> {
     const rec = await this.cluster.meta.shard(this.name, index);
     if (rec === null) throw new FlashpackError('ENXIO', `cluster volume '${this.name}': shard ${index} is gone from etcd`);
-    if (rec.info.epoch >= this.shards[index].epoch) this.shards[index] = rec.info;
+    this.update(rec.info);
     return this.shards[index];
   }
 
@@ -274,7 +329,16 @@ export class ClusterVolume {
       let r;
       try {
         // This request's own bytes (the connection's counters are shared by every request in flight).
-        r = await conn.send({ opcode, flags, shardId: shardId(shard.volumeId, index), epoch: shard.epoch, offset: off, length: len }, data, this.counters);
+        const sent = conn.send({ opcode, flags, shardId: shardId(shard.volumeId, index), epoch: shard.epoch, offset: off, length: len }, data, this.counters);
+        const moved = this.moved[index].promise;
+        r = await Promise.race([sent, moved.then(() => null)]);
+        if (r === null) {
+          // The shard has a new primary: resend there. What the old one does with this copy is fenced by its epoch.
+          sent.catch(() => {});
+          why = `shard ${index} moved from store ${shard.primary} to ${this.shards[index].primary}`;
+          this.counters.reopens++;
+          continue;
+        }
       } catch (err) {
         why = (err as Error).message;
         continue;
@@ -290,7 +354,17 @@ export class ClusterVolume {
         this.counters.degradedWrites++;
         if (r.reply.epoch > shard.epoch) void this.reload(index).catch(() => {});
       }
+      if (opcode === OP_WRITE || opcode === OP_DISCARD) {
+        const key = `${index} ${r.reply.epoch} ${shard.primary}`;
+        this.acks.set(key, (this.acks.get(key) ?? 0) + 1);
+      }
       return r.data;
     }
   }
+}
+
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }

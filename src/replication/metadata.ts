@@ -74,6 +74,12 @@ export interface ShardInfo {
   primary: string;
   replicas: ReplicaInfo[];
   state: 'OK' | 'DEGRADED';
+  /**
+   * Set by a primary that must not lead the shard (it reopened after a crash:
+   * its own copy may be behind the others'); the next OK replica takes the
+   * shard over as from a dead primary (failover.ts). Absent otherwise.
+   */
+  handoff?: string;
 }
 
 /** A shard as read, with the mod revision a transaction compares. */
@@ -246,6 +252,10 @@ export class ClusterMeta {
       if (rec === null) throw new FlashpackError('ENXIO', `etcd: shard ${index} of volume '${volume}' does not exist`);
       const next = change(structuredClone(rec.info));
       if (next === null) return rec;
+      // The invariant every reader relies on: a shard's primary holds an OK replica.
+      if (next.replicas.find((r) => r.store === next.primary)?.state !== 'OK') {
+        throw new FlashpackError('EINTERNAL', `etcd: a change of shard ${index} of '${volume}' would leave its primary ${next.primary} without an OK replica: ${JSON.stringify(rec.info)} → ${JSON.stringify(next)}`);
+      }
       next.epoch = rec.info.epoch + 1;
       next.state = shardState(next.replicas);
       // A shard that is OK again needs no dirty map: it goes in the same transaction.
@@ -255,6 +265,14 @@ export class ClusterMeta {
       if (r.succeeded) return { info: next, modRevision: r.revision };
     }
     throw new FlashpackError('ETIMEDOUT', `etcd: shard ${index} of '${volume}' kept changing under ${CAS_ATTEMPTS} attempts`);
+  }
+
+  /** Puts `regions` in the shard's dirty map (a region already there stays: its value is only informational). */
+  async putDirty(volume: string, index: number, regions: number[], epoch: number): Promise<void> {
+    for (let first = 0; first < regions.length; first += PUTS_PER_TXN) {
+      const ops: TxnOp[] = regions.slice(first, first + PUTS_PER_TXN).map((r) => ({ put: { key: dirtyKey(volume, index, r), value: String(epoch) } }));
+      await this.etcd.txn([], ops);
+    }
   }
 
   /** The shard's dirty regions, ascending. */

@@ -24,7 +24,7 @@ import { unpackPayload } from './payload.js';
 import type { Answer } from './store-connection.js';
 import {
   ST_DEGRADE, ST_REOPEN, OP_DISCARD, OP_FLUSH, OP_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, OP_WRITE,
-  ST_CONN_LOST, ST_CORRUPT, ST_EPOCH, ST_INTERNAL, ST_INVALID_OPCODE, ST_NOSPACE, ST_NOT_PRIMARY, ST_OK, type Head,
+  ST_CONN_LOST, ST_CORRUPT, ST_EPOCH, ST_INTERNAL, ST_INVALID_OPCODE, ST_NOSPACE, ST_NOT_PRIMARY, ST_NOT_READY, ST_OK, type Head,
 } from './wire.js';
 
 /** Times a change is resent to a replica that answered with a newer epoch. */
@@ -48,6 +48,8 @@ export class Primary {
     const info = rep.info;
     if (info.primary !== this.store.id) return { status: ST_NOT_PRIMARY | ST_REOPEN, epoch: info.epoch };
     if (info.replicas.find((r) => r.store === this.store.id)?.state !== 'OK') return { status: ST_NOT_PRIMARY | ST_REOPEN, epoch: info.epoch };
+    // Reopened after a crash, this replica may be behind the others: it serves nothing until that is settled (failover.ts).
+    if (rep.leftover.length > 0 || info.handoff === this.store.id) return { status: ST_NOT_READY | ST_REOPEN, epoch: info.epoch };
     switch (head.opcode) {
       case OP_READ:
         return { status: ST_OK, epoch: info.epoch, data: await rep.volume.read(head.offset, head.length) };
@@ -79,22 +81,17 @@ export class Primary {
       if (head.epoch !== info.epoch) return { status: ST_EPOCH | ST_REOPEN, epoch: info.epoch };
       const regions = regionsOf(head.offset, head.length);
       if (info.state === 'DEGRADED') await this.markDirty(rep, regions);
-      const seq = ++rep.seq;
-      for (const r of regions) {
-        rep.unflushed.set(r, seq);
-        rep.regionInflight.set(r, (rep.regionInflight.get(r) ?? 0) + 1);
-      }
+      const seq = rep.nextSeq();
+      rep.beginChange(regions, this.store.id, seq);
+      rep.changesInflight.add(seq);
       try {
         const local = head.opcode === OP_WRITE ? rep.volume.write(head.offset, plain!) : rep.volume.discard(head.offset, head.length);
-        const answer = await this.fanOut(rep, info, { ...head, opcode: REPLICATE[head.opcode] }, data, local, regions);
+        const answer = await this.fanOut(rep, info, { ...head, opcode: REPLICATE[head.opcode], commandSeq: seq }, data, local, regions);
         this.store.counters.replicatedWrites++;
         return answer;
       } finally {
-        for (const r of regions) {
-          const n = rep.regionInflight.get(r)! - 1;
-          if (n === 0) rep.regionInflight.delete(r);
-          else rep.regionInflight.set(r, n);
-        }
+        rep.changeDone(regions);
+        rep.changesInflight.delete(seq);
       }
     } finally {
       release();
@@ -106,12 +103,12 @@ export class Primary {
     const info = rep.info;
     if (epoch !== info.epoch) return { status: ST_EPOCH | ST_REOPEN, epoch: info.epoch };
     // Only regions with no change in flight: a change still on its way to a replica is not covered by this flush.
-    const flushed = [...rep.unflushed].filter(([r]) => !rep.regionInflight.has(r));
-    const head = { opcode: OP_REPLICATE_FLUSH, shardId: 0, epoch, offset: 0, length: 0 } as unknown as Head;
-    head.shardId = shardIdOf(info);
+    const covered = rep.flushStart();
+    // The secondaries forget (from their activity logs) changes up to the watermark once flushed.
+    const head = { opcode: OP_REPLICATE_FLUSH, shardId: shardIdOf(info), epoch, offset: 0, length: 0, commandSeq: rep.watermark() } as Head;
     const answer = await this.fanOut(rep, info, head, null, rep.volume.flush(), []);
     if ((answer.status & 0xff) === ST_OK && (answer.status & ST_DEGRADE) === 0) {
-      for (const [r, seq] of flushed) if (rep.unflushed.get(r) === seq) rep.unflushed.delete(r);
+      rep.flushed(covered);
     }
     return answer;
   }
@@ -137,7 +134,7 @@ export class Primary {
       const jitter = this.store.opts.testOnly.fanoutJitterMs;
       if (jitter > 0) await new Promise((r) => setTimeout(r, Math.random() * jitter));
       const sent = c.bytesSent;
-      const r = await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined);
+      const r = await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length, commandSeq: head.commandSeq }, data ?? undefined);
       this.store.counters.peerBytesSent += c.bytesSent - sent;
       return r.reply.status;
     });
@@ -164,7 +161,7 @@ export class Primary {
       const again = await Promise.allSettled(stale.map(async (id) => {
         if (!now.replicas.some((r) => r.store === id && (r.state === 'OK' || r.state === 'RECOVERING'))) return ST_OK; // out now: the dirty map has it
         const c = await this.store.peer(id);
-        return (await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length }, data ?? undefined)).reply.status;
+        return (await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length, commandSeq: head.commandSeq }, data ?? undefined)).reply.status;
       }));
       const left: string[] = [];
       again.forEach((r, i) => {
@@ -178,7 +175,8 @@ export class Primary {
     if (stale.length > 0) return { status: ST_EPOCH | ST_REOPEN, epoch: info.epoch };
     if (failed.length === 0) return { status: ST_OK, epoch: info.epoch };
     const now = await this.fail(rep, info.epoch, failed, regions);
-    if (now === null) return { status: ST_CONN_LOST, epoch: info.epoch };
+    // Not recorded (another change won, or this is the last OK replica): not acknowledged; the client looks again and resends.
+    if (now === null) return { status: ST_CONN_LOST | ST_REOPEN, epoch: info.epoch };
     this.store.counters.degradedWrites++;
     return { status: ST_OK | ST_DEGRADE, epoch: now.epoch };
   }
@@ -265,7 +263,10 @@ export class Primary {
         }
         const release = await rep.lock.acquire(0, Number.MAX_SAFE_INTEGER);
         try {
-          const { rec, changed } = await this.store.meta.setReplicaState(info.volume, info.index, r.store, 'RECOVERING', rep.info.epoch);
+          // The view may have moved while this waited: decide on the view the change is made against.
+          const now = rep.info;
+          if (now.primary !== this.store.id || now.replicas.find((x) => x.store === r.store)?.state !== 'ERROR') continue;
+          const { rec, changed } = await this.store.meta.setReplicaState(info.volume, info.index, r.store, 'RECOVERING', now.epoch);
           this.store.adopt(rec);
           if (changed) this.store.log(`${info.volume}#${info.index}: store ${r.store} is back; its replica is RECOVERING (epoch ${rec.info.epoch})`);
         } finally {

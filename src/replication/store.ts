@@ -23,6 +23,8 @@ import { Replica } from './replica.js';
 import { Primary } from './primary.js';
 import { Secondary } from './secondary.js';
 import { Recovery } from './recovery.js';
+import { Failover } from './failover.js';
+import { activityLogPath, replicaPath } from './replica.js';
 import { ST_REOPEN, OP_HEARTBEAT, ST_EPOCH, ST_NOT_PRIMARY, ST_NOT_READY, ST_OK, type Head } from './wire.js';
 
 export interface StoreOptions {
@@ -70,6 +72,18 @@ export interface StoreStats {
   peerBytesSent: number;
 }
 
+/** Between attempts to register again after the lease was lost. */
+const REREGISTER_RETRY_MS = 1000;
+
+/** Whether the replica volume at `file` has an activity log its previous run left non-empty. */
+function hasLeftover(file: string): boolean {
+  try {
+    return fs.statSync(activityLogPath(file)).size > 0;
+  } catch {
+    return false;
+  }
+}
+
 export class Store {
   readonly id: string;
   readonly dir: string;
@@ -80,6 +94,7 @@ export class Store {
   readonly primary: Primary;
   readonly secondary: Secondary;
   readonly recovery: Recovery;
+  readonly failover: Failover;
   readonly counters = { requests: 0, replicatedWrites: 0, degradedWrites: 0, reopens: 0, recoveryRegionsCopied: 0, recoveryBytesCopied: 0, peerBytesSent: 0 };
   /** Shard records this store is part of, by shard id. */
   readonly views = new Map<number, ShardRecord>();
@@ -108,6 +123,7 @@ export class Store {
     this.primary = new Primary(this);
     this.secondary = new Secondary(this);
     this.recovery = new Recovery(this);
+    this.failover = new Failover(this);
   }
 
   /** Starts a store: its id, its listener, its registration; then it serves until close(). */
@@ -139,7 +155,13 @@ export class Store {
         // a record that is not JSON: the reconcile pass reports it
       }
     });
-    store.timers.push(setInterval(() => void store.reconcile().catch((e: Error) => store.log(`reconcile: ${e.message}`)), store.opts.reconcileMs));
+    // One pass at a time: a pass that waits on a peer or on etcd is not overtaken by the next.
+    let passing = false;
+    store.timers.push(setInterval(() => {
+      if (passing) return;
+      passing = true;
+      void store.reconcile().catch((e: Error) => store.log(`reconcile: ${e.message}`)).finally(() => (passing = false));
+    }, store.opts.reconcileMs));
     store.timers.push(setInterval(() => void store.primary.flushAll(true).catch((e: Error) => store.log(`background flush: ${e.message}`)), store.opts.flushMs));
     return store;
   }
@@ -192,9 +214,23 @@ export class Store {
     this.lease = await this.etcd.keepLease(this.opts.leaseTtl, (err) => {
       this.log(`lost the etcd lease: ${err.message}; registering again`);
       this.lease = null;
-      if (!this.closing) void this.register().catch((e: Error) => this.log(`register: ${e.message}`));
+      void this.registerAgain();
     });
     await this.meta.putStore(info, this.lease.id);
+  }
+
+  /** After a lost lease: registers again, retrying while etcd is unreachable (no quorum), until it works or the store closes. */
+  private async registerAgain(): Promise<void> {
+    while (!this.closing && this.lease === null) {
+      try {
+        await this.register();
+        this.log('registered again');
+        return;
+      } catch (e) {
+        this.log(`register: ${(e as Error).message}; retrying`);
+        await new Promise((r) => setTimeout(r, REREGISTER_RETRY_MS));
+      }
+    }
   }
 
   // ---- shard views -------------------------------------------------------------------------------
@@ -207,10 +243,14 @@ export class Store {
       this.volumeIds.set(v.id, v.name);
       for (const rec of await this.meta.shards(v.name)) this.adopt(rec);
     }
-    // A replica to recover is opened now (others open on their first request).
+    // A replica to recover, or one its previous run left changes logged for (failover.ts), is
+    // opened now; others open on their first request.
     for (const [id, rec] of this.views) {
-      if (!this.replicas.has(id) && rec.info.replicas.some((r) => r.store === this.id && r.state === 'RECOVERING')) await this.replica(id, rec.info.epoch);
+      if (this.replicas.has(id)) continue;
+      const recovering = rec.info.replicas.some((r) => r.store === this.id && r.state === 'RECOVERING');
+      if (recovering || hasLeftover(replicaPath(this.dir, rec.info.volume, rec.info.index))) await this.replica(id, rec.info.epoch);
     }
+    await this.failover.reconcile();
     await this.primary.reconcile();
     this.recovery.reconcile();
   }
@@ -286,7 +326,8 @@ export class Store {
   async handle(head: Head, data: Uint8Array | null, role: number): Promise<Answer> {
     this.counters.requests++;
     if (head.opcode === OP_HEARTBEAT) return { status: ST_OK, epoch: 0 };
-    if (this.closing) return { status: ST_NOT_READY, epoch: 0 };
+    // Closing: a client is told to look again (a new primary takes over once this store's lease is revoked).
+    if (this.closing) return { status: role === 0 ? ST_NOT_READY | ST_REOPEN : ST_NOT_READY, epoch: 0 };
     const rep = await this.replica(head.shardId, head.epoch);
     if (rep === null) return { status: ST_NOT_PRIMARY | ST_REOPEN, epoch: 0 };
     if (head.epoch !== rep.info.epoch) {
@@ -342,6 +383,8 @@ export class Store {
     for (const t of this.timers) clearInterval(t);
     this.watch?.close();
     this.recovery.stop();
+    // Shards led here are flushed everywhere first: their activity logs then hold nothing to copy at the next start.
+    await this.primary.flushAll(true).catch((e: Error) => this.log(`closing flush: ${e.message}`));
     // The listener stops taking connections; those open are ended (server.close waits for them).
     const server = this.server;
     const serverClosed = server === null ? Promise.resolve() : new Promise<void>((r) => server.close(() => r()));

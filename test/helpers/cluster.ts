@@ -1,7 +1,7 @@
 /**
  * A replicated cluster for tests: a real etcd (helpers/etcd.ts) and real
  * `flashpack store` processes on loopback, each with its own data directory.
- * Stores can be SIGKILLed and restarted on the same directory (same id).
+ * Stores can be SIGKILLed, SIGSTOPped and restarted on the same directory (same id).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
@@ -85,8 +85,8 @@ export interface TestCluster {
 }
 
 /** etcd plus `n` stores (s0, s1, …), all registered; the Cluster client connected. */
-export async function startCluster(n: number, prefix = 'cluster', env: NodeJS.ProcessEnv = {}): Promise<TestCluster> {
-  const etcd = await startEtcd();
+export async function startCluster(n: number, prefix = 'cluster', env: NodeJS.ProcessEnv = {}, opts: { etcdMembers?: 1 | 3 } = {}): Promise<TestCluster> {
+  const etcd = await startEtcd({ members: opts.etcdMembers ?? 1 });
   const root = tempDir(prefix);
   const cluster = await Cluster.connect({ etcd: etcd.endpoints });
   const stores = Array.from({ length: n }, (_, i) => new StoreProcess(`s${i}`, path.join(root, `s${i}`), etcd.endpoints, env));

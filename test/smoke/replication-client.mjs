@@ -15,6 +15,8 @@ const SHARD_BYTES = 4 * MiB;
 const VOLUME_BYTES = 2 * SHARD_BYTES;
 /** The store learns a new epoch from its etcd watch (or its 500 ms reconcile pass): wait this long. */
 const EPOCH_PROPAGATION_MS = 1000;
+/** The longest a watching client may take to see a changed shard record. */
+const WATCH_MS = 5000;
 
 const [etcd, name] = process.argv.slice(-2);
 
@@ -27,7 +29,9 @@ function pattern(length, seed) {
 }
 
 const result = { volume: name, reopens: 0, bytesWritten: 0, shards: 0 };
-const cluster = await fp.Cluster.connect({ etcd: etcd.split(','), retryMs: 15_000 });
+// Without the shard watch, so that a moved epoch reaches the client as REOPEN; the
+// watch is checked with a second client below.
+const cluster = await fp.Cluster.connect({ etcd: etcd.split(','), retryMs: 15_000, watch: false });
 try {
   const info = await cluster.createVolume(name, { size: VOLUME_BYTES, replicas: 3, shardSize: SHARD_BYTES });
   check('createVolume: two shards of three replicas', info.shards === 2 && info.replicas === 3 && info.state === 'ready');
@@ -48,8 +52,16 @@ try {
   // REOPEN: shard 1's epoch moves under the client (an operator's no-op change); the store
   // refuses the stale epoch, the client re-reads the shard from etcd and resends.
   const before = (await cluster.meta.shard(name, 1)).info.epoch;
+  const watching = await fp.Cluster.connect({ etcd: etcd.split(',') });
+  const w = await watching.openVolume(name);
   const bumped = await cluster.meta.updateShard(name, 1, (s) => s);
   check('the epoch moved', bumped.info.epoch === before + 1);
+  // The watching client learns the new epoch from its etcd watch (a fetch stream), without a request.
+  const deadline = Date.now() + WATCH_MS;
+  while (w.stats().shardEpochs[1] !== bumped.info.epoch && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  check('watch: the client follows the shard record', w.stats().shardEpochs[1] === bumped.info.epoch);
+  await w.close();
+  watching.close();
   await new Promise((r) => setTimeout(r, EPOCH_PROPAGATION_MS));
   const again = pattern(128 * 1024, 4);
   await v.write(SHARD_BYTES + MiB, again);
