@@ -8,11 +8,14 @@
  * - a primary paused (SIGSTOP) past its lease is deposed; resumed, it cannot
  *   get a write acknowledged (its replicas answer its epoch with REOPEN), and
  *   the bytes it wrote alone are undone when it recovers;
+ * - a store whose data directory was wiped gets a full copy when it returns;
  * - etcd: losing the leader does not stop I/O; losing quorum stops metadata
  *   changes, and I/O on a healthy shard goes on.
  * Imports dist/.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { findLeader } from './helpers/etcd.js';
 import { removeTempDirs } from './helpers/nbd.js';
@@ -180,6 +183,36 @@ describe('replicated volume: primary failover and fencing', () => {
     expect(report.skipped).toEqual([]);
     expect(report.differences).toEqual([]);
     onePrimaryPerEpoch(v);
+    await v.close();
+  }, 120_000);
+
+  it('a store that comes back with its data gone gets a full copy, not just the dirty regions', async () => {
+    const SIZE = 4 * MiB;
+    await t.cluster.createVolume('lost', { size: SIZE, replicas: 3, shardSize: SIZE });
+    const [{ info }] = await t.meta.shards('lost');
+    const victim = t.stores.find((s) => s.id === info.replicas[2].store)!;
+    const v = await t.cluster.openVolume('lost');
+    const model = randomBytes(SIZE, prng(51));
+    await v.write(0, model);
+    await v.flush();
+    await victim.kill('SIGKILL');
+    // A replaced disk: the data directory keeps only the store's id.
+    fs.rmSync(path.join(victim.dir, 'lost'), { recursive: true, force: true });
+    const d = randomBytes(4096, prng(52));
+    await v.write(0, d); // one dirty region of four
+    model.set(d, 0);
+    expect(await t.meta.dirtyRegions('lost', 0)).toEqual([0]);
+    victim.restart();
+    await victim.ready(t.meta);
+    await until('every replica OK again', async () => (await t.meta.shard('lost', 0))!.info.state === 'OK');
+    await v.flush();
+    await expectSame(v, model);
+    const report = await replication.verifyVolume(t.cluster, 'lost');
+    expect(report.skipped).toEqual([]);
+    expect(report.differences).toEqual([]);
+    expect(victim.log).toMatch(/lost#0: the replica's file was gone/);
+    const line = /lost#0: recovered: (\d+) dirty regions/.exec(victim.log);
+    expect(Number(line?.[1]), victim.log).toBe(4);
     await v.close();
   }, 120_000);
 

@@ -6,6 +6,8 @@
  *   flashpack/volumes/<name>              volume: id, size, shard size, replicas, codec, shard count, state
  *   flashpack/shards/<name>/<index>       shard: epoch, primary, replicas and their states, OK or DEGRADED
  *   flashpack/dirty/<name>/<index>/<region>  a 1 MiB region changed while a replica was out
+ *   flashpack/replicas/<name>/<index>/<store> a store created its replica of the shard (so one
+ *                                         that finds its file gone knows its data was lost)
  *   flashpack/counters/volume-id          the last volume id handed out
  *
  * Values are JSON. A shard's record changes only in a transaction that
@@ -102,6 +104,10 @@ export function dirtyPrefix(volume: string, index: number): string {
 
 export function dirtyKey(volume: string, index: number, region: number): string {
   return `${dirtyPrefix(volume, index)}${String(region).padStart(8, '0')}`;
+}
+
+export function replicaClaimKey(volume: string, index: number, store: string): string {
+  return `${ROOT}replicas/${volume}/${String(index).padStart(5, '0')}/${store}`;
 }
 
 export function checkVolumeName(name: unknown): string {
@@ -273,6 +279,17 @@ export class ClusterMeta {
       const ops: TxnOp[] = regions.slice(first, first + PUTS_PER_TXN).map((r) => ({ put: { key: dirtyKey(volume, index, r), value: String(epoch) } }));
       await this.etcd.txn([], ops);
     }
+  }
+
+  /**
+   * Records that `store` creates its replica of the shard now: true the first
+   * time; false if it had created one before — a replica file that is gone
+   * then means lost data, and the new one needs a full copy.
+   */
+  async claimReplica(volume: string, index: number, store: string): Promise<boolean> {
+    const key = replicaClaimKey(volume, index, store);
+    const r = await this.etcd.txn([{ key, target: 'version', op: '=', value: 0 }], [{ put: { key, value: new Date().toISOString() } }]);
+    return r.succeeded;
   }
 
   /** The shard's dirty regions, ascending. */

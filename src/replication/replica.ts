@@ -152,6 +152,12 @@ export class Replica {
     this.al.rewrite(new Set([...this.unflushed.keys(), ...this.leftover]));
   }
 
+  /** This replica's data was lost (its file was gone): every region is left over, so all are copied before it counts. */
+  lostEverything(): void {
+    this.leftover = regionsOf(0, this.info.size);
+    this.rewriteLog();
+  }
+
   /** The leftover regions are in the dirty map now (or were copied): the log forgets them. */
   leftoverHandled(): void {
     if (this.leftover.length === 0) return;

@@ -297,7 +297,7 @@ export class Store {
     let p = this.opening.get(shardId);
     if (p === undefined) {
       const v = view;
-      p = Replica.open(this.dir, v.info, v.modRevision, this.opts.workers).then((rep) => {
+      p = this.openReplica(v).then((rep) => {
         this.replicas.set(shardId, rep);
         this.opening.delete(shardId);
         const newer = this.views.get(shardId);
@@ -313,6 +313,23 @@ export class Store {
       this.opening.set(shardId, p);
     }
     return p;
+  }
+
+  /**
+   * Opens a replica's volume; one whose file is missing is first claimed in
+   * etcd, and if this store had created it before, its data was lost: every
+   * region is copied before it counts again (failover.ts, recovery.ts).
+   */
+  private async openReplica(v: ShardRecord): Promise<Replica> {
+    const { volume, index } = v.info;
+    const existed = fs.existsSync(replicaPath(this.dir, volume, index));
+    const first = existed || (await this.meta.claimReplica(volume, index, this.id));
+    const rep = await Replica.open(this.dir, v.info, v.modRevision, this.opts.workers);
+    if (!first) {
+      rep.lostEverything();
+      this.log(`${volume}#${index}: the replica's file was gone (data lost?); a new one copies every region`);
+    }
+    return rep;
   }
 
   /** The shard's name for messages. */
