@@ -3,20 +3,23 @@
  * cluster, through etcd (the metadata of record) and, for verify, the stores.
  * create-volume places a new volume's shards on the live stores; status
  * prints stores, volumes, shards and replica states as etcd has them; verify
- * reads every OK replica of every shard and compares them. Each subcommand
+ * reads every OK replica of every shard and compares them; drain and rm-store
+ * move a store's replicas elsewhere (cluster-drain.ts). Each subcommand
  * connects, does its one thing, and closes the cluster client on every path.
  */
 import process from 'node:process';
 import { Cluster, type ClusterStatus } from '../replication/client.js';
 import { verifyVolume, type VerifyReport } from '../replication/verify.js';
 import { DEFAULT_SHARD_SIZE, type ShardInfo, type VolumeInfo } from '../replication/metadata.js';
-import { fail, formatBytes, parseCommand, parseSize, print, printJson, runCommand, stringOption, type ParsedCommand } from './args.js';
+import { fail, formatBytes, parseCommand, parseSize, print, printJson, runCommand, stringOption } from './args.js';
+import { ETCD_OPTION, etcdEndpoints, plural, withCluster } from './cluster-common.js';
 import { Progress } from './progress.js';
+import { drainCommand, rmStoreCommand } from './cluster-drain.js';
 
 /** A store's led shards are listed as at most this many ranges ("0-3,8,…"); the count says the rest. */
 const RANGES_LISTED_MAX = 4;
+const RESYNC_BAR_CELLS = 10;
 
-const ETCD_OPTION = '  --etcd <endpoints>   etcd client URLs, comma-separated (http://127.0.0.1:2379)';
 
 export const createVolumeUsage = `usage: flashpack cluster create-volume <name> --etcd <endpoints> --size <n> [options]
 
@@ -36,15 +39,17 @@ ${ETCD_OPTION}
 export const statusUsage = `usage: flashpack cluster status --etcd <endpoints> [--json]
 
 Prints the live stores, then each volume and its shards: state (OK or
-DEGRADED), epoch, primary, each replica's state and the regions a returning
-replica still has to copy.
+DEGRADED), epoch, primary, each replica's state, the shard's dirty regions
+(what a returning replica copies) and each recovering replica's copy so far,
+with a bar.
 
 options:
 ${ETCD_OPTION}
   --json               one JSON document: {stores: [{id, address, capacity, free,
                        pid}], volumes: [{name, id, size, shardSize, replicas,
                        codec, state, shards: [{index, state, epoch, primary,
-                       replicas: [{store, state}], dirtyRegions}]}]}
+                       replicas: [{store, state, resync?: {copied,
+                       total}}], dirtyRegions}]}]}
   -h, --help           this help
 `;
 
@@ -71,6 +76,8 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
   'create-volume': { summary: 'create a replicated volume on the live stores', run: createVolumeCommand },
   status: { summary: 'stores, volumes, shards and replica states', run: statusCommand },
   verify: { summary: "compare every replica of a volume's shards", run: verifyCommand },
+  drain: { summary: "move a store's replicas to other stores, online", run: (argv) => drainCommand(argv) },
+  'rm-store': { summary: 'move a stopped store\'s replicas elsewhere and forget it', run: (argv) => rmStoreCommand(argv) },
 };
 
 export const clusterUsage = `usage: flashpack cluster <subcommand> [args]
@@ -188,7 +195,7 @@ export function statusDocument(s: ClusterStatus): unknown {
       name: v.name, id: v.id, size: v.size, shardSize: v.shardSize, replicas: v.replicas, codec: v.codec, state: v.state,
       shards: v.shardList.map((sh) => ({
         index: sh.index, state: sh.state, epoch: sh.epoch, primary: sh.primary,
-        replicas: sh.replicas.map((r) => ({ store: r.store, state: r.state })),
+        replicas: sh.replicas.map((r) => ({ store: r.store, state: r.state, ...(sh.resync[r.store] !== undefined ? { resync: sh.resync[r.store] } : {}) })),
         dirtyRegions: sh.dirtyRegions,
       })),
     })),
@@ -209,10 +216,17 @@ function statusText(s: ClusterStatus): string {
     out.push(`${volumeLine({ ...v, shards: v.shardList.length })}, ${v.state}${degraded > 0 ? `; ${degraded} DEGRADED` : ''}`);
     const rows = v.shardList.map((sh) => [
       String(sh.index), sh.state, String(sh.epoch), sh.primary, sh.replicas.map((r) => `${r.store}:${r.state}`).join(' '), String(sh.dirtyRegions),
+      Object.entries(sh.resync).map(([id, p]) => `${id} ${bar(p.copied, p.total)} ${p.copied}/${p.total}`).join(' ') || '-',
     ]);
-    out.push(...table([['SHARD', 'STATE', 'EPOCH', 'PRIMARY', 'REPLICAS', 'DIRTY'], ...rows]));
+    out.push(...table([['SHARD', 'STATE', 'EPOCH', 'PRIMARY', 'REPLICAS', 'DIRTY', 'RESYNC'], ...rows]));
   }
   return out.join('\n');
+}
+
+/** A resync's progress as a ten-cell bar: "[######....]". */
+function bar(done: number, total: number): string {
+  const cells = total > 0 ? Math.round((Math.min(done, total) / total) * RESYNC_BAR_CELLS) : RESYNC_BAR_CELLS;
+  return `[${'#'.repeat(cells)}${'.'.repeat(RESYNC_BAR_CELLS - cells)}]`;
 }
 
 /** Rows as indented, left-aligned columns two spaces apart (the last column is not padded). */
@@ -269,25 +283,4 @@ function verifyText(r: VerifyReport): string {
   else if (r.skipped.length > 0) verdict = `the replicas read agree, but ${plural(r.skipped.length, 'replica')} could not be verified`;
   out.push(`volume ${r.volume}: ${plural(r.shards, 'shard')}, ${counts}; ${verdict}`);
   return out.join('\n');
-}
-
-// ---- shared --------------------------------------------------------------------------------------
-
-/** --etcd, required by every subcommand; the etcd client checks each URL. */
-function etcdEndpoints(values: ParsedCommand['values']): string[] {
-  return (stringOption(values, 'etcd') ?? fail('--etcd is required')).split(',');
-}
-
-/** Connects, runs fn, and closes the client however fn ends (it holds etcd and store sockets open). */
-async function withCluster<T>(etcd: string[], fn: (cluster: Cluster) => Promise<T>): Promise<T> {
-  const cluster = await Cluster.connect({ etcd });
-  try {
-    return await fn(cluster);
-  } finally {
-    cluster.close();
-  }
-}
-
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }

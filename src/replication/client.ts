@@ -12,7 +12,7 @@
  */
 import { FlashpackError } from '../errors.js';
 import { Etcd } from './etcd.js';
-import { ClusterMeta, checkVolumeName, shardId, shardKey, type CreateVolumeOptions, type ShardInfo, type StoreInfo, type VolumeInfo } from './metadata.js';
+import { ClusterMeta, checkVolumeName, shardId, shardKey, type CreateVolumeOptions, type ResyncProgress, type ShardInfo, type StoreInfo, type VolumeInfo } from './metadata.js';
 import { DataClient } from './data-client.js';
 import { packPayload } from './payload.js';
 import { MAX_IO_BYTES, OP_DISCARD, OP_FLUSH, OP_READ, OP_WRITE, ST_DEGRADE, ST_OK, ST_REOPEN, statusName, statusToError } from './wire.js';
@@ -64,7 +64,8 @@ export interface ClusterVolumeStats {
 
 export interface ClusterStatus {
   stores: StoreInfo[];
-  volumes: (VolumeInfo & { shardList: (ShardInfo & { dirtyRegions: number })[] })[];
+  /** Each shard with its dirty-region count and, per recovering replica, its copy so far. */
+  volumes: (VolumeInfo & { shardList: (ShardInfo & { dirtyRegions: number; resync: Record<string, ResyncProgress> })[] })[];
 }
 
 export class Cluster {
@@ -104,7 +105,10 @@ export class Cluster {
     for (const v of await this.meta.volumes()) {
       const shardList = [];
       for (const s of await this.meta.shards(v.name)) {
-        shardList.push({ ...s.info, dirtyRegions: s.info.state === 'OK' ? 0 : (await this.meta.dirtyRegions(v.name, s.info.index)).length });
+        const degraded = s.info.state !== 'OK';
+        const resync = degraded ? Object.fromEntries(await this.meta.resyncProgress(v.name, s.info.index)) : {};
+        for (const id of Object.keys(resync)) if (s.info.replicas.find((r) => r.store === id)?.state !== 'RECOVERING') delete resync[id];
+        shardList.push({ ...s.info, dirtyRegions: degraded ? (await this.meta.dirtyRegions(v.name, s.info.index)).length : 0, resync });
       }
       volumes.push({ ...v, shardList });
     }

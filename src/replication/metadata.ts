@@ -6,6 +6,7 @@
  *   flashpack/volumes/<name>              volume: id, size, shard size, replicas, codec, shard count, state
  *   flashpack/shards/<name>/<index>       shard: epoch, primary, replicas and their states, OK or DEGRADED
  *   flashpack/dirty/<name>/<index>/<region>  a 1 MiB region changed while a replica was out
+ *   flashpack/progress/<name>/<index>/<store> a recovering replica's copy: regions copied of total
  *   flashpack/replicas/<name>/<index>/<store> a store created its replica of the shard (so one
  *                                         that finds its file gone knows its data was lost)
  *   flashpack/counters/volume-id          the last volume id handed out
@@ -108,6 +109,16 @@ export function dirtyKey(volume: string, index: number, region: number): string 
 
 export function replicaClaimKey(volume: string, index: number, store: string): string {
   return `${ROOT}replicas/${volume}/${String(index).padStart(5, '0')}/${store}`;
+}
+
+export function progressPrefix(volume: string, index: number): string {
+  return `${ROOT}progress/${volume}/${String(index).padStart(5, '0')}/`;
+}
+
+/** A recovering replica's copy so far (recovery.ts puts it; `cluster status` shows it). */
+export interface ResyncProgress {
+  copied: number;
+  total: number;
 }
 
 export function checkVolumeName(name: unknown): string {
@@ -290,6 +301,21 @@ export class ClusterMeta {
     const key = replicaClaimKey(volume, index, store);
     const r = await this.etcd.txn([{ key, target: 'version', op: '=', value: 0 }], [{ put: { key, value: new Date().toISOString() } }]);
     return r.succeeded;
+  }
+
+  /** Each recovering replica's copy progress, by store. */
+  async resyncProgress(volume: string, index: number): Promise<Map<string, ResyncProgress>> {
+    const prefix = progressPrefix(volume, index);
+    const out = new Map<string, ResyncProgress>();
+    for (const kv of await this.etcd.getPrefix(prefix)) {
+      try {
+        const p = JSON.parse(kv.text) as ResyncProgress;
+        if (Number.isSafeInteger(p.copied) && Number.isSafeInteger(p.total)) out.set(kv.key.slice(prefix.length), { copied: p.copied, total: p.total });
+      } catch {
+        // a torn or foreign value: no progress to show
+      }
+    }
+    return out;
   }
 
   /** The shard's dirty regions, ascending. */

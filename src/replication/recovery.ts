@@ -14,10 +14,13 @@
 import type { Store } from './store.js';
 import { REGION_BYTES, Replica, uncaughtRuns } from './replica.js';
 import { shardIdOf } from './primary.js';
+import { progressPrefix } from './metadata.js';
 import { ST_REOPEN, OP_RECOVERY_READ, ST_OK } from './wire.js';
 
 /** RECOVERY_READs in flight at once per recovering shard (PureFlash uses 4). */
 const RECOVERY_DEPTH = 4;
+/** A recovering replica publishes its progress at most this often. */
+const PROGRESS_EVERY_MS = 500;
 /** Compare passes before recovery gives up for this round (it is retried on the next reconcile). */
 const VERIFY_PASSES = 3;
 
@@ -56,6 +59,14 @@ export class Recovery {
     // What this replica may hold differently (its activity log, failover.ts) is copied too.
     await this.store.meta.putDirty(volume, index, rep.suspectRegions(), epoch);
     const regions = await this.store.meta.dirtyRegions(volume, index);
+    const progressKey = `${progressPrefix(volume, index)}${this.store.id}`;
+    let shown = 0;
+    const show = async (done: number): Promise<void> => {
+      shown = Date.now();
+      await this.store.etcd.put(progressKey, JSON.stringify({ copied: done, total: regions.length })).catch(() => {});
+    };
+    await show(0);
+    let copiedHere = 0;
     rep.catching = new Map();
     try {
       for (const r of regions) rep.catching.set(r, Replica.newCatch());
@@ -75,6 +86,7 @@ export class Recovery {
         const data = await read(r);
         if (data === null) return;
         await this.copyUncaught(rep, r, data, null);
+        if (++copiedHere === regions.length || Date.now() - shown >= PROGRESS_EVERY_MS) await show(copiedHere);
         this.store.counters.recoveryRegionsCopied++;
         this.store.counters.recoveryBytesCopied += data.length;
         copied.regions++;
@@ -98,6 +110,7 @@ export class Recovery {
       if (changed) {
         rep.forgetOthers(rep.info.primary);
         rep.leftoverHandled();
+        await this.store.etcd.del(progressKey).catch(() => {});
       }
       return changed;
     } finally {

@@ -262,6 +262,12 @@ export class Store {
     if (held !== undefined && held.modRevision >= rec.modRevision) return held;
     if (!rec.info.replicas.some((r) => r.store === this.id)) {
       this.views.delete(id);
+      // Moved off this store (drain.ts): the replica is closed and its files deleted.
+      const gone = this.replicas.get(id);
+      if (gone !== undefined) {
+        this.replicas.delete(id);
+        void this.dropReplica(gone).catch((e: Error) => this.log(`${Store.label(gone.info)}: deleting the replica: ${e.message}`));
+      }
       return null;
     }
     this.views.set(id, rec);
@@ -330,6 +336,13 @@ export class Store {
       this.log(`${volume}#${index}: the replica's file was gone (data lost?); a new one copies every region`);
     }
     return rep;
+  }
+
+  private async dropReplica(rep: Replica): Promise<void> {
+    await rep.close();
+    fs.rmSync(rep.file, { force: true });
+    fs.rmSync(activityLogPath(rep.file), { force: true });
+    this.log(`${Store.label(rep.info)}: no longer a replica here (moved); ${rep.file} deleted`);
   }
 
   /** The shard's name for messages. */
