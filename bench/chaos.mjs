@@ -46,7 +46,7 @@ const LEASE_TTL_S = 2;
 const PAUSE_EXTRA_MS = 1500;
 const SETTLE_MS = 120_000;
 /** Writes measured before each fault for the steady rate. */
-const STEADY_MS = 1000;
+const STEADY_MS = 500;
 const FAULTS = ['kill-primary', 'kill-secondary', 'pause-primary', 'kill-etcd-leader', 'restart-store'];
 
 const log = (...a) => console.error(...a);

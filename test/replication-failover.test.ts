@@ -128,7 +128,8 @@ describe('replicated volume: primary failover and fencing', () => {
       return s.state === 'OK' ? s : null;
     });
     expect(ok.primary).toBe(after.primary);
-    expect(victim.log).toMatch(/recovered: \d+ dirty regions/);
+    // The store logs its recovery once etcd has the replica OK.
+    await until('the old primary logs its recovery', async () => /recovered: \d+ dirty regions/.test(victim.log), 10_000);
     await v.flush();
     await expectSame(v, model);
     const report = await replication.verifyVolume(t.cluster, 'fo');
@@ -211,7 +212,7 @@ describe('replicated volume: primary failover and fencing', () => {
     expect(report.skipped).toEqual([]);
     expect(report.differences).toEqual([]);
     expect(victim.log).toMatch(/lost#0: the replica's file was gone/);
-    const line = /lost#0: recovered: (\d+) dirty regions/.exec(victim.log);
+    const line = await until('the store logs its recovery', async () => /lost#0: recovered: (\d+) dirty regions/.exec(victim.log), 10_000);
     expect(Number(line?.[1]), victim.log).toBe(4);
     await v.close();
   }, 120_000);
