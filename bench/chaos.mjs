@@ -8,16 +8,21 @@
 //   pause-primary     SIGSTOP a primary for longer than its lease; SIGCONT after the failover
 //   kill-etcd-leader  SIGKILL the etcd leader; restart it
 //   restart-store     SIGTERM a store (clean stop) and start it again
+//   partition-primary (--netns) cut a primary's network for longer than its lease; then heal it
+//
+// With --netns (root and iproute2) each store runs in a network namespace of
+// its own, joined by a veth pair to a bridge here, where etcd and the client
+// listen: a partition is that store's link down.
 //
 // then waits until every shard is OK again and checks: every acknowledged
 // write reads back (the model: 8 writers, each in its own stripe, one write
 // at a time; a probe block per shard); all replicas identical (`cluster
 // verify`); no shard had two stores acknowledge changes in the same epoch.
 //
-//   node bench/chaos.mjs [--rounds N] [--seed S] [--json]     (npm run chaos)
+//   node bench/chaos.mjs [--rounds N] [--seed S] [--json] [--netns]     (npm run chaos)
 //
 // Prints the seed (a run replays with --seed: the same faults on the same
-// stores; timing still varies; every run of five rounds has each fault once), one line per round, then a table: failover
+// stores; timing still varies; every run of FAULTS.length rounds has each fault once), one line per round, then a table: failover
 // time (SIGKILL or SIGSTOP of a primary → the first write acknowledged by the
 // new primary, p50/p99 over the rounds; lease TTL 2 s), and the client's write
 // rate while a returning store resyncs against its steady rate before the
@@ -27,13 +32,18 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, replication } from '../dist/index.js';
 import { installCleanupHandlers, newStore, startEtcdCluster, startStore, stop, stopAll, storeReady } from './helpers/cluster-procs.mjs';
+import { createNet, netnsAvailable } from './helpers/netns.mjs';
 import { markdownTable } from './table.mjs';
 
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '30' }, seed: { type: 'string' }, json: { type: 'boolean', default: false } } });
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '30' }, seed: { type: 'string' }, json: { type: 'boolean', default: false }, netns: { type: 'boolean', default: false } } });
 const ROUNDS = Number(opt.rounds);
 const SEED = opt.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(opt.seed);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 0 || !Number.isInteger(SEED) || SEED < 0 || SEED >= 2 ** 32) {
-  console.error(`usage: node bench/chaos.mjs [--rounds N] [--seed 0..4294967295] [--json]  (got --rounds ${opt.rounds} --seed ${opt.seed})`);
+  console.error(`usage: node bench/chaos.mjs [--rounds N] [--seed 0..4294967295] [--json] [--netns]  (got --rounds ${opt.rounds} --seed ${opt.seed})`);
+  process.exit(2);
+}
+if (opt.netns && !netnsAvailable()) {
+  console.error('chaos: --netns needs root and iproute2 (ip netns)');
   process.exit(2);
 }
 const MiB = 1 << 20;
@@ -47,7 +57,7 @@ const PAUSE_EXTRA_MS = 1500;
 const SETTLE_MS = 120_000;
 /** Writes measured before each fault for the steady rate. */
 const STEADY_MS = 500;
-const FAULTS = ['kill-primary', 'kill-secondary', 'pause-primary', 'kill-etcd-leader', 'restart-store'];
+const FAULTS = ['kill-primary', 'kill-secondary', 'pause-primary', 'kill-etcd-leader', 'restart-store', ...(opt.netns ? ['partition-primary'] : [])];
 
 const log = (...a) => console.error(...a);
 const problems = [];
@@ -83,8 +93,13 @@ const quantile = (xs, q) => {
 
 installCleanupHandlers(log);
 log(`chaos: seed ${SEED}, ${ROUNDS} rounds (replay: node bench/chaos.mjs --rounds ${ROUNDS} --seed ${SEED})`);
-const etcd = await startEtcdCluster(3);
-const stores = Array.from({ length: STORES }, (_, i) => startStore(newStore(`s${i}`, etcd.urls.join(','), ['--lease-ttl', String(LEASE_TTL_S), '--io-timeout', '3000'])));
+// With --netns each store runs in a network namespace of its own, bridged to this one.
+const net = opt.netns ? createNet(STORES) : null;
+const etcd = await startEtcdCluster(3, { host: net?.hostIp ?? '127.0.0.1' });
+const stores = Array.from({ length: STORES }, (_, i) => {
+  const args = ['--lease-ttl', String(LEASE_TTL_S), '--io-timeout', '3000', ...(net ? ['--listen', `${net.stores[i].ip}:0`] : [])];
+  return startStore(newStore(`s${i}`, etcd.urls.join(','), args, net ? (cmd, a) => net.exec(i, cmd, a) : undefined));
+});
 const cluster = await Cluster.connect({ etcd: etcd.urls, retryMs: 60_000 });
 await Promise.all(stores.map((s) => storeReady(s, cluster.meta)));
 await cluster.createVolume('chaos', { size: SIZE, replicas: 3, shardSize: SHARD });
@@ -203,17 +218,22 @@ async function round(n) {
   const t0 = performance.now();
   switch (fault) {
     case 'kill-primary':
-    case 'pause-primary': {
+    case 'pause-primary':
+    case 'partition-primary': {
       const victim = stores.find((s) => s.id === info.primary);
+      const at = stores.indexOf(victim);
       row.target = victim.id;
-      victim.rec.child.kill(fault === 'kill-primary' ? 'SIGKILL' : 'SIGSTOP');
+      if (fault === 'partition-primary') net.cut(at);
+      else victim.rec.child.kill(fault === 'kill-primary' ? 'SIGKILL' : 'SIGSTOP');
       await probe(shard);
       row.failoverMs = performance.now() - t0;
       const now = (await shards())[shard];
       if (now.primary === victim.id) problems.push(`round ${n}: shard ${shard} probe acknowledged while ${victim.id} is still its primary (epoch ${now.epoch})`);
-      if (fault === 'pause-primary') {
+      if (fault !== 'kill-primary') {
+        // Cut off or stopped for longer than its lease, then back.
         await sleep(Math.max(0, LEASE_TTL_S * 1000 + PAUSE_EXTRA_MS - (performance.now() - t0)));
-        victim.rec.child.kill('SIGCONT');
+        if (fault === 'partition-primary') net.heal(at);
+        else victim.rec.child.kill('SIGCONT');
         returned();
       } else {
         await victim.rec.exited;
@@ -301,7 +321,7 @@ const sum = (xs, f) => xs.reduce((a, x) => a + f(x), 0);
 const steady = sum(rounds, (r) => r.steadyWps) / Math.max(1, rounds.length);
 const during = sum(resync, (r) => r.resyncWps) / Math.max(1, resync.length);
 const result = {
-  seed: SEED, rounds: rounds.length, leaseTtlSeconds: LEASE_TTL_S,
+  seed: SEED, rounds: rounds.length, leaseTtlSeconds: LEASE_TTL_S, netns: net !== null,
   faults: Object.fromEntries(FAULTS.map((f) => [f, rounds.filter((r) => r.fault === f).length])),
   failoverMs: { count: failovers.length, p50: quantile(failovers, 0.5), p99: quantile(failovers, 0.99), max: Math.max(...failovers, 0) },
   writesPerSecond: { steady, duringResync: during, ratio: steady > 0 ? during / steady : NaN },
@@ -324,4 +344,5 @@ if (problems.length > 0) for (const s of stores) log(`==== store ${s.id} (log ta
 if (opt.json) console.log(JSON.stringify(result));
 cluster.close();
 await stopAll(10_000);
+net?.destroy();
 process.exit(problems.length === 0 ? 0 : 1);

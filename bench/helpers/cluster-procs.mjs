@@ -129,12 +129,13 @@ export async function startEtcd() {
 /**
  * Starts an etcd cluster of `n` members on free loopback ports (short raft
  * timeouts, so a lost leader is replaced in about a second) and waits until
- * every member is healthy. Returns { urls, members, kill(i, signal), restart(i), leader() }.
+ * every member is healthy; clients reach them on `host` (default 127.0.0.1).
+ * Returns { urls, members, kill(i, signal), restart(i), leader() }.
  */
-export async function startEtcdCluster(n) {
+export async function startEtcdCluster(n, { host = '127.0.0.1' } = {}) {
   const ports = await freePorts(2 * n);
   const members = Array.from({ length: n }, (_, i) => ({
-    name: `m${i}`, url: `http://127.0.0.1:${ports[2 * i]}`, peer: `http://127.0.0.1:${ports[2 * i + 1]}`, rec: null,
+    name: `m${i}`, url: `http://${host}:${ports[2 * i]}`, peer: `http://127.0.0.1:${ports[2 * i + 1]}`, rec: null,
   }));
   const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
   const launch = (m) => {
@@ -191,15 +192,20 @@ async function etcdHealthy(m) {
   }
 }
 
-/** A store record, not started yet: { id, dir, etcdUrl, args, rec }; `args` are more `flashpack store` options. */
-export function newStore(id, etcdUrl, args = []) {
-  return { id, dir: tmp(id), etcdUrl, args, rec: null };
+/**
+ * A store record, not started yet: { id, dir, etcdUrl, args, wrap, rec }; `args`
+ * are more `flashpack store` options; `wrap(cmd, args)` → [cmd, args] runs it
+ * some other way (in a network namespace).
+ */
+export function newStore(id, etcdUrl, args = [], wrap = (cmd, a) => [cmd, a]) {
+  return { id, dir: tmp(id), etcdUrl, args, wrap, rec: null };
 }
 
 /** Starts (or restarts, on the same --dir and --id) `flashpack store` for record `s`; returns `s`. */
 export function startStore(s) {
-  const args = [CLI, 'store', '--etcd', s.etcdUrl, '--dir', s.dir, '--listen', '127.0.0.1:0', '--id', s.id, ...(s.args ?? [])];
-  s.rec = spawnTracked(`store ${s.id}`, process.execPath, args, (line, ms) => {
+  const listen = s.args?.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  const [cmd, args] = (s.wrap ?? ((c, a) => [c, a]))(process.execPath, [CLI, 'store', '--etcd', s.etcdUrl, '--dir', s.dir, ...listen, '--id', s.id, ...(s.args ?? [])]);
+  s.rec = spawnTracked(`store ${s.id}`, cmd, args, (line, ms) => {
     if (storeEvents.length < EVENTS_MAX && /recovered:|RECOVERING|marked ERROR/.test(line)) storeEvents.push({ ms, store: s.id, line });
   });
   return s;
