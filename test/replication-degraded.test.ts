@@ -9,7 +9,7 @@
  * Real etcd and `flashpack store` processes; imports dist/.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, until, type TestCluster } from './helpers/cluster.js';
 import { removeTempDirs } from './helpers/nbd.js';
 import { prng, randomBytes } from './helpers/data.js';
 import { replication } from '../dist/index.js';
@@ -18,7 +18,6 @@ const MiB = 1 << 20;
 const SIZE = 16 * MiB;
 /** The load keeps to the first HOT bytes, so the dirty map is a known subset of the shard. */
 const HOT = 4 * MiB;
-const WAIT_MS = 60_000;
 const WRITERS = 8;
 
 let t: TestCluster;
@@ -29,16 +28,6 @@ afterAll(async () => {
   await t?.stop();
   removeTempDirs();
 }, 60_000);
-
-async function until<T>(what: string, f: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('replicated volume: a secondary dies under load and comes back', () => {
   it('degraded writes lose nothing; resync copies only the dirty regions; replicas identical after', async () => {

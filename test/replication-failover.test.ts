@@ -16,14 +16,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, until, type TestCluster } from './helpers/cluster.js';
 import { findLeader } from './helpers/etcd.js';
 import { removeTempDirs } from './helpers/nbd.js';
 import { prng, randomBytes } from './helpers/data.js';
 import { replication, type ClusterVolume } from '../dist/index.js';
 
 const MiB = 1 << 20;
-const WAIT_MS = 60_000;
+const WAIT_MS = 60_000; // until()'s default
 const WRITERS = 8;
 
 let t: TestCluster;
@@ -34,16 +34,6 @@ afterAll(async () => {
   await t?.stop();
   removeTempDirs();
 }, 90_000);
-
-async function until<T>(what: string, f: () => Promise<T | null | undefined | false>, ms = WAIT_MS): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Writers that each keep to their own stripe of [0, span), applying what is acknowledged to `model`. */
 function load(v: ClusterVolume, model: Uint8Array, span: number, seed: number) {

@@ -107,3 +107,17 @@ export async function startCluster(n: number, prefix = 'cluster', env: NodeJS.Pr
     },
   };
 }
+
+/**
+ * Polls `f` every 100 ms until it returns something truthy (an error thrown by
+ * f counts as not yet: etcd may be between leaders); throws after `ms`.
+ */
+export async function until<T>(what: string, f: () => Promise<T | null | undefined | false>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => null);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
