@@ -19,9 +19,10 @@ import process from 'node:process';
 import { FlashpackError } from '../errors.js';
 import type { Store } from './store.js';
 import { Replica, regionsOf } from './replica.js';
-import { dirtyKey, type ShardInfo } from './metadata.js';
+import type { ShardInfo } from './metadata.js';
 import { unpackPayload } from './payload.js';
 import type { Answer } from './store-connection.js';
+import type { Request } from './data-client.js';
 import {
   ST_DEGRADE, ST_REOPEN, OP_DISCARD, OP_FLUSH, OP_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, OP_WRITE,
   ST_CONN_LOST, ST_CORRUPT, ST_EPOCH, ST_INTERNAL, ST_INVALID_OPCODE, ST_NOSPACE, ST_NOT_PRIMARY, ST_NOT_READY, ST_OK, type Head,
@@ -83,15 +84,13 @@ export class Primary {
       if (info.state === 'DEGRADED') await this.markDirty(rep, regions);
       const seq = rep.nextSeq();
       rep.beginChange(regions, this.store.id, seq);
-      rep.changesInflight.add(seq);
       try {
         const local = head.opcode === OP_WRITE ? rep.volume.write(head.offset, plain!) : rep.volume.discard(head.offset, head.length);
         const answer = await this.fanOut(rep, info, { ...head, opcode: REPLICATE[head.opcode], commandSeq: seq }, data, local, regions);
         this.store.counters.replicatedWrites++;
         return answer;
       } finally {
-        rep.changeDone(regions);
-        rep.changesInflight.delete(seq);
+        rep.changeDone(regions, seq);
       }
     } finally {
       release();
@@ -134,7 +133,7 @@ export class Primary {
       const jitter = this.store.opts.testOnly.fanoutJitterMs;
       if (jitter > 0) await new Promise((r) => setTimeout(r, Math.random() * jitter));
       const sent = c.bytesSent;
-      const r = await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length, commandSeq: head.commandSeq }, data ?? undefined);
+      const r = await c.send(requestOf(head), data ?? undefined);
       this.store.counters.peerBytesSent += c.bytesSent - sent;
       return r.reply.status;
     });
@@ -161,7 +160,7 @@ export class Primary {
       const again = await Promise.allSettled(stale.map(async (id) => {
         if (!now.replicas.some((r) => r.store === id && (r.state === 'OK' || r.state === 'RECOVERING'))) return ST_OK; // out now: the dirty map has it
         const c = await this.store.peer(id);
-        return (await c.send({ opcode: head.opcode, flags: head.flags, shardId: head.shardId, epoch: head.epoch, offset: head.offset, length: head.length, commandSeq: head.commandSeq }, data ?? undefined)).reply.status;
+        return (await c.send(requestOf(head), data ?? undefined)).reply.status;
       }));
       const left: string[] = [];
       again.forEach((r, i) => {
@@ -225,7 +224,7 @@ export class Primary {
   async markDirty(rep: Replica, regions: number[]): Promise<void> {
     const fresh = [...new Set(regions)].filter((r) => !rep.dirtyKnown.has(r));
     if (fresh.length === 0) return;
-    await Promise.all(fresh.map((r) => this.store.etcd.put(dirtyKey(rep.info.volume, rep.info.index, r), String(rep.info.epoch))));
+    await this.store.meta.putDirty(rep.info.volume, rep.info.index, fresh, rep.info.epoch);
     for (const r of fresh) rep.dirtyKnown.add(r);
   }
 
@@ -275,6 +274,11 @@ export class Primary {
       }
     }
   }
+}
+
+/** What a REPLICATE_* sends: the head's fields a request carries (commandSeq: the change's number, or the flush watermark). */
+function requestOf(h: Head): Request {
+  return { opcode: h.opcode, flags: h.flags, shardId: h.shardId, epoch: h.epoch, offset: h.offset, length: h.length, commandSeq: h.commandSeq };
 }
 
 export function shardIdOf(info: ShardInfo): number {

@@ -58,7 +58,7 @@ export class Replica {
   readonly lock = new RangeLock();
   /** Region → the last change that touched it (who sequenced it, and its number), since a flush covered it. */
   readonly unflushed = new Map<number, Unflushed>();
-  /** As a primary: the sequence numbers of changes not yet answered by every replica. */
+  /** Sequence numbers of changes in flight here (as a primary: not yet answered by every replica). */
   readonly changesInflight = new Set<number>();
   /** Region → changes touching it that have not completed on every replica yet. */
   readonly regionInflight = new Map<number, number>();
@@ -84,13 +84,15 @@ export class Replica {
   beginChange(regions: number[], by: string, seq: number): void {
     const fresh = regions.filter((r) => !this.unflushed.has(r));
     if (fresh.length > 0) this.al.add(fresh);
+    this.changesInflight.add(seq);
     for (const r of regions) {
       this.unflushed.set(r, { by, seq });
       this.regionInflight.set(r, (this.regionInflight.get(r) ?? 0) + 1);
     }
   }
 
-  changeDone(regions: number[]): void {
+  changeDone(regions: number[], seq: number): void {
+    this.changesInflight.delete(seq);
     for (const r of regions) {
       const n = this.regionInflight.get(r)! - 1;
       if (n === 0) this.regionInflight.delete(r);

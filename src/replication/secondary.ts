@@ -44,26 +44,18 @@ export class Secondary {
     const regions = head.opcode === OP_REPLICATE_WRITE || head.opcode === OP_REPLICATE_DISCARD ? regionsOf(head.offset, head.length) : [];
     try {
       switch (head.opcode) {
-        case OP_REPLICATE_WRITE: {
-          const plain = unpackPayload(data!, head.flags, head.length);
+        case OP_REPLICATE_WRITE:
+        case OP_REPLICATE_DISCARD: {
+          const plain = head.opcode === OP_REPLICATE_WRITE ? unpackPayload(data!, head.flags, head.length) : null;
           rep.caught(head.offset, head.length);
           rep.beginChange(regions, info.primary, head.commandSeq);
           try {
-            await rep.volume.write(head.offset, plain);
+            await (plain !== null ? rep.volume.write(head.offset, plain) : rep.volume.discard(head.offset, head.length));
           } finally {
-            rep.changeDone(regions);
+            rep.changeDone(regions, head.commandSeq);
           }
           break;
         }
-        case OP_REPLICATE_DISCARD:
-          rep.caught(head.offset, head.length);
-          rep.beginChange(regions, info.primary, head.commandSeq);
-          try {
-            await rep.volume.discard(head.offset, head.length);
-          } finally {
-            rep.changeDone(regions);
-          }
-          break;
         case OP_REPLICATE_FLUSH: {
           const covered = rep.flushStart(info.primary, head.commandSeq);
           await rep.volume.flush();
