@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { flashpackBin, tempDir } from './nbd.js';
 import { startEtcd, type EtcdCluster } from './etcd.js';
+import { expect } from 'vitest';
 import { Cluster, replication } from '../../dist/index.js';
 
 const READY_MS = 20_000;
@@ -120,4 +121,12 @@ export async function until<T>(what: string, f: () => Promise<T | null | undefin
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** `cluster verify` of a quiet volume: every replica read (none skipped) and all identical. */
+export async function expectReplicasAgree(cluster: Cluster, name: string, onDiffer?: () => void): Promise<void> {
+  const report = await replication.verifyVolume(cluster, name);
+  if (report.differences.length > 0) onDiffer?.();
+  expect(report.skipped).toEqual([]);
+  expect(report.differences).toEqual([]);
 }
