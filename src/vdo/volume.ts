@@ -41,9 +41,8 @@ import { Runtime } from '../wasm/runtime.js';
 import { availableCores } from '../wasm/spawn.js';
 import { fingerprint } from '../codec/fingerprint.js';
 import { crc32c } from '../codec/checksum.js';
-import { decompressRegion } from '../codec/lz4.js';
-import { inflateRegion } from '../codec/deflate.js';
 import { BlockDevice } from './block-device.js';
+import { ReadPath } from './read-path.js';
 import { DataWriter, STAGING_BYTES } from './data-writer.js';
 import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
@@ -118,10 +117,6 @@ const DEFLATE_LEVEL = 1;
 const STAGING_BUFFERS = 16;
 /** 4 KiB buffers kept for reuse beyond the pipeline's two per write: reads, dedupe checks, journal and map I/O. */
 const KEPT_SPARE_BUFFERS = 256;
-/** Reads of at least this many blocks gather their device reads (readGathered); shorter ones go block by block. */
-const READ_GATHER_BLOCKS_MIN = 4;
-/** Consecutive PBNs one gathered device read covers: a staging buffer. */
-const READ_RUN_BLOCKS_MAX = STAGING_BYTES / BLOCK_BYTES;
 /** Blocks one extents() call looks at (4 GiB): a client asking about a whole large volume gets an answer in parts. */
 const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
 
@@ -257,6 +252,7 @@ export class Volume {
   readonly ctrlr: Controller;
   private readonly dev: BlockDevice;
   private readonly map: BlockMap;
+  private readonly reads: ReadPath;
   private readonly journal: RecoveryJournal;
   private readonly depot: SlabDepot;
   private readonly index: DedupeIndex;
@@ -313,7 +309,6 @@ export class Volume {
   private packerFlushQueued = false;
   private reserved = 0;
   private logicalUsed = 0;
-  private readsInFlight = 0;
   private failure: Error | null = null;
   private closed = false;
   /** The lock on the image (released at close or abandon). */
@@ -354,6 +349,10 @@ export class Volume {
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.mem = new Uint8Array(pool.memory.buffer);
     this.mem32 = new Int32Array(pool.memory.buffer);
+    this.reads = new ReadPath({
+      map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem,
+      pendingInto: (lba, out, dst, within, n) => this.pendingInto(lba, out, dst, within, n),
+    });
   }
 
   // ---- lifecycle ---------------------------------------------------------------
@@ -1171,9 +1170,9 @@ export class Volume {
    * its data on the device, and cannot be freed and reused before the read ends.
    */
   private readAdvice(check: AdviceCheck): void {
-    this.readsInFlight++;
+    this.reads.inFlight++;
     if (!this.canShare(check.mapping)) {
-      this.readsInFlight--;
+      this.reads.inFlight--;
       this.engine.pool.free(check.buf);
       this.counters.adviceStale++;
       this.store(check.job);
@@ -1196,7 +1195,7 @@ export class Volume {
 
   /** The advised block is read: share it when it holds the job's data and can still take a reference (checked again after the read). */
   private readonly adviceRead = (err: FlashpackError | null, check: AdviceCheck): void => {
-    this.readsInFlight--;
+    this.reads.inFlight--;
     const { job, mapping, buf } = check;
     const same = err === null && this.holdsData(mapping, buf, job);
     this.engine.pool.free(buf);
@@ -1602,118 +1601,14 @@ export class Volume {
    * with its type; a range past the end), ENXIO (closed), ECORRUPT (stored
    * data or metadata that fails its checks), EIO (device).
    */
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    this.check(offset, length, 'read');
+  read(offset: number, length: number): Promise<Uint8Array> {
+    try {
+      this.check(offset, length, 'read');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.counters.readIn++;
-    const out = new Uint8Array(length);
-    if (length > 0 && Math.floor((offset + length - 1) / BLOCK_BYTES) - Math.floor(offset / BLOCK_BYTES) + 1 >= READ_GATHER_BLOCKS_MIN) {
-      await this.readGathered(offset, length, out);
-      return out;
-    }
-    const parts: Promise<void>[] = [];
-    let pos = 0;
-    while (pos < length) {
-      const at = offset + pos;
-      const lba = Math.floor(at / BLOCK_BYTES);
-      const within = at % BLOCK_BYTES;
-      const n = Math.min(BLOCK_BYTES - within, length - pos);
-      const dst = pos;
-      parts.push(this.readInto(lba, out, dst, within, n));
-      pos += n;
-    }
-    await Promise.all(parts);
-    return out;
-  }
-
-  /**
-   * A read of many blocks: every mapping first (a block-map page at a time),
-   * then each stored block read once — a packed block holding several of the
-   * range's fragments is read once, and runs of consecutive PBNs are one
-   * device read into a staging buffer — then copied or decoded into `out`.
-   * Reads hold readsInFlight, so no block they map can be freed and reused
-   * before they have read it.
-   */
-  private async readGathered(offset: number, length: number, out: Uint8Array): Promise<void> {
-    const first = Math.floor(offset / BLOCK_BYTES);
-    const end = Math.floor((offset + length - 1) / BLOCK_BYTES) + 1;
-    const maps = new Float64Array(end - first).fill(-1);
-    this.readsInFlight++;
-    try {
-      for (let lba = first; lba < end;) {
-        const pageEnd = Math.min(end, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
-        const page = await this.map.page(lba);
-        try {
-          // Pending writes and the mapping are read in one synchronous pass: a write is either still pending or mapped.
-          for (; lba < pageEnd; lba++) {
-            const from = Math.max(offset, lba * BLOCK_BYTES);
-            const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
-            if (this.pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from)) continue;
-            const m = this.map.get(page, lba);
-            if (stateOf(m) !== STATE_UNMAPPED && pbnOf(m) !== ZERO_PBN) maps[lba - first] = m;
-          }
-        } finally {
-          this.map.unpin(page);
-        }
-      }
-      const order: number[] = [];
-      for (let k = 0; k < maps.length; k++) if (maps[k] >= 0) order.push(k);
-      order.sort((a, b) => maps[a] - maps[b]);
-      const runs: Promise<void>[] = [];
-      for (let i = 0; i < order.length;) {
-        const start = pbnOf(maps[order[i]]);
-        let last = start;
-        let j = i + 1;
-        for (; j < order.length; j++) {
-          const p = pbnOf(maps[order[j]]);
-          if (p !== last && (p !== last + 1 || p - start + 1 > READ_RUN_BLOCKS_MAX)) break;
-          last = p;
-        }
-        runs.push(this.readRun(start, last - start + 1, order.slice(i, j), maps, first, offset, length, out));
-        i = j;
-      }
-      await Promise.all(runs);
-    } finally {
-      this.readsInFlight--;
-    }
-  }
-
-  /** One device read of PBNs [pbn, pbn + blocks), then the range's blocks stored there (indexes `idx` of `maps`) into `out`. */
-  private async readRun(pbn: number, blocks: number, idx: number[], maps: Float64Array, first: number, offset: number, length: number, out: Uint8Array): Promise<void> {
-    const pool = this.engine.pool;
-    // The 4 KiB buffer before the staging buffer, the order the data writer takes them in.
-    let plain = -1;
-    if (idx.some((k) => stateOf(maps[k]) !== STATE_UNCOMPRESSED)) {
-      plain = pool.tryAlloc(BLOCK_BYTES);
-      if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
-    }
-    const size = blocks === 1 ? BLOCK_BYTES : STAGING_BYTES;
-    let buf = -1;
-    try {
-      buf = pool.tryAlloc(size);
-      if (buf < 0) buf = await pool.allocAsync(size);
-      await this.dev.read(pbn, buf, blocks);
-      const base = pool.bufferOf(buf);
-      const mem = this.bytes();
-      for (const k of idx) {
-        const m = maps[k];
-        const lba = first + k;
-        const at = base + (pbnOf(m) - pbn) * BLOCK_BYTES;
-        const from = Math.max(offset, lba * BLOCK_BYTES);
-        const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
-        const within = from - lba * BLOCK_BYTES;
-        if (stateOf(m) === STATE_UNCOMPRESSED) {
-          out.set(mem.subarray(at + within, at + within + to - from), from - offset);
-          continue;
-        }
-        const slot = stateOf(m) - STATE_COMPRESSED_BASE;
-        const why = this.decodeSlotAt(at, slot, plain);
-        if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)} slot ${slot}: ${why}`);
-        out.set(this.descBytes(plain).subarray(within, within + to - from), from - offset);
-      }
-    } finally {
-      if (buf >= 0) pool.free(buf);
-      if (plain >= 0) pool.free(plain);
-    }
+    return this.reads.read(offset, length);
   }
 
   /**
@@ -1735,49 +1630,8 @@ export class Volume {
   /** A whole block as it reads now (read-modify-write of a partial block). */
   private async readWhole(lba: number): Promise<Uint8Array> {
     const whole = new Uint8Array(BLOCK_BYTES);
-    await this.readInto(lba, whole, 0, 0, BLOCK_BYTES);
+    await this.reads.into(lba, whole, 0, 0, BLOCK_BYTES);
     return whole;
-  }
-
-  /** Reads block `lba` and copies its bytes [within, within + n) to out[dst …] (`out` starts zeroed). */
-  private async readInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): Promise<void> {
-    if (this.pendingInto(lba, out, dst, within, n)) return;
-    this.readsInFlight++;
-    try {
-      const page = await this.map.page(lba);
-      let m: number;
-      try {
-        m = this.map.get(page, lba);
-      } finally {
-        this.map.unpin(page);
-      }
-      // A write or discard accepted while the page loaded is newer than the mapping.
-      if (this.pendingInto(lba, out, dst, within, n)) return;
-      const pbn = pbnOf(m);
-      const state = stateOf(m);
-      if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return;
-      const pool = this.engine.pool;
-      const buf = await pool.allocAsync(BLOCK_BYTES);
-      let plain = -1;
-      try {
-        await this.dev.read(pbn, buf);
-        if (state === STATE_UNCOMPRESSED) {
-          out.set(this.descBytes(buf).subarray(within, within + n), dst);
-          return;
-        }
-        plain = pool.tryAlloc(BLOCK_BYTES);
-        if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
-        const slot = state - STATE_COMPRESSED_BASE;
-        const why = this.decodeSlot(buf, slot, plain);
-        if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbn} slot ${slot}: ${why}`);
-        out.set(this.descBytes(plain).subarray(within, within + n), dst);
-      } finally {
-        pool.free(buf);
-        if (plain >= 0) pool.free(plain);
-      }
-    } finally {
-      this.readsInFlight--;
-    }
   }
 
   /**
@@ -1786,27 +1640,9 @@ export class Volume {
    * not decode to 4 KiB.
    */
   private decodeSlot(buf: number, slot: number, into: number): string | null {
-    return this.decodeSlotAt(this.engine.pool.bufferOf(buf), slot, into);
+    return this.reads.decodeSlotAt(this.engine.pool.bufferOf(buf), slot, into);
   }
 
-  /** decodeSlot() of the packed block at byte address `at` of the shared memory (inside a staging buffer). */
-  private decodeSlotAt(at: number, slot: number, into: number): string | null {
-    const range = packedFragment(this.bytes().subarray(at, at + BLOCK_BYTES), slot);
-    if (typeof range === 'string') return range;
-    const pool = this.engine.pool;
-    const rt = this.engine.runtime;
-    const from = at + range[0];
-    const to = pool.bufferOf(into);
-    let n: number;
-    try {
-      n = this.sb.codec === 'deflate'
-        ? inflateRegion(rt, rt.inflateScratch, from, range[1] - range[0], to, BLOCK_BYTES, 0)
-        : decompressRegion(rt, from, range[1] - range[0], to, BLOCK_BYTES, rt.ctx);
-    } catch (err) {
-      return (err as Error).message;
-    }
-    return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
-  }
 
   /**
    * How [offset, offset + length) is stored, as runs of whole blocks from the
@@ -1957,7 +1793,7 @@ export class Volume {
       const freed = this.depot.pendingBlocks;
       await this.journal.commit();
       await this.dev.flush();
-      if (this.readsInFlight === 0) this.depot.releasePending(freed);
+      if (this.reads.inFlight === 0) this.depot.releasePending(freed);
     });
     if (gen > this.flushedGen) this.flushedGen = gen;
   }

@@ -1,0 +1,412 @@
+/**
+ * The volume's read path (dm-vdo's read data_vio): a logical range to bytes.
+ * What a read returns, in order of precedence: a write or discard accepted and
+ * not yet mapped (the volume's `pendingInto`), else the block map's mapping —
+ * unmapped or the zero block reads as zeroes, an uncompressed block as itself,
+ * a packed slot decoded.
+ *
+ * Invariants:
+ * - A read holds `inFlight` from the moment it reads a mapping until the
+ *   device read of the block it names has completed: the volume releases freed
+ *   blocks for reuse only when no read is in flight, so no read sees a block
+ *   that was freed and rewritten after its mapping was read.
+ * - Every buffer taken from the pool is freed exactly once, on success and on
+ *   error; the 4 KiB decode buffer is taken before a staging buffer when a read
+ *   must wait for them (the order the data writer takes them in).
+ * - A whole aligned block whose map page is cached (a 4 KiB random read) and a
+ *   read of many blocks each cost one promise: device reads complete into
+ *   callbacks, not one async frame per block.
+ */
+import { FlashpackError } from '../errors.js';
+import type { SlabPool } from '../shm/slab.js';
+import type { Runtime } from '../wasm/runtime.js';
+import { decompressRegion } from '../codec/lz4.js';
+import { inflateRegion } from '../codec/deflate.js';
+import type { BlockDevice } from './block-device.js';
+import { STAGING_BYTES } from './data-writer.js';
+import { pbnOf, stateOf, type BlockMap } from './block-map.js';
+import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, packedFragment, type Codec } from './encodings.js';
+
+/** Reads of at least this many blocks gather their device reads (gathered()); shorter ones go block by block. */
+const READ_GATHER_BLOCKS_MIN = 4;
+/** Consecutive PBNs one gathered device read covers: a staging buffer. */
+const READ_RUN_BLOCKS_MAX = STAGING_BYTES / BLOCK_BYTES;
+
+/** What the read path needs of the volume. */
+export interface ReadSources {
+  map: BlockMap;
+  pool: SlabPool;
+  dev: BlockDevice;
+  runtime: Runtime;
+  codec: Codec;
+  /** A view of the whole shared memory (never detached: it only grows). */
+  mem: Uint8Array;
+  /**
+   * Copies what block `lba` reads as before its mapping is consulted — a
+   * pending write's bytes [within, within + n), or nothing for a pending
+   * discard (`out` starts zeroed) — to out[dst …]; false if neither.
+   */
+  pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean;
+}
+
+/** One device read of consecutive PBNs for a gathered read: the blocks of `order[from, to)` are stored there. */
+interface Run {
+  g: Gather;
+  pbn: number;
+  blocks: number;
+  from: number;
+  to: number;
+  buf: number;
+  plain: number;
+}
+
+/** A read of many blocks in flight: runs issued as buffers allow, one promise for all of them. */
+interface Gather {
+  first: number;
+  offset: number;
+  length: number;
+  out: Uint8Array;
+  /** Mapping of block first + k, or -1 (nothing to read: zeroes, or a pending write already copied). */
+  maps: Float64Array;
+  /** Indexes into maps with something to read, by PBN. */
+  order: number[];
+  runs: Run[];
+  next: number;
+  inFlight: number;
+  waiting: boolean;
+  failure: unknown;
+  resolve: (out: Uint8Array) => void;
+  reject: (err: unknown) => void;
+}
+
+export class ReadPath {
+  private readonly s: ReadSources;
+  /** Reads holding a mapping whose device read has not completed (see the module header). */
+  inFlight = 0;
+
+  constructor(sources: ReadSources) {
+    this.s = sources;
+  }
+
+  /** `length` bytes at `offset` (already checked against the volume). */
+  read(offset: number, length: number): Promise<Uint8Array> {
+    if (length === BLOCK_BYTES && offset % BLOCK_BYTES === 0) {
+      let now: Promise<Uint8Array> | null;
+      try {
+        now = this.blockNow(offset / BLOCK_BYTES);
+      } catch (err) {
+        return Promise.reject(err); // a map sector that fails its checksum
+      }
+      if (now !== null) return now;
+    }
+    const first = Math.floor(offset / BLOCK_BYTES);
+    const blocks = length === 0 ? 0 : Math.floor((offset + length - 1) / BLOCK_BYTES) - first + 1;
+    if (blocks >= READ_GATHER_BLOCKS_MIN) return this.gathered(offset, length);
+    return this.byBlock(offset, length);
+  }
+
+  /** Reads block `lba` and copies its bytes [within, within + n) to out[dst …] (`out` starts zeroed). */
+  async into(lba: number, out: Uint8Array, dst: number, within: number, n: number): Promise<void> {
+    const { pendingInto, map, pool, dev } = this.s;
+    if (pendingInto(lba, out, dst, within, n)) return;
+    this.inFlight++;
+    try {
+      const page = await map.page(lba);
+      let m: number;
+      try {
+        m = map.get(page, lba);
+      } finally {
+        map.unpin(page);
+      }
+      // A write or discard accepted while the page loaded is newer than the mapping.
+      if (pendingInto(lba, out, dst, within, n)) return;
+      const pbn = pbnOf(m);
+      const state = stateOf(m);
+      if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return;
+      const buf = await pool.allocAsync(BLOCK_BYTES);
+      let plain = -1;
+      try {
+        await dev.read(pbn, buf);
+        if (state === STATE_UNCOMPRESSED) {
+          out.set(this.s.mem.subarray(pool.bufferOf(buf) + within, pool.bufferOf(buf) + within + n), dst);
+          return;
+        }
+        plain = pool.tryAlloc(BLOCK_BYTES);
+        if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
+        this.decodeOrThrow(lba, m, pool.bufferOf(buf), plain);
+        out.set(this.s.mem.subarray(pool.bufferOf(plain) + within, pool.bufferOf(plain) + within + n), dst);
+      } finally {
+        pool.free(buf);
+        if (plain >= 0) pool.free(plain);
+      }
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /**
+   * Decodes slot `slot` of the packed block at byte address `at` of the shared
+   * memory into buffer `into` (a pool descriptor): null, or why it does not
+   * decode to 4 KiB.
+   */
+  decodeSlotAt(at: number, slot: number, into: number): string | null {
+    const { mem, pool, runtime: rt } = this.s;
+    const range = packedFragment(mem.subarray(at, at + BLOCK_BYTES), slot);
+    if (typeof range === 'string') return range;
+    const from = at + range[0];
+    const to = pool.bufferOf(into);
+    let n: number;
+    try {
+      n = this.s.codec === 'deflate'
+        ? inflateRegion(rt, rt.inflateScratch, from, range[1] - range[0], to, BLOCK_BYTES, 0)
+        : decompressRegion(rt, from, range[1] - range[0], to, BLOCK_BYTES, rt.ctx);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
+  }
+
+  private decodeOrThrow(lba: number, m: number, at: number, into: number): void {
+    const slot = stateOf(m) - STATE_COMPRESSED_BASE;
+    const why = this.decodeSlotAt(at, slot, into);
+    if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)} slot ${slot}: ${why}`);
+  }
+
+  /**
+   * One aligned block whose map page is cached and whose buffers are free now
+   * (the common 4 KiB random read): the mapping read synchronously, one device
+   * read completing into a callback, one promise. Null when any of that does
+   * not hold (the caller goes block by block).
+   */
+  private blockNow(lba: number): Promise<Uint8Array> | null {
+    const { pendingInto, map, pool, dev, mem } = this.s;
+    const out = new Uint8Array(BLOCK_BYTES);
+    if (pendingInto(lba, out, 0, 0, BLOCK_BYTES)) return Promise.resolve(out);
+    const page = map.cachedPage(lba);
+    if (page === null) return null;
+    const m = map.get(page, lba);
+    const pbn = pbnOf(m);
+    const state = stateOf(m);
+    if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return Promise.resolve(out);
+    const buf = pool.tryAlloc(BLOCK_BYTES);
+    if (buf < 0) return null;
+    let plain = -1;
+    if (state !== STATE_UNCOMPRESSED) {
+      plain = pool.tryAlloc(BLOCK_BYTES);
+      if (plain < 0) {
+        pool.free(buf);
+        return null;
+      }
+    }
+    this.inFlight++;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      dev.readThen(pbn, buf, (err) => {
+        try {
+          if (err !== null) return reject(err);
+          const at = pool.bufferOf(buf);
+          if (plain < 0) {
+            out.set(mem.subarray(at, at + BLOCK_BYTES));
+          } else {
+            this.decodeOrThrow(lba, m, at, plain);
+            out.set(mem.subarray(pool.bufferOf(plain), pool.bufferOf(plain) + BLOCK_BYTES));
+          }
+          resolve(out);
+        } catch (e) {
+          reject(e);
+        } finally {
+          pool.free(buf);
+          if (plain >= 0) pool.free(plain);
+          this.inFlight--;
+        }
+      }, null);
+    });
+  }
+
+  /** A short read: its blocks one by one. */
+  private async byBlock(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    const parts: Promise<void>[] = [];
+    for (let pos = 0; pos < length;) {
+      const at = offset + pos;
+      const lba = Math.floor(at / BLOCK_BYTES);
+      const within = at % BLOCK_BYTES;
+      const n = Math.min(BLOCK_BYTES - within, length - pos);
+      parts.push(this.into(lba, out, pos, within, n));
+      pos += n;
+    }
+    await Promise.all(parts);
+    return out;
+  }
+
+  /**
+   * A read of many blocks: every mapping first (a block-map page at a time),
+   * then each stored block read once — a packed block holding several of the
+   * range's fragments is read once, and runs of consecutive PBNs are one
+   * device read into a staging buffer — then copied or decoded into `out` as
+   * each device read completes.
+   */
+  private async gathered(offset: number, length: number): Promise<Uint8Array> {
+    const { pendingInto, map } = this.s;
+    const out = new Uint8Array(length);
+    const first = Math.floor(offset / BLOCK_BYTES);
+    const end = Math.floor((offset + length - 1) / BLOCK_BYTES) + 1;
+    const maps = new Float64Array(end - first).fill(-1);
+    this.inFlight++;
+    try {
+      for (let lba = first; lba < end;) {
+        const pageEnd = Math.min(end, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
+        const page = await map.page(lba);
+        try {
+          // Pending writes and the mapping are read in one synchronous pass: a write is either still pending or mapped.
+          for (; lba < pageEnd; lba++) {
+            const from = Math.max(offset, lba * BLOCK_BYTES);
+            const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
+            if (pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from)) continue;
+            const m = map.get(page, lba);
+            if (stateOf(m) !== STATE_UNMAPPED && pbnOf(m) !== ZERO_PBN) maps[lba - first] = m;
+          }
+        } finally {
+          map.unpin(page);
+        }
+      }
+      const order: number[] = [];
+      for (let k = 0; k < maps.length; k++) if (maps[k] >= 0) order.push(k);
+      if (order.length === 0) return out;
+      order.sort((a, b) => maps[a] - maps[b]);
+      return await new Promise<Uint8Array>((resolve, reject) => {
+        const g: Gather = { first, offset, length, out, maps, order, runs: [], next: 0, inFlight: 0, waiting: false, failure: null, resolve, reject };
+        for (let i = 0; i < order.length;) {
+          const start = pbnOf(maps[order[i]]);
+          let last = start;
+          let j = i + 1;
+          for (; j < order.length; j++) {
+            const p = pbnOf(maps[order[j]]);
+            if (p !== last && (p !== last + 1 || p - start + 1 > READ_RUN_BLOCKS_MAX)) break;
+            last = p;
+          }
+          g.runs.push({ g, pbn: start, blocks: last - start + 1, from: i, to: j, buf: -1, plain: -1 });
+          i = j;
+        }
+        this.issue(g);
+      });
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /**
+   * Issues g's runs while buffers are free. With none free and none of g's
+   * reads in flight to free one, it waits for them (allocAsync, in the order
+   * the module header states); otherwise a completion calls it again.
+   */
+  private issue(g: Gather): void {
+    const pool = this.s.pool;
+    while (g.next < g.runs.length && g.failure === null && !g.waiting) {
+      const r = g.runs[g.next];
+      const needsPlain = this.needsPlain(r);
+      const size = r.blocks === 1 ? BLOCK_BYTES : STAGING_BYTES;
+      if (needsPlain && r.plain < 0) r.plain = pool.tryAlloc(BLOCK_BYTES);
+      if (r.buf < 0 && (!needsPlain || r.plain >= 0)) r.buf = pool.tryAlloc(size);
+      if (r.buf < 0 || (needsPlain && r.plain < 0)) {
+        if (g.inFlight > 0) return;
+        g.waiting = true;
+        this.waitForBuffers(r, needsPlain, size).then(
+          () => {
+            g.waiting = false;
+            this.issue(g);
+          },
+          (err: unknown) => {
+            g.waiting = false;
+            this.fail(g, err);
+          },
+        );
+        return;
+      }
+      g.next++;
+      g.inFlight++;
+      this.s.dev.readThen(r.pbn, r.buf, this.runRead, r, r.blocks);
+    }
+    this.finishIfDone(g);
+  }
+
+  private async waitForBuffers(r: Run, needsPlain: boolean, size: number): Promise<void> {
+    const pool = this.s.pool;
+    if (needsPlain && r.plain < 0) r.plain = await pool.allocAsync(BLOCK_BYTES);
+    if (r.buf < 0) r.buf = await pool.allocAsync(size);
+  }
+
+  private needsPlain(r: Run): boolean {
+    const { maps, order } = r.g;
+    for (let i = r.from; i < r.to; i++) if (stateOf(maps[order[i]]) !== STATE_UNCOMPRESSED) return true;
+    return false;
+  }
+
+  /** A run's device read completed: its blocks into `out`, its buffers back, the next runs out. */
+  private readonly runRead = (err: FlashpackError | null, r: Run): void => {
+    const g = r.g;
+    const pool = this.s.pool;
+    try {
+      if (err !== null) throw err;
+      if (g.failure === null) this.copyRun(r);
+    } catch (e) {
+      if (g.failure === null) g.failure = e;
+    } finally {
+      pool.free(r.buf);
+      if (r.plain >= 0) pool.free(r.plain);
+      r.buf = -1;
+      r.plain = -1;
+      g.inFlight--;
+    }
+    this.issue(g);
+  };
+
+  /** Copies (or decodes) the blocks stored in run r's buffer into g.out; consecutive whole blocks in one copy. */
+  private copyRun(r: Run): void {
+    const { g } = r;
+    const { maps, order, first, offset, length, out } = g;
+    const { mem, pool } = this.s;
+    const base = pool.bufferOf(r.buf);
+    for (let i = r.from; i < r.to; i++) {
+      const k = order[i];
+      const m = maps[k];
+      const lba = first + k;
+      const at = base + (pbnOf(m) - r.pbn) * BLOCK_BYTES;
+      const from = Math.max(offset, lba * BLOCK_BYTES);
+      let to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
+      const within = from - lba * BLOCK_BYTES;
+      if (stateOf(m) !== STATE_UNCOMPRESSED) {
+        this.decodeOrThrow(lba, m, at, r.plain);
+        const p = pool.bufferOf(r.plain);
+        out.set(mem.subarray(p + within, p + within + to - from), from - offset);
+        continue;
+      }
+      // Blocks next to each other both logically and on the device: one copy.
+      while (i + 1 < r.to && order[i + 1] === order[i] + 1 && stateOf(maps[order[i + 1]]) === STATE_UNCOMPRESSED && pbnOf(maps[order[i + 1]]) === pbnOf(maps[order[i]]) + 1) {
+        i++;
+        to = Math.min(offset + length, (first + order[i] + 1) * BLOCK_BYTES);
+      }
+      out.set(mem.subarray(at + within, at + within + to - from), from - offset);
+    }
+  }
+
+  private fail(g: Gather, err: unknown): void {
+    if (g.failure === null) g.failure = err;
+    this.finishIfDone(g);
+  }
+
+  private finishIfDone(g: Gather): void {
+    if (g.inFlight > 0 || g.waiting) return;
+    if (g.failure !== null) {
+      // Buffers a waiting run took before the failure go back.
+      for (let i = g.next; i < g.runs.length; i++) this.release(g.runs[i]);
+      g.reject(g.failure);
+    } else if (g.next === g.runs.length) g.resolve(g.out);
+  }
+
+  private release(r: Run): void {
+    if (r.buf >= 0) this.s.pool.free(r.buf);
+    if (r.plain >= 0) this.s.pool.free(r.plain);
+    r.buf = -1;
+    r.plain = -1;
+  }
+}
