@@ -55,6 +55,8 @@ const LEASE_TTL_S = 2;
 /** A paused primary stays stopped this long past its lease. */
 const PAUSE_EXTRA_MS = 1500;
 const SETTLE_MS = 120_000;
+/** Compares of the replicas per round when an epoch moves under one (verifyQuiet). */
+const VERIFY_ATTEMPTS = 3;
 /** Writes measured before each fault for the steady rate. */
 const STEADY_MS = 500;
 const FAULTS = ['kill-primary', 'kill-secondary', 'pause-primary', 'kill-etcd-leader', 'restart-store', ...(opt.netns ? ['partition-primary'] : [])];
@@ -165,6 +167,26 @@ async function settle() {
     await sleep(100);
   }
   return false;
+}
+
+/**
+ * verifyVolume once the cluster is quiet. A store answers EPOCH or REOPEN
+ * when a shard's epoch moves under the compare: a late handoff or recovery
+ * that settle() could not see coming, not a difference between replicas. So
+ * settle again and compare again, at most VERIFY_ATTEMPTS times; each retry is
+ * counted in the round's row.
+ */
+async function verifyQuiet(n, row) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await replication.verifyVolume(cluster, 'chaos');
+    } catch (err) {
+      if (attempt >= VERIFY_ATTEMPTS || !/answered (EPOCH|REOPEN)/.test(err.message)) throw err;
+      row.verifyRetries = attempt;
+      log(`round ${n}: ${err.message}: settling and comparing again`);
+      await settle();
+    }
+  }
 }
 
 /** Every version of a shard's record etcd still has (its history, for a problem report). */
@@ -291,7 +313,7 @@ async function round(n) {
   const back = await v.read(0, SIZE);
   const at = back.findIndex((b, i) => b !== model[i]);
   if (at >= 0) problems.push(`round ${n}: byte ${at} (shard ${Math.floor(at / SHARD)}) reads ${back[at]}, acknowledged ${model[at]}`);
-  const report = await replication.verifyVolume(cluster, 'chaos');
+  const report = await verifyQuiet(n, row);
   for (const d of report.differences) problems.push(`round ${n}: replicas differ: shard ${d.shard} at ${d.offset}+${d.length} (${d.stores.join(', ')})`);
   for (const s of report.skipped) problems.push(`round ${n}: replica of shard ${s.shard} on ${s.store} not compared (${s.state})`);
   const by = new Map();
