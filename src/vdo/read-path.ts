@@ -81,7 +81,7 @@ interface Gather {
 
 export class ReadPath {
   private readonly s: ReadSources;
-  /** Reads holding a mapping whose device read has not completed (see the module header). */
+  /** Reads holding a mapping whose device read has not completed (see the module header); the volume's dedupe advice reads hold it too. */
   inFlight = 0;
 
   constructor(sources: ReadSources) {
@@ -127,14 +127,11 @@ export class ReadPath {
       let plain = -1;
       try {
         await dev.read(pbn, buf);
-        if (state === STATE_UNCOMPRESSED) {
-          out.set(this.s.mem.subarray(pool.bufferOf(buf) + within, pool.bufferOf(buf) + within + n), dst);
-          return;
+        if (state !== STATE_UNCOMPRESSED) {
+          plain = pool.tryAlloc(BLOCK_BYTES);
+          if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
         }
-        plain = pool.tryAlloc(BLOCK_BYTES);
-        if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
-        this.decodeOrThrow(lba, m, pool.bufferOf(buf), plain);
-        out.set(this.s.mem.subarray(pool.bufferOf(plain) + within, pool.bufferOf(plain) + within + n), dst);
+        this.copyBlock(lba, m, pool.bufferOf(buf), plain, out, dst, within, n);
       } finally {
         pool.free(buf);
         if (plain >= 0) pool.free(plain);
@@ -166,10 +163,21 @@ export class ReadPath {
     return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
   }
 
-  private decodeOrThrow(lba: number, m: number, at: number, into: number): void {
-    const slot = stateOf(m) - STATE_COMPRESSED_BASE;
-    const why = this.decodeSlotAt(at, slot, into);
-    if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)} slot ${slot}: ${why}`);
+  /**
+   * Copies bytes [within, within + n) of block `lba`, stored as mapping `m` at
+   * byte address `at` of the shared memory, to out[dst …]: as they are, or a
+   * packed slot decoded into buffer `plain` first (ECORRUPT if it does not
+   * decode).
+   */
+  private copyBlock(lba: number, m: number, at: number, plain: number, out: Uint8Array, dst: number, within: number, n: number): void {
+    let from = at;
+    if (stateOf(m) !== STATE_UNCOMPRESSED) {
+      const slot = stateOf(m) - STATE_COMPRESSED_BASE;
+      const why = this.decodeSlotAt(at, slot, plain);
+      if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)} slot ${slot}: ${why}`);
+      from = this.s.pool.bufferOf(plain);
+    }
+    out.set(this.s.mem.subarray(from + within, from + within + n), dst);
   }
 
   /**
@@ -179,7 +187,7 @@ export class ReadPath {
    * not hold (the caller goes block by block).
    */
   private blockNow(lba: number): Promise<Uint8Array> | null {
-    const { pendingInto, map, pool, dev, mem } = this.s;
+    const { pendingInto, map, pool, dev } = this.s;
     const out = new Uint8Array(BLOCK_BYTES);
     if (pendingInto(lba, out, 0, 0, BLOCK_BYTES)) return Promise.resolve(out);
     const page = map.cachedPage(lba);
@@ -203,13 +211,7 @@ export class ReadPath {
       dev.readThen(pbn, buf, (err) => {
         try {
           if (err !== null) return reject(err);
-          const at = pool.bufferOf(buf);
-          if (plain < 0) {
-            out.set(mem.subarray(at, at + BLOCK_BYTES));
-          } else {
-            this.decodeOrThrow(lba, m, at, plain);
-            out.set(mem.subarray(pool.bufferOf(plain), pool.bufferOf(plain) + BLOCK_BYTES));
-          }
+          this.copyBlock(lba, m, pool.bufferOf(buf), plain, out, 0, 0, BLOCK_BYTES);
           resolve(out);
         } catch (e) {
           reject(e);
@@ -375,9 +377,7 @@ export class ReadPath {
       let to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
       const within = from - lba * BLOCK_BYTES;
       if (stateOf(m) !== STATE_UNCOMPRESSED) {
-        this.decodeOrThrow(lba, m, at, r.plain);
-        const p = pool.bufferOf(r.plain);
-        out.set(mem.subarray(p + within, p + within + to - from), from - offset);
+        this.copyBlock(lba, m, at, r.plain, out, from - offset, within, to - from);
         continue;
       }
       // Blocks next to each other both logically and on the device: one copy.

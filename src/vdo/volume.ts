@@ -1643,7 +1643,6 @@ export class Volume {
     return this.reads.decodeSlotAt(this.engine.pool.bufferOf(buf), slot, into);
   }
 
-
   /**
    * How [offset, offset + length) is stored, as runs of whole blocks from the
    * block containing `offset` (NBD's base:allocation, SEEK_DATA/SEEK_HOLE):
