@@ -2,7 +2,7 @@
 import type { BackendDescription, Device } from './backend.js';
 import { MemoryDevice } from './memory-backend.js';
 import { FileDevice } from './file-backend.js';
-import { FaultDevice } from './fault-backend.js';
+import { FaultDevice } from './fault-device.js';
 
 export function openDevice(desc: BackendDescription): Device {
   switch (desc.kind) {
@@ -11,6 +11,6 @@ export function openDevice(desc: BackendDescription): Device {
     case 'file':
       return new FileDevice(desc);
     case 'fault':
-      return new FaultDevice(desc);
+      return new FaultDevice(desc, openDevice(desc.inner));
   }
 }
