@@ -46,6 +46,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Bench } from 'tinybench';
 import * as fp from '../dist/index.js';
+import * as P from '../dist/vdo/prepare-job.js';
 import { loadCorpus, splitBlocks } from './corpus.mjs';
 import { markdownTable, formatMBps, formatRatio } from './table.mjs';
 import { runBatch } from './engine-batch.mjs';
@@ -476,7 +477,7 @@ async function openRawProbe(blocks) {
 
 async function rawEngine(blocks) {
   // Room for the batch tasks' staged descriptors and the promise task's own.
-  const engine = await fp.Engine.start({ workers: 1, runtime: new fp.Runtime(), classes: [{ size: BLOCK, count: 6 * blocks.length + 64 }] });
+  const engine = await fp.Engine.start({ workers: 1, runtime: new fp.Runtime(), jobs: [P.PREPARE_JOB_MODULE], classes: [{ size: BLOCK, count: 6 * blocks.length + 64 }] });
   try {
     const jobs = blocks.map((b) => {
       const d = engine.pool.alloc(BLOCK);
@@ -485,29 +486,19 @@ async function rawEngine(blocks) {
       engine.prepare(d, fp.jobs.OP_LZ4_COMPRESS, o, 1);
       return d;
     });
-    // The volume's worker work per block: one OP_PREPARE_BLOCK trip (XXH3-128 and
-    // LZ4) where the engine has it, else a fingerprint job and an LZ4 job.
-    const J = fp.jobs;
-    const prepareOp = J.OP_PREPARE_BLOCK !== undefined;
-    const volumeJobs = prepareOp
-      ? blocks.map((b) => {
-        const d = engine.pool.alloc(BLOCK);
-        engine.pool.write(d, b);
-        engine.prepare(d, J.OP_PREPARE_BLOCK, engine.pool.alloc(BLOCK), J.PREPARE_CODEC_LZ4);
-        return d;
-      })
-      : [...blocks.map((b) => {
-        const d = engine.pool.alloc(BLOCK);
-        engine.pool.write(d, b);
-        engine.prepare(d, J.OP_FINGERPRINT);
-        return d;
-      }), ...jobs];
+    // The volume's worker work per block: one prepare job trip (XXH3-128 and LZ4).
+    const volumeJobs = blocks.map((b) => {
+      const d = engine.pool.alloc(BLOCK);
+      engine.pool.write(d, b);
+      engine.prepare(d, P.OP_PREPARE_BLOCK, engine.pool.alloc(BLOCK), P.prepareArg(P.PREPARE_CODEC_LZ4, 0, 0));
+      return d;
+    });
     const tasks = [
       { name: 'engine batch API (1 worker)', fn: () => runBatch(engine, jobs) },
       { name: 'engine.lz4.compressBlock (1 worker)', fn: async () => {
         await Promise.all(blocks.map((b) => engine.lz4.compressBlock(b)));
       } },
-      { name: `engine batch API (1 worker), ${prepareOp ? 'OP_PREPARE_BLOCK (XXH3-128 + LZ4)' : 'fingerprint + LZ4'}`, volume: true, fn: () => runBatch(engine, volumeJobs) },
+      { name: 'engine batch API (1 worker), prepare job (XXH3-128 + LZ4)', volume: true, fn: () => runBatch(engine, volumeJobs) },
     ];
     const bench = new Bench({ time: TIME_MS, iterations: 5, warmup: true, warmupTime: 300, warmupIterations: 2, throws: true });
     // async: true, or tinybench calls a plain function once, unawaited, to see

@@ -25,6 +25,7 @@ import { spawnWorker, availableCores, type WorkerHandle } from '../wasm/spawn.js
 import { readLayout, type Layout } from '../shm/layout.js';
 import { Ring, RING_SPIN_ITERATIONS } from '../shm/ring.js';
 import { SlabPool, DEFAULT_CLASSES, type SizeClass } from '../shm/slab.js';
+import { loadJobs } from './registered-jobs.js';
 import { bytesOf } from '../codec/input.js';
 import { u32Arg } from '../codec/input.js';
 import { accelerationArg, compressBlock as compressBlockSync, lz4KindError, type Lz4CompressOptions } from '../codec/lz4.js';
@@ -57,6 +58,11 @@ export interface EngineOptions {
    * workers) passes 0.
    */
   spinIterations?: number;
+  /**
+   * URLs of modules whose `jobs` the workers run besides the built-in ones
+   * (registered-jobs.ts), e.g. a volume's prepare job.
+   */
+  jobs?: readonly string[];
 }
 
 export interface CloseOptions {
@@ -100,6 +106,7 @@ const spawn = (onReply: (r: WorkerReply) => void, onFailure: (err: Error) => voi
 export class Engine {
   readonly runtime: Runtime;
   private readonly spins: number;
+  private readonly jobModules: string[];
   readonly pool: SlabPool;
   readonly layout: Layout;
   /** Worker crashes survived (each crashed worker was replaced). */
@@ -125,8 +132,9 @@ export class Engine {
   /** Promise-API calls between entry and return (close() waits for them when draining). */
   private calls = 0;
 
-  private constructor(rt: Runtime, pool: SlabPool, ringCapacity: number, doorbellAt: number, spins: number) {
+  private constructor(rt: Runtime, pool: SlabPool, ringCapacity: number, doorbellAt: number, spins: number, jobModules: string[]) {
     this.runtime = rt;
+    this.jobModules = jobModules;
     this.spins = spins;
     this.pool = pool;
     this.layout = pool.layout;
@@ -153,13 +161,16 @@ export class Engine {
       throw badArgument('Engine.start: options.ringCapacity', 'a power of two from 2 to 2^20', ringCapacity);
     }
     const spins = checkInteger('Engine.start: options.spinIterations', o.spinIterations ?? RING_SPIN_ITERATIONS, 0, 2 ** 31 - 1);
+    const jobModules = o.jobs ?? [];
+    if (!Array.isArray(jobModules) || !jobModules.every((u) => typeof u === 'string')) throw badArgument('Engine.start: options.jobs', 'an array of module URLs', jobModules);
+    await loadJobs(jobModules); // the host refuses what the workers would fail on
     const rt = o.runtime ?? (o.memory ? new Runtime(o.memory) : processRuntime());
     const count = o.workers ?? (await defaultWorkerCount());
     const layout = readLayout(rt.exports);
     const pool = SlabPool.create(rt, o.classes ?? DEFAULT_CLASSES);
     const doorbellAt = rt.reserve(DOORBELL_BYTES, 128);
     new Int32Array(rt.memory.buffer, doorbellAt, DOORBELL_BYTES >> 2).fill(0);
-    const engine = new Engine(rt, pool, ringCapacity, doorbellAt, spins);
+    const engine = new Engine(rt, pool, ringCapacity, doorbellAt, spins, [...jobModules]);
     for (let i = 0; i < count; i++) {
       const submitAt = rt.reserve(Ring.bytes(layout, ringCapacity, 'spsc'), 128);
       const completeAt = rt.reserve(Ring.bytes(layout, ringCapacity, 'spsc'), 128);
@@ -215,7 +226,7 @@ export class Engine {
           type: 'init', module: wasmModule(), memory: this.runtime.memory, index: slot.index,
           submitAt: slot.submit.at, completeAt: slot.complete.at, doorbellAt: this.doorbell << 2,
           ctxAt: slot.ctxAt, poolAt: this.pool.at, deflateScratchAt: slot.deflateScratchAt, inflateScratchAt: slot.inflateScratchAt,
-          spins: this.spins,
+          spins: this.spins, jobModules: this.jobModules,
         });
       }, (err) => this.readyWaiters.get(slot.index)?.reject(err));
     });
@@ -329,7 +340,7 @@ export class Engine {
   }
 
   /**
-   * Sets a descriptor's job fields (DESC_AUX: an input of OP_PREPARE_BLOCK,
+   * Sets a descriptor's job fields (DESC_AUX: an input of some registered jobs,
    * else 0). Errors: EINVAL for idx or link that is not one of the pool's
    * descriptors, op that is not 0 to 255, or arg or aux that is not a u32.
    */

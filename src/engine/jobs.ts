@@ -20,34 +20,7 @@ export const OP_FINGERPRINT = 6;
 export const OP_DEFLATE_COMPRESS = 7;
 /** DESC_ARG: format. Output: the linked descriptor (its capacity bounds the output). */
 export const OP_INFLATE = 8;
-/**
- * A volume's whole front end for one block in one trip: XXH3-128 (seed 0) into
- * DESC_RESULT (the dedupe fingerprint, and the journal's data check), then, if
- * DESC_ARG asks, compression into the linked descriptor. DESC_ARG: codec (0 none, 1 LZ4, 2 raw deflate) |
- * deflate level << 8 | log2(buckets of the known table) << 16. Status as the
- * compress ops (STATUS_INCOMPRESSIBLE), or STATUS_KNOWN.
- *
- * DESC_AUX: the byte address of a table of known fingerprints, or 0. A block
- * whose fingerprint (its first 8 bytes, as two little-endian words) is in the
- * table is not compressed: its caller expects to share a copy it stored
- * before (dm-vdo compresses only what does not deduplicate), and sends it
- * again without the table if that copy turns out to be gone. The table is
- * `buckets × PREPARE_TABLE_WAYS` entries as parallel arrays from the address:
- * u32 key low words, u32 key high words (at PREPARE_TABLE_KEY_HI × entries
- * bytes), and u8 used flags (at PREPARE_TABLE_USED × entries bytes); a key's
- * bucket is its low word's low bits. The worker only reads it, and a torn
- * read costs a needless second trip, never a wrong result.
- */
-export const OP_PREPARE_BLOCK = 9;
-export const PREPARE_CODEC_NONE = 0;
-export const PREPARE_CODEC_LZ4 = 1;
-export const PREPARE_CODEC_DEFLATE = 2;
-export const PREPARE_TABLE_WAYS = 4;
-/** Byte offsets of the table's arrays, in entries (×). */
-export const PREPARE_TABLE_KEY_HI = 4;
-export const PREPARE_TABLE_USED = 13;
-/** Largest log2(buckets) DESC_ARG can name. */
-export const PREPARE_TABLE_MAX_LOG2_BUCKETS = 28;
+/** Ops from OP_REGISTERED_MIN up are jobs registered by module (registered-jobs.ts). */
 /** Test-only: the worker throws, as a crashed accelerator would vanish. */
 export const OP_TEST_CRASH = 255;
 
@@ -56,8 +29,6 @@ export const STATUS_OK = 0;
 export const STATUS_INCOMPRESSIBLE = 1;
 /** Set by the host while a job is queued or running. */
 export const STATUS_PENDING = 2;
-/** OP_PREPARE_BLOCK: the fingerprint is in the known table, so the block was not compressed. */
-export const STATUS_KNOWN = 3;
 /** Negative statuses below this are LZ4 block error kinds (assembly/layout.ts), negated. */
 export const STATUS_LZ4_ERROR_BASE = -100;
 export const STATUS_SIZE_MISMATCH = -200;
@@ -85,6 +56,8 @@ export interface WorkerInit {
   inflateScratchAt: number;
   /** Idle polls of the submission ring before parking. */
   spins: number;
+  /** URLs of modules whose jobs this worker runs (registered-jobs.ts). */
+  jobModules: string[];
 }
 
 export type WorkerReply = { type: 'ready'; index: number } | { type: 'closed'; index: number };

@@ -10,18 +10,18 @@ import { compressRegion } from '../codec/deflate.js';
 import { readLayout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
 import {
-  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH, OP_PREPARE_BLOCK, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE,
-  PREPARE_TABLE_WAYS, PREPARE_TABLE_KEY_HI, PREPARE_TABLE_USED, PREPARE_TABLE_MAX_LOG2_BUCKETS,
-  STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_KNOWN, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
+  OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH,
+  STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
   STATUS_INFLATE_ERROR, STATUS_OUTPUT_OVERFLOW,
   DOORBELL_COUNT, DOORBELL_SLEEPERS, type WorkerInit, type WorkerReply,
 } from './jobs.js';
+import { loadJobs, type JobHost, type JobRunner } from './registered-jobs.js';
 
 const BURST = 64;
 
 type Port = ParentPort<WorkerInit, WorkerReply>;
 
-function serve(init: WorkerInit, p: Port): void {
+async function serve(init: WorkerInit, p: Port): Promise<void> {
   const { module, memory } = init;
   const ex = instantiate(memory, module);
   const L = readLayout(ex);
@@ -37,22 +37,6 @@ function serve(init: WorkerInit, p: Port): void {
     u32 = new Uint32Array(memory.buffer);
     u8 = new Uint8Array(memory.buffer);
     return end <= u8.length;
-  };
-  /** Whether the fingerprint in descriptor word d's result is in the known table at byte `at` (2^lb buckets). */
-  const known = (d: number, at: number, lb: number): boolean => {
-    if (at === 0 || lb > PREPARE_TABLE_MAX_LOG2_BUCKETS) return false;
-    const entries = (1 << lb) * PREPARE_TABLE_WAYS;
-    if ((at & 3) !== 0 || !covers(at + (PREPARE_TABLE_USED + 1) * entries)) return false;
-    const lo = u32[d + F.result];
-    const hi = u32[d + F.result + 1];
-    const first = (lo & ((1 << lb) - 1)) * PREPARE_TABLE_WAYS;
-    const los = at >> 2;
-    const his = (at >> 2) + (PREPARE_TABLE_KEY_HI >> 2) * entries;
-    const used = at + PREPARE_TABLE_USED * entries;
-    for (let e = first; e < first + PREPARE_TABLE_WAYS; e++) {
-      if (u8[used + e] === 1 && u32[los + e] === lo && u32[his + e] === hi) return true;
-    }
-    return false;
   };
   const doorbell = init.doorbellAt >> 2;
   const ctx = init.ctxAt;
@@ -74,6 +58,19 @@ function serve(init: WorkerInit, p: Port): void {
     const link = u32[d + F.link];
     return link >= nDescs || link === idx ? -1 : descBase + link * descWords;
   };
+
+  // Registered jobs, by op (an array: the lookup is on the hot path).
+  const jobHost: JobHost = {
+    exports: ex, fields: F, covers, linked, ctx, deflateScratch,
+    get u8() {
+      return u8;
+    },
+    get u32() {
+      return u32;
+    },
+  };
+  const registered: (JobRunner | undefined)[] = [];
+  for (const [op, job] of await loadJobs(init.jobModules)) registered[op] = job.bind(jobHost);
 
   const run = (idx: number): void => {
     const d = descBase + idx * descWords;
@@ -128,27 +125,6 @@ function serve(init: WorkerInit, p: Port): void {
       case OP_FINGERPRINT:
         ex.xxh128(buf, len, u32[d + F.arg], 0, (d + F.result) << 2, ctx);
         break;
-      case OP_PREPARE_BLOCK: {
-        ex.xxh128(buf, len, 0, 0, (d + F.result) << 2, ctx);
-        const arg = u32[d + F.arg];
-        const codec = arg & 255;
-        if (codec !== PREPARE_CODEC_LZ4 && codec !== PREPARE_CODEC_DEFLATE) break;
-        if (known(d, u32[d + F.aux], (arg >>> 16) & 31)) {
-          status = STATUS_KNOWN;
-          break;
-        }
-        const o = linked(idx, d);
-        if (o < 0) {
-          status = STATUS_BAD_LINK;
-          break;
-        }
-        const size = codec === PREPARE_CODEC_LZ4
-          ? ex.lz4Compress(buf, len, u32[o + F.buf], u32[o + F.cap], ctx, 1)
-          : compressRegion(host, deflateScratch, buf, len, u32[o + F.buf], u32[o + F.cap], (arg >>> 8) & 255, 0);
-        if (size === 0) status = STATUS_INCOMPRESSIBLE;
-        u32[o + F.len] = size;
-        break;
-      }
       case OP_LZ4_COMPRESS:
       case OP_LZ4_DECOMPRESS: {
         const o = linked(idx, d);
@@ -181,8 +157,10 @@ function serve(init: WorkerInit, p: Port): void {
       }
       case OP_TEST_CRASH:
         throw new Error(`engine worker ${init.index}: crash requested by descriptor ${idx}`);
-      default:
-        status = STATUS_BAD_OP;
+      default: {
+        const job = registered[op];
+        status = job === undefined ? STATUS_BAD_OP : job(idx, d);
+      }
     }
     i32[d + F.status] = status;
   };
@@ -211,4 +189,9 @@ function serve(init: WorkerInit, p: Port): void {
 }
 
 const p = await parentPort<WorkerInit, WorkerReply>();
-p.onInit((init) => serve(init, p));
+// A module that failed to load fails the start: rethrown outside the promise, so every runtime reports it as the worker's error.
+p.onInit((init) => {
+  serve(init, p).catch((err: unknown) => setTimeout(() => {
+    throw err;
+  }));
+});

@@ -8,22 +8,15 @@
  * The volume saves the index at close() and loads it at open (save/load: one
  * flat image of its arrays); after a crash it opens with the index of the last
  * close, whose stale entries cost only reads.
+ *
+ * Its arrays are the known table (known-table.ts owns the layout), which the
+ * engine's prepare job reads to skip compressing blocks the index lists.
  */
 import { invalid } from '../errors.js';
-import { PREPARE_TABLE_KEY_HI, PREPARE_TABLE_USED, PREPARE_TABLE_WAYS } from '../engine/jobs.js';
+import { CLOCK_AT, KEY_HI_AT, KEY_LO_AT, KNOWN_WAYS as WAYS, PBN_AT, STATE_AT, USED_AT, knownTableBytes } from './known-table.js';
 
+/** Memory an entry costs, for sizing (its columns, and a share of the clock and of the rounding to a power of two). */
 export const INDEX_ENTRY_BYTES = 16;
-const WAYS = PREPARE_TABLE_WAYS;
-/**
- * Byte offsets of the arrays, in entries: the layout of the engine's known
- * table (OP_PREPARE_BLOCK), so the workers can skip compressing a block the
- * index knows. The whole region is also save()'s image.
- */
-const KEY_HI_AT = PREPARE_TABLE_KEY_HI;
-const PBN_AT = 8;
-const STATE_AT = 12;
-const USED_AT = PREPARE_TABLE_USED;
-const CLOCK_AT = 14;
 export const DEFAULT_INDEX_MEMORY = 16 << 20;
 export const MIN_INDEX_MEMORY = INDEX_ENTRY_BYTES * WAYS;
 /** The volume keeps its index in its shared memory (2 GiB at most, with its buffer pools). */
@@ -64,7 +57,7 @@ export class DedupeIndex {
     const at = region?.at ?? 0;
     if (at % 4 !== 0 || at + bytes > buffer.byteLength) throw invalid(`dedupe index: region at ${at} cannot hold ${bytes} bytes`);
     this.image = new Uint8Array(buffer, at, bytes);
-    this.keyLo = new Uint32Array(buffer, at, n);
+    this.keyLo = new Uint32Array(buffer, at + KEY_LO_AT * n, n);
     this.keyHi = new Uint32Array(buffer, at + KEY_HI_AT * n, n);
     this.pbn = new Uint32Array(buffer, at + PBN_AT * n, n);
     this.state = new Uint8Array(buffer, at + STATE_AT * n, n);
@@ -76,15 +69,14 @@ export class DedupeIndex {
     return this.size;
   }
 
-  /** log2 of the bucket count (the engine's known table names it in DESC_ARG). */
+  /** log2 of the bucket count (the prepare job's argument names it). */
   get log2Buckets(): number {
     return 31 - Math.clz32(this.bucketMask + 1);
   }
 
   /** Bytes of an index of `memoryBytes` (its arrays, back to back; save()'s image). */
   static imageBytes(memoryBytes: number): number {
-    const buckets = bucketsFor(memoryBytes);
-    return buckets * WAYS * CLOCK_AT + buckets;
+    return knownTableBytes(31 - Math.clz32(bucketsFor(memoryBytes)));
   }
 
   /** Writes the index into `out` (imageBytes long). */

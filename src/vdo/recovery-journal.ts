@@ -1,10 +1,11 @@
 /**
  * The recovery journal: every mapping change (LBA, old mapping, new mapping,
- * CRC-32C of the data block it points to) in a ring of `journalBlocks` blocks,
- * each 8 self-validating sectors of 15 entries. The block being filled is
- * rewritten as it grows (from a snapshot, never from the live buffer, and one
- * write of it at a time, so the device never sees an older version after a
- * newer one); a torn rewrite leaves each sector old or new, and both are valid.
+ * the logical block's data check: XXH3 bits, see encodings.ts) in a ring of
+ * `journalBlocks` blocks, each 8 self-validating sectors of 15 entries. The
+ * block being filled is rewritten as it grows (from a snapshot, never from the
+ * live buffer, and one write of it at a time, so the device never sees an
+ * older version after a newer one); a torn rewrite leaves each sector old or
+ * new, and both are valid.
  *
  * Every sector carries its block's sequence number and the journal head (the
  * oldest block whose changes may be missing from the on-disk block map).

@@ -33,7 +33,8 @@
 import { FlashpackError, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
-import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_KNOWN } from '../engine/jobs.js';
+import { STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
+import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, PREPARE_JOB_MODULE, STATUS_KNOWN, prepareArg } from './prepare-job.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -519,7 +520,7 @@ export class Volume {
     const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, cores - 1));
     const oversubscribed = 1 + workers + ioWorkers > cores;
     const rt = opts.runtime ?? new Runtime();
-    const engine = await Engine.start({ runtime: rt, workers, spinIterations: oversubscribed ? 0 : undefined, classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: STAGING_BUFFERS }] });
+    const engine = await Engine.start({ runtime: rt, workers, spinIterations: oversubscribed ? 0 : undefined, jobs: [PREPARE_JOB_MODULE], classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: STAGING_BUFFERS }] });
     // The main thread allocates and frees every buffer: it reuses the ones it freed
     // last (in the CPU cache, and in pages already faulted in) instead of cycling
     // through the whole pool. Enough for the pipeline's working set, faulted in
@@ -1005,16 +1006,17 @@ export class Volume {
 
   /**
    * Sends the jobs accepted in this microtask wave to the engine as one burst:
-   * per block one job computes the fingerprint, the CRC-32C and (unless the
-   * codec is none) the compressed form.
+   * per block one job (prepare-job.ts) computes the fingerprint, the data
+   * check and (unless the codec is none) the compressed form.
    */
   private dispatch(): void {
     const jobs = this.toPrepare;
     if (jobs.length === 0 || this.waitingForOut) return;
     const pool = this.engine.pool;
     const codec = this.sb.codec;
-    const arg = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE | (DEFLATE_LEVEL << 8) : PREPARE_CODEC_NONE;
-    const withTable = arg | (this.index.log2Buckets << 16);
+    const codecArg = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE : PREPARE_CODEC_NONE;
+    const arg = prepareArg(codecArg, DEFLATE_LEVEL, 0);
+    const withTable = prepareArg(codecArg, DEFLATE_LEVEL, this.index.log2Buckets);
     const batch: number[] = [];
     for (const job of jobs) {
       if (codec !== 'none' && job.out < 0) {
