@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fp from '../dist/index.js';
 import { prng, randomBytes } from './helpers/data.js';
+import { runAll } from './helpers/engine.js';
 import { OP_TALLY, STATUS_ALL_ZERO } from './helpers/job-modules/tally-job.mjs';
 
 const { Engine, jobs } = fp;
@@ -29,13 +30,7 @@ describe('engine: registered jobs', () => {
       engine.prepare(d, op);
       return d;
     });
-    let sent = 0;
-    let got = 0;
-    while (got < ds.length) {
-      sent += engine.submit(ds.slice(sent));
-      got += engine.poll().length;
-      if (got < ds.length) await engine.waitForCompletions();
-    }
+    await runAll(engine, ds);
     const out = ds.map((d) => ({ status: engine.statusOf(d), sum: engine.checksumOf(d) }));
     for (const d of ds) engine.pool.free(d);
     return out;

@@ -5,21 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fp from '../dist/index.js';
 import { corpusConcat, equalBytes, pieces, prng, randomBytes } from './helpers/data.js';
+import { runAll } from './helpers/engine.js';
 
 const { Engine, jobs } = fp;
 const corpus = corpusConcat();
 const blocks = pieces(corpus, 4096).filter((b) => b.length === 4096);
-
-/** Submits prepared descriptors through the batch API until every one has completed. */
-async function runAll(engine: InstanceType<typeof Engine>, ds: number[]): Promise<void> {
-  let sent = 0;
-  let got = 0;
-  while (got < ds.length) {
-    sent += engine.submit(ds.slice(sent));
-    got += engine.poll().length;
-    if (got < ds.length) await engine.waitForCompletions();
-  }
-}
 
 describe('engine', () => {
   let engine: InstanceType<typeof Engine>;

@@ -9,20 +9,10 @@ import * as fp from '../dist/index.js';
 import * as P from '../dist/vdo/prepare-job.js';
 import * as K from '../dist/vdo/known-table.js';
 import { corpusConcat, equalBytes, pieces, prng, randomBytes } from './helpers/data.js';
+import { runAll } from './helpers/engine.js';
 
 const { Engine, jobs } = fp;
 const blocks = pieces(corpusConcat(), 4096).filter((b) => b.length === 4096);
-
-/** Submits prepared descriptors through the batch API until every one has completed. */
-async function runAll(engine: InstanceType<typeof Engine>, ds: number[]): Promise<void> {
-  let sent = 0;
-  let got = 0;
-  while (got < ds.length) {
-    sent += engine.submit(ds.slice(sent));
-    got += engine.poll().length;
-    if (got < ds.length) await engine.waitForCompletions();
-  }
-}
 
 describe('vdo prepare job', () => {
   let engine: InstanceType<typeof Engine>;
