@@ -105,6 +105,10 @@ export function verboseLines(device: string, s: VolumeStats, extra: { writePolic
     ['block map cache hits', s.blockMapCacheHits],
     ['block map cache misses', s.blockMapCacheMisses],
     ['block map pages written', s.blockMapPagesWritten],
+    ...(s.currentViosInProgress !== undefined ? [
+      ['current VDO IO requests in progress', s.currentViosInProgress],
+      ['maximum VDO IO requests in progress', s.maxViosInProgress],
+    ] as [string, number][] : []),
     ['bios in read', s.biosIn.read],
     ['bios in write', s.biosIn.write],
     ['bios in discard', s.biosIn.discard],

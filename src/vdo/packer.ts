@@ -14,6 +14,7 @@
  * writing, so the flush tail takes as few blocks as it can.
  */
 import { CB_CAPACITY, MAX_COMPRESSION_SLOTS } from './encodings.js';
+import { assertionFailed } from '../assert.js';
 
 export type PackerPolicy = 'dm-vdo' | 'flashpack';
 
@@ -76,6 +77,7 @@ export class Packer<T> {
     this.count++;
     if (bin.fragments.length === MAX_COMPRESSION_SLOTS) out.push(this.empty(bin));
     this.reposition(bin);
+    this.checkBins();
     return true;
   }
 
@@ -85,6 +87,7 @@ export class Packer<T> {
       if (b.fragments.some((f) => f.item === item)) {
         const batch = this.empty(b);
         this.sort();
+        this.checkBins();
         return batch;
       }
     }
@@ -102,6 +105,7 @@ export class Packer<T> {
     }
     if (all.length > 0) out.push(...firstFitDecreasing(all, this.capacity));
     this.sort();
+    this.checkBins();
     return out;
   }
 
@@ -111,6 +115,20 @@ export class Packer<T> {
     b.fragments = [];
     b.free = this.capacity;
     return batch;
+  }
+
+  /**
+   * The invariants add() relies on: bins sorted by free space, least first (so
+   * the first that fits is the best fit), none overfull or past the slot count.
+   */
+  private checkBins(): void {
+    const bins = this.bins;
+    for (let i = 0; i < bins.length; i++) {
+      const b = bins[i];
+      if ((i > 0 && bins[i - 1].free > b.free) || b.free < 0 || b.fragments.length > MAX_COMPRESSION_SLOTS) {
+        throw assertionFailed(`packer: bin ${i} of ${bins.length} has ${b.free} bytes free and ${b.fragments.length} fragments${i > 0 ? `, after one with ${bins[i - 1].free} free` : ''}`);
+      }
+    }
   }
 
   private sort(): void {

@@ -11,8 +11,12 @@
  * A block is also marked from its allocation until its data write completes
  * (dm-vdo's PBN write lock): until then the device still holds what a freed
  * block held before, so dedupe must not verify against it and share it.
+ *
+ * Every method that takes a PBN asserts it is in the data region (EINTERNAL):
+ * the metadata and the zero block have no reference count to change.
  */
 import { FlashpackError } from '../errors.js';
+import { assertionFailed } from '../assert.js';
 
 export const MAX_REFERENCES = 254;
 
@@ -63,22 +67,31 @@ export class SlabDepot {
     return pbn >= this.dataStart && pbn < this.dataStart + this.dataBlocks;
   }
 
+  /** The index of data block `pbn`, asserted in the data region. */
+  private at(pbn: number, what: string): number {
+    const i = pbn - this.dataStart;
+    if (!(i >= 0 && i < this.dataBlocks)) {
+      throw assertionFailed(`slab depot ${what}: PBN ${pbn} outside the data region ${this.dataStart}..${this.dataStart + this.dataBlocks - 1}`);
+    }
+    return i;
+  }
+
   references(pbn: number): number {
-    return this.refs[pbn - this.dataStart];
+    return this.refs[this.at(pbn, 'references')];
   }
 
   canShare(pbn: number): boolean {
-    return this.refs[pbn - this.dataStart] < MAX_REFERENCES;
+    return this.refs[this.at(pbn, 'canShare')] < MAX_REFERENCES;
   }
 
   /** Whether the block was allocated and its data write has not completed (what the device holds is not its data). */
   beingWritten(pbn: number): boolean {
-    return this.writing[pbn - this.dataStart] !== 0;
+    return this.writing[this.at(pbn, 'beingWritten')] !== 0;
   }
 
   /** The data write of an allocated block completed (or failed): from now on the device holds what the block maps. */
   written(pbn: number): void {
-    this.writing[pbn - this.dataStart] = 0;
+    this.writing[this.at(pbn, 'written')] = 0;
   }
 
   /** A free block with one reference, marked being written until written(), or ENOSPC. Allocation fills a slab before moving on. */
@@ -100,7 +113,7 @@ export class SlabDepot {
 
   /** One more reference to an allocated block. */
   increment(pbn: number): void {
-    const i = pbn - this.dataStart;
+    const i = this.at(pbn, 'increment');
     if (this.refs[i] >= MAX_REFERENCES) throw new FlashpackError('EINTERNAL', `slab depot: PBN ${pbn} already has ${MAX_REFERENCES} references`);
     if (this.refs[i] === 0) {
       this.used++;
@@ -111,7 +124,7 @@ export class SlabDepot {
 
   /** One reference fewer; at zero the block waits for the next flush. */
   decrement(pbn: number): void {
-    const i = pbn - this.dataStart;
+    const i = this.at(pbn, 'decrement');
     if (this.refs[i] === 0) throw new FlashpackError('EINTERNAL', `slab depot: PBN ${pbn} has no references to drop`);
     if (--this.refs[i] === 0) {
       this.used--;

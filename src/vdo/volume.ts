@@ -4,7 +4,7 @@
  * the rest compressed and packed up to 14 to a block — over an NVMe-style
  * controller, with a recovery journal in front of the block map.
  *
- * Write path (one data_vio per logical block, a WriteJob moved on by callbacks;
+ * Write path (one data_vio per logical block, a DataVio record moved on by callbacks;
  * each stage handles what its microtask wave brought as one batch):
  *   accept   copy the block into a slab buffer; reads see it at once
  *            (async policy: acknowledged here, as dm-vdo's async mode)
@@ -34,6 +34,8 @@ import { FlashpackError, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
+import { DataVio, DataVioPool, STAGE_NAMES, Stage, from, type LbaState, type WriteCall } from './data-vio.js';
+import { assertionFailed } from '../assert.js';
 import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, PREPARE_JOB_MODULE, STATUS_KNOWN, prepareArg } from './prepare-job.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
@@ -95,6 +97,10 @@ export interface VolumeStats {
   blockMapCacheHits: number;
   blockMapCacheMisses: number;
   blockMapPagesWritten: number;
+  /** Writes in the pipeline now, each holding a data_vio (vdostats' current VDO IO requests in progress). */
+  currentViosInProgress: number;
+  /** The most at once since open; never above maxInflight. */
+  maxViosInProgress: number;
   biosIn: { read: number; write: number; discard: number; flush: number };
   biosOut: { read: number; write: number; flush: number };
   /** Blocks written to the device per logical block written. */
@@ -121,17 +127,6 @@ const KEPT_SPARE_BUFFERS = 256;
 /** Blocks one extents() call looks at (4 GiB): a client asking about a whole large volume gets an answer in parts. */
 const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
 
-/** Ordering state of a logical block with writes in flight (generations are taken at call time). */
-interface LbaState {
-  /** Newest write or discard issued for it. */
-  latest: number;
-  /** Newest write or discard mapped; an older write that gets here later is dropped. */
-  applied: number;
-  /** Newest discard issued over it. */
-  discarded: number;
-  inflight: number;
-}
-
 /** A discard issued and not yet applied: reads inside it see zeroes unless a newer write is pending. */
 interface PendingDiscard {
   first: number;
@@ -150,71 +145,6 @@ interface SlowPiece {
   st: LbaState;
   ticket: { prev: Promise<void>; release(): void };
   taken: boolean;
-}
-
-/** A write() call of the sync policy waiting for its blocks to be durable. */
-interface WriteCall {
-  remaining: number;
-  error: Error | null;
-  wake: (() => void) | null;
-}
-
-/**
- * One logical block's write from acceptance to its mapping (dm-vdo's
- * data_vio). The common path — accept, engine burst, index miss, packer or raw
- * write, batched mapping — runs on callbacks and plain records: no promise per
- * block.
- */
-interface WriteJob {
-  lba: number;
-  gen: number;
-  st: LbaState;
-  /** Slab descriptor holding the data, or −1 for a zero block. */
-  desc: number;
-  /** Descriptor of the compressed form, or −1 (codec none, or released). */
-  out: number;
-  /** Compressed bytes in `out`; 0 = incompressible or not compressed. */
-  size: number;
-  /** The data check the journal records (bits 64–95 of the fingerprint): recovery checks the data arrived. */
-  check: number;
-  /** The home found, holding one reference; −1 until placed. */
-  mapping: number;
-  /** The fingerprint's first 8 bytes as two little-endian words (the index key); set with dedupe only. */
-  fpLo: number;
-  fpHi: number;
-  hashed: boolean;
-  /**
-   * The engine did not compress it: the index knew its fingerprint
-   * (STATUS_KNOWN). If it is stored after all, it goes back for compression
-   * first (`recompressing` while it is there).
-   */
-  uncompressed: boolean;
-  recompressing: boolean;
-  /** The hash lock this job holds (dedupe only): writers of the same data queue behind it. */
-  lock: HashLock | null;
-  key: number;
-  /** One block of room reserved at acceptance (async policy). */
-  reserved: boolean;
-  /** flush() epoch it was accepted in. */
-  epoch: number;
-  call: WriteCall | null;
-}
-
-/** Identical data in flight: the holder's result, which the next writer tries to share. */
-interface HashLock {
-  settled: boolean;
-  /** The holder's mapping (one it stored or shared), or −1 if it failed. */
-  mapping: number;
-  /** Jobs with the same fingerprint that arrived while the holder worked. */
-  waiters: WriteJob[] | null;
-}
-
-
-/** A dedupe advice being checked: the job, the advised home, and the buffer its block is read into. */
-interface AdviceCheck {
-  job: WriteJob;
-  mapping: number;
-  buf: number;
 }
 
 /** What an open volume holds on its image: the lock, released at close. */
@@ -241,6 +171,15 @@ class Mutex {
   }
 }
 
+// The stages each step of the write path may come from (data-vio.ts).
+const FROM_ACCEPTED = from(Stage.ACCEPTED);
+const FROM_PREPARING = from(Stage.PREPARING);
+/** Where store() is called: after the engine, a stale advice, or a hash lock whose home could not be shared. */
+const FROM_DEDUPING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT);
+const FROM_STORING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT, Stage.PACKING);
+const FROM_PACKING = from(Stage.PACKING);
+const FROM_PLACING = from(Stage.ACCEPTED, Stage.WRITING, Stage.ADVICE, Stage.HASH_WAIT);
+
 const nextTurn: (fn: () => void) => void =
   typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
     ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
@@ -261,19 +200,20 @@ export class Volume {
   private readonly knownTable: number;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
-  private readonly packer: Packer<WriteJob>;
+  private readonly packer: Packer<DataVio>;
   private readonly writer: DataWriter;
   /** The journal entry applyMapping fills (the journal copies it). */
   private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   private readonly meta = new Mutex();
   /** The newest accepted, not yet mapped write of each LBA: reads see it. */
-  private readonly pending = new Map<number, WriteJob>();
+  private readonly pending = new Map<number, DataVio>();
   private readonly lbaStates = new Map<number, LbaState>();
-  private readonly hashLocks = new Map<number, HashLock>();
+  /** Hash key → the newest write of that data in flight, which holds its lock. */
+  private readonly hashLocks = new Map<number, DataVio>();
   /** Waiters of settled hash locks to place: (job, mapping, holder's data descriptor) triples. */
-  private readonly shares: (WriteJob | number)[] = [];
+  private readonly shares: (DataVio | number)[] = [];
   private sharing = false;
-  private readonly waitingInPacker = new Map<number, WriteJob>();
+  private readonly waitingInPacker = new Map<number, DataVio>();
   /** Accepted writes not yet finished (mapped, or failed). */
   private jobsInFlight = 0;
   /** Jobs in flight per flush() epoch; epochs only grow, so the first key is the oldest. */
@@ -281,8 +221,10 @@ export class Volume {
   private epoch = 0;
   /** flush() calls waiting for every job of their epoch and before. */
   private readonly epochWaiters: { epoch: number; wake(): void }[] = [];
-  /** write() calls waiting for room in the pipeline (maxInflight). */
+  /** write() calls waiting for room in the pipeline (a free record). */
   private readonly slotWaiters: (() => void)[] = [];
+  /** Records promised to acceptBlock() calls still waiting for a buffer or room. */
+  private slotsHeld = 0;
   private readonly lbaLocks = new Map<number, Promise<void>>();
   private readonly pendingDiscards: PendingDiscard[] = [];
   private readonly maxInflight: number;
@@ -290,23 +232,25 @@ export class Volume {
   private readonly idleSpin: number;
   private gen = 0;
   /** Jobs accepted and waiting to go to the engine as one burst. */
-  private toPrepare: WriteJob[] = [];
+  private toPrepare: DataVio[] = [];
   private prepareQueued = false;
   /** Jobs on the engine, by data descriptor. */
-  private readonly onEngine: (WriteJob | undefined)[] = [];
+  private readonly onEngine: (DataVio | undefined)[] = [];
   private jobsOnEngine = 0;
   private enginePumping = false;
   /** A burst waits for a free 4 KiB buffer for its next job's compressed form. */
   private waitingForOut = false;
   /** Jobs placed and waiting for the metadata lock, mapped in batches. */
-  private toMap: WriteJob[] = [];
+  private toMap: DataVio[] = [];
   private mapperQueued = false;
   /** flush() calls in progress. */
   private flushing = 0;
-  /** Writes a flush waits for that may still bring the packer a fragment; when none is left, the bins go out. */
-  private readonly flushWatch = new Set<WriteJob>();
-  /** Writes that may still bring the packer a fragment; when none is left, nothing can fill the bins. */
-  private readonly preStages = new Set<WriteJob>();
+  /** Writes a flush waits for that may still bring the packer a fragment (flushWatched); when none is left, the bins go out. */
+  private watched = 0;
+  /** Writes that may still bring the packer a fragment (feedsPacker); when none is left, nothing can fill the bins. */
+  private feeding = 0;
+  /** Every write's record, made at open: no more writes are in the pipeline than it holds. */
+  private readonly vios: DataVioPool;
   private packerFlushQueued = false;
   private reserved = 0;
   private logicalUsed = 0;
@@ -345,9 +289,10 @@ export class Volume {
     this.knownTable = sb.dedupe ? indexAt : 0;
     // An index of another size than the saved one starts empty and is not saved.
     this.indexSaved = sb.indexBlocks > 0 && DedupeIndex.imageBytes(indexMemory) === DedupeIndex.imageBytes(sb.indexMemory);
-    this.packer = new Packer<WriteJob>(opts.packer ?? 'flashpack');
+    this.packer = new Packer<DataVio>(opts.packer ?? 'flashpack');
     this.writer = new DataWriter(dev, pool, sb.writePolicy === 'sync');
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
+    this.vios = new DataVioPool(this.maxInflight);
     this.mem = new Uint8Array(pool.memory.buffer);
     this.mem32 = new Int32Array(pool.memory.buffer);
     this.reads = new ReadPath({
@@ -853,7 +798,7 @@ export class Volume {
 
   /** The fast path: accepts a whole block now, or returns false (nothing changed) if it would have to wait. */
   private tryAccept(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): boolean {
-    if (this.jobsInFlight >= this.maxInflight || this.slotWaiters.length > 0) return false;
+    if (this.vios.available - this.slotsHeld === 0 || this.slotWaiters.length > 0) return false;
     const pool = this.engine.pool;
     let desc = pool.tryAlloc(BLOCK_BYTES);
     if (desc < 0) return false;
@@ -872,7 +817,7 @@ export class Volume {
       this.reserved++;
       reserved = true;
     }
-    this.admit(lba, gen, st, desc, reserved, call);
+    this.admit(this.vios.acquire(lba, gen, st, desc, reserved, this.epoch, call));
     return true;
   }
 
@@ -887,8 +832,12 @@ export class Volume {
   private async acceptBlock(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): Promise<void> {
     let reserved = false;
     let desc = -1;
+    let slot = false;
     try {
-      while (this.jobsInFlight >= this.maxInflight) await new Promise<void>((r) => this.slotWaiters.push(r));
+      while (this.vios.available - this.slotsHeld === 0) await new Promise<void>((r) => this.slotWaiters.push(r));
+      // The slot is this write's from here: nothing admitted meanwhile can take it.
+      this.slotsHeld++;
+      slot = true;
       // Copied first and checked for zeroes in place, a word at a time (the caller's
       // bytes may sit at any offset of their buffer).
       const pool = this.engine.pool;
@@ -910,9 +859,14 @@ export class Volume {
       if (desc >= 0) this.engine.pool.free(desc);
       if (reserved) this.reserved--;
       this.dropLbaState(lba, st);
+      if (slot) {
+        this.slotsHeld--;
+        this.slotWaiters.shift()?.();
+      }
       throw err;
     }
-    this.admit(lba, gen, st, desc, reserved, call);
+    this.slotsHeld--;
+    this.admit(this.vios.acquire(lba, gen, st, desc, reserved, this.epoch, call));
   }
 
   /** One block of room per write in the pipeline; frees pending blocks with a flush when short. ENOSPC when full. */
@@ -935,24 +889,24 @@ export class Volume {
   }
 
   /** The block is the volume's now: reads see it, and it starts down the pipeline. */
-  private admit(lba: number, gen: number, st: LbaState, desc: number, reserved: boolean, call: WriteCall | null): void {
+  private admit(job: DataVio): void {
+    const { lba, gen, st, desc } = job;
     if (gen < st.applied || gen < st.discarded) {
       // A newer discard (or write) of this block was issued after this write: nothing to do.
-      if (reserved) this.reserved--;
+      if (job.reserved) this.reserved--;
       if (desc >= 0) this.engine.pool.free(desc);
+      job.desc = -1;
       this.dropLbaState(lba, st);
+      this.vios.release(job);
+      this.slotWaiters.shift()?.();
       return;
     }
-    const job: WriteJob = {
-      lba, gen, st, desc, out: -1, size: 0, check: 0, mapping: -1, fpLo: 0, fpHi: 0, hashed: false, uncompressed: false, recompressing: false,
-      lock: null, key: 0, reserved, epoch: this.epoch, call,
-    };
     const prev = this.pending.get(lba);
     if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
     this.counters.blocksWrittenIn++;
     if (++this.jobsInFlight === Math.min(SPIN_OFF_WRITES, this.maxInflight) && this.idleSpin > 0) this.ctrlr.spinIterations = 0;
     this.epochJobs.set(job.epoch, (this.epochJobs.get(job.epoch) ?? 0) + 1);
-    if (call !== null) call.remaining++;
+    if (job.call !== null) job.call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
     const waiting = this.waitingInPacker.get(lba);
     if (waiting !== undefined) {
@@ -964,6 +918,7 @@ export class Volume {
       this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED));
       return;
     }
+    job.move(Stage.PREPARING, FROM_ACCEPTED);
     this.enter(job);
     this.toPrepare.push(job);
     this.queueDispatch();
@@ -984,24 +939,31 @@ export class Volume {
    * after one turn of the event loop: a caller writing in a loop has issued its
    * next write by then, and the bins keep filling.
    */
-  private leave(job: WriteJob): void {
-    if (!this.preStages.delete(job)) return;
-    if (this.flushWatch.delete(job) && this.flushWatch.size === 0 && this.packer.waiting > 0) {
-      this.writeBatches(this.packer.flush());
+  private leave(job: DataVio): void {
+    if (!job.feedsPacker) return;
+    job.feedsPacker = false;
+    this.feeding--;
+    if (job.flushWatched) {
+      job.flushWatched = false;
+      if (--this.watched === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
     }
-    if (this.preStages.size === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
+    if (this.feeding === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
       this.packerFlushQueued = true;
       nextTurn(() => {
         this.packerFlushQueued = false;
-        if (this.preStages.size === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
+        if (this.feeding === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
       });
     }
   }
 
-  private enter(job: WriteJob): void {
-    if (this.preStages.has(job)) return;
-    this.preStages.add(job);
-    if (this.flushing > 0) this.flushWatch.add(job);
+  private enter(job: DataVio): void {
+    if (job.feedsPacker) return;
+    job.feedsPacker = true;
+    this.feeding++;
+    if (this.flushing > 0) {
+      job.flushWatched = true;
+      this.watched++;
+    }
   }
 
   /**
@@ -1049,7 +1011,7 @@ export class Volume {
   }
 
   /** The pool is out of 4 KiB buffers: the burst resumes when one is freed. */
-  private awaitOut(job: WriteJob): void {
+  private awaitOut(job: DataVio): void {
     this.waitingForOut = true;
     this.engine.pool.allocAsync(BLOCK_BYTES).then(
       (out) => {
@@ -1110,7 +1072,8 @@ export class Volume {
   }
 
   /** The engine has hashed (and compressed) the block: dedupe, else store. */
-  private prepared(job: WriteJob, status: number): void {
+  private prepared(job: DataVio, status: number): void {
+    job.move(Stage.PREPARING, FROM_PREPARING);
     if (status !== STATUS_OK && status !== STATUS_INCOMPRESSIBLE && (status !== STATUS_KNOWN || job.recompressing)) {
       this.failJob(job, new FlashpackError('EINTERNAL', `volume: block preparation failed with engine status ${status}`));
       return;
@@ -1138,14 +1101,16 @@ export class Volume {
     // one before it placed (one lookup, one write), and stores its own copy only when that
     // block is full (254 references) or failed; those behind it then share the new copy.
     const prev = this.hashLocks.get(job.key);
-    const lock: HashLock = { settled: false, mapping: -1, waiters: null };
-    this.hashLocks.set(job.key, lock);
-    job.lock = lock;
+    this.hashLocks.set(job.key, job);
+    job.holdsLock = true;
     if (prev !== undefined) {
       // Identical data is in flight ahead: wait for that writer to be placed (it may be
-      // in the packer, so this job no longer counts as feeding it).
+      // in the packer, so this job no longer counts as feeding it). Each later writer
+      // takes the lock over, so a holder has at most one waiter.
+      if (prev.hashNext !== null) throw assertionFailed(`hash lock of data_vio ${prev.id} has two waiters`);
+      job.move(Stage.HASH_WAIT, FROM_PREPARING);
       this.leave(job);
-      (prev.waiters ??= []).push(job);
+      prev.hashNext = job;
       return;
     }
     const advice = this.index.lookup(job.fpLo, job.fpHi);
@@ -1154,16 +1119,18 @@ export class Volume {
   }
 
   /** The index says this data is stored at `mapping`: read that block (adviceRead), then share it or store a copy. */
-  private shareAdvice(job: WriteJob, mapping: number): void {
+  private shareAdvice(job: DataVio, mapping: number): void {
     if (!this.canShare(mapping)) {
       this.counters.adviceStale++;
       this.store(job);
       return;
     }
+    job.move(Stage.ADVICE, FROM_PREPARING);
+    job.adviceMapping = mapping;
     const pool = this.engine.pool;
     const buf = pool.tryAlloc(BLOCK_BYTES);
-    if (buf >= 0) this.readAdvice({ job, mapping, buf });
-    else pool.allocAsync(BLOCK_BYTES).then((b) => this.readAdvice({ job, mapping, buf: b }), (err: Error) => this.failJob(job, err));
+    if (buf >= 0) this.readAdvice(job, buf);
+    else pool.allocAsync(BLOCK_BYTES).then((b) => this.readAdvice(job, b), (err: Error) => this.failJob(job, err));
   }
 
   /**
@@ -1171,16 +1138,17 @@ export class Volume {
    * readsInFlight: a block that is referenced and not being written then holds
    * its data on the device, and cannot be freed and reused before the read ends.
    */
-  private readAdvice(check: AdviceCheck): void {
+  private readAdvice(job: DataVio, buf: number): void {
     this.reads.inFlight++;
-    if (!this.canShare(check.mapping)) {
+    if (!this.canShare(job.adviceMapping)) {
       this.reads.inFlight--;
-      this.engine.pool.free(check.buf);
+      this.engine.pool.free(buf);
       this.counters.adviceStale++;
-      this.store(check.job);
+      this.store(job);
       return;
     }
-    this.dev.readThen(pbnOf(check.mapping), check.buf, this.adviceRead, check);
+    job.adviceBuf = buf;
+    this.dev.readThen(pbnOf(job.adviceMapping), buf, this.adviceRead, job);
   }
 
   /**
@@ -1196,9 +1164,12 @@ export class Volume {
   }
 
   /** The advised block is read: share it when it holds the job's data and can still take a reference (checked again after the read). */
-  private readonly adviceRead = (err: FlashpackError | null, check: AdviceCheck): void => {
+  private readonly adviceRead = (err: FlashpackError | null, job: DataVio): void => {
     this.reads.inFlight--;
-    const { job, mapping, buf } = check;
+    if (job.stage !== Stage.ADVICE) throw assertionFailed(`data_vio ${job.id}: advice read back in ${STAGE_NAMES[job.stage]}`);
+    const mapping = job.adviceMapping;
+    const buf = job.adviceBuf;
+    job.adviceBuf = -1;
     const same = err === null && this.holdsData(mapping, buf, job);
     this.engine.pool.free(buf);
     if (err !== null) {
@@ -1225,7 +1196,7 @@ export class Volume {
    * holds the same data (decompression is a function of its input); otherwise
    * the slot is decompressed and compared.
    */
-  private holdsData(mapping: number, buf: number, job: WriteJob): boolean {
+  private holdsData(mapping: number, buf: number, job: DataVio): boolean {
     const state = stateOf(mapping);
     if (state === STATE_UNCOMPRESSED) return this.sameData(buf, job.desc);
     const stored = this.descBytes(buf);
@@ -1246,9 +1217,10 @@ export class Volume {
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
-  private store(job: WriteJob): void {
+  private store(job: DataVio): void {
     if (job.uncompressed) {
       // The index knew it, but the copy is gone or full: compress it now.
+      job.move(Stage.PREPARING, FROM_DEDUPING);
       job.uncompressed = false;
       job.recompressing = true;
       this.toPrepare.push(job);
@@ -1259,7 +1231,8 @@ export class Volume {
       this.writeRaw(job);
       return;
     }
-    const batches: Batch<WriteJob>[] = [];
+    const batches: Batch<DataVio>[] = [];
+    job.move(Stage.PACKING, FROM_DEDUPING);
     if (!this.packer.add({ size: job.size, item: job }, batches)) {
       this.writeRaw(job);
       return;
@@ -1269,7 +1242,8 @@ export class Volume {
     this.leave(job);
   }
 
-  private writeRaw(job: WriteJob): void {
+  private writeRaw(job: DataVio): void {
+    job.move(Stage.WRITING, FROM_STORING);
     this.leave(job);
     this.releaseOut(job);
     let pbn: number;
@@ -1290,7 +1264,7 @@ export class Volume {
     this.writer.added(this.rawWritten, job);
   }
 
-  private readonly rawWritten = (err: FlashpackError | null, job: WriteJob): void => {
+  private readonly rawWritten = (err: FlashpackError | null, job: DataVio): void => {
     this.depot.written(pbnOf(job.mapping));
     if (err !== null) {
       this.depot.decrement(pbnOf(job.mapping));
@@ -1298,12 +1272,12 @@ export class Volume {
     } else this.stored(job, job.mapping);
   };
 
-  private writeBatches(batches: Batch<WriteJob>[]): void {
+  private writeBatches(batches: Batch<DataVio>[]): void {
     for (const b of batches) this.writeBatch(b);
   }
 
   /** One bin: a single fragment is stored raw (dm-vdo); more become one packed block. */
-  private writeBatch(batch: Batch<WriteJob>): void {
+  private writeBatch(batch: Batch<DataVio>): void {
     for (const f of batch) if (this.waitingInPacker.get(f.item.lba) === f.item) this.waitingInPacker.delete(f.item.lba);
     if (batch.length === 1) {
       this.writeRaw(batch[0].item);
@@ -1316,6 +1290,7 @@ export class Volume {
       for (const f of batch) this.failJob(f.item, err as Error);
       return;
     }
+    for (const f of batch) f.item.move(Stage.WRITING, FROM_PACKING);
     const at = this.writer.slot(pbn);
     if (at >= 0) {
       this.packInto(batch, at);
@@ -1343,7 +1318,7 @@ export class Volume {
   }
 
   /** Lays out a packed block at byte address `at`: header, fragments, zero tail. */
-  private packInto(batch: Batch<WriteJob>, at: number): void {
+  private packInto(batch: Batch<DataVio>, at: number): void {
     const wasm = this.engine.runtime.exports;
     const pool = this.engine.pool;
     encodePackedHeader(this.bytes(), this.sb.codec, batch.length, (i) => batch[i].size, at);
@@ -1356,7 +1331,7 @@ export class Volume {
     wasm.zeroBytes(to, at + BLOCK_BYTES - to);
   }
 
-  private packedWritten(batch: Batch<WriteJob>, pbn: number, err: FlashpackError | null): void {
+  private packedWritten(batch: Batch<DataVio>, pbn: number, err: FlashpackError | null): void {
     this.depot.written(pbn);
     if (err !== null) {
       this.depot.decrement(pbn);
@@ -1369,20 +1344,21 @@ export class Volume {
     for (let i = 0; i < batch.length; i++) this.stored(batch[i].item, mappingOf(pbn, STATE_COMPRESSED_BASE + i));
   }
 
-  private releaseOut(job: WriteJob): void {
+  private releaseOut(job: DataVio): void {
     if (job.out < 0) return;
     this.engine.pool.free(job.out);
     job.out = -1;
   }
 
   /** New data is on the device: the index learns where. */
-  private stored(job: WriteJob, mapping: number): void {
+  private stored(job: DataVio, mapping: number): void {
     if (job.hashed) this.index.update(job.fpLo, job.fpHi, pbnOf(mapping), stateOf(mapping));
     this.placed(job, mapping);
   }
 
   /** The job has a home holding one reference: writers of the same data behind it may share it; mapping is next. */
-  private placed(job: WriteJob, mapping: number): void {
+  private placed(job: DataVio, mapping: number): void {
+    job.move(Stage.MAPPING, FROM_PLACING);
     job.mapping = mapping;
     this.leave(job);
     this.releaseOut(job);
@@ -1401,20 +1377,19 @@ export class Volume {
    * different. Each of them then releases its own lock the same way; the queue
    * keeps a long chain of identical writes from nesting calls.
    */
-  private releaseLock(job: WriteJob, mapping: number): void {
-    const lock = job.lock;
-    if (lock === null) return;
-    job.lock = null;
-    lock.settled = true;
-    lock.mapping = mapping;
-    if (this.hashLocks.get(job.key) === lock) this.hashLocks.delete(job.key);
-    if (lock.waiters === null) return;
-    for (const w of lock.waiters) this.shares.push(w, mapping, job.desc);
+  private releaseLock(job: DataVio, mapping: number): void {
+    if (!job.holdsLock) return;
+    job.holdsLock = false;
+    if (this.hashLocks.get(job.key) === job) this.hashLocks.delete(job.key);
+    const next = job.hashNext;
+    if (next === null) return;
+    job.hashNext = null;
+    this.shares.push(next, mapping, job.desc);
     if (this.sharing) return;
     this.sharing = true;
     try {
       for (let i = 0; i < this.shares.length; i += 3) {
-        const w = this.shares[i] as WriteJob;
+        const w = this.shares[i] as DataVio;
         try {
           this.shareWith(w, this.shares[i + 1] as number, this.shares[i + 2] as number);
         } catch (err) {
@@ -1428,7 +1403,8 @@ export class Volume {
   }
 
   /** Shares the holder's home (`mapping`, data in `holderDesc`) when the bytes match and it can take a reference; else stores. */
-  private shareWith(job: WriteJob, mapping: number, holderDesc: number): void {
+  private shareWith(job: DataVio, mapping: number, holderDesc: number): void {
+    if (job.stage !== Stage.HASH_WAIT) throw assertionFailed(`data_vio ${job.id} shares a home in ${STAGE_NAMES[job.stage]}`);
     this.enter(job);
     const pbn = pbnOf(mapping);
     if (holderDesc >= 0 && this.canShare(mapping) && this.sameData(holderDesc, job.desc)) {
@@ -1462,7 +1438,7 @@ export class Volume {
     this.toMap = [];
     let barrier = Infinity;
     for (const d of this.pendingDiscards) if (!d.applied && d.gen < barrier) barrier = d.gen;
-    const mapped: WriteJob[] = [];
+    const mapped: DataVio[] = [];
     for (const job of jobs) {
       if (job.gen > barrier) {
         this.toMap.push(job);
@@ -1494,7 +1470,7 @@ export class Volume {
   }
 
   /** Maps a job at once when its block map page is cached; else returns the promise of doing so. */
-  private mapNow(job: WriteJob): Promise<void> | null {
+  private mapNow(job: DataVio): Promise<void> | null {
     if (job.gen < job.st.applied) {
       // A newer write to this LBA is already mapped: this one is obsolete.
       if (pbnOf(job.mapping) !== ZERO_PBN) this.depot.decrement(pbnOf(job.mapping));
@@ -1507,7 +1483,7 @@ export class Volume {
     return null;
   }
 
-  private async mapSlow(job: WriteJob): Promise<void> {
+  private async mapSlow(job: DataVio): Promise<void> {
     if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
     const page = await this.map.page(job.lba);
     try {
@@ -1518,7 +1494,7 @@ export class Volume {
   }
 
   /** Journal, then block map, then reference counts. */
-  private applyMapping(job: WriteJob, page: Page): void {
+  private applyMapping(job: DataVio, page: Page): void {
     const lba = job.lba;
     const mapping = job.mapping;
     const old = this.map.get(page, lba);
@@ -1536,13 +1512,14 @@ export class Volume {
     else if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
   }
 
-  private failJob(job: WriteJob, err: Error): void {
+  private failJob(job: DataVio, err: Error): void {
     this.releaseLock(job, -1);
     this.finishJob(job, err);
   }
 
   /** The job is over (mapped, dropped as obsolete, or failed): its resources go back, and whoever waits for it hears. */
-  private finishJob(job: WriteJob, err: Error | null): void {
+  private finishJob(job: DataVio, err: Error | null): void {
+    if (job.stage === Stage.FREE) throw assertionFailed(`data_vio ${job.id} (LBA ${job.lba}) finished twice`);
     this.leave(job);
     this.releaseOut(job);
     if (job.reserved) this.reserved--;
@@ -1550,11 +1527,14 @@ export class Volume {
     if (job.desc >= 0) this.engine.pool.free(job.desc);
     job.desc = -1;
     this.dropLbaState(job.lba, job.st);
+    const epoch = job.epoch;
+    const call = job.call;
+    this.vios.release(job);
     if (--this.jobsInFlight === 0 && this.idleSpin > 0) this.ctrlr.spinIterations = this.idleSpin;
-    const left = this.epochJobs.get(job.epoch)! - 1;
-    if (left > 0) this.epochJobs.set(job.epoch, left);
+    const left = this.epochJobs.get(epoch)! - 1;
+    if (left > 0) this.epochJobs.set(epoch, left);
     else {
-      this.epochJobs.delete(job.epoch);
+      this.epochJobs.delete(epoch);
       this.wakeFlushers();
     }
     if (err !== null) {
@@ -1563,7 +1543,6 @@ export class Volume {
         this.failure = err instanceof FlashpackError ? err : new FlashpackError('EINTERNAL', `volume: write failed: ${err.message}`);
       }
     }
-    const call = job.call;
     if (call !== null) {
       if (err !== null) call.error ??= err;
       if (--call.remaining === 0 && call.wake !== null) call.wake();
@@ -1783,11 +1762,18 @@ export class Volume {
     const epoch = this.epoch++;
     this.flushing++;
     try {
-      for (const job of this.preStages) this.flushWatch.add(job);
-      if (this.flushWatch.size === 0) this.writeBatches(this.packer.flush());
+      for (const job of this.vios.all) {
+        if (!job.feedsPacker || job.flushWatched) continue;
+        job.flushWatched = true;
+        this.watched++;
+      }
+      if (this.watched === 0) this.writeBatches(this.packer.flush());
       await this.jobsUpTo(epoch);
     } finally {
-      if (--this.flushing === 0) this.flushWatch.clear();
+      if (--this.flushing === 0 && this.watched > 0) {
+        for (const job of this.vios.all) job.flushWatched = false;
+        this.watched = 0;
+      }
     }
     if (this.failure !== null) throw this.failure;
     await this.meta.run(async () => {
@@ -1822,6 +1808,8 @@ export class Volume {
       blockMapCacheHits: this.map.stats.cacheHits,
       blockMapCacheMisses: this.map.stats.cacheMisses,
       blockMapPagesWritten: this.map.stats.pagesWritten,
+      currentViosInProgress: this.vios.inUse,
+      maxViosInProgress: this.vios.peak,
       biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },
       biosOut: { read: io.reads, write: io.writes, flush: io.flushes },
       writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.blocksWritten / c.blocksWrittenIn) * 1000) / 1000,
