@@ -1,7 +1,8 @@
 /**
  * The write path's records (src/vdo/data-vio.ts): the stage graph and the
  * pool's exactly-once release are asserted (EINTERNAL), as are the slab
- * depot's PBN bounds and the packer's bin order; and a volume never has
+ * depot's PBN bounds, the packer's bin order, flush epochs and LBA states;
+ * and a volume never has
  * more writes in its pipeline than maxInflight, whatever mix of aligned,
  * partial, zero and duplicate writes races for the slots.
  */
@@ -10,6 +11,8 @@ import { Runtime, Volume, nvme } from '../dist/index.js';
 import { DataVioPool, from } from '../dist/vdo/data-vio.js';
 import { SlabDepot } from '../dist/vdo/slab-depot.js';
 import { Packer } from '../dist/vdo/packer.js';
+import { FlushEpochs } from '../dist/vdo/flush.js';
+import { LogicalZone } from '../dist/vdo/logical-zone.js';
 import { prng, randomBytes } from './helpers/data.js';
 
 const BS = 4096;
@@ -20,7 +23,7 @@ const lbaState = () => ({ latest: 0, applied: 0, discarded: 0, inflight: 0 });
 describe('data_vio pool', () => {
   it('moves only along the stage graph, releases exactly once and nothing still attached, and never hands out more than it holds', () => {
     const pool = new DataVioPool(2);
-    const a = pool.acquire(7, 1, lbaState(), 3, false, 0, null);
+    const a = pool.acquire(7, 1, lbaState(), 3, false, null);
     expect(a.stage).toBe(ACCEPTED);
     a.move(PREPARING, from(ACCEPTED));
     expect(() => a.move(MAPPING, from(ACCEPTED, WRITING))).toThrow(expect.objectContaining({
@@ -35,18 +38,18 @@ describe('data_vio pool', () => {
     pool.release(a);
     expect(a.stage).toBe(FREE);
     expect(() => pool.release(a)).toThrow(expect.objectContaining({ code: 'EINTERNAL', message: expect.stringMatching(/finished twice/) }));
-    const b = pool.acquire(1, 2, lbaState(), -1, false, 0, null);
-    pool.acquire(2, 3, lbaState(), -1, false, 0, null);
+    const b = pool.acquire(1, 2, lbaState(), -1, false, null);
+    pool.acquire(2, 3, lbaState(), -1, false, null);
     expect(pool.available).toBe(0);
     expect(pool.peak).toBe(2);
-    expect(() => pool.acquire(3, 4, lbaState(), -1, false, 0, null)).toThrow(expect.objectContaining({ code: 'EINTERNAL', message: expect.stringMatching(/none free/) }));
+    expect(() => pool.acquire(3, 4, lbaState(), -1, false, null)).toThrow(expect.objectContaining({ code: 'EINTERNAL', message: expect.stringMatching(/none free/) }));
     // A record comes back reset: nothing of its last write is left on it.
     b.out = -1;
     b.fpLo = 99;
     b.hashed = true;
     pool.release(b);
-    const c = pool.acquire(5, 6, lbaState(), -1, true, 4, null);
-    expect([c.id, c.lba, c.fpLo, c.hashed, c.reserved, c.epoch, c.mapping]).toEqual([b.id, 5, 0, false, true, 4, -1]);
+    const c = pool.acquire(5, 6, lbaState(), -1, true, null);
+    expect([c.id, c.lba, c.fpLo, c.hashed, c.reserved, c.epoch, c.mapping]).toEqual([b.id, 5, 0, false, true, -1, -1]);
   });
 });
 
@@ -88,6 +91,45 @@ describe('slab depot and packer invariants', () => {
       for (const b of packer.flush()) out += b.length;
       expect(out).toBe(added);
     }
+  });
+});
+
+describe('flush epochs and the logical zone', () => {
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+
+  it('a flush waits for the writes of its epoch and older, not newer ones; a write leaves its epoch once', async () => {
+    const f = new FlushEpochs();
+    const a = f.enter();
+    const b = f.enter();
+    const closed = f.close();
+    const c = f.enter();
+    expect([a, b, closed, c]).toEqual([0, 0, 0, 1]);
+    let drained = false;
+    void f.drained(closed).then(() => (drained = true));
+    f.leave(a);
+    f.leave(c);
+    await tick();
+    expect(drained).toBe(false);
+    f.leave(b);
+    await tick();
+    expect(drained).toBe(true);
+    await f.drained(f.close()); // nothing in flight: at once
+    expect(() => f.leave(b)).toThrow(expect.objectContaining({ code: 'EINTERNAL', message: expect.stringMatching(/flush epoch 0: a write left it more often/) }));
+  });
+
+  it('an LBA state is dropped once per hold, and a discard settles once', () => {
+    const z = new LogicalZone();
+    const st = z.hold(9);
+    expect(z.busy(9)).toBe(true);
+    z.drop(9, st);
+    expect(z.busy(9)).toBe(false);
+    expect(() => z.drop(9, st)).toThrow(expect.objectContaining({ code: 'EINTERNAL', message: expect.stringMatching(/LBA 9 dropped by more writes than held it/) }));
+    const pd = z.discardIssued(4, 8, 1);
+    expect([z.busy(5), z.pendingAt(5), z.pendingAt(8), z.mappingBarrier()]).toEqual([true, 'zero', null, 1]);
+    pd.applied = true;
+    expect(z.mappingBarrier()).toBe(Infinity);
+    z.discardDone(pd);
+    expect(() => z.discardDone(pd)).toThrow(expect.objectContaining({ code: 'EINTERNAL', message: expect.stringMatching(/LBAs 4\.\.7 settled twice/) }));
   });
 });
 

@@ -6,7 +6,7 @@
  * mapping applies only if the block or slot it names holds the data it
  * journaled. The result is a per-page list of changes for the map scan.
  */
-import { fingerprint } from '../codec/fingerprint.js';
+import { dataCheckOf } from './repair.js';
 import { decompressBlockInto } from '../codec/lz4.js';
 import { decompressInto as inflateInto } from '../codec/deflate.js';
 import {
@@ -40,11 +40,6 @@ export interface Replay {
   byPage: Map<number, Change[]>;
 }
 
-/** The journal's data check of a logical block: bits 64–95 of its XXH3-128 (as volume.ts dataCheckOf). */
-export function dataCheckOf(block: Uint8Array): number {
-  const fp = fingerprint(block);
-  return (fp[8] | (fp[9] << 8) | (fp[10] << 16) | (fp[11] << 24)) >>> 0;
-}
 
 /**
  * Decodes `slot` of packed block `b` into `out` (4 KiB) as Volume.decodeSlot

@@ -106,8 +106,8 @@ export class DataVio {
   adviceBuf = -1;
   /** One block of room reserved at acceptance (async policy). */
   reserved = false;
-  /** flush() epoch it was accepted in. */
-  epoch = 0;
+  /** flush() epoch it was admitted in (flush.ts); −1 until then. */
+  epoch = -1;
   call: WriteCall | null = null;
   /** It may still bring the packer a fragment (the volume counts these). */
   feedsPacker = false;
@@ -148,7 +148,7 @@ export class DataVioPool {
   }
 
   /** A free record, reset, in stage ACCEPTED. The caller has checked `available`. */
-  acquire(lba: number, gen: number, st: LbaState, desc: number, reserved: boolean, epoch: number, call: WriteCall | null): DataVio {
+  acquire(lba: number, gen: number, st: LbaState, desc: number, reserved: boolean, call: WriteCall | null): DataVio {
     const v = this.free.pop();
     assert(v !== undefined, 'data_vio pool: acquire() with none free');
     if (this.all.length - this.free.length > this.peak) this.peak = this.all.length - this.free.length;
@@ -170,7 +170,7 @@ export class DataVioPool {
     v.adviceMapping = -1;
     v.adviceBuf = -1;
     v.reserved = reserved;
-    v.epoch = epoch;
+    v.epoch = -1;
     v.call = call;
     return v;
   }

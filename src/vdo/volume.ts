@@ -42,8 +42,6 @@ import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
 import { Runtime } from '../wasm/runtime.js';
 import { availableCores } from '../wasm/spawn.js';
-import { fingerprint } from '../codec/fingerprint.js';
-import { crc32c } from '../codec/checksum.js';
 import { BlockDevice } from './block-device.js';
 import { ReadPath } from './read-path.js';
 import { DataWriter, STAGING_BYTES } from './data-writer.js';
@@ -51,6 +49,10 @@ import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
+import { rebuildReferences, replayJournal } from './repair.js';
+import { loadIndex, saveIndex } from './index-store.js';
+import { FlushEpochs } from './flush.js';
+import { LogicalZone, type LbaTicket } from './logical-zone.js';
 import { VolumeLock, takeBackend, type LockMode } from './volume-lock.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
 import { EMPTY_PROBE_BYTES, describeHead, inspect, refuseUnlessEmpty } from './image-file.js';
@@ -58,11 +60,11 @@ import {
   DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, bytesOf, checkCreateOptions, checkOpenOptions, checkRange, checkTarget, isThin, layoutFor,
   type OpenOptions, type VolumeOptions,
 } from './volume-options.js';
-import { Packer, type Batch, type PackerPolicy } from './packer.js';
+import { Packer, type Batch } from './packer.js';
 import {
-  BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, INDEX_MAGIC, SECTOR_VALID, openSector, sealSector, type SectorHeader, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
+  BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader,
-  encodeSuperblock, packedFragment, type Codec, type JournalEntry, type Superblock, type WritePolicy,
+  encodeSuperblock, packedFragment, type Codec, type JournalEntry, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -127,14 +129,6 @@ const KEPT_SPARE_BUFFERS = 256;
 /** Blocks one extents() call looks at (4 GiB): a client asking about a whole large volume gets an answer in parts. */
 const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
 
-/** A discard issued and not yet applied: reads inside it see zeroes unless a newer write is pending. */
-interface PendingDiscard {
-  first: number;
-  last: number;
-  gen: number;
-  applied: boolean;
-}
-
 /** A block of a write() call that waits its turn in acceptSlow(). */
 interface SlowPiece {
   lba: number;
@@ -143,7 +137,7 @@ interface SlowPiece {
   n: number;
   gen: number;
   st: LbaState;
-  ticket: { prev: Promise<void>; release(): void };
+  ticket: LbaTicket;
   taken: boolean;
 }
 
@@ -205,9 +199,6 @@ export class Volume {
   /** The journal entry applyMapping fills (the journal copies it). */
   private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   private readonly meta = new Mutex();
-  /** The newest accepted, not yet mapped write of each LBA: reads see it. */
-  private readonly pending = new Map<number, DataVio>();
-  private readonly lbaStates = new Map<number, LbaState>();
   /** Hash key → the newest write of that data in flight, which holds its lock. */
   private readonly hashLocks = new Map<number, DataVio>();
   /** Waiters of settled hash locks to place: (job, mapping, holder's data descriptor) triples. */
@@ -216,17 +207,14 @@ export class Volume {
   private readonly waitingInPacker = new Map<number, DataVio>();
   /** Accepted writes not yet finished (mapped, or failed). */
   private jobsInFlight = 0;
-  /** Jobs in flight per flush() epoch; epochs only grow, so the first key is the oldest. */
-  private readonly epochJobs = new Map<number, number>();
-  private epoch = 0;
-  /** flush() calls waiting for every job of their epoch and before. */
-  private readonly epochWaiters: { epoch: number; wake(): void }[] = [];
+  /** Writes in flight per flush() epoch, and the flush() calls waiting for theirs (flush.ts). */
+  private readonly flushes = new FlushEpochs();
   /** write() calls waiting for room in the pipeline (a free record). */
   private readonly slotWaiters: (() => void)[] = [];
   /** Records promised to acceptBlock() calls still waiting for a buffer or room. */
   private slotsHeld = 0;
-  private readonly lbaLocks = new Map<number, Promise<void>>();
-  private readonly pendingDiscards: PendingDiscard[] = [];
+  /** Ordering by LBA: generations, writer queues, pending writes and discards (logical-zone.ts). */
+  private readonly zone = new LogicalZone();
   private readonly maxInflight: number;
   /** Device-worker spin while writes are not streaming; 0 = leave the controller's setting alone (a core is free). */
   private readonly idleSpin: number;
@@ -407,7 +395,7 @@ export class Volume {
       }
       const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold);
       await v.recover();
-      if (v.indexSaved) await v.loadIndex();
+      if (v.indexSaved) await loadIndex(v.index, v.sb, v.dev, v.engine.pool);
       return v.started();
     } catch (err) {
       await Volume.detach(engine, ctrlr);
@@ -517,75 +505,16 @@ export class Volume {
 
   // ---- recovery -------------------------------------------------------------------
 
+  /** Replays the journal and rebuilds reference counts (repair.ts), then checkpoints. */
   private async recover(): Promise<void> {
-    const entries = await this.journal.replay();
-    // mapping → data check of the logical block it holds now (−1: a slot that does not decode).
-    const verified = new Map<number, number>();
-    const d = await this.engine.pool.allocAsync(4096);
-    const plain = await this.engine.pool.allocAsync(4096);
-    let inBuffer = -1;
-    try {
-      for (const e of entries) {
-        if (e.kind === ENTRY_DISCARD) {
-          if (e.lba + e.count > this.sb.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
-          for (let lba = e.lba; lba < e.lba + e.count; lba++) await this.setMapping(lba, 0);
-          continue;
-        }
-        if (e.kind !== ENTRY_MAP || e.lba >= this.sb.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13 || (e.newState === STATE_UNMAPPED && e.newPbn !== 0)) {
-          throw new FlashpackError('ECORRUPT', `recovery journal: entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume`);
-        }
-        const m = mappingOf(e.newPbn, e.newState);
-        if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN) {
-          if (!this.depot.isData(e.newPbn)) throw new FlashpackError('ECORRUPT', `recovery journal: LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region`);
-          let check = verified.get(m);
-          if (check === undefined) {
-            if (inBuffer !== e.newPbn) {
-              await this.dev.read(e.newPbn, d);
-              inBuffer = e.newPbn;
-            }
-            if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(this.descBytes(d));
-            else check = this.decodeSlot(d, e.newState - STATE_COMPRESSED_BASE, plain) === null ? dataCheckOf(this.descBytes(plain)) : -1;
-            verified.set(m, check);
-          }
-          // The journal holds the CRC of the logical block's data: a mismatch means the
-          // data never reached the media, so the previous mapping stays.
-          if (check !== e.dataCheck) continue;
-        }
-        await this.setMapping(e.lba, m);
-      }
-    } finally {
-      this.engine.pool.free(d);
-      this.engine.pool.free(plain);
-    }
-    await this.rebuildReferences();
+    await replayJournal({
+      logicalBlocks: this.sb.logicalBlocks, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool: this.engine.pool,
+      decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
+    });
+    this.logicalUsed = await rebuildReferences(this.map, this.depot);
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
     if (!this.readOnly) await this.checkpoint();
-  }
-
-  private async setMapping(lba: number, m: number): Promise<void> {
-    const p = await this.map.page(lba);
-    try {
-      this.map.set(p, lba, m);
-    } finally {
-      this.map.unpin(p);
-    }
-  }
-
-  private async rebuildReferences(): Promise<void> {
-    this.depot.resetAll();
-    let used = 0;
-    await this.map.forEach((lba, m) => {
-      used++;
-      const pbn = pbnOf(m);
-      const state = stateOf(m);
-      if (state > STATE_COMPRESSED_BASE + 13) throw new FlashpackError('ECORRUPT', `block map: LBA ${lba} has mapping state ${state}`);
-      if (pbn === ZERO_PBN) return;
-      if (!this.depot.isData(pbn)) throw new FlashpackError('ECORRUPT', `block map: LBA ${lba} maps to PBN ${pbn}, outside the data region`);
-      if (!this.depot.canShare(pbn)) throw new FlashpackError('ECORRUPT', `block map: PBN ${pbn} is referenced more than 254 times`);
-      this.depot.increment(pbn);
-    });
-    this.logicalUsed = used;
   }
 
   /** Journal durable, then every dirty block map page written and flushed; recovery then starts at the next block. */
@@ -600,57 +529,6 @@ export class Volume {
     // replaying them again later could let them match data written since.
     await this.journal.recordHead();
     await this.dev.flush();
-  }
-
-  // ---- the saved dedupe index --------------------------------------------------------
-
-  /**
-   * Saves the index for the close that writes superblock `generation`: the
-   * image first, then a header sector naming that generation and the image's
-   * CRC-32C. A torn save, or one whose superblock never landed, fails one of
-   * the two checks at open, and the volume starts with an empty index.
-   */
-  private async saveIndex(generation: number): Promise<void> {
-    const bytes = DedupeIndex.imageBytes(this.sb.indexMemory);
-    const image = new Uint8Array(Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES);
-    this.index.save(image);
-    const pool = this.engine.pool;
-    const buf = await pool.allocAsync(STAGING_BYTES);
-    try {
-      for (let at = 0; at < image.length; at += STAGING_BYTES) {
-        const chunk = image.subarray(at, Math.min(image.length, at + STAGING_BYTES));
-        pool.bytes(buf, true).set(chunk);
-        await this.dev.write(this.sb.indexStart + 1 + at / BLOCK_BYTES, buf, false, chunk.length / BLOCK_BYTES);
-      }
-      const head = pool.bytes(buf, true).subarray(0, BLOCK_BYTES);
-      head.set(new Uint8Array(BLOCK_BYTES));
-      sealSector(head, 0, INDEX_MAGIC, this.sb.nonce, { index: 0, count: 0, key: generation, aux: crcOf(image.subarray(0, bytes)) });
-      await this.dev.write(this.sb.indexStart, buf, false, 1);
-    } finally {
-      pool.free(buf);
-    }
-  }
-
-  /** Loads the index saved by the close that wrote the current superblock, if it is whole. */
-  private async loadIndex(): Promise<void> {
-    const bytes = DedupeIndex.imageBytes(this.sb.indexMemory);
-    const pool = this.engine.pool;
-    const buf = await pool.allocAsync(STAGING_BYTES);
-    const image = new Uint8Array(Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES);
-    try {
-      await this.dev.read(this.sb.indexStart, buf, 1);
-      const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-      if (openSector(pool.bytes(buf, true), 0, INDEX_MAGIC, this.sb.nonce, h) !== SECTOR_VALID || h.key !== this.sb.generation) return;
-      for (let at = 0; at < image.length; at += STAGING_BYTES) {
-        const n = Math.min(image.length - at, STAGING_BYTES);
-        await this.dev.read(this.sb.indexStart + 1 + at / BLOCK_BYTES, buf, n / BLOCK_BYTES);
-        image.set(pool.bytes(buf, true).subarray(0, n), at);
-      }
-      if (crcOf(image.subarray(0, bytes)) !== h.aux) return;
-    } finally {
-      pool.free(buf);
-    }
-    this.index.load(image);
   }
 
   // ---- public API -------------------------------------------------------------------
@@ -703,31 +581,6 @@ export class Volume {
     return this.bytes().subarray(at, at + BLOCK_BYTES);
   }
 
-  private lbaState(lba: number): LbaState {
-    let st = this.lbaStates.get(lba);
-    if (st === undefined) this.lbaStates.set(lba, (st = { latest: 0, applied: 0, discarded: 0, inflight: 0 }));
-    return st;
-  }
-
-  private dropLbaState(lba: number, st: LbaState): void {
-    if (--st.inflight === 0 && this.lbaStates.get(lba) === st) this.lbaStates.delete(lba);
-  }
-
-  /** A place in `lba`'s queue of writers: writes to one block are accepted in call order. */
-  private lockLba(lba: number): { prev: Promise<void>; release(): void } {
-    const prev = this.lbaLocks.get(lba) ?? Promise.resolve();
-    let open!: () => void;
-    const mine = new Promise<void>((r) => (open = r));
-    this.lbaLocks.set(lba, mine);
-    return {
-      prev,
-      release: () => {
-        open();
-        if (this.lbaLocks.get(lba) === mine) this.lbaLocks.delete(lba);
-      },
-    };
-  }
-
   /**
    * Writes `data` at byte `offset`; unaligned edges are read-modify-write.
    * Every block's generation and place in line are taken when write() is
@@ -754,11 +607,10 @@ export class Volume {
       const within = at % BLOCK_BYTES;
       const n = Math.min(BLOCK_BYTES - within, data.length - pos);
       const gen = ++this.gen;
-      const st = this.lbaState(lba);
+      const st = this.zone.hold(lba);
       st.latest = gen;
-      st.inflight++;
-      if (slow !== null || n !== BLOCK_BYTES || this.lbaLocks.has(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
-        (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: this.lockLba(lba), taken: false });
+      if (slow !== null || n !== BLOCK_BYTES || this.zone.queued(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
+        (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: this.zone.enqueue(lba), taken: false });
       }
       pos += n;
     }
@@ -791,7 +643,7 @@ export class Volume {
       for (const p of pieces) {
         if (p.taken) continue;
         p.ticket.release();
-        this.dropLbaState(p.lba, p.st);
+        this.zone.drop(p.lba, p.st);
       }
     }
   }
@@ -817,7 +669,7 @@ export class Volume {
       this.reserved++;
       reserved = true;
     }
-    this.admit(this.vios.acquire(lba, gen, st, desc, reserved, this.epoch, call));
+    this.admit(this.vios.acquire(lba, gen, st, desc, reserved, call));
     return true;
   }
 
@@ -858,7 +710,7 @@ export class Volume {
     } catch (err) {
       if (desc >= 0) this.engine.pool.free(desc);
       if (reserved) this.reserved--;
-      this.dropLbaState(lba, st);
+      this.zone.drop(lba, st);
       if (slot) {
         this.slotsHeld--;
         this.slotWaiters.shift()?.();
@@ -866,7 +718,7 @@ export class Volume {
       throw err;
     }
     this.slotsHeld--;
-    this.admit(this.vios.acquire(lba, gen, st, desc, reserved, this.epoch, call));
+    this.admit(this.vios.acquire(lba, gen, st, desc, reserved, call));
   }
 
   /** One block of room per write in the pipeline; frees pending blocks with a flush when short. ENOSPC when full. */
@@ -896,16 +748,15 @@ export class Volume {
       if (job.reserved) this.reserved--;
       if (desc >= 0) this.engine.pool.free(desc);
       job.desc = -1;
-      this.dropLbaState(lba, st);
+      this.zone.drop(lba, st);
       this.vios.release(job);
       this.slotWaiters.shift()?.();
       return;
     }
-    const prev = this.pending.get(lba);
-    if (prev === undefined || prev.gen < gen) this.pending.set(lba, job);
+    this.zone.admitted(job);
     this.counters.blocksWrittenIn++;
     if (++this.jobsInFlight === Math.min(SPIN_OFF_WRITES, this.maxInflight) && this.idleSpin > 0) this.ctrlr.spinIterations = 0;
-    this.epochJobs.set(job.epoch, (this.epochJobs.get(job.epoch) ?? 0) + 1);
+    job.epoch = this.flushes.enter();
     if (job.call !== null) job.call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
     const waiting = this.waitingInPacker.get(lba);
@@ -1436,8 +1287,7 @@ export class Volume {
     this.mapperQueued = false;
     const jobs = this.toMap;
     this.toMap = [];
-    let barrier = Infinity;
-    for (const d of this.pendingDiscards) if (!d.applied && d.gen < barrier) barrier = d.gen;
+    const barrier = this.zone.mappingBarrier();
     const mapped: DataVio[] = [];
     for (const job of jobs) {
       if (job.gen > barrier) {
@@ -1523,20 +1373,15 @@ export class Volume {
     this.leave(job);
     this.releaseOut(job);
     if (job.reserved) this.reserved--;
-    if (this.pending.get(job.lba) === job) this.pending.delete(job.lba);
+    this.zone.finished(job);
     if (job.desc >= 0) this.engine.pool.free(job.desc);
     job.desc = -1;
-    this.dropLbaState(job.lba, job.st);
+    this.zone.drop(job.lba, job.st);
     const epoch = job.epoch;
     const call = job.call;
     this.vios.release(job);
     if (--this.jobsInFlight === 0 && this.idleSpin > 0) this.ctrlr.spinIterations = this.idleSpin;
-    const left = this.epochJobs.get(epoch)! - 1;
-    if (left > 0) this.epochJobs.set(epoch, left);
-    else {
-      this.epochJobs.delete(epoch);
-      this.wakeFlushers();
-    }
+    this.flushes.leave(epoch);
     if (err !== null) {
       // Out of space on a sync write is that write's error; anything else fails the volume.
       if (!((err as FlashpackError).code === 'ENOSPC' && this.sb.writePolicy === 'sync') && this.failure === null) {
@@ -1548,32 +1393,6 @@ export class Volume {
       if (--call.remaining === 0 && call.wake !== null) call.wake();
     }
     this.slotWaiters.shift()?.();
-  }
-
-  /** Wakes the flush() calls whose epochs have no job left. */
-  private wakeFlushers(): void {
-    if (this.epochWaiters.length === 0) return;
-    let oldest = Infinity;
-    for (const e of this.epochJobs.keys()) {
-      oldest = e;
-      break;
-    }
-    for (let i = 0; i < this.epochWaiters.length;) {
-      const w = this.epochWaiters[i];
-      if (w.epoch < oldest) {
-        this.epochWaiters.splice(i, 1);
-        w.wake();
-      } else i++;
-    }
-  }
-
-  /** Resolves when every job accepted in `epoch` or before is over. */
-  private jobsUpTo(epoch: number): Promise<void> {
-    for (const e of this.epochJobs.keys()) {
-      if (e > epoch) break;
-      return new Promise<void>((wake) => this.epochWaiters.push({ epoch, wake }));
-    }
-    return Promise.resolve();
   }
 
   /**
@@ -1598,14 +1417,10 @@ export class Volume {
    * — into out[dst …] (its bytes [within, within + n)); false if neither.
    */
   private pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean {
-    const p = this.pending.get(lba);
-    let discarded = 0;
-    for (const d of this.pendingDiscards) if (lba >= d.first && lba < d.last && d.gen > discarded) discarded = d.gen;
-    if (p !== undefined && p.gen > discarded) {
-      if (p.desc >= 0) out.set(this.descBytes(p.desc).subarray(within, within + n), dst);
-      return true;
-    }
-    return discarded > 0;
+    const p = this.zone.pendingAt(lba);
+    if (p === null) return false;
+    if (p !== 'zero' && p.desc >= 0) out.set(this.descBytes(p.desc).subarray(within, within + n), dst);
+    return true;
   }
 
   /** A whole block as it reads now (read-modify-write of a partial block). */
@@ -1647,7 +1462,7 @@ export class Volume {
       try {
         for (; lba < pageEnd; lba++) {
           const m = this.map.get(page, lba);
-          const type: VolumeExtent['type'] = this.lbaStates.has(lba) || this.pendingDiscardsOver(lba) ? 'data'
+          const type: VolumeExtent['type'] = this.zone.busy(lba) ? 'data'
             : stateOf(m) === STATE_UNMAPPED ? 'hole' : pbnOf(m) === ZERO_PBN ? 'zero' : 'data';
           const last = out[out.length - 1];
           if (last !== undefined && last.type === type) last.length += BLOCK_BYTES;
@@ -1659,11 +1474,6 @@ export class Volume {
       }
     }
     return out;
-  }
-
-  private pendingDiscardsOver(lba: number): boolean {
-    for (const d of this.pendingDiscards) if (lba >= d.first && lba < d.last) return true;
-    return false;
   }
 
   /**
@@ -1686,15 +1496,7 @@ export class Volume {
     if (first < last) {
       const gen = ++this.gen;
       // Writes issued before this discard are superseded; reads see zeroes from now on.
-      for (const [lba, st] of this.lbaStates) {
-        if (lba >= first && lba < last) {
-          st.discarded = Math.max(st.discarded, gen);
-          st.latest = Math.max(st.latest, gen);
-        }
-      }
-      for (const [lba, p] of this.pending) if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
-      const pd: PendingDiscard = { first, last, gen, applied: false };
-      this.pendingDiscards.push(pd);
+      const pd = this.zone.discardIssued(first, last, gen);
       // Queued on the metadata lock now, so every write issued later maps after it
       // (mapBatch holds back writes newer than a discard not yet applied).
       parts.push(
@@ -1707,7 +1509,7 @@ export class Volume {
             }
             if (this.sb.writePolicy === 'sync') await this.journal.commit();
           })
-          .finally(() => this.pendingDiscards.splice(this.pendingDiscards.indexOf(pd), 1)),
+          .finally(() => this.zone.discardDone(pd)),
       );
     }
     await Promise.all(parts);
@@ -1724,8 +1526,7 @@ export class Volume {
         // writes issued before it that are still in flight are dropped when they get here.
         const runs: [number, number][] = [];
         for (let l = lba; l < pageEnd; l++) {
-          const st = this.lbaStates.get(l);
-          if (st !== undefined) st.applied = Math.max(st.applied, gen);
+          this.zone.discardApplying(l, gen);
           if (stateOf(this.map.get(page, l)) !== STATE_UNMAPPED) {
             if (runs.length > 0 && runs[runs.length - 1][1] === l) runs[runs.length - 1][1] = l + 1;
             else runs.push([l, l + 1]);
@@ -1759,7 +1560,7 @@ export class Volume {
     if (this.readOnly) return; // nothing was written, so nothing to make durable
     this.counters.flushIn++;
     const gen = this.gen;
-    const epoch = this.epoch++;
+    const epoch = this.flushes.close();
     this.flushing++;
     try {
       for (const job of this.vios.all) {
@@ -1768,7 +1569,7 @@ export class Volume {
         this.watched++;
       }
       if (this.watched === 0) this.writeBatches(this.packer.flush());
-      await this.jobsUpTo(epoch);
+      await this.flushes.drained(epoch);
     } finally {
       if (--this.flushing === 0 && this.watched > 0) {
         for (const job of this.vios.all) job.flushWatched = false;
@@ -1831,7 +1632,7 @@ export class Volume {
         await this.flush();
         await this.meta.run(() => this.checkpoint());
         const sb = { ...this.sb, generation: this.sb.generation + 1 };
-        if (this.indexSaved) await this.saveIndex(sb.generation);
+        if (this.indexSaved) await saveIndex(this.index, this.sb, this.dev, this.engine.pool, sb.generation);
         await Volume.writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
         await this.dev.flush();
       }
@@ -1860,19 +1661,6 @@ export class Volume {
     await Volume.detach(this.engine, this.ctrlr).catch(() => {});
     this.hold.release();
   }
-}
-
-/** The journal's data check of a logical block: bits 64–95 of its XXH3-128 (the engine's fingerprint). */
-function dataCheckOf(block: Uint8Array): number {
-  const fp = fingerprint(block);
-  return (fp[8] | (fp[9] << 8) | (fp[10] << 16) | (fp[11] << 24)) >>> 0;
-}
-
-/** CRC-32C of a large private array, a MiB at a time (the checksum stages its input in WASM memory). */
-function crcOf(b: Uint8Array): number {
-  let crc = 0;
-  for (let at = 0; at < b.length; at += 1 << 20) crc = crc32c(b.subarray(at, Math.min(b.length, at + (1 << 20))), crc);
-  return crc;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

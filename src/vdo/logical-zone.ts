@@ -1,0 +1,145 @@
+/**
+ * Ordering by logical block (dm-vdo's logical zone, logical-zone.c): every
+ * write and discard takes a generation when it is called, and the effects on
+ * one LBA land in generation order whatever order the pipeline finishes in.
+ *
+ * - LBA states: for each LBA with writes in flight, the newest generation
+ *   issued, mapped and discarded (an older write that reaches mapping after a
+ *   newer one is dropped there);
+ * - the newest admitted write not yet mapped, per LBA (`pending`): reads see
+ *   its bytes at once;
+ * - per-LBA writer queues: a write that must wait (a partial block, no room)
+ *   keeps its place behind the writers of that block called before it;
+ * - discards issued and not yet applied: reads inside them see zeroes unless
+ *   a newer write is pending, and no write issued after one maps before it.
+ *
+ * Invariants: an LBA state lives while writes hold it (`inflight` counts
+ * them; asserted never to go below zero); `pending` holds only the newest
+ * admitted write of its LBA, and never one a later discard superseded.
+ */
+import { assertionFailed } from '../assert.js';
+import type { DataVio, LbaState } from './data-vio.js';
+
+/** A discard issued and not yet applied. */
+export interface PendingDiscard {
+  first: number;
+  /** Exclusive. */
+  last: number;
+  gen: number;
+  applied: boolean;
+}
+
+/** A place in an LBA's queue of writers. */
+export interface LbaTicket {
+  /** Settles when the writer ahead is done. */
+  prev: Promise<void>;
+  release(): void;
+}
+
+export class LogicalZone {
+  private readonly states = new Map<number, LbaState>();
+  private readonly queues = new Map<number, Promise<void>>();
+  /** The newest admitted, not yet mapped write of each LBA. */
+  private readonly pending = new Map<number, DataVio>();
+  private readonly discards: PendingDiscard[] = [];
+
+  /** The state of `lba`, counted as held by one more write (drop() when it is over). */
+  hold(lba: number): LbaState {
+    let st = this.states.get(lba);
+    if (st === undefined) this.states.set(lba, (st = { latest: 0, applied: 0, discarded: 0, inflight: 0 }));
+    st.inflight++;
+    return st;
+  }
+
+  drop(lba: number, st: LbaState): void {
+    if (st.inflight <= 0) throw assertionFailed(`logical zone: LBA ${lba} dropped by more writes than held it`);
+    if (--st.inflight === 0 && this.states.get(lba) === st) this.states.delete(lba);
+  }
+
+  /** Whether writes or discards of `lba` are in flight (its content may differ from the block map). */
+  busy(lba: number): boolean {
+    if (this.states.has(lba)) return true;
+    for (const d of this.discards) if (lba >= d.first && lba < d.last) return true;
+    return false;
+  }
+
+  /** A place at the end of `lba`'s writer queue. */
+  enqueue(lba: number): LbaTicket {
+    const prev = this.queues.get(lba) ?? Promise.resolve();
+    let open!: () => void;
+    const mine = new Promise<void>((r) => (open = r));
+    this.queues.set(lba, mine);
+    return {
+      prev,
+      release: () => {
+        open();
+        if (this.queues.get(lba) === mine) this.queues.delete(lba);
+      },
+    };
+  }
+
+  /** Whether a writer of `lba` is queued (a new write must queue behind it). */
+  queued(lba: number): boolean {
+    return this.queues.has(lba);
+  }
+
+  /** An admitted write: reads see it unless a newer one is pending. */
+  admitted(job: DataVio): void {
+    const prev = this.pending.get(job.lba);
+    if (prev === undefined || prev.gen < job.gen) this.pending.set(job.lba, job);
+  }
+
+  /** The write is mapped or over: reads go to the block map again, unless a newer one is pending. */
+  finished(job: DataVio): void {
+    if (this.pending.get(job.lba) === job) this.pending.delete(job.lba);
+  }
+
+  /**
+   * What a read of `lba` sees before the block map: the pending write, 'zero'
+   * (a newer pending discard), or null (the block map answers).
+   */
+  pendingAt(lba: number): DataVio | 'zero' | null {
+    const p = this.pending.get(lba);
+    let discarded = 0;
+    for (const d of this.discards) if (lba >= d.first && lba < d.last && d.gen > discarded) discarded = d.gen;
+    if (p !== undefined && p.gen > discarded) return p;
+    return discarded > 0 ? 'zero' : null;
+  }
+
+  /**
+   * A discard of [first, last) issued at `gen`: writes issued before it are
+   * superseded and reads see zeroes. Returns its record; call discardDone()
+   * when it is applied and settled.
+   */
+  discardIssued(first: number, last: number, gen: number): PendingDiscard {
+    for (const [lba, st] of this.states) {
+      if (lba >= first && lba < last) {
+        st.discarded = Math.max(st.discarded, gen);
+        st.latest = Math.max(st.latest, gen);
+      }
+    }
+    for (const [lba, p] of this.pending) if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
+    const pd: PendingDiscard = { first, last, gen, applied: false };
+    this.discards.push(pd);
+    return pd;
+  }
+
+  /** The discard at `gen` is being applied to `lba`: older writes still in flight are dropped when they map. */
+  discardApplying(lba: number, gen: number): void {
+    const st = this.states.get(lba);
+    if (st !== undefined) st.applied = Math.max(st.applied, gen);
+  }
+
+  discardDone(pd: PendingDiscard): void {
+    const i = this.discards.indexOf(pd);
+    if (i < 0) throw assertionFailed(`logical zone: discard of LBAs ${pd.first}..${pd.last - 1} settled twice`);
+    this.discards.splice(i, 1);
+  }
+
+  /** Writes newer than this generation wait: a discard issued before them is not applied yet (Infinity: none). */
+  mappingBarrier(): number {
+    let barrier = Infinity;
+    for (const d of this.discards) if (!d.applied && d.gen < barrier) barrier = d.gen;
+    return barrier;
+  }
+}
