@@ -5,6 +5,11 @@
  * waitForCompletions), so no caller ever waits on a single I/O synchronously.
  * When the request pool is empty, submissions wait in a backlog and go out as
  * completions free requests.
+ *
+ * Each I/O is a DeviceIo record from a free list the device keeps (it grows to
+ * the most I/Os ever outstanding and backlogged, then is reused): the callback
+ * path allocates nothing per I/O. A record goes back to the list before its
+ * callback runs, so the callback may issue the next I/O with it.
  */
 import { FlashpackError } from '../errors.js';
 import type { Controller, Namespace } from '../nvme/controller.js';
@@ -15,11 +20,20 @@ import { BLOCK_BYTES } from './encodings.js';
 /** Called once when an I/O completes: null, or the error (EIO, or ENXIO for a lost device). */
 export type IoCallback<A> = (err: FlashpackError | null, arg: A) => void;
 
-interface Done {
-  cb: IoCallback<unknown>;
-  arg: unknown;
-  what: string;
-  vb: number;
+const OP_READ = 0;
+const OP_WRITE = 1;
+const OP_FLUSH = 2;
+const OP_WRITE_ZEROES = 3;
+const OP_NAMES = ['read', 'write', 'flush', 'write zeroes'];
+
+class DeviceIo {
+  op = OP_READ;
+  vb = 0;
+  desc = 0;
+  count = 0;
+  flags = 0;
+  cb: IoCallback<unknown> | null = null;
+  arg: unknown = null;
 }
 
 export interface IoCounts {
@@ -40,7 +54,8 @@ export class BlockDevice {
   /** Volume blocks on the namespace. */
   readonly blocks: number;
   readonly counts: IoCounts = { reads: 0, writes: 0, flushes: 0, blocksWritten: 0 };
-  private readonly backlog: { done: Done; issue: (done: Done) => void }[] = [];
+  private readonly backlog: DeviceIo[] = [];
+  private readonly free: DeviceIo[] = [];
   private polling = false;
 
   constructor(ctrlr: Controller) {
@@ -59,9 +74,7 @@ export class BlockDevice {
   /** read() with a callback instead of a promise. */
   readThen<A>(vb: number, desc: number, cb: IoCallback<A>, arg: A, count = 1): void {
     this.counts.reads++;
-    const qp = this.qp;
-    const ns = this.ns;
-    this.submit({ cb: cb as IoCallback<unknown>, arg, what: 'read', vb }, (done) => qp.read(ns, desc, vb * this.lbasPerBlock, count * this.lbasPerBlock, onComplete, done));
+    this.submit(this.io(OP_READ, vb, desc, count, 0, cb as IoCallback<unknown>, arg));
   }
 
   write(vb: number, desc: number, fua = false, count = 1): Promise<void> {
@@ -72,45 +85,89 @@ export class BlockDevice {
   writeThen<A>(vb: number, desc: number, fua: boolean, cb: IoCallback<A>, arg: A, count = 1): void {
     this.counts.writes++;
     this.counts.blocksWritten += count;
-    const qp = this.qp;
-    const ns = this.ns;
-    const flags = fua ? IO_FLAGS_FUA : 0;
-    this.submit({ cb: cb as IoCallback<unknown>, arg, what: 'write', vb }, (done) => qp.write(ns, desc, vb * this.lbasPerBlock, count * this.lbasPerBlock, onComplete, done, flags));
+    this.submit(this.io(OP_WRITE, vb, desc, count, fua ? IO_FLAGS_FUA : 0, cb as IoCallback<unknown>, arg));
   }
 
   flush(): Promise<void> {
     this.counts.flushes++;
-    return this.promise('flush', 0, (cb, arg) => this.qp.flush(this.ns, cb, arg));
+    return this.promise(OP_FLUSH, 0, 0);
   }
 
   writeZeroes(vb: number, count: number): Promise<void> {
     this.counts.writes++;
-    return this.promise('write zeroes', vb, (cb, arg) => this.qp.writeZeroes(this.ns, vb * this.lbasPerBlock, count * this.lbasPerBlock, cb, arg));
+    return this.promise(OP_WRITE_ZEROES, vb, count);
   }
 
-  private promise(what: string, vb: number, issue: (cb: (s: Status, arg: unknown) => void, arg: Done) => void): Promise<void> {
+  private promise(op: number, vb: number, count: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.submit({ cb: (err) => (err === null ? resolve() : reject(err)), arg: null, what, vb }, (done) => issue(onComplete, done));
+      this.submit(this.io(op, vb, 0, count, 0, (err) => (err === null ? resolve() : reject(err)), null));
     });
   }
 
+  private io(op: number, vb: number, desc: number, count: number, flags: number, cb: IoCallback<unknown>, arg: unknown): DeviceIo {
+    const io = this.free.pop() ?? new DeviceIo();
+    io.op = op;
+    io.vb = vb;
+    io.desc = desc;
+    io.count = count;
+    io.flags = flags;
+    io.cb = cb;
+    io.arg = arg;
+    return io;
+  }
+
+  /** Back to the free list, then its callback runs (and may take the record for its next I/O). */
+  private finish(io: DeviceIo, err: FlashpackError | null): void {
+    const cb = io.cb!;
+    const arg = io.arg;
+    io.cb = null;
+    io.arg = null;
+    this.free.push(io);
+    cb(err, arg);
+  }
+
   /** Issues now, or queues behind earlier submissions while the request pool is empty. */
-  private submit(done: Done, issue: (done: Done) => void): void {
-    if (this.backlog.length > 0 || !this.issue(done, issue)) this.backlog.push({ done, issue });
+  private submit(io: DeviceIo): void {
+    if (this.backlog.length > 0 || !this.issue(io)) this.backlog.push(io);
   }
 
   /** False when the request pool is empty (ENOMEM): try again after completions. */
-  private issue(done: Done, issue: (done: Done) => void): boolean {
+  private issue(io: DeviceIo): boolean {
+    const qp = this.qp;
+    const ns = this.ns;
+    const k = this.lbasPerBlock;
     try {
-      issue(done);
+      switch (io.op) {
+        case OP_READ:
+          qp.read(ns, io.desc, io.vb * k, io.count * k, this.completed, io);
+          break;
+        case OP_WRITE:
+          qp.write(ns, io.desc, io.vb * k, io.count * k, this.completed, io, io.flags);
+          break;
+        case OP_FLUSH:
+          qp.flush(ns, this.completed, io);
+          break;
+        default:
+          qp.writeZeroes(ns, io.vb * k, io.count * k, this.completed, io);
+      }
     } catch (err) {
       if ((err as FlashpackError).code === 'ENOMEM') return false;
-      done.cb(err as FlashpackError, done.arg);
+      this.finish(io, err as FlashpackError);
       return true;
     }
     this.poll();
     return true;
   }
+
+  /** The qpair's completion callback (one for every I/O; the record is its argument). */
+  private readonly completed = (status: Status, arg: unknown): void => {
+    const io = arg as DeviceIo;
+    if (!status.isError) this.finish(io, null);
+    else {
+      const code = status.sct === SCT_PATH ? 'ENXIO' : 'EIO';
+      this.finish(io, new FlashpackError(code, `volume: device ${OP_NAMES[io.op]} of block ${io.vb} failed: ${status}`));
+    }
+  };
 
   private poll(): void {
     if (this.polling) return;
@@ -123,25 +180,16 @@ export class BlockDevice {
         const qp = this.qp;
         while (qp.outstandingCount + qp.queuedCount > 0 || this.backlog.length > 0) {
           const n = qp.processCompletions(0);
-          while (this.backlog.length > 0 && qp.freeRequests > 0 && this.issue(this.backlog[0].done, this.backlog[0].issue)) this.backlog.shift();
+          while (this.backlog.length > 0 && qp.freeRequests > 0 && this.issue(this.backlog[0])) this.backlog.shift();
           if (n === 0) await qp.waitForCompletions(100);
         }
       } catch (err) {
         // Nothing can complete now: everything waiting fails with the poller's error.
         const e = err instanceof FlashpackError ? err : new FlashpackError('EIO', `volume: device poller failed: ${(err as Error).message}`);
-        for (const b of this.backlog.splice(0)) b.done.cb(e, b.done.arg);
+        for (const io of this.backlog.splice(0)) this.finish(io, e);
       } finally {
         this.polling = false;
       }
     })();
-  }
-}
-
-function onComplete(status: Status, arg: unknown): void {
-  const d = arg as Done;
-  if (!status.isError) d.cb(null, d.arg);
-  else {
-    const code = status.sct === SCT_PATH ? 'ENXIO' : 'EIO';
-    d.cb(new FlashpackError(code, `volume: device ${d.what} of block ${d.vb} failed: ${status}`), d.arg);
   }
 }
