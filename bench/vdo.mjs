@@ -20,7 +20,9 @@
 //     Against one engine worker compressing the mix's blocks with
 //     LZ4 (batch API), measured again right before every ingest run (this
 //     machine's speed drifts within minutes): the ratio is the median of the
-//     per-run ratios. Unrecorded warm-up ingests go first.
+//     per-run ratios. Unrecorded warm-up ingests go first. Each run also
+//     reports the main thread's GC pauses (perf_hooks 'gc' entries) as a share
+//     of its wall time.
 //  3. Packing: simulatePacking(sizes, 'dm-vdo' | 'flashpack') over the LZ4
 //     sizes of the blocks that reach the packer, at several flush intervals,
 //     and the volumes' own counts after the ingest.
@@ -44,6 +46,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { Bench } from 'tinybench';
 import * as fp from '../dist/index.js';
 import * as P from '../dist/vdo/prepare-job.js';
@@ -547,6 +550,20 @@ function ingestStream(mix, passes) {
   return blocks;
 }
 
+/** The main thread's garbage collections (perf_hooks 'gc' entries), kept until gcShare() reads them. */
+const gcEntries = [];
+const gcObserver = new PerformanceObserver((list) => gcEntries.push(...list.getEntries()));
+gcObserver.observe({ entryTypes: ['gc'] });
+
+/** Time the main thread spent in GC pauses that started in [t0, t1], as a share of t1 − t0; forgets older entries. */
+function gcShare(t0, t1) {
+  gcEntries.push(...gcObserver.takeRecords());
+  let ms = 0;
+  for (const e of gcEntries) if (e.startTime >= t0 && e.startTime <= t1) ms += e.duration;
+  gcEntries.length = 0;
+  return ms / (t1 - t0);
+}
+
 async function ingestRuns(stream, mix, config, probe, count = INGEST_RUNS) {
   const blocks = config.onePass ? mix.blocks : stream;
   const n = blocks.length;
@@ -569,6 +586,7 @@ async function ingestRuns(stream, mix, config, probe, count = INGEST_RUNS) {
       const accepted = performance.now() - t0;
       await vol.flush();
       const total = performance.now() - t0;
+      const gc = gcShare(t0, t0 + total);
       const stats = vol.stats();
       // Read back every block.
       let wrong = 0;
@@ -578,8 +596,8 @@ async function ingestRuns(stream, mix, config, probe, count = INGEST_RUNS) {
       });
       if (r < 0 && wrong === 0) continue;
       const mbps = (n * BLOCK) / 1e6 / (total / 1000);
-      runs.push({ accepted, total, mbps, acceptedMbps: (n * BLOCK) / 1e6 / (accepted / 1000), rawMbps, ratio: mbps / rawMbps, stats, wrong, path: typeof target === 'string' ? target : 'MemoryBackend' });
-      log(`  ${config.label} run ${r + 1}: ${formatMBps(mbps)} MB/s with flush (raw LZ4 just before: ${formatMBps(rawMbps)} MB/s, ${formatRatio(mbps / rawMbps, '×')}); ${stats.dataBlocksUsed} data blocks${wrong ? `; ${wrong} blocks read back WRONG` : ''}`);
+      runs.push({ accepted, total, mbps, acceptedMbps: (n * BLOCK) / 1e6 / (accepted / 1000), rawMbps, ratio: mbps / rawMbps, gc, stats, wrong, path: typeof target === 'string' ? target : 'MemoryBackend' });
+      log(`  ${config.label} run ${r + 1}: ${formatMBps(mbps)} MB/s with flush (raw LZ4 just before: ${formatMBps(rawMbps)} MB/s, ${formatRatio(mbps / rawMbps, '×')}); GC ${(gc * 100).toFixed(1)}% of wall; ${stats.dataBlocksUsed} data blocks${wrong ? `; ${wrong} blocks read back WRONG` : ''}`);
     } finally {
       await closeVolume(vol);
       if (typeof target === 'string') fs.rmSync(target, { force: true });
@@ -730,11 +748,12 @@ try {
     ingestRows.push([
       ig.config.label, formatMBps(median(mbps)), formatMBps(Math.max(...mbps)), formatMBps(median(accepted)),
       `${formatMBps(Math.min(...rawRuns))}–${formatMBps(Math.max(...rawRuns))}`,
-      formatRatio(median(ig.runs.map((r) => r.ratio)), '×'), String(ig.runs.reduce((a, r) => a + r.wrong, 0)),
+      formatRatio(median(ig.runs.map((r) => r.ratio)), '×'), `${(median(ig.runs.map((r) => r.gc)) * 100).toFixed(1)}%`,
+      String(ig.runs.reduce((a, r) => a + r.wrong, 0)),
     ]);
   }
-  for (const r of raw) ingestRows.push([`no volume: ${r.name}, same blocks (tinybench)`, formatMBps(r.mbps), '—', '—', '—', formatRatio(r.mbps / rawBatch, '×') + ' of the first row', '—']);
-  console.log(markdownTable(cols(['ingest', `MB/s with flush (median of ${INGEST_RUNS})`, 'best', 'MB/s accepted', 'raw LZ4 MB/s just before each run', 'vs raw LZ4 (median of per-run ratios)', 'blocks read back wrong']), ingestRows));
+  for (const r of raw) ingestRows.push([`no volume: ${r.name}, same blocks (tinybench)`, formatMBps(r.mbps), '—', '—', '—', formatRatio(r.mbps / rawBatch, '×') + ' of the first row', '—', '—']);
+  console.log(markdownTable(cols(['ingest', `MB/s with flush (median of ${INGEST_RUNS})`, 'best', 'MB/s accepted', 'raw LZ4 MB/s just before each run', 'vs raw LZ4 (median of per-run ratios)', 'main-thread GC, % of wall (median)', 'blocks read back wrong']), ingestRows));
   const main = ingests.find((i) => i.config.main);
   const onePass = ingests.find((i) => i.config.onePass);
   if (main) {
