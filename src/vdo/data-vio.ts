@@ -51,7 +51,10 @@ export interface LbaState {
   applied: number;
   /** Newest discard issued over it. */
   discarded: number;
+  /** Writes (issued, not yet over) holding this state. */
   inflight: number;
+  /** The newest admitted write not yet mapped: reads see its bytes. */
+  pending: DataVio | null;
 }
 
 /** A write() call of the sync policy waiting for its blocks to be durable. */
@@ -62,7 +65,7 @@ export interface WriteCall {
 }
 
 /** A free record's LBA state: none (the write's own is dropped at release). */
-const NO_LBA_STATE: LbaState = Object.freeze({ latest: 0, applied: 0, discarded: 0, inflight: 0 });
+const NO_LBA_STATE: LbaState = Object.freeze({ latest: 0, applied: 0, discarded: 0, inflight: 0, pending: null });
 
 export class DataVio {
   /** Index in the pool (for messages). */

@@ -94,14 +94,23 @@ export class DedupeIndex {
 
   /**
    * Advice for a fingerprint, keyed by its first 8 bytes as two little-endian
-   * words: [pbn, state] or null.
+   * words: the entry holding it (read it with pbnAt/stateAt before the next
+   * update), or −1.
    */
-  lookup(lo: number, hi: number): [number, number] | null {
+  lookup(lo: number, hi: number): number {
     const base = (lo & this.bucketMask) * WAYS;
     for (let i = base; i < base + WAYS; i++) {
-      if (this.used[i] === 1 && this.keyLo[i] === lo && this.keyHi[i] === hi) return [this.pbn[i], this.state[i]];
+      if (this.used[i] === 1 && this.keyLo[i] === lo && this.keyHi[i] === hi) return i;
     }
-    return null;
+    return -1;
+  }
+
+  pbnAt(entry: number): number {
+    return this.pbn[entry];
+  }
+
+  stateAt(entry: number): number {
+    return this.state[entry];
   }
 
   /** Records where data with this fingerprint now lives (replacing older advice). */

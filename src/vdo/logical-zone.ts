@@ -6,16 +6,17 @@
  * - LBA states: for each LBA with writes in flight, the newest generation
  *   issued, mapped and discarded (an older write that reaches mapping after a
  *   newer one is dropped there);
- * - the newest admitted write not yet mapped, per LBA (`pending`): reads see
- *   its bytes at once;
+ * - the newest admitted write not yet mapped, per LBA (its state's
+ *   `pending`): reads see its bytes at once;
  * - per-LBA writer queues: a write that must wait (a partial block, no room)
  *   keeps its place behind the writers of that block called before it;
  * - discards issued and not yet applied: reads inside them see zeroes unless
  *   a newer write is pending, and no write issued after one maps before it.
  *
  * Invariants: an LBA state lives while writes hold it (`inflight` counts
- * them; asserted never to go below zero); `pending` holds only the newest
- * admitted write of its LBA, and never one a later discard superseded.
+ * them; asserted never to go below zero), and is then reused for another
+ * LBA — no write still refers to it; `pending` holds only the newest admitted
+ * write of its LBA, and never one a later discard superseded.
  */
 import { assertionFailed } from '../assert.js';
 import type { DataVio, LbaState } from './data-vio.js';
@@ -38,22 +39,30 @@ export interface LbaTicket {
 
 export class LogicalZone {
   private readonly states = new Map<number, LbaState>();
+  /** States no LBA holds, for reuse. */
+  private readonly spare: LbaState[] = [];
   private readonly queues = new Map<number, Promise<void>>();
-  /** The newest admitted, not yet mapped write of each LBA. */
-  private readonly pending = new Map<number, DataVio>();
   private readonly discards: PendingDiscard[] = [];
 
   /** The state of `lba`, counted as held by one more write (drop() when it is over). */
   hold(lba: number): LbaState {
     let st = this.states.get(lba);
-    if (st === undefined) this.states.set(lba, (st = { latest: 0, applied: 0, discarded: 0, inflight: 0 }));
+    if (st === undefined) {
+      st = this.spare.pop() ?? { latest: 0, applied: 0, discarded: 0, inflight: 0, pending: null };
+      st.latest = st.applied = st.discarded = 0;
+      this.states.set(lba, st);
+    }
     st.inflight++;
     return st;
   }
 
   drop(lba: number, st: LbaState): void {
     if (st.inflight <= 0) throw assertionFailed(`logical zone: LBA ${lba} dropped by more writes than held it`);
-    if (--st.inflight === 0 && this.states.get(lba) === st) this.states.delete(lba);
+    if (--st.inflight === 0 && this.states.get(lba) === st) {
+      this.states.delete(lba);
+      st.pending = null;
+      this.spare.push(st);
+    }
   }
 
   /** Whether writes or discards of `lba` are in flight (its content may differ from the block map). */
@@ -85,13 +94,13 @@ export class LogicalZone {
 
   /** An admitted write: reads see it unless a newer one is pending. */
   admitted(job: DataVio): void {
-    const prev = this.pending.get(job.lba);
-    if (prev === undefined || prev.gen < job.gen) this.pending.set(job.lba, job);
+    const st = job.st;
+    if (st.pending === null || st.pending.gen < job.gen) st.pending = job;
   }
 
   /** The write is mapped or over: reads go to the block map again, unless a newer one is pending. */
   finished(job: DataVio): void {
-    if (this.pending.get(job.lba) === job) this.pending.delete(job.lba);
+    if (job.st.pending === job) job.st.pending = null;
   }
 
   /**
@@ -99,10 +108,10 @@ export class LogicalZone {
    * (a newer pending discard), or null (the block map answers).
    */
   pendingAt(lba: number): DataVio | 'zero' | null {
-    const p = this.pending.get(lba);
+    const p = this.states.get(lba)?.pending ?? null;
     let discarded = 0;
     for (const d of this.discards) if (lba >= d.first && lba < d.last && d.gen > discarded) discarded = d.gen;
-    if (p !== undefined && p.gen > discarded) return p;
+    if (p !== null && p.gen > discarded) return p;
     return discarded > 0 ? 'zero' : null;
   }
 
@@ -116,9 +125,9 @@ export class LogicalZone {
       if (lba >= first && lba < last) {
         st.discarded = Math.max(st.discarded, gen);
         st.latest = Math.max(st.latest, gen);
+        if (st.pending !== null && st.pending.gen < gen) st.pending = null;
       }
     }
-    for (const [lba, p] of this.pending) if (lba >= first && lba < last && p.gen < gen) this.pending.delete(lba);
     const pd: PendingDiscard = { first, last, gen, applied: false };
     this.discards.push(pd);
     return pd;

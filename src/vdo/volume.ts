@@ -965,7 +965,7 @@ export class Volume {
       return;
     }
     const advice = this.index.lookup(job.fpLo, job.fpHi);
-    if (advice !== null) this.shareAdvice(job, mappingOf(advice[0], advice[1]));
+    if (advice >= 0) this.shareAdvice(job, mappingOf(this.index.pbnAt(advice), this.index.stateAt(advice)));
     else this.store(job);
   }
 
