@@ -36,7 +36,8 @@ import { Engine } from '../engine/engine.js';
 import { STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
 import { DataVio, DataVioPool, STAGE_NAMES, Stage, from, type LbaState, type WriteCall } from './data-vio.js';
 import { assertionFailed } from '../assert.js';
-import { OP_PREPARE_BLOCK, PREPARE_CODEC_NONE, PREPARE_CODEC_LZ4, PREPARE_CODEC_DEFLATE, PREPARE_JOB_MODULE, STATUS_KNOWN, prepareArg } from './prepare-job.js';
+import { PREPARE_JOB_MODULE, STATUS_KNOWN } from './prepare-job.js';
+import { PrepareStage } from './prepare.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -121,7 +122,6 @@ const SPACE_WAIT_FLUSHES = 64;
  * among reads at low queue depth. They spin again once the pipeline is empty.
  */
 const SPIN_OFF_WRITES = 16;
-const DEFLATE_LEVEL = 1;
 /** Staging buffers for gathered data writes (data-writer.ts). */
 const STAGING_BUFFERS = 16;
 /** 4 KiB buffers kept for reuse beyond the pipeline's two per write: reads, dedupe checks, journal and map I/O. */
@@ -190,8 +190,6 @@ export class Volume {
   private readonly journal: RecoveryJournal;
   private readonly depot: SlabDepot;
   private readonly index: DedupeIndex;
-  /** The index's address for the engine's known table (0: dedupe is off). */
-  private readonly knownTable: number;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
   private readonly packer: Packer<DataVio>;
@@ -219,15 +217,8 @@ export class Volume {
   /** Device-worker spin while writes are not streaming; 0 = leave the controller's setting alone (a core is free). */
   private readonly idleSpin: number;
   private gen = 0;
-  /** Jobs accepted and waiting to go to the engine as one burst. */
-  private toPrepare: DataVio[] = [];
-  private prepareQueued = false;
-  /** Jobs on the engine, by data descriptor. */
-  private readonly onEngine: (DataVio | undefined)[] = [];
-  private jobsOnEngine = 0;
-  private enginePumping = false;
-  /** A burst waits for a free 4 KiB buffer for its next job's compressed form. */
-  private waitingForOut = false;
+  /** The engine trip: fingerprint and compression, a burst per wave (prepare.ts). */
+  private readonly prep: PrepareStage;
   /** Jobs placed and waiting for the metadata lock, mapped in batches. */
   private toMap: DataVio[] = [];
   private mapperQueued = false;
@@ -274,7 +265,8 @@ export class Volume {
     // do not compress a block the index knows (OP_PREPARE_BLOCK, STATUS_KNOWN).
     const indexAt = engine.runtime.reserve(DedupeIndex.imageBytes(indexMemory), 64);
     this.index = new DedupeIndex(indexMemory, { buffer: pool.memory.buffer, at: indexAt });
-    this.knownTable = sb.dedupe ? indexAt : 0;
+    this.prep = new PrepareStage(engine, sb.codec, sb.dedupe ? indexAt : 0, this.index.log2Buckets,
+      (job, status) => this.prepared(job, status), (job, err) => this.failJob(job, err));
     // An index of another size than the saved one starts empty and is not saved.
     this.indexSaved = sb.indexBlocks > 0 && DedupeIndex.imageBytes(indexMemory) === DedupeIndex.imageBytes(sb.indexMemory);
     this.packer = new Packer<DataVio>(opts.packer ?? 'flashpack');
@@ -771,18 +763,7 @@ export class Volume {
     }
     job.move(Stage.PREPARING, FROM_ACCEPTED);
     this.enter(job);
-    this.toPrepare.push(job);
-    this.queueDispatch();
-  }
-
-  /** The jobs in toPrepare go to the engine as one burst at the end of this microtask wave. */
-  private queueDispatch(): void {
-    if (this.prepareQueued) return;
-    this.prepareQueued = true;
-    queueMicrotask(() => {
-      this.prepareQueued = false;
-      this.dispatch();
-    });
+    this.prep.add(job);
   }
 
   /**
@@ -815,111 +796,6 @@ export class Volume {
       job.flushWatched = true;
       this.watched++;
     }
-  }
-
-  /**
-   * Sends the jobs accepted in this microtask wave to the engine as one burst:
-   * per block one job (prepare-job.ts) computes the fingerprint, the data
-   * check and (unless the codec is none) the compressed form.
-   */
-  private dispatch(): void {
-    const jobs = this.toPrepare;
-    if (jobs.length === 0 || this.waitingForOut) return;
-    const pool = this.engine.pool;
-    const codec = this.sb.codec;
-    const codecArg = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE : PREPARE_CODEC_NONE;
-    const arg = prepareArg(codecArg, DEFLATE_LEVEL, 0);
-    const withTable = prepareArg(codecArg, DEFLATE_LEVEL, this.index.log2Buckets);
-    const batch: number[] = [];
-    for (const job of jobs) {
-      if (codec !== 'none' && job.out < 0) {
-        job.out = pool.tryAlloc(BLOCK_BYTES);
-        if (job.out < 0) {
-          this.awaitOut(job);
-          break;
-        }
-      }
-      pool.setLength(job.desc, BLOCK_BYTES);
-      // A job back for compression goes without the known table.
-      if (job.recompressing || this.knownTable === 0) this.engine.prepare(job.desc, OP_PREPARE_BLOCK, job.out >= 0 ? job.out : 0, arg);
-      else this.engine.prepare(job.desc, OP_PREPARE_BLOCK, job.out >= 0 ? job.out : 0, withTable, this.knownTable);
-      batch.push(job.desc);
-    }
-    let sent = 0;
-    try {
-      sent = batch.length === 0 ? 0 : this.engine.submit(batch);
-    } catch (err) {
-      // The engine is closed (the volume was abandoned): these jobs cannot run.
-      this.toPrepare = [];
-      for (const job of jobs) this.failJob(job, err as Error);
-      return;
-    }
-    for (let k = 0; k < sent; k++) this.onEngine[batch[k]] = jobs[k];
-    this.jobsOnEngine += sent;
-    // What did not fit (rings full, or no output buffer yet) goes when the engine answers.
-    this.toPrepare = sent === jobs.length ? [] : jobs.slice(sent);
-    if (sent > 0) this.pumpEngine();
-  }
-
-  /** The pool is out of 4 KiB buffers: the burst resumes when one is freed. */
-  private awaitOut(job: DataVio): void {
-    this.waitingForOut = true;
-    this.engine.pool.allocAsync(BLOCK_BYTES).then(
-      (out) => {
-        job.out = out;
-        this.waitingForOut = false;
-        this.dispatch();
-      },
-      (err: Error) => {
-        this.waitingForOut = false;
-        this.toPrepare.splice(this.toPrepare.indexOf(job), 1);
-        this.failJob(job, err);
-        this.dispatch();
-      },
-    );
-  }
-
-  /** Reaps the engine's answers while jobs are on it; each answer moves its job on synchronously. */
-  private pumpEngine(): void {
-    if (this.enginePumping) return;
-    this.enginePumping = true;
-    void (async () => {
-      try {
-        while (this.jobsOnEngine > 0) {
-          const done = this.engine.poll();
-          for (const idx of done) {
-            const job = this.onEngine[idx];
-            if (job === undefined) continue;
-            this.onEngine[idx] = undefined;
-            this.jobsOnEngine--;
-            try {
-              this.prepared(job, this.engine.statusOf(idx));
-            } catch (err) {
-              this.failJob(job, err as Error);
-            }
-          }
-          if (done.length > 0) {
-            if (this.toPrepare.length > 0) this.dispatch();
-            continue;
-          }
-          if (this.engine.inflight === 0) {
-            // Nothing is left to answer (the engine was closed under us): these jobs are lost.
-            const err = new FlashpackError('ECANCELED', 'volume: the engine stopped with blocks in flight');
-            for (let idx = 0; idx < this.onEngine.length; idx++) {
-              const job = this.onEngine[idx];
-              if (job === undefined) continue;
-              this.onEngine[idx] = undefined;
-              this.jobsOnEngine--;
-              this.failJob(job, err);
-            }
-            break;
-          }
-          await this.engine.waitForCompletions();
-        }
-      } finally {
-        this.enginePumping = false;
-      }
-    })();
   }
 
   /** The engine has hashed (and compressed) the block: dedupe, else store. */
@@ -1074,8 +950,7 @@ export class Volume {
       job.move(Stage.PREPARING, FROM_DEDUPING);
       job.uncompressed = false;
       job.recompressing = true;
-      this.toPrepare.push(job);
-      this.queueDispatch();
+      this.prep.add(job);
       return;
     }
     if (job.size === 0 || !this.packer.fits(job.size)) {
