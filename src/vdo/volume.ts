@@ -34,10 +34,11 @@ import { FlashpackError, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
-import { DataVio, DataVioPool, STAGE_NAMES, Stage, from, type LbaState, type WriteCall } from './data-vio.js';
+import { DataVio, DataVioPool, Stage, from, type LbaState, type WriteCall } from './data-vio.js';
 import { assertionFailed } from '../assert.js';
 import { PREPARE_JOB_MODULE, STATUS_KNOWN } from './prepare-job.js';
 import { PrepareStage } from './prepare.js';
+import { DedupeStage } from './hash-lock.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -65,7 +66,7 @@ import { Packer, type Batch } from './packer.js';
 import {
   BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader,
-  encodeSuperblock, packedFragment, type Codec, type JournalEntry, type Superblock,
+  encodeSuperblock, type Codec, type JournalEntry, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -197,11 +198,8 @@ export class Volume {
   /** The journal entry applyMapping fills (the journal copies it). */
   private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   private readonly meta = new Mutex();
-  /** Hash key → the newest write of that data in flight, which holds its lock. */
-  private readonly hashLocks = new Map<number, DataVio>();
-  /** Waiters of settled hash locks to place: (job, mapping, holder's data descriptor) triples. */
-  private readonly shares: (DataVio | number)[] = [];
-  private sharing = false;
+  /** Hash locks and dedupe advice (hash-lock.ts). */
+  private readonly dedupe: DedupeStage;
   private readonly waitingInPacker = new Map<number, DataVio>();
   /** Accepted writes not yet finished (mapped, or failed). */
   private jobsInFlight = 0;
@@ -278,6 +276,11 @@ export class Volume {
     this.reads = new ReadPath({
       map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem,
       pendingInto: (lba, out, dst, within, n) => this.pendingInto(lba, out, dst, within, n),
+    });
+    this.dedupe = new DedupeStage(pool, this.index, this.depot, dev, this.counters, {
+      store: (job) => this.store(job), placed: (job, m) => this.placed(job, m), failJob: (job, err) => this.failJob(job, err),
+      leave: (job) => this.leave(job), enter: (job) => this.enter(job),
+      decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into), reads: this.reads,
     });
   }
 
@@ -820,127 +823,7 @@ export class Volume {
     }
     job.fpLo = this.engine.resultWord(job.desc, 0);
     job.fpHi = this.engine.resultWord(job.desc, 1);
-    job.hashed = true;
-    // 48 bits of the fingerprint key the hash lock: a collision only makes one writer
-    // wait for another and then compare bytes, never share different data.
-    job.key = job.fpLo + (job.fpHi & 0xffff) * 2 ** 32;
-    // Identical data in flight queues on one hash lock: each writer tries to share what the
-    // one before it placed (one lookup, one write), and stores its own copy only when that
-    // block is full (254 references) or failed; those behind it then share the new copy.
-    const prev = this.hashLocks.get(job.key);
-    this.hashLocks.set(job.key, job);
-    job.holdsLock = true;
-    if (prev !== undefined) {
-      // Identical data is in flight ahead: wait for that writer to be placed (it may be
-      // in the packer, so this job no longer counts as feeding it). Each later writer
-      // takes the lock over, so a holder has at most one waiter.
-      if (prev.hashNext !== null) throw assertionFailed(`hash lock of data_vio ${prev.id} has two waiters`);
-      job.move(Stage.HASH_WAIT, FROM_PREPARING);
-      this.leave(job);
-      prev.hashNext = job;
-      return;
-    }
-    const advice = this.index.lookup(job.fpLo, job.fpHi);
-    if (advice >= 0) this.shareAdvice(job, mappingOf(this.index.pbnAt(advice), this.index.stateAt(advice)));
-    else this.store(job);
-  }
-
-  /** The index says this data is stored at `mapping`: read that block (adviceRead), then share it or store a copy. */
-  private shareAdvice(job: DataVio, mapping: number): void {
-    if (!this.canShare(mapping)) {
-      this.counters.adviceStale++;
-      this.store(job);
-      return;
-    }
-    job.move(Stage.ADVICE, FROM_PREPARING);
-    job.adviceMapping = mapping;
-    const pool = this.engine.pool;
-    const buf = pool.tryAlloc(BLOCK_BYTES);
-    if (buf >= 0) this.readAdvice(job, buf);
-    else pool.allocAsync(BLOCK_BYTES).then((b) => this.readAdvice(job, b), (err: Error) => this.failJob(job, err));
-  }
-
-  /**
-   * Reads the advised block. Checked again as the read is issued, under
-   * readsInFlight: a block that is referenced and not being written then holds
-   * its data on the device, and cannot be freed and reused before the read ends.
-   */
-  private readAdvice(job: DataVio, buf: number): void {
-    this.reads.inFlight++;
-    if (!this.canShare(job.adviceMapping)) {
-      this.reads.inFlight--;
-      this.engine.pool.free(buf);
-      this.counters.adviceStale++;
-      this.store(job);
-      return;
-    }
-    job.adviceBuf = buf;
-    this.dev.readThen(pbnOf(job.adviceMapping), buf, this.adviceRead, job);
-  }
-
-  /**
-   * Whether `mapping` is a data block (or slot) that can take one more
-   * reference: referenced, below the bound, and not being written (a block
-   * allocated for new data whose write is still in flight reads, on the
-   * device, as what it held before it was freed — which may be this very data).
-   */
-  private canShare(mapping: number): boolean {
-    const pbn = pbnOf(mapping);
-    return mapping >= 0 && stateOf(mapping) !== STATE_UNMAPPED && this.depot.isData(pbn) && this.depot.references(pbn) > 0 &&
-      this.depot.canShare(pbn) && !this.depot.beingWritten(pbn);
-  }
-
-  /** The advised block is read: share it when it holds the job's data and can still take a reference (checked again after the read). */
-  private readonly adviceRead = (err: FlashpackError | null, job: DataVio): void => {
-    this.reads.inFlight--;
-    if (job.stage !== Stage.ADVICE) throw assertionFailed(`data_vio ${job.id}: advice read back in ${STAGE_NAMES[job.stage]}`);
-    const mapping = job.adviceMapping;
-    const buf = job.adviceBuf;
-    job.adviceBuf = -1;
-    const same = err === null && this.holdsData(mapping, buf, job);
-    this.engine.pool.free(buf);
-    if (err !== null) {
-      this.failJob(job, err);
-      return;
-    }
-    try {
-      if (same && this.canShare(mapping)) {
-        this.depot.increment(pbnOf(mapping));
-        this.counters.adviceValid++;
-        this.placed(job, mapping);
-        return;
-      }
-      this.counters.adviceStale++;
-      this.store(job);
-    } catch (e) {
-      this.failJob(job, e as Error);
-    }
-  };
-
-  /**
-   * Whether the block read into `buf` holds the job's data at `mapping`. A
-   * packed slot whose compressed bytes equal the job's own compressed form
-   * holds the same data (decompression is a function of its input); otherwise
-   * the slot is decompressed and compared.
-   */
-  private holdsData(mapping: number, buf: number, job: DataVio): boolean {
-    const state = stateOf(mapping);
-    if (state === STATE_UNCOMPRESSED) return this.sameData(buf, job.desc);
-    const stored = this.descBytes(buf);
-    const range = packedFragment(stored, state - STATE_COMPRESSED_BASE);
-    if (typeof range === 'string') return false;
-    if (job.out >= 0 && job.size === range[1] - range[0] &&
-      equalBytes(stored.subarray(range[0], range[1]), this.descBytes(job.out).subarray(0, job.size))) {
-      return true;
-    }
-    // No compressed form (the engine skipped it: STATUS_KNOWN), or another one: decode
-    // the slot. With no buffer free the advice counts as stale (a copy is stored).
-    const pool = this.engine.pool;
-    const scratch = pool.tryAlloc(BLOCK_BYTES);
-    if (scratch < 0) return false;
-    const same = this.decodeSlot(buf, state - STATE_COMPRESSED_BASE, scratch) === null && this.sameData(scratch, job.desc);
-    pool.free(scratch);
-    return same;
+    this.dedupe.hashed(job);
   }
 
   /** New data: compressed into the packer when it shrinks enough, else written raw. */
@@ -1088,68 +971,12 @@ export class Volume {
     job.mapping = mapping;
     this.leave(job);
     this.releaseOut(job);
-    this.releaseLock(job, mapping);
+    this.dedupe.release(job, mapping);
     this.toMap.push(job);
     if (!this.mapperQueued) {
       this.mapperQueued = true;
       void this.meta.run(() => this.mapBatch());
     }
-  }
-
-  /**
-   * The job has its home (or failed: mapping −1): jobs with the same data that
-   * waited on its hash lock now share that home — compared with the holder's
-   * bytes, still in memory — or store a copy of their own when it is full or
-   * different. Each of them then releases its own lock the same way; the queue
-   * keeps a long chain of identical writes from nesting calls.
-   */
-  private releaseLock(job: DataVio, mapping: number): void {
-    if (!job.holdsLock) return;
-    job.holdsLock = false;
-    if (this.hashLocks.get(job.key) === job) this.hashLocks.delete(job.key);
-    const next = job.hashNext;
-    if (next === null) return;
-    job.hashNext = null;
-    this.shares.push(next, mapping, job.desc);
-    if (this.sharing) return;
-    this.sharing = true;
-    try {
-      for (let i = 0; i < this.shares.length; i += 3) {
-        const w = this.shares[i] as DataVio;
-        try {
-          this.shareWith(w, this.shares[i + 1] as number, this.shares[i + 2] as number);
-        } catch (err) {
-          this.failJob(w, err as Error);
-        }
-      }
-    } finally {
-      this.shares.length = 0;
-      this.sharing = false;
-    }
-  }
-
-  /** Shares the holder's home (`mapping`, data in `holderDesc`) when the bytes match and it can take a reference; else stores. */
-  private shareWith(job: DataVio, mapping: number, holderDesc: number): void {
-    if (job.stage !== Stage.HASH_WAIT) throw assertionFailed(`data_vio ${job.id} shares a home in ${STAGE_NAMES[job.stage]}`);
-    this.enter(job);
-    const pbn = pbnOf(mapping);
-    if (holderDesc >= 0 && this.canShare(mapping) && this.sameData(holderDesc, job.desc)) {
-      this.depot.increment(pbn);
-      this.counters.concurrentShared++;
-      this.placed(job, mapping);
-      return;
-    }
-    this.store(job);
-  }
-
-  /** Whether two 4 KiB buffers hold the same bytes. */
-  private sameData(a: number, b: number): boolean {
-    const w = this.words();
-    const pool = this.engine.pool;
-    const x = pool.bufferOf(a) >> 2;
-    const y = pool.bufferOf(b) >> 2;
-    for (let i = 0; i < BLOCK_BYTES >> 2; i++) if (w[x + i] !== w[y + i]) return false;
-    return true;
   }
 
   /**
@@ -1238,7 +1065,7 @@ export class Volume {
   }
 
   private failJob(job: DataVio, err: Error): void {
-    this.releaseLock(job, -1);
+    this.dedupe.release(job, -1);
     this.finishJob(job, err);
   }
 
@@ -1536,16 +1363,4 @@ export class Volume {
     await Volume.detach(this.engine, this.ctrlr).catch(() => {});
     this.hold.release();
   }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  if (((a.byteOffset | b.byteOffset | a.length) & 3) === 0) {
-    const x = new Int32Array(a.buffer, a.byteOffset, a.length >> 2);
-    const y = new Int32Array(b.buffer, b.byteOffset, b.length >> 2);
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-    return true;
-  }
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
