@@ -39,6 +39,7 @@ import { assertionFailed } from '../assert.js';
 import { PREPARE_JOB_MODULE, STATUS_KNOWN } from './prepare-job.js';
 import { PrepareStage } from './prepare.js';
 import { DedupeStage } from './hash-lock.js';
+import { StoreStage } from './store.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -62,11 +63,9 @@ import {
   DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, bytesOf, checkCreateOptions, checkOpenOptions, checkRange, checkTarget, isThin, layoutFor,
   type OpenOptions, type VolumeOptions,
 } from './volume-options.js';
-import { Packer, type Batch } from './packer.js';
 import {
-  BLOCK_BYTES, CB_HEADER_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE,
-  STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader,
-  encodeSuperblock, type Codec, type JournalEntry, type Superblock,
+  BLOCK_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES,
+  ZERO_PBN, decodeSuperblock, encodeSuperblock, type Codec, type JournalEntry, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -169,17 +168,7 @@ class Mutex {
 // The stages each step of the write path may come from (data-vio.ts).
 const FROM_ACCEPTED = from(Stage.ACCEPTED);
 const FROM_PREPARING = from(Stage.PREPARING);
-/** Where store() is called: after the engine, a stale advice, or a hash lock whose home could not be shared. */
-const FROM_DEDUPING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT);
-const FROM_STORING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT, Stage.PACKING);
-const FROM_PACKING = from(Stage.PACKING);
 const FROM_PLACING = from(Stage.ACCEPTED, Stage.WRITING, Stage.ADVICE, Stage.HASH_WAIT);
-
-const nextTurn: (fn: () => void) => void =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
-    ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
-    : (fn) => setTimeout(fn, 0);
-
 
 export class Volume {
   readonly sb: Superblock;
@@ -193,14 +182,13 @@ export class Volume {
   private readonly index: DedupeIndex;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
-  private readonly packer: Packer<DataVio>;
-  private readonly writer: DataWriter;
+  /** Packing and writing new data (store.ts). */
+  private readonly stores: StoreStage;
   /** The journal entry applyMapping fills (the journal copies it). */
   private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   private readonly meta = new Mutex();
   /** Hash locks and dedupe advice (hash-lock.ts). */
   private readonly dedupe: DedupeStage;
-  private readonly waitingInPacker = new Map<number, DataVio>();
   /** Accepted writes not yet finished (mapped, or failed). */
   private jobsInFlight = 0;
   /** Writes in flight per flush() epoch, and the flush() calls waiting for theirs (flush.ts). */
@@ -220,15 +208,8 @@ export class Volume {
   /** Jobs placed and waiting for the metadata lock, mapped in batches. */
   private toMap: DataVio[] = [];
   private mapperQueued = false;
-  /** flush() calls in progress. */
-  private flushing = 0;
-  /** Writes a flush waits for that may still bring the packer a fragment (flushWatched); when none is left, the bins go out. */
-  private watched = 0;
-  /** Writes that may still bring the packer a fragment (feedsPacker); when none is left, nothing can fill the bins. */
-  private feeding = 0;
   /** Every write's record, made at open: no more writes are in the pipeline than it holds. */
   private readonly vios: DataVioPool;
-  private packerFlushQueued = false;
   private reserved = 0;
   private logicalUsed = 0;
   private failure: Error | null = null;
@@ -267,8 +248,6 @@ export class Volume {
       (job, status) => this.prepared(job, status), (job, err) => this.failJob(job, err));
     // An index of another size than the saved one starts empty and is not saved.
     this.indexSaved = sb.indexBlocks > 0 && DedupeIndex.imageBytes(indexMemory) === DedupeIndex.imageBytes(sb.indexMemory);
-    this.packer = new Packer<DataVio>(opts.packer ?? 'flashpack');
-    this.writer = new DataWriter(dev, pool, sb.writePolicy === 'sync');
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.vios = new DataVioPool(this.maxInflight);
     this.mem = new Uint8Array(pool.memory.buffer);
@@ -277,9 +256,15 @@ export class Volume {
       map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem,
       pendingInto: (lba, out, dst, within, n) => this.pendingInto(lba, out, dst, within, n),
     });
+    this.stores = new StoreStage({
+      pool, mem: this.mem, wasm: engine.runtime.exports, dev, depot: this.depot, index: this.index,
+      writer: new DataWriter(dev, pool, sb.writePolicy === 'sync'), codec: sb.codec, fua: sb.writePolicy === 'sync',
+      packer: opts.packer ?? 'flashpack', counters: this.counters,
+      wiring: { recompress: (job) => this.prep.add(job), placed: (job, m) => this.placed(job, m), failJob: (job, err) => this.failJob(job, err) },
+    });
     this.dedupe = new DedupeStage(pool, this.index, this.depot, dev, this.counters, {
-      store: (job) => this.store(job), placed: (job, m) => this.placed(job, m), failJob: (job, err) => this.failJob(job, err),
-      leave: (job) => this.leave(job), enter: (job) => this.enter(job),
+      store: (job) => this.stores.store(job), placed: (job, m) => this.placed(job, m), failJob: (job, err) => this.failJob(job, err),
+      leave: (job) => this.stores.leave(job), enter: (job) => this.stores.enter(job),
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into), reads: this.reads,
     });
   }
@@ -754,51 +739,15 @@ export class Volume {
     job.epoch = this.flushes.enter();
     if (job.call !== null) job.call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
-    const waiting = this.waitingInPacker.get(lba);
-    if (waiting !== undefined) {
-      const batch = this.packer.evict(waiting);
-      if (batch !== null) this.writeBatch(batch);
-    }
+    this.stores.overwritten(lba);
     if (desc < 0) {
       this.counters.zeroBlocks++;
       this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED));
       return;
     }
     job.move(Stage.PREPARING, FROM_ACCEPTED);
-    this.enter(job);
+    this.stores.enter(job);
     this.prep.add(job);
-  }
-
-  /**
-   * The write can no longer feed the packer. If no write can, the bins go out
-   * after one turn of the event loop: a caller writing in a loop has issued its
-   * next write by then, and the bins keep filling.
-   */
-  private leave(job: DataVio): void {
-    if (!job.feedsPacker) return;
-    job.feedsPacker = false;
-    this.feeding--;
-    if (job.flushWatched) {
-      job.flushWatched = false;
-      if (--this.watched === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
-    }
-    if (this.feeding === 0 && this.packer.waiting > 0 && !this.packerFlushQueued) {
-      this.packerFlushQueued = true;
-      nextTurn(() => {
-        this.packerFlushQueued = false;
-        if (this.feeding === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
-      });
-    }
-  }
-
-  private enter(job: DataVio): void {
-    if (job.feedsPacker) return;
-    job.feedsPacker = true;
-    this.feeding++;
-    if (this.flushing > 0) {
-      job.flushWatched = true;
-      this.watched++;
-    }
   }
 
   /** The engine has hashed (and compressed) the block: dedupe, else store. */
@@ -812,13 +761,13 @@ export class Volume {
     if (job.recompressing) {
       // Back from compression: the data was new after all.
       job.recompressing = false;
-      this.store(job);
+      this.stores.store(job);
       return;
     }
     job.uncompressed = status === STATUS_KNOWN;
     job.check = this.engine.resultWord(job.desc, 2);
     if (!this.sb.dedupe) {
-      this.store(job);
+      this.stores.store(job);
       return;
     }
     job.fpLo = this.engine.resultWord(job.desc, 0);
@@ -826,151 +775,12 @@ export class Volume {
     this.dedupe.hashed(job);
   }
 
-  /** New data: compressed into the packer when it shrinks enough, else written raw. */
-  private store(job: DataVio): void {
-    if (job.uncompressed) {
-      // The index knew it, but the copy is gone or full: compress it now.
-      job.move(Stage.PREPARING, FROM_DEDUPING);
-      job.uncompressed = false;
-      job.recompressing = true;
-      this.prep.add(job);
-      return;
-    }
-    if (job.size === 0 || !this.packer.fits(job.size)) {
-      this.writeRaw(job);
-      return;
-    }
-    const batches: Batch<DataVio>[] = [];
-    job.move(Stage.PACKING, FROM_DEDUPING);
-    if (!this.packer.add({ size: job.size, item: job }, batches)) {
-      this.writeRaw(job);
-      return;
-    }
-    this.waitingInPacker.set(job.lba, job);
-    this.writeBatches(batches);
-    this.leave(job);
-  }
-
-  private writeRaw(job: DataVio): void {
-    job.move(Stage.WRITING, FROM_STORING);
-    this.leave(job);
-    this.releaseOut(job);
-    let pbn: number;
-    try {
-      pbn = this.depot.allocate();
-    } catch (err) {
-      this.failJob(job, err as Error);
-      return;
-    }
-    job.mapping = mappingOf(pbn, STATE_UNCOMPRESSED);
-    const at = this.writer.slot(pbn);
-    if (at < 0) {
-      this.dev.writeThen(pbn, job.desc, this.sb.writePolicy === 'sync', this.rawWritten, job);
-      return;
-    }
-    const src = this.engine.pool.bufferOf(job.desc);
-    this.bytes().copyWithin(at, src, src + BLOCK_BYTES);
-    this.writer.added(this.rawWritten, job);
-  }
-
-  private readonly rawWritten = (err: FlashpackError | null, job: DataVio): void => {
-    this.depot.written(pbnOf(job.mapping));
-    if (err !== null) {
-      this.depot.decrement(pbnOf(job.mapping));
-      this.failJob(job, err);
-    } else this.stored(job, job.mapping);
-  };
-
-  private writeBatches(batches: Batch<DataVio>[]): void {
-    for (const b of batches) this.writeBatch(b);
-  }
-
-  /** One bin: a single fragment is stored raw (dm-vdo); more become one packed block. */
-  private writeBatch(batch: Batch<DataVio>): void {
-    for (const f of batch) if (this.waitingInPacker.get(f.item.lba) === f.item) this.waitingInPacker.delete(f.item.lba);
-    if (batch.length === 1) {
-      this.writeRaw(batch[0].item);
-      return;
-    }
-    let pbn: number;
-    try {
-      pbn = this.depot.allocate();
-    } catch (err) {
-      for (const f of batch) this.failJob(f.item, err as Error);
-      return;
-    }
-    for (const f of batch) f.item.move(Stage.WRITING, FROM_PACKING);
-    const at = this.writer.slot(pbn);
-    if (at >= 0) {
-      this.packInto(batch, at);
-      this.writer.added((err) => this.packedWritten(batch, pbn, err), null);
-      return;
-    }
-    // No staging buffer free: the block goes on its own, from a buffer of its own.
-    const pool = this.engine.pool;
-    const single = (block: number): void => {
-      this.packInto(batch, pool.bufferOf(block));
-      this.dev.writeThen(pbn, block, this.sb.writePolicy === 'sync', (err) => {
-        pool.free(block);
-        this.packedWritten(batch, pbn, err);
-      }, null);
-    };
-    const block = pool.tryAlloc(BLOCK_BYTES);
-    if (block >= 0) single(block);
-    else {
-      pool.allocAsync(BLOCK_BYTES).then(single, (err: Error) => {
-        this.depot.written(pbn);
-        this.depot.decrement(pbn);
-        for (const f of batch) this.failJob(f.item, err);
-      });
-    }
-  }
-
-  /** Lays out a packed block at byte address `at`: header, fragments, zero tail. */
-  private packInto(batch: Batch<DataVio>, at: number): void {
-    const wasm = this.engine.runtime.exports;
-    const pool = this.engine.pool;
-    encodePackedHeader(this.bytes(), this.sb.codec, batch.length, (i) => batch[i].size, at);
-    let to = at + CB_HEADER_BYTES;
-    for (const f of batch) {
-      wasm.copyBytes(to, pool.bufferOf(f.item.out), f.size);
-      to += f.size;
-      this.releaseOut(f.item);
-    }
-    wasm.zeroBytes(to, at + BLOCK_BYTES - to);
-  }
-
-  private packedWritten(batch: Batch<DataVio>, pbn: number, err: FlashpackError | null): void {
-    this.depot.written(pbn);
-    if (err !== null) {
-      this.depot.decrement(pbn);
-      for (const f of batch) this.failJob(f.item, err);
-      return;
-    }
-    for (let i = 1; i < batch.length; i++) this.depot.increment(pbn);
-    this.counters.fragments += batch.length;
-    this.counters.packedBlocks++;
-    for (let i = 0; i < batch.length; i++) this.stored(batch[i].item, mappingOf(pbn, STATE_COMPRESSED_BASE + i));
-  }
-
-  private releaseOut(job: DataVio): void {
-    if (job.out < 0) return;
-    this.engine.pool.free(job.out);
-    job.out = -1;
-  }
-
-  /** New data is on the device: the index learns where. */
-  private stored(job: DataVio, mapping: number): void {
-    if (job.hashed) this.index.update(job.fpLo, job.fpHi, pbnOf(mapping), stateOf(mapping));
-    this.placed(job, mapping);
-  }
-
   /** The job has a home holding one reference: writers of the same data behind it may share it; mapping is next. */
   private placed(job: DataVio, mapping: number): void {
     job.move(Stage.MAPPING, FROM_PLACING);
     job.mapping = mapping;
-    this.leave(job);
-    this.releaseOut(job);
+    this.stores.leave(job);
+    this.stores.releaseOut(job);
     this.dedupe.release(job, mapping);
     this.toMap.push(job);
     if (!this.mapperQueued) {
@@ -1072,8 +882,8 @@ export class Volume {
   /** The job is over (mapped, dropped as obsolete, or failed): its resources go back, and whoever waits for it hears. */
   private finishJob(job: DataVio, err: Error | null): void {
     if (job.stage === Stage.FREE) throw assertionFailed(`data_vio ${job.id} (LBA ${job.lba}) finished twice`);
-    this.leave(job);
-    this.releaseOut(job);
+    this.stores.leave(job);
+    this.stores.releaseOut(job);
     if (job.reserved) this.reserved--;
     this.zone.finished(job);
     if (job.desc >= 0) this.engine.pool.free(job.desc);
@@ -1263,20 +1073,11 @@ export class Volume {
     this.counters.flushIn++;
     const gen = this.gen;
     const epoch = this.flushes.close();
-    this.flushing++;
+    this.stores.flushStarted(this.vios.all);
     try {
-      for (const job of this.vios.all) {
-        if (!job.feedsPacker || job.flushWatched) continue;
-        job.flushWatched = true;
-        this.watched++;
-      }
-      if (this.watched === 0) this.writeBatches(this.packer.flush());
       await this.flushes.drained(epoch);
     } finally {
-      if (--this.flushing === 0 && this.watched > 0) {
-        for (const job of this.vios.all) job.flushWatched = false;
-        this.watched = 0;
-      }
+      this.stores.flushEnded(this.vios.all);
     }
     if (this.failure !== null) throw this.failure;
     await this.meta.run(async () => {
@@ -1305,7 +1106,7 @@ export class Volume {
       zeroBlocksWritten: c.zeroBlocks,
       compressedFragmentsWritten: c.fragments,
       compressedBlocksWritten: c.packedBlocks,
-      compressedFragmentsInPacker: this.packer.waiting,
+      compressedFragmentsInPacker: this.stores.fragmentsWaiting,
       journalEntriesWritten: this.journal.stats.entriesWritten,
       journalBlocksWritten: this.journal.stats.blocksWritten,
       blockMapCacheHits: this.map.stats.cacheHits,
