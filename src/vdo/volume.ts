@@ -40,6 +40,7 @@ import { PREPARE_JOB_MODULE, STATUS_KNOWN } from './prepare-job.js';
 import { PrepareStage } from './prepare.js';
 import { DedupeStage } from './hash-lock.js';
 import { StoreStage } from './store.js';
+import { MappingStage, Mutex } from './mapping.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
@@ -48,7 +49,7 @@ import { availableCores } from '../wasm/spawn.js';
 import { BlockDevice } from './block-device.js';
 import { ReadPath } from './read-path.js';
 import { DataWriter, STAGING_BYTES } from './data-writer.js';
-import { BlockMap, mappingOf, pbnOf, stateOf, type Page } from './block-map.js';
+import { BlockMap, mappingOf, pbnOf, stateOf } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
@@ -64,8 +65,8 @@ import {
   type OpenOptions, type VolumeOptions,
 } from './volume-options.js';
 import {
-  BLOCK_BYTES, ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES,
-  ZERO_PBN, decodeSuperblock, encodeSuperblock, type Codec, type JournalEntry, type Superblock,
+  BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES,
+  ZERO_PBN, decodeSuperblock, encodeSuperblock, type Codec, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -155,16 +156,6 @@ interface Attached {
   idleSpin: number;
 }
 
-/** A promise-chain mutex: the metadata lock. */
-class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const r = this.tail.then(fn);
-    this.tail = r.then(() => {}, () => {});
-    return r;
-  }
-}
-
 // The stages each step of the write path may come from (data-vio.ts).
 const FROM_ACCEPTED = from(Stage.ACCEPTED);
 const FROM_PREPARING = from(Stage.PREPARING);
@@ -184,8 +175,6 @@ export class Volume {
   private readonly indexSaved: boolean;
   /** Packing and writing new data (store.ts). */
   private readonly stores: StoreStage;
-  /** The journal entry applyMapping fills (the journal copies it). */
-  private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   private readonly meta = new Mutex();
   /** Hash locks and dedupe advice (hash-lock.ts). */
   private readonly dedupe: DedupeStage;
@@ -205,13 +194,11 @@ export class Volume {
   private gen = 0;
   /** The engine trip: fingerprint and compression, a burst per wave (prepare.ts). */
   private readonly prep: PrepareStage;
-  /** Jobs placed and waiting for the metadata lock, mapped in batches. */
-  private toMap: DataVio[] = [];
-  private mapperQueued = false;
+  /** Journal, block map and reference counts for placed writes and discards (mapping.ts). */
+  private readonly mapping: MappingStage;
   /** Every write's record, made at open: no more writes are in the pipeline than it holds. */
   private readonly vios: DataVioPool;
   private reserved = 0;
-  private logicalUsed = 0;
   private failure: Error | null = null;
   private closed = false;
   /** The lock on the image (released at close or abandon). */
@@ -239,6 +226,10 @@ export class Volume {
     this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES);
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
+    this.mapping = new MappingStage({
+      map: this.map, journal: this.journal, depot: this.depot, dev, zone: this.zone, meta: this.meta, sync: sb.writePolicy === 'sync',
+      finish: (job, err) => this.finishJob(job, err),
+    });
     const indexMemory = opts.indexMemory ?? (sb.dedupe ? sb.indexMemory : MIN_INDEX_MEMORY);
     // In the shared memory: the engine's workers read it as their known table and
     // do not compress a block the index knows (OP_PREPARE_BLOCK, STATUS_KNOWN).
@@ -491,24 +482,10 @@ export class Volume {
       logicalBlocks: this.sb.logicalBlocks, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool: this.engine.pool,
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
     });
-    this.logicalUsed = await rebuildReferences(this.map, this.depot);
+    this.mapping.logicalUsed = await rebuildReferences(this.map, this.depot);
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
-    if (!this.readOnly) await this.checkpoint();
-  }
-
-  /** Journal durable, then every dirty block map page written and flushed; recovery then starts at the next block. */
-  private async checkpoint(): Promise<void> {
-    await this.journal.commit();
-    await this.dev.flush();
-    await this.map.writeDirty();
-    await this.dev.flush();
-    await this.journal.advanceHead();
-    // The new head must be durable before the volume takes writes: after a
-    // recovery, the blocks behind it hold entries whose data never arrived, and
-    // replaying them again later could let them match data written since.
-    await this.journal.recordHead();
-    await this.dev.flush();
+    if (!this.readOnly) await this.mapping.checkpoint();
   }
 
   // ---- public API -------------------------------------------------------------------
@@ -782,96 +759,7 @@ export class Volume {
     this.stores.leave(job);
     this.stores.releaseOut(job);
     this.dedupe.release(job, mapping);
-    this.toMap.push(job);
-    if (!this.mapperQueued) {
-      this.mapperQueued = true;
-      void this.meta.run(() => this.mapBatch());
-    }
-  }
-
-  /**
-   * Under the metadata lock: maps every placed job waiting, one journal entry
-   * each, in one pass; then, for sync writes, one journal commit for them all.
-   * A job issued after a discard that is not applied yet waits for the next
-   * pass, which is queued behind that discard.
-   */
-  private async mapBatch(): Promise<void> {
-    this.mapperQueued = false;
-    const jobs = this.toMap;
-    this.toMap = [];
-    const barrier = this.zone.mappingBarrier();
-    const mapped: DataVio[] = [];
-    for (const job of jobs) {
-      if (job.gen > barrier) {
-        this.toMap.push(job);
-        continue;
-      }
-      try {
-        const slow = this.mapNow(job);
-        if (slow !== null) await slow;
-        mapped.push(job);
-      } catch (err) {
-        // Nothing changed for this job (the failure came before the map was updated): drop its reference.
-        if (job.st.applied !== job.gen && pbnOf(job.mapping) !== ZERO_PBN) this.depot.decrement(pbnOf(job.mapping));
-        this.finishJob(job, err as Error);
-      }
-    }
-    let failure: Error | null = null;
-    if (this.sb.writePolicy === 'sync' && mapped.length > 0) {
-      try {
-        await this.journal.commit();
-      } catch (err) {
-        failure = err as Error;
-      }
-    }
-    for (const job of mapped) this.finishJob(job, failure);
-    if (this.toMap.length > 0 && !this.mapperQueued) {
-      this.mapperQueued = true;
-      void this.meta.run(() => this.mapBatch());
-    }
-  }
-
-  /** Maps a job at once when its block map page is cached; else returns the promise of doing so. */
-  private mapNow(job: DataVio): Promise<void> | null {
-    if (job.gen < job.st.applied) {
-      // A newer write to this LBA is already mapped: this one is obsolete.
-      if (pbnOf(job.mapping) !== ZERO_PBN) this.depot.decrement(pbnOf(job.mapping));
-      return null;
-    }
-    if (this.journal.needsCheckpoint || this.map.needsCheckpoint) return this.mapSlow(job);
-    const page = this.map.cachedPage(job.lba);
-    if (page === null) return this.mapSlow(job);
-    this.applyMapping(job, page);
-    return null;
-  }
-
-  private async mapSlow(job: DataVio): Promise<void> {
-    if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
-    const page = await this.map.page(job.lba);
-    try {
-      this.applyMapping(job, page);
-    } finally {
-      this.map.unpin(page);
-    }
-  }
-
-  /** Journal, then block map, then reference counts. */
-  private applyMapping(job: DataVio, page: Page): void {
-    const lba = job.lba;
-    const mapping = job.mapping;
-    const old = this.map.get(page, lba);
-    const e = this.entry;
-    e.lba = lba;
-    e.newPbn = pbnOf(mapping);
-    e.newState = stateOf(mapping);
-    e.oldPbn = pbnOf(old);
-    e.oldState = stateOf(old);
-    e.dataCheck = job.check;
-    this.journal.append(e);
-    this.map.set(page, lba, mapping);
-    job.st.applied = job.gen;
-    if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
-    else if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
+    this.mapping.add(job);
   }
 
   private failJob(job: DataVio, err: Error): void {
@@ -1015,7 +903,7 @@ export class Volume {
         this.meta
           .run(async () => {
             try {
-              await this.applyDiscard(first, last, gen);
+              await this.mapping.applyDiscard(first, last, gen);
             } finally {
               pd.applied = true;
             }
@@ -1025,40 +913,6 @@ export class Volume {
       );
     }
     await Promise.all(parts);
-  }
-
-  private async applyDiscard(first: number, last: number, gen: number): Promise<void> {
-    let lba = first;
-    while (lba < last) {
-      const pageEnd = Math.min(last, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
-      const page = await this.map.page(lba);
-      try {
-        // Runs of mapped blocks, each journaled before the map changes. Writes issued after
-        // this discard queue on the metadata lock behind it, so none of them is mapped yet;
-        // writes issued before it that are still in flight are dropped when they get here.
-        const runs: [number, number][] = [];
-        for (let l = lba; l < pageEnd; l++) {
-          this.zone.discardApplying(l, gen);
-          if (stateOf(this.map.get(page, l)) !== STATE_UNMAPPED) {
-            if (runs.length > 0 && runs[runs.length - 1][1] === l) runs[runs.length - 1][1] = l + 1;
-            else runs.push([l, l + 1]);
-          }
-        }
-        for (const [from, to] of runs) {
-          if (this.journal.needsCheckpoint || this.map.needsCheckpoint) await this.checkpoint();
-          this.journal.append({ kind: ENTRY_DISCARD, lba: from, count: to - from, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 });
-          for (let l = from; l < to; l++) {
-            const old = this.map.get(page, l);
-            this.map.set(page, l, 0);
-            this.logicalUsed--;
-            if (pbnOf(old) !== ZERO_PBN) this.depot.decrement(pbnOf(old));
-          }
-        }
-      } finally {
-        this.map.unpin(page);
-      }
-      lba = pageEnd;
-    }
   }
 
   /**
@@ -1098,8 +952,8 @@ export class Volume {
       physicalBlocks: this.sb.physicalBlocks,
       dataBlocksUsed: dataUsed,
       overheadBlocksUsed: this.sb.dataStart,
-      logicalBlocksUsed: this.logicalUsed,
-      savingPercent: this.logicalUsed === 0 ? 0 : Math.round(((this.logicalUsed - dataUsed) / this.logicalUsed) * 1000) / 10,
+      logicalBlocksUsed: this.mapping.logicalUsed,
+      savingPercent: this.mapping.logicalUsed === 0 ? 0 : Math.round(((this.mapping.logicalUsed - dataUsed) / this.mapping.logicalUsed) * 1000) / 10,
       dedupeAdviceValid: c.adviceValid,
       dedupeAdviceStale: c.adviceStale,
       dedupeConcurrentShared: c.concurrentShared,
@@ -1133,7 +987,7 @@ export class Volume {
     try {
       if (!this.readOnly) {
         await this.flush();
-        await this.meta.run(() => this.checkpoint());
+        await this.meta.run(() => this.mapping.checkpoint());
         const sb = { ...this.sb, generation: this.sb.generation + 1 };
         if (this.indexSaved) await saveIndex(this.index, this.sb, this.dev, this.engine.pool, sb.generation);
         await Volume.writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
