@@ -2,33 +2,38 @@
  * A VDO volume: logical 4 KiB blocks stored reduced the way dm-vdo does —
  * zero blocks elided, duplicates shared (fingerprint → advice → byte compare),
  * the rest compressed and packed up to 14 to a block — over an NVMe-style
- * controller, with a recovery journal in front of the block map.
+ * controller, with a recovery journal in front of the block map. This file is
+ * the public shell (create, open, read, write, discard, flush, stats, close),
+ * admission and completion of writes, and the wiring of the stages.
  *
- * Write path (one data_vio per logical block, a DataVio record moved on by callbacks;
- * each stage handles what its microtask wave brought as one batch):
+ * Write path: one data_vio record per logical block (data-vio.ts), moved on
+ * by callbacks through asserted stages; each stage handles what its microtask
+ * wave brought as one batch:
  *   accept   copy the block into a slab buffer; reads see it at once
- *            (async policy: acknowledged here, as dm-vdo's async mode)
+ *            (async policy: acknowledged here, as dm-vdo's async mode);
+ *            per-LBA order from generations (logical-zone.ts)
  *   zero     all-zero data maps to the zero block, nothing allocated
- *   hash     XXH3-128 in the engine's workers, one burst per wave
+ *   prepare  XXH3-128 and compression in the engine's workers, one burst per
+ *            wave (prepare.ts, prepare-job.ts)
  *   dedupe   concurrent identical writes share one lookup and one write (hash
  *            lock); index advice is verified against the stored bytes; a block
- *            at 254 references is not shared further
- *   compress in the engine's workers; a fragment the packer cannot place is
- *            stored raw ("incompressible")
- *   pack     bins of up to 14 fragments (packer.ts); a bin of one is stored raw;
- *            blocks written in one wave go out together (data-writer.ts)
- *   map      under the metadata lock, every placed job in one pass: journal
- *            (LBA, old, new, data check), then
- *            the block map, then reference counts; an older write that lost the
- *            race to a newer one for the same LBA is dropped here
+ *            at 254 references is not shared further (hash-lock.ts)
+ *   store    bins of up to 14 fragments; a bin of one, or a fragment the
+ *            packer cannot place, is stored raw; blocks written in one wave go
+ *            out together (store.ts, packer.ts, data-writer.ts)
+ *   map      under the metadata lock, every placed write in one pass: journal
+ *            (LBA, old, new, data check), then the block map, then reference
+ *            counts; an older write that lost the race to a newer one for the
+ *            same LBA is dropped here (mapping.ts)
  *
- * Durability: flush() waits for every accepted write to be mapped, writes the
- * journal, and flushes the device. Blocks freed by remapping are reused only
- * after a flush. Recovery replays the journal, keeping an entry only when the
- * block (or packed slot) it points to reads back as the data whose check (XXH3
- * bits, from the fingerprint) it journaled (so a write whose data never reached the media reverts to its
- * previous mapping), rebuilds reference counts
- * from the block map, and checkpoints.
+ * Durability: flush() waits for every write of its epoch (flush.ts) to be
+ * mapped, writes the journal, and flushes the device. Blocks freed by
+ * remapping are reused only after a flush. Recovery (repair.ts) replays the
+ * journal, keeping an entry only when the block (or packed slot) it points to
+ * reads back as the data whose check (XXH3 bits, from the fingerprint) it
+ * journaled, so a write whose data never reached the media reverts to its
+ * previous mapping; rebuilds reference counts from the block map; and
+ * checkpoints.
  */
 import { FlashpackError, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
