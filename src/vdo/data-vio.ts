@@ -43,6 +43,18 @@ export const STAGE_NAMES = ['FREE', 'ACCEPTED', 'PREPARING', 'HASH_WAIT', 'ADVIC
 /** A set of stages, for move()'s `from`. */
 export const from = (...stages: Stage[]): number => stages.reduce((m, s) => m | (1 << s), 0);
 
+// The graph above, as the sets each step may come from (made once: move() is on the hot path).
+export const FROM_FREE = from(Stage.FREE);
+export const FROM_ACCEPTED = from(Stage.ACCEPTED);
+export const FROM_PREPARING = from(Stage.PREPARING);
+/** Where store() is called: after the engine, a stale advice, or a hash lock whose home could not be shared. */
+export const FROM_DEDUPING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT);
+/** A raw write: as store(), or a bin of one. */
+export const FROM_STORING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT, Stage.PACKING);
+export const FROM_PACKING = from(Stage.PACKING);
+/** A home found: a zero block, a written block, verified advice, or the holder's home shared. */
+export const FROM_PLACING = from(Stage.ACCEPTED, Stage.WRITING, Stage.ADVICE, Stage.HASH_WAIT);
+
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
 export interface LbaState {
   /** Newest write or discard issued for it. */
@@ -155,7 +167,7 @@ export class DataVioPool {
     const v = this.free.pop();
     assert(v !== undefined, 'data_vio pool: acquire() with none free');
     if (this.all.length - this.free.length > this.peak) this.peak = this.all.length - this.free.length;
-    v.move(Stage.ACCEPTED, from(Stage.FREE));
+    v.move(Stage.ACCEPTED, FROM_FREE);
     v.lba = lba;
     v.gen = gen;
     v.st = st;

@@ -26,10 +26,9 @@ import type { BlockDevice } from './block-device.js';
 import { mappingOf, pbnOf, stateOf } from './block-map.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
-import { Stage, STAGE_NAMES, from, type DataVio } from './data-vio.js';
+import { FROM_PREPARING, Stage, STAGE_NAMES, type DataVio } from './data-vio.js';
 import { BLOCK_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, packedFragment } from './encodings.js';
 
-const FROM_PREPARING = from(Stage.PREPARING);
 
 export interface DedupeCounters {
   adviceValid: number;

@@ -18,6 +18,7 @@
  * in it; a write's compressed form is freed exactly once (releaseOut).
  */
 import type { FlashpackError } from '../errors.js';
+import { nextTurn } from '../next-turn.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { WasmExports } from '../wasm/runtime.js';
 import type { BlockDevice } from './block-device.js';
@@ -25,19 +26,10 @@ import { mappingOf, pbnOf, stateOf } from './block-map.js';
 import type { DataWriter } from './data-writer.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
-import { Stage, from, type DataVio } from './data-vio.js';
+import { FROM_DEDUPING, FROM_PACKING, FROM_STORING, Stage, type DataVio } from './data-vio.js';
 import { Packer, type Batch, type PackerPolicy } from './packer.js';
 import { BLOCK_BYTES, CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, encodePackedHeader, type Codec } from './encodings.js';
 
-/** Where store() is called: after the engine, a stale advice, or a hash lock whose home could not be shared. */
-const FROM_DEDUPING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT);
-const FROM_STORING = from(Stage.PREPARING, Stage.ADVICE, Stage.HASH_WAIT, Stage.PACKING);
-const FROM_PACKING = from(Stage.PACKING);
-
-const nextTurn: (fn: () => void) => void =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
-    ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
-    : (fn) => setTimeout(fn, 0);
 
 export interface StoreCounters {
   fragments: number;

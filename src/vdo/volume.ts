@@ -39,7 +39,7 @@ import { FlashpackError, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
-import { DataVio, DataVioPool, Stage, from, type LbaState, type WriteCall } from './data-vio.js';
+import { DataVio, DataVioPool, FROM_ACCEPTED, FROM_PLACING, FROM_PREPARING, Stage, type LbaState, type WriteCall } from './data-vio.js';
 import { assertionFailed } from '../assert.js';
 import { PREPARE_JOB_MODULE, STATUS_KNOWN } from './prepare-job.js';
 import { PrepareStage } from './prepare.js';
@@ -160,11 +160,6 @@ interface Attached {
   dev: BlockDevice;
   idleSpin: number;
 }
-
-// The stages each step of the write path may come from (data-vio.ts).
-const FROM_ACCEPTED = from(Stage.ACCEPTED);
-const FROM_PREPARING = from(Stage.PREPARING);
-const FROM_PLACING = from(Stage.ACCEPTED, Stage.WRITING, Stage.ADVICE, Stage.HASH_WAIT);
 
 export class Volume {
   readonly sb: Superblock;
