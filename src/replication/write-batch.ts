@@ -6,8 +6,8 @@
  * queue depth 32 the kernel time of those dominated a replicated write.
  */
 import type * as net from 'node:net';
+import { nextTurn } from '../next-turn.js';
 
-const later: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => void setImmediate(f) : (f) => void setTimeout(f, 0);
 
 export class WriteBatch {
   private corked = false;
@@ -19,7 +19,7 @@ export class WriteBatch {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      later(() => {
+      nextTurn(() => {
         this.corked = false;
         if (!this.socket.destroyed) this.socket.uncork();
       });
