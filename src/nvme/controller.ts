@@ -256,8 +256,14 @@ export class Controller {
   checkLive(what: string): void {
     if (this.live) return;
     if (this.state === CTRL_CLOSING) throw afterClose(what);
-    const why = this.failure !== null ? `failed (${this.failure.message})` : 'lost its device (removed or powered off)';
-    throw new FlashpackError('ENXIO', `${what}: the controller ${why}`);
+    throw new FlashpackError('ENXIO', `${what}: the controller ${this.whyDown}`);
+  }
+
+  /** Why commands fail with a path error now ("failed (…)", "lost its device …", "is closing"), or null while live. */
+  get whyDown(): string | null {
+    if (this.live) return null;
+    if (this.state === CTRL_CLOSING) return 'is closing';
+    return this.failure !== null ? `failed (${this.failure.message})` : 'lost its device (removed or powered off)';
   }
 
   /** @internal a write command of `blocks` blocks completed: the backend hears of it (write-behind). */

@@ -164,8 +164,10 @@ export class BlockDevice {
     const io = arg as DeviceIo;
     if (!status.isError) this.finish(io, null);
     else {
-      const code = status.sct === SCT_PATH ? 'ENXIO' : 'EIO';
-      this.finish(io, new FlashpackError(code, `volume: device ${OP_NAMES[io.op]} of block ${io.vb} failed: ${status}`));
+      const path = status.sct === SCT_PATH;
+      // A path error says the controller is down; the message says why (a worker's death, removal, close).
+      const why = path ? this.ctrlr.whyDown : null;
+      this.finish(io, new FlashpackError(path ? 'ENXIO' : 'EIO', `volume: device ${OP_NAMES[io.op]} of block ${io.vb} failed: ${status}${why !== null ? `; the controller ${why}` : ''}`));
     }
   };
 
