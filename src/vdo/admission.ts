@@ -5,9 +5,10 @@
  * record (data-vio.ts); every stage ends a write through finish().
  *
  * Invariants (asserted where relied on; a failure is a bug, EINTERNAL):
- * - records in use + records promised to waiting acceptBlock() calls
- *   (`slotsHeld`) never exceed the pool: a write that waited for room is not
- *   overtaken by one admitted on the fast path meanwhile;
+ * - writes holding a slot (records in use, parked ones not counted) + slots
+ *   promised to waiting acceptBlock() calls (`slotsHeld`) never exceed
+ *   maxInflight, nor records in use the pool: a write that waited for room is
+ *   not overtaken by one admitted on the fast path meanwhile;
  * - async policy: every admitted non-zero write holds one block of room
  *   (`reserved`) until it finishes, so an acknowledged write cannot fail
  *   for space later;
@@ -73,6 +74,8 @@ export interface AdmissionOptions {
   depot: SlabDepot;
   flushes: FlushEpochs;
   maxInflight: number;
+  /** Records beyond maxInflight, for writes parked in the packer (StoreStage.waitingMax). */
+  parkable: number;
   sync: boolean;
   dedupe: boolean;
   counters: AdmissionCounters;
@@ -103,7 +106,7 @@ export class Admission {
   private reserved = 0;
 
   constructor(private readonly o: AdmissionOptions) {
-    this.vios = new DataVioPool(o.maxInflight);
+    this.vios = new DataVioPool(o.maxInflight, o.parkable);
   }
 
   nextGen(): number {
@@ -165,7 +168,7 @@ export class Admission {
 
   /** The fast path: accepts a whole block now, or returns false (nothing changed) if it would have to wait. */
   private tryAccept(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): boolean {
-    if (this.vios.available - this.slotsHeld === 0 || this.slotWaiters.length > 0) return false;
+    if (this.vios.freeSlots - this.slotsHeld <= 0 || this.slotWaiters.length > 0) return false;
     const pool = this.o.engine.pool;
     let desc = pool.tryAlloc(BLOCK_BYTES);
     if (desc < 0) return false;
@@ -201,7 +204,7 @@ export class Admission {
     let desc = -1;
     let slot = false;
     try {
-      while (this.vios.available - this.slotsHeld === 0) await new Promise<void>((r) => this.slotWaiters.push(r));
+      while (this.vios.freeSlots - this.slotsHeld <= 0) await new Promise<void>((r) => this.slotWaiters.push(r));
       // The slot is this write's from here: nothing admitted meanwhile can take it.
       this.slotsHeld++;
       slot = true;
@@ -233,7 +236,7 @@ export class Admission {
       throw err;
     }
     this.slotsHeld--;
-    assert(this.slotsHeld >= 0 && this.vios.available > this.slotsHeld, 'admission: a held slot went to another write');
+    assert(this.slotsHeld >= 0 && this.vios.freeSlots > this.slotsHeld, 'admission: a held slot went to another write');
     this.admit(this.vios.acquire(lba, gen, st, desc, reserved, call));
   }
 
@@ -322,6 +325,12 @@ export class Admission {
     this.o.mapping.add(job);
   }
 
+  /** The write's fragment waits in the packer's arena: its slot goes to a waiting write. */
+  park(job: DataVio): void {
+    this.vios.park(job);
+    this.slotWaiters.shift()?.();
+  }
+
   failJob(job: DataVio, err: Error): void {
     this.o.dedupeStage.release(job, -1);
     this.finish(job, err);
@@ -333,6 +342,7 @@ export class Admission {
     const { stores, zone } = this.o;
     stores.leave(job);
     stores.releaseOut(job);
+    stores.finished(job);
     if (job.reserved) this.reserved--;
     zone.finished(job);
     if (job.desc >= 0) this.o.engine.pool.free(job.desc);

@@ -11,7 +11,10 @@
  *   each step may come from);
  * - it is released exactly once per acquire, holding no hash lock, no waiter
  *   and no compressed-form buffer;
- * - no more records are in use than the pool holds.
+ * - no more records are in use than the pool holds, and no more hold a
+ *   pipeline slot than `slots` (maxInflight): a write whose fragment waits in
+ *   the packer is parked — its compressed bytes are in the fragment arena, its
+ *   buffers are back, and it holds no slot until it finishes.
  *
  *   ACCEPTED → PREPARING → (HASH_WAIT | ADVICE)* → (PACKING →) WRITING → MAPPING
  *   ACCEPTED → MAPPING (a zero block);  HASH_WAIT | ADVICE → MAPPING (shared)
@@ -19,6 +22,7 @@
  *   any stage → FREE (finished: mapped, obsolete or failed)
  */
 import { assert, assertionFailed } from '../assert.js';
+import type { Fragment } from './packer.js';
 
 export const enum Stage {
   FREE = 0,
@@ -128,9 +132,17 @@ export class DataVio {
   feedsPacker = false;
   /** A flush in progress waits for it to stop feeding the packer. */
   flushWatched = false;
+  /** Its fragment waits, or waited, in the packer: it holds no pipeline slot (DataVioPool.park). */
+  parked = false;
+  /** Its compressed bytes in the fragment arena (page and byte address), or −1: reads decode them from there. */
+  arenaPage = -1;
+  arenaAt = -1;
+  /** Its packer entry, made once with the record (no object per packed block). */
+  readonly fragment: Fragment<DataVio>;
 
   constructor(id: number) {
     this.id = id;
+    this.fragment = { size: 0, item: this, page: -1, offset: 0, bin: undefined };
   }
 
   /** Moves to `to` from one of the stages in `fromMask` (from()). */
@@ -143,19 +155,46 @@ export class DataVio {
 /** The volume's records, all made at open. */
 export class DataVioPool {
   readonly all: readonly DataVio[];
+  /** Writes in the pipeline at most, parked ones not counted (maxInflight). */
+  readonly slots: number;
   private readonly free: DataVio[];
+  private parkedCount = 0;
 
-  constructor(size: number) {
-    this.all = Array.from({ length: size }, (_, i) => new DataVio(i));
+  /** `slots` records for writes in the pipeline, and `parkable` more for writes parked in the packer. */
+  constructor(slots: number, parkable = 0) {
+    this.slots = slots;
+    this.all = Array.from({ length: slots + parkable }, (_, i) => new DataVio(i));
     this.free = [...this.all].reverse();
   }
 
-  /** The most records in use at once since open. */
+  /** Records a new write can take now: a free one, and a free pipeline slot. */
+  get freeSlots(): number {
+    return Math.min(this.free.length, this.slots - (this.all.length - this.free.length - this.parkedCount));
+  }
+
+  /** Parked records (their fragments waiting in the packer, or written and not yet mapped). */
+  get parked(): number {
+    return this.parkedCount;
+  }
+
+  /** The write's fragment is in the packer: its slot is free for another write. */
+  park(v: DataVio): void {
+    assert(!v.parked && v.stage === Stage.PACKING, `data_vio ${v.id} parked twice or outside PACKING`);
+    v.parked = true;
+    this.parkedCount++;
+  }
+
+  /** The most records holding a pipeline slot at once since open (parked ones not counted). */
   peak = 0;
 
   /** Records not in use. */
   get available(): number {
     return this.free.length;
+  }
+
+  /** Records holding a pipeline slot (in use and not parked). */
+  get active(): number {
+    return this.all.length - this.free.length - this.parkedCount;
   }
 
   get inUse(): number {
@@ -166,7 +205,7 @@ export class DataVioPool {
   acquire(lba: number, gen: number, st: LbaState, desc: number, reserved: boolean, call: WriteCall | null): DataVio {
     const v = this.free.pop();
     assert(v !== undefined, 'data_vio pool: acquire() with none free');
-    if (this.all.length - this.free.length > this.peak) this.peak = this.all.length - this.free.length;
+    if (this.active > this.peak) this.peak = this.active;
     v.move(Stage.ACCEPTED, FROM_FREE);
     v.lba = lba;
     v.gen = gen;
@@ -187,17 +226,24 @@ export class DataVioPool {
     v.reserved = reserved;
     v.epoch = -1;
     v.call = call;
+    v.arenaPage = -1;
+    v.arenaAt = -1;
     return v;
   }
 
   /** Gives a finished record back: exactly once, with nothing of the write still attached. */
   release(v: DataVio): void {
     if (v.stage === Stage.FREE) throw assertionFailed(`data_vio ${v.id} (LBA ${v.lba}) finished twice`);
-    if (v.holdsLock || v.hashNext !== null || v.out >= 0 || v.desc >= 0 || v.feedsPacker || v.flushWatched) {
-      const held = v.holdsLock ? 'its hash lock' : v.hashNext !== null ? 'a waiter' : v.out >= 0 ? 'its compressed form' : v.desc >= 0 ? 'its data' : 'a packer watch';
+    if (v.holdsLock || v.hashNext !== null || v.out >= 0 || v.desc >= 0 || v.feedsPacker || v.flushWatched || v.arenaPage >= 0 || v.fragment.bin !== undefined) {
+      const held = v.holdsLock ? 'its hash lock' : v.hashNext !== null ? 'a waiter' : v.out >= 0 ? 'its compressed form' : v.desc >= 0 ? 'its data'
+        : v.arenaPage >= 0 ? 'a fragment arena page' : v.fragment.bin !== undefined ? 'a place in a packer bin' : 'a packer watch';
       throw assertionFailed(`data_vio ${v.id} (LBA ${v.lba}) released in ${STAGE_NAMES[v.stage]} still holding ${held}`);
     }
     v.stage = Stage.FREE;
+    if (v.parked) {
+      v.parked = false;
+      this.parkedCount--;
+    }
     v.st = NO_LBA_STATE;
     v.call = null;
     this.free.push(v);

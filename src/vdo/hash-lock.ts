@@ -5,10 +5,13 @@
  * before anything is shared.
  *
  * - Hash lock: 48 bits of the fingerprint key it; the newest write of the
- *   data holds it and the next one to arrive waits on it (HASH_WAIT). When
- *   the holder has a home, its waiter compares bytes with the holder's (still
- *   in memory) and shares that home, or stores its own copy when the home is
- *   full (254 references), failed, or the data differs (a key collision).
+ *   data holds it and the next one to arrive waits on it (HASH_WAIT). A
+ *   holder parked in a packer bin has its bin sent out then, so the waiter
+ *   waits for one block write, not for the next flush. When the holder has a
+ *   home, its waiter compares bytes with the holder's (still in memory: its
+ *   buffer, or its compressed bytes in the fragment arena) and shares that
+ *   home, or stores its own copy when the home is full (254 references),
+ *   failed, or the data differs (a key collision).
  * - Advice: the index names where the data was last written; the block is
  *   read (ADVICE) and compared — a packed slot by its compressed bytes when
  *   the write has its own compressed form, else decoded — and shared only if
@@ -48,6 +51,10 @@ export interface DedupeWiring {
   enter(job: DataVio): void;
   /** Decodes `slot` of the packed block in buffer `buf` into buffer `into`: null, or why not. */
   decodeSlot(buf: number, slot: number, into: number): string | null;
+  /** Decodes `size` compressed bytes at byte address `from` into the 4 KiB at `to`: null, or why not. */
+  decodeFragment(from: number, size: number, to: number): string | null;
+  /** Sends out the packer bin the write waits in. */
+  evict(job: DataVio): void;
   /** The read path's count of device reads in flight (blocks are not reused under one). */
   reads: { inFlight: number };
 }
@@ -58,7 +65,7 @@ export class DedupeStage {
   private readonly mem32: Int32Array;
   /** Hash key → the newest write of that data in flight, which holds its lock. */
   private readonly locks = new Map<number, DataVio>();
-  /** Waiters of released locks to place: (job, mapping, holder's data descriptor) triples, run in order. */
+  /** Waiters of released locks to place: (job, mapping, holder's data descriptor, arena address, size) tuples, run in order. */
   private readonly shares: (DataVio | number)[] = [];
   private sharing = false;
 
@@ -92,6 +99,7 @@ export class DedupeStage {
       job.move(Stage.HASH_WAIT, FROM_PREPARING);
       this.w.leave(job);
       prev.hashNext = job;
+      if (prev.stage === Stage.PACKING) this.w.evict(prev);
       return;
     }
     const advice = this.index.lookup(job.fpLo, job.fpHi);
@@ -111,14 +119,15 @@ export class DedupeStage {
     const next = job.hashNext;
     if (next === null) return;
     job.hashNext = null;
-    this.shares.push(next, mapping, job.desc);
+    this.shares.push(next, mapping, job.desc, job.arenaAt, job.size);
     if (this.sharing) return;
     this.sharing = true;
     try {
-      for (let i = 0; i < this.shares.length; i += 3) {
+      for (let i = 0; i < this.shares.length; i += 5) {
         const waiter = this.shares[i] as DataVio;
         try {
-          this.shareWith(waiter, this.shares[i + 1] as number, this.shares[i + 2] as number);
+          const sh = this.shares;
+          this.shareWith(waiter, sh[i + 1] as number, sh[i + 2] as number, sh[i + 3] as number, sh[i + 4] as number);
         } catch (err) {
           this.w.failJob(waiter, err as Error);
         }
@@ -219,17 +228,34 @@ export class DedupeStage {
     return same;
   }
 
-  /** Shares the holder's home (`mapping`, data in `holderDesc`) when the bytes match and it can take a reference; else stores. */
-  private shareWith(job: DataVio, mapping: number, holderDesc: number): void {
+  /**
+   * Shares the holder's home (`mapping`; its data in buffer `holderDesc`, or
+   * its `holderSize` compressed bytes at arena address `holderAt`) when the
+   * bytes match and it can take a reference; else stores.
+   */
+  private shareWith(job: DataVio, mapping: number, holderDesc: number, holderAt: number, holderSize: number): void {
     if (job.stage !== Stage.HASH_WAIT) throw assertionFailed(`data_vio ${job.id} shares a home in ${STAGE_NAMES[job.stage]}`);
     this.w.enter(job);
-    if (holderDesc >= 0 && this.canShare(mapping) && this.sameData(holderDesc, job.desc)) {
+    if (this.canShare(mapping) && this.sameAsHolder(job, holderDesc, holderAt, holderSize)) {
       this.depot.increment(pbnOf(mapping));
       this.counters.concurrentShared++;
       this.w.placed(job, mapping);
       return;
     }
     this.w.store(job);
+  }
+
+  /** Whether the waiter's data is the holder's (see shareWith); false when that cannot be told (no scratch buffer). */
+  private sameAsHolder(job: DataVio, holderDesc: number, holderAt: number, holderSize: number): boolean {
+    if (holderDesc >= 0) return this.sameData(holderDesc, job.desc);
+    if (holderAt < 0) return false;
+    // The same compressed bytes are the same data (decompression is a function of its input).
+    if (job.out >= 0 && job.size === holderSize && this.sameBytes(holderAt, this.pool.bufferOf(job.out), holderSize)) return true;
+    const scratch = this.pool.tryAlloc(BLOCK_BYTES);
+    if (scratch < 0) return false;
+    const same = this.w.decodeFragment(holderAt, holderSize, this.pool.bufferOf(scratch)) === null && this.sameData(scratch, job.desc);
+    this.pool.free(scratch);
+    return same;
   }
 
   /** Whether two 4 KiB buffers hold the same bytes. */

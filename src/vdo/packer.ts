@@ -9,18 +9,43 @@
  * is stored raw); a bin is written when it holds 14 fragments; a bin holding
  * one fragment is written uncompressed. Flush writes every bin as it stands.
  *
- * Policy 'flashpack' (the default) is the same online rule with 32 bins, and
- * on flush it repacks everything still waiting first-fit-decreasing before
- * writing, so the flush tail takes as few blocks as it can.
+ * Policy 'flashpack' (the default) is the same online rule with 1,024 bins,
+ * and on flush it repacks everything still waiting first-fit-decreasing before
+ * writing, so the flush tail takes as few blocks as it can. So many bins are
+ * affordable because a waiting fragment holds only its compressed bytes (the
+ * volume's fragment arena, fragment-arena.ts), not a pipeline slot: with them
+ * the packer waits for a flush, a bound on waiting fragments, or an overwrite,
+ * and then packs nearly as well as an offline best-fit-decreasing.
+ *
+ * Pages: with a PageSource, every bin holding fragments owns a page of it, and
+ * each fragment is placed at the next free byte of its bin's page
+ * (Fragment.page, Fragment.offset); an emptied bin gives its page up (the
+ * source frees it once the fragments written from it are done with it). A
+ * fragment for an empty bin when no page is free is refused (stored raw).
  */
 import { CB_CAPACITY, MAX_COMPRESSION_SLOTS } from './encodings.js';
-import { assertionFailed } from '../assert.js';
+import { assert, assertionFailed } from '../assert.js';
 
 export type PackerPolicy = 'dm-vdo' | 'flashpack';
 
 export interface Fragment<T> {
   size: number;
   item: T;
+  /** Set by add(): the page of its bin (−1 without a PageSource) and its byte offset there. */
+  page?: number;
+  offset?: number;
+  /** Set by add(): the bin holding it while it waits (evict()). */
+  bin?: unknown;
+}
+
+/** Pages for bins' bytes (the volume's fragment arena). */
+export interface PageSource {
+  /** A free page, or −1 if none. */
+  take(): number;
+  /** A fragment was placed in `page` (before its bin can be emptied). */
+  hold(page: number): void;
+  /** A bin emptied: the page is no longer filled (its fragments may still be read). */
+  disown(page: number): void;
 }
 
 /** A bin to write: one fragment → store it raw; more → one packed block. */
@@ -29,21 +54,45 @@ export type Batch<T> = Fragment<T>[];
 interface Bin<T> {
   free: number;
   fragments: Fragment<T>[];
+  page: number;
+  /** Its index in `bins`. */
+  at: number;
 }
 
 export const DM_VDO_BINS = 16;
-export const FLASHPACK_BINS = 32;
+export const FLASHPACK_BINS = 1024;
+/** Fragments waiting at most (policy 'flashpack'): past it, the fullest bin goes out. */
+export const FLASHPACK_WAITING_MAX = 4096;
+
+/** The policy's number of bins. */
+export function binsFor(policy: PackerPolicy): number {
+  return policy === 'dm-vdo' ? DM_VDO_BINS : FLASHPACK_BINS;
+}
+
+export interface PackerOptions {
+  bins?: number;
+  /** Fragments waiting at most; past it the fullest bin is written. Default: no bound for 'dm-vdo' (16 bins bound it), FLASHPACK_WAITING_MAX for 'flashpack'. */
+  waitingMax?: number;
+  capacity?: number;
+  pages?: PageSource;
+}
 
 export class Packer<T> {
   readonly policy: PackerPolicy;
   private readonly bins: Bin<T>[];
   private readonly capacity: number;
+  /** Fragments waiting at most. */
+  readonly waitingMax: number;
+  private readonly pages: PageSource | null;
   private count = 0;
 
-  constructor(policy: PackerPolicy = 'flashpack', bins = policy === 'dm-vdo' ? DM_VDO_BINS : FLASHPACK_BINS, capacity = CB_CAPACITY) {
+  constructor(policy: PackerPolicy = 'flashpack', o: PackerOptions = {}) {
     this.policy = policy;
-    this.capacity = capacity;
-    this.bins = Array.from({ length: bins }, () => ({ free: capacity, fragments: [] }));
+    const capacity = (this.capacity = o.capacity ?? CB_CAPACITY);
+    const bins = o.bins ?? binsFor(policy);
+    this.waitingMax = o.waitingMax ?? (policy === 'dm-vdo' ? bins * MAX_COMPRESSION_SLOTS : FLASHPACK_WAITING_MAX);
+    this.pages = o.pages ?? null;
+    this.bins = Array.from({ length: bins }, (_, at) => ({ free: capacity, fragments: [], page: -1, at }));
   }
 
   /** Fragments waiting in bins. */
@@ -65,33 +114,64 @@ export class Packer<T> {
     if (!this.fits(fragment.size)) return false;
     const bins = this.bins;
     // Bins stay sorted by free space, least first: the first that fits is the best fit.
-    let bin = bins.find((b) => b.free >= fragment.size);
+    let bin = this.count < this.waitingMax ? this.bestFit(fragment.size) : undefined;
     if (bin === undefined) {
+      // No room, or as many waiting as allowed: the fullest bin goes out (dm-vdo), unless
+      // the fragment is at least as large as all of it (then the fragment is stored raw).
       const fullest = bins[0];
       if (fragment.size >= this.capacity - fullest.free) return false;
       out.push(this.empty(fullest));
-      bin = fullest;
+      this.reposition(fullest);
+      bin = this.bestFit(fragment.size);
+      assert(bin !== undefined, 'packer: no bin fits a fragment after one was emptied');
     }
+    if (bin.fragments.length === 0 && this.pages !== null) {
+      bin.page = this.pages.take();
+      if (bin.page < 0) return false;
+    }
+    fragment.page = bin.page;
+    fragment.offset = this.capacity - bin.free;
+    if (bin.page >= 0) this.pages?.hold(bin.page);
+    fragment.bin = bin;
     bin.fragments.push(fragment);
     bin.free -= fragment.size;
     this.count++;
     if (bin.fragments.length === MAX_COMPRESSION_SLOTS) out.push(this.empty(bin));
     this.reposition(bin);
-    this.checkBins();
+    this.checkAround(bin);
     return true;
+  }
+
+  /** The bin with the least free space that holds `size` (binary search: bins are sorted by free space). */
+  private bestFit(size: number): Bin<T> | undefined {
+    const bins = this.bins;
+    let lo = 0;
+    let hi = bins.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (bins[mid].free >= size) hi = mid;
+      else lo = mid + 1;
+    }
+    return bins[lo];
   }
 
   /** Writes out the bin holding `item` (an overwrite of a waiting block), or null if none holds it. */
   evict(item: T): Batch<T> | null {
     for (const b of this.bins) {
-      if (b.fragments.some((f) => f.item === item)) {
-        const batch = this.empty(b);
-        this.sort();
-        this.checkBins();
-        return batch;
-      }
+      const f = b.fragments.find((x) => x.item === item);
+      if (f !== undefined) return this.evictFragment(f);
     }
     return null;
+  }
+
+  /** Writes out the bin holding `f` (as returned by add()), or null if it no longer waits. */
+  evictFragment(f: Fragment<T>): Batch<T> | null {
+    const b = f.bin as Bin<T> | undefined;
+    if (b === undefined || !b.fragments.includes(f)) return null;
+    const batch = this.empty(b);
+    this.reposition(b);
+    this.checkBins();
+    return batch;
   }
 
   /** Everything waiting, as batches to write (flush, close). */
@@ -104,7 +184,8 @@ export class Packer<T> {
       else all.push(...this.empty(b));
     }
     if (all.length > 0) out.push(...firstFitDecreasing(all, this.capacity));
-    this.sort();
+    this.bins.sort((a, b) => a.free - b.free);
+    this.bins.forEach((b, at) => (b.at = at));
     this.checkBins();
     return out;
   }
@@ -112,8 +193,11 @@ export class Packer<T> {
   private empty(b: Bin<T>): Batch<T> {
     const batch = b.fragments;
     this.count -= batch.length;
+    for (const f of batch) f.bin = undefined;
     b.fragments = [];
     b.free = this.capacity;
+    if (b.page >= 0) this.pages?.disown(b.page);
+    b.page = -1;
     return batch;
   }
 
@@ -125,29 +209,37 @@ export class Packer<T> {
     const bins = this.bins;
     for (let i = 0; i < bins.length; i++) {
       const b = bins[i];
-      if ((i > 0 && bins[i - 1].free > b.free) || b.free < 0 || b.fragments.length > MAX_COMPRESSION_SLOTS) {
+      if (b.at !== i || (i > 0 && bins[i - 1].free > b.free) || b.free < 0 || b.fragments.length > MAX_COMPRESSION_SLOTS) {
         throw assertionFailed(`packer: bin ${i} of ${bins.length} has ${b.free} bytes free and ${b.fragments.length} fragments${i > 0 ? `, after one with ${bins[i - 1].free} free` : ''}`);
       }
     }
   }
 
-  private sort(): void {
-    this.bins.sort((a, b) => a.free - b.free);
+  /** The order around one bin (add()'s check: the whole order is checked by evict and flush). */
+  private checkAround(b: Bin<T>): void {
+    const bins = this.bins;
+    const i = b.at;
+    if (bins[i] !== b || (i > 0 && bins[i - 1].free > b.free) || (i < bins.length - 1 && bins[i + 1].free < b.free) || b.free < 0 || b.fragments.length > MAX_COMPRESSION_SLOTS) {
+      throw assertionFailed(`packer: bin at ${i} of ${bins.length} (${b.free} bytes free, ${b.fragments.length} fragments) is out of order or overfull`);
+    }
   }
 
   /** Restores the order after one bin's free space changed (insertion step, not a full sort). */
   private reposition(bin: Bin<T>): void {
     const bins = this.bins;
-    let i = bins.indexOf(bin);
+    let i = bin.at;
     while (i > 0 && bins[i - 1].free > bin.free) {
       bins[i] = bins[i - 1];
+      bins[i].at = i;
       i--;
     }
     while (i < bins.length - 1 && bins[i + 1].free < bin.free) {
       bins[i] = bins[i + 1];
+      bins[i].at = i;
       i++;
     }
     bins[i] = bin;
+    bin.at = i;
   }
 }
 
@@ -176,8 +268,8 @@ export interface PackingResult {
  * a packer and counts the blocks it writes, flushing at the end. The same code
  * the volume runs; with policy 'dm-vdo' it is the simulation of dm-vdo's packer.
  */
-export function simulatePacking(sizes: Iterable<number>, policy: PackerPolicy, flushEvery = Infinity): PackingResult {
-  const p = new Packer<number>(policy);
+export function simulatePacking(sizes: Iterable<number>, policy: PackerPolicy, flushEvery = Infinity, options: PackerOptions = {}): PackingResult {
+  const p = new Packer<number>(policy, options);
   const r: PackingResult = { blocks: 0, packedBlocks: 0, rawBlocks: 0, fragmentsPacked: 0 };
   const write = (batches: Batch<number>[]): void => {
     for (const b of batches) {

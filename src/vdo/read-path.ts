@@ -147,16 +147,23 @@ export class ReadPath {
    * decode to 4 KiB.
    */
   decodeSlotAt(at: number, slot: number, into: number): string | null {
-    const { mem, pool, runtime: rt } = this.s;
-    const range = packedFragment(mem.subarray(at, at + BLOCK_BYTES), slot);
+    const range = packedFragment(this.s.mem.subarray(at, at + BLOCK_BYTES), slot);
     if (typeof range === 'string') return range;
-    const from = at + range[0];
-    const to = pool.bufferOf(into);
+    return this.decodeFragmentAt(at + range[0], range[1] - range[0], this.s.pool.bufferOf(into));
+  }
+
+  /**
+   * Decodes the `size` compressed bytes at byte address `from` into the 4 KiB
+   * at byte address `to` (a packed slot, or a fragment waiting in the arena):
+   * null, or why they do not decode to 4 KiB.
+   */
+  decodeFragmentAt(from: number, size: number, to: number): string | null {
+    const rt = this.s.runtime;
     let n: number;
     try {
       n = this.s.codec === 'deflate'
-        ? inflateRegion(rt, rt.inflateScratch, from, range[1] - range[0], to, BLOCK_BYTES, 0)
-        : decompressRegion(rt, from, range[1] - range[0], to, BLOCK_BYTES, rt.ctx);
+        ? inflateRegion(rt, rt.inflateScratch, from, size, to, BLOCK_BYTES, 0)
+        : decompressRegion(rt, from, size, to, BLOCK_BYTES, rt.ctx);
     } catch (err) {
       return (err as Error).message;
     }

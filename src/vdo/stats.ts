@@ -37,7 +37,7 @@ export interface VolumeStats {
   blockMapCacheHits: number;
   blockMapCacheMisses: number;
   blockMapPagesWritten: number;
-  /** Writes in the pipeline now, each holding a data_vio (vdostats' current VDO IO requests in progress). */
+  /** Writes in the pipeline now holding a slot (vdostats' current VDO IO requests in progress); writes parked in the packer, whose fragments wait in the arena, hold none. */
   currentViosInProgress: number;
   /** The most at once since open; never above maxInflight. */
   maxViosInProgress: number;
@@ -95,7 +95,7 @@ export function volumeStats(p: StatsSources): VolumeStats {
     blockMapCacheHits: p.map.cacheHits,
     blockMapCacheMisses: p.map.cacheMisses,
     blockMapPagesWritten: p.map.pagesWritten,
-    currentViosInProgress: p.vios.inUse,
+    currentViosInProgress: p.vios.active,
     maxViosInProgress: p.vios.peak,
     biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },
     biosOut: { read: io.reads, write: io.writes, flush: io.flushes },

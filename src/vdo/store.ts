@@ -7,6 +7,13 @@
  * When the block is on the device the index learns where, and the write is
  * placed (the volume maps it next).
  *
+ * A fragment that enters a bin is copied into the fragment arena
+ * (fragment-arena.ts) and the write is parked: its data and compressed-form
+ * buffers go back and its pipeline slot is free for another write, so bins
+ * can wait by the thousand. Reads of a parked block decode its arena bytes
+ * (the arena keeps them until the write finishes); a bin of one is decoded
+ * back into a buffer and written raw.
+ *
  * Bins go out when no write that could still bring a fragment is left (the
  * "feeders", counted with enter/leave), after one turn of the event loop so a
  * caller writing in a loop keeps them filling; when a flush starts, once the
@@ -15,9 +22,10 @@
  * Invariants: a block is allocated with one reference and marked being
  * written until its write completes (then each further fragment of a packed
  * block adds one); a failed write drops the reference and fails every write
- * in it; a write's compressed form is freed exactly once (releaseOut).
+ * in it; a write's compressed form is freed exactly once (releaseOut), and
+ * its arena page reference once (finished).
  */
-import type { FlashpackError } from '../errors.js';
+import { FlashpackError } from '../errors.js';
 import { nextTurn } from '../next-turn.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { WasmExports } from '../wasm/runtime.js';
@@ -27,7 +35,8 @@ import type { DataWriter } from './data-writer.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
 import { FROM_DEDUPING, FROM_PACKING, FROM_STORING, Stage, type DataVio } from './data-vio.js';
-import { Packer, type Batch, type PackerPolicy } from './packer.js';
+import { Packer, binsFor, type Batch, type PackerPolicy } from './packer.js';
+import { FragmentArena } from './fragment-arena.js';
 import { BLOCK_BYTES, CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, encodePackedHeader, type Codec } from './encodings.js';
 
 
@@ -42,6 +51,10 @@ export interface StoreWiring {
   /** The write has a home holding one reference for it. */
   placed(job: DataVio, mapping: number): void;
   failJob(job: DataVio, err: Error): void;
+  /** The write's fragment is in the arena: it gives its pipeline slot back. */
+  park(job: DataVio): void;
+  /** Decodes `size` compressed bytes at byte address `from` into the 4 KiB at `to`: null, or why not. */
+  decodeFragment(from: number, size: number, to: number): string | null;
 }
 
 export interface StoreOptions {
@@ -56,6 +69,8 @@ export interface StoreOptions {
   /** Data writes are FUA (the sync policy). */
   fua: boolean;
   packer: PackerPolicy;
+  /** Byte address of the fragment arena's region (FragmentArena.bytesFor(StoreStage.arenaPages(policy))). */
+  arenaAt: number;
   counters: StoreCounters;
   wiring: StoreWiring;
 }
@@ -72,9 +87,22 @@ export class StoreStage {
   private flushing = 0;
   private flushQueued = false;
 
+  private readonly arena: FragmentArena;
+
+  /** Pages of fragment arena the policy uses: one per bin and as many again for bins written but not yet mapped. */
+  static arenaPages(policy: PackerPolicy): number {
+    return 2 * binsFor(policy) + 64;
+  }
+
   constructor(o: StoreOptions) {
     this.o = o;
-    this.packer = new Packer<DataVio>(o.packer);
+    this.arena = new FragmentArena(o.arenaAt, StoreStage.arenaPages(o.packer));
+    this.packer = new Packer<DataVio>(o.packer, { pages: this.arena });
+  }
+
+  /** Writes that can be parked in the packer at once (records the volume makes beyond its pipeline slots). */
+  get waitingMax(): number {
+    return this.packer.waitingMax;
   }
 
   /** Fragments waiting in bins. */
@@ -98,10 +126,23 @@ export class StoreStage {
     }
     const batches: Batch<DataVio>[] = [];
     job.move(Stage.PACKING, FROM_DEDUPING);
-    if (!this.packer.add({ size: job.size, item: job }, batches)) {
+    const f = job.fragment;
+    f.size = job.size;
+    if (!this.packer.add(f, batches)) {
+      this.writeBatches(batches); // the fullest bin may have gone out before the fragment was refused
       this.writeRaw(job);
       return;
     }
+    // Only the compressed bytes wait: into the arena, and the write's buffers and slot go back.
+    const { pool, wasm } = this.o;
+    const page = f.page as number; // held for this write by the packer (released when it finishes)
+    job.arenaPage = page;
+    job.arenaAt = this.arena.address(page, f.offset as number);
+    wasm.copyBytes(job.arenaAt, pool.bufferOf(job.out), job.size);
+    this.releaseOut(job);
+    pool.free(job.desc);
+    job.desc = -1;
+    this.o.wiring.park(job);
     this.waiting.set(job.lba, job);
     this.writeBatches(batches);
     this.leave(job);
@@ -110,9 +151,21 @@ export class StoreStage {
   /** A new write of `lba` was admitted: a block of it waiting in a bin goes out now. */
   overwritten(lba: number): void {
     const waiting = this.waiting.get(lba);
-    if (waiting === undefined) return;
-    const batch = this.packer.evict(waiting);
+    if (waiting !== undefined) this.evict(waiting);
+  }
+
+  /** The bin holding `job` (waiting in the packer) goes out now: an overwrite, or a write waiting on its hash lock. */
+  evict(job: DataVio): void {
+    const batch = this.packer.evictFragment(job.fragment);
     if (batch !== null) this.writeBatch(batch);
+  }
+
+  /** The write is over: its arena bytes are no longer read. */
+  finished(job: DataVio): void {
+    if (job.arenaPage < 0) return;
+    this.arena.release(job.arenaPage);
+    job.arenaPage = -1;
+    job.arenaAt = -1;
   }
 
   /** The write may bring the packer a fragment. */
@@ -194,6 +247,24 @@ export class StoreStage {
     this.o.writer.added(this.rawWritten, job);
   }
 
+  /** A bin of one: its data decoded from the arena into a buffer again, and written raw. */
+  private unpackAndWriteRaw(job: DataVio): void {
+    const { pool } = this.o;
+    const decode = (buf: number): void => {
+      const why = this.o.wiring.decodeFragment(job.arenaAt, job.size, pool.bufferOf(buf));
+      if (why !== null) {
+        pool.free(buf);
+        this.o.wiring.failJob(job, new FlashpackError('EINTERNAL', `volume: a fragment waiting in the packer (LBA ${job.lba}) does not decode: ${why}`));
+        return;
+      }
+      job.desc = buf;
+      this.writeRaw(job);
+    };
+    const buf = pool.tryAlloc(BLOCK_BYTES);
+    if (buf >= 0) decode(buf);
+    else pool.allocAsync(BLOCK_BYTES).then(decode, (err: Error) => this.o.wiring.failJob(job, err));
+  }
+
   private readonly rawWritten = (err: FlashpackError | null, job: DataVio): void => {
     this.o.depot.written(pbnOf(job.mapping));
     if (err !== null) {
@@ -210,7 +281,7 @@ export class StoreStage {
   private writeBatch(batch: Batch<DataVio>): void {
     for (const f of batch) if (this.waiting.get(f.item.lba) === f.item) this.waiting.delete(f.item.lba);
     if (batch.length === 1) {
-      this.writeRaw(batch[0].item);
+      this.unpackAndWriteRaw(batch[0].item);
       return;
     }
     const { depot, writer, pool, dev } = this.o;
@@ -249,13 +320,12 @@ export class StoreStage {
 
   /** Lays out a packed block at byte address `at`: header, fragments, zero tail. */
   private packInto(batch: Batch<DataVio>, at: number): void {
-    const { wasm, pool } = this.o;
+    const { wasm } = this.o;
     encodePackedHeader(this.o.mem, this.o.codec, batch.length, (i) => batch[i].size, at);
     let to = at + CB_HEADER_BYTES;
     for (const f of batch) {
-      wasm.copyBytes(to, pool.bufferOf(f.item.out), f.size);
+      wasm.copyBytes(to, f.item.arenaAt, f.size);
       to += f.size;
-      this.releaseOut(f.item);
     }
     wasm.zeroBytes(to, at + BLOCK_BYTES - to);
   }

@@ -59,6 +59,7 @@ import { loadIndex, saveIndex } from './index-store.js';
 import { FlushEpochs } from './flush.js';
 import { LogicalZone } from './logical-zone.js';
 import { Admission } from './admission.js';
+import { FragmentArena } from './fragment-arena.js';
 import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { detach, holdAndAttach, readSuperblock, refuseUnlessBlank, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
@@ -119,6 +120,8 @@ export class Volume {
   /** Every write or discard issued up to this generation is durable (a flush completed after it was issued). */
   private flushedGen = 0;
   private readonly mem: Uint8Array;
+  /** 4 KiB of shared memory a read decodes a fragment waiting in the packer into (used and done with synchronously). */
+  private readonly scratchAt: number;
   private readonly counters: VolumeCounters = {
     adviceValid: 0, adviceStale: 0, concurrentShared: 0, zeroBlocks: 0, fragments: 0, packedBlocks: 0,
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
@@ -144,6 +147,10 @@ export class Volume {
     // do not compress a block the index knows (OP_PREPARE_BLOCK, STATUS_KNOWN).
     const indexAt = engine.runtime.reserve(DedupeIndex.imageBytes(indexMemory), 64);
     this.index = new DedupeIndex(indexMemory, { buffer: pool.memory.buffer, at: indexAt });
+    // Where fragments wait in the packer (fragment-arena.ts); reserved before any view of the memory is made.
+    const packer = opts.packer ?? 'flashpack';
+    const arenaAt = engine.runtime.reserve(FragmentArena.bytesFor(StoreStage.arenaPages(packer)), 64);
+    this.scratchAt = engine.runtime.reserve(BLOCK_BYTES, 64);
     this.prep = new PrepareStage(engine, sb.codec, sb.dedupe ? indexAt : 0, this.index.log2Buckets,
       (job, status) => this.writes.prepared(job, status), (job, err) => this.writes.failJob(job, err));
     // An index of another size than the saved one starts empty and is not saved.
@@ -156,17 +163,21 @@ export class Volume {
     this.stores = new StoreStage({
       pool, mem: this.mem, wasm: engine.runtime.exports, dev, depot: this.depot, index: this.index,
       writer: new DataWriter(dev, pool, sb.writePolicy === 'sync'), codec: sb.codec, fua: sb.writePolicy === 'sync',
-      packer: opts.packer ?? 'flashpack', counters: this.counters,
-      wiring: { recompress: (job) => this.prep.add(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err) },
+      packer, arenaAt, counters: this.counters,
+      wiring: {
+        recompress: (job) => this.prep.add(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err),
+        park: (job) => this.writes.park(job), decodeFragment: (from, size, to) => this.reads.decodeFragmentAt(from, size, to),
+      },
     });
     this.dedupe = new DedupeStage(pool, this.index, this.depot, dev, this.counters, {
       store: (job) => this.stores.store(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err),
       leave: (job) => this.stores.leave(job), enter: (job) => this.stores.enter(job),
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into), reads: this.reads,
+      decodeFragment: (from, size, to) => this.reads.decodeFragmentAt(from, size, to), evict: (job) => this.stores.evict(job),
     });
     this.writes = new Admission({
       engine, ctrlr, idleSpin, mem: this.mem, mem32: new Int32Array(pool.memory.buffer), zone: this.zone, depot: this.depot, flushes: this.flushes,
-      maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT, sync: sb.writePolicy === 'sync', dedupe: sb.dedupe, counters: this.counters,
+      maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT, parkable: this.stores.waitingMax, sync: sb.writePolicy === 'sync', dedupe: sb.dedupe, counters: this.counters,
       prep: this.prep, dedupeStage: this.dedupe, stores: this.stores, mapping: this.mapping,
       flush: () => this.flush(), readWhole: (lba) => this.readWhole(lba),
     });
@@ -384,7 +395,15 @@ export class Volume {
   private pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean {
     const p = this.zone.pendingAt(lba);
     if (p === null) return false;
-    if (p !== 'zero' && p.desc >= 0) out.set(this.descBytes(p.desc).subarray(within, within + n), dst);
+    if (p === 'zero') return true;
+    if (p.desc >= 0) out.set(this.descBytes(p.desc).subarray(within, within + n), dst);
+    else if (p.arenaAt >= 0) {
+      // Parked in the packer: only its compressed bytes are kept (fragment-arena.ts).
+      const at = this.scratchAt;
+      const why = this.reads.decodeFragmentAt(p.arenaAt, p.size, at);
+      if (why !== null) throw new FlashpackError('EINTERNAL', `volume: LBA ${lba} waiting in the packer does not decode: ${why}`);
+      out.set(this.mem.subarray(at + within, at + within + n), dst);
+    }
     return true;
   }
 
