@@ -175,7 +175,7 @@ async function ingest(blocks, packer) {
       const got = await v.read(i * BLOCK, n * BLOCK);
       for (let k = 0; k < n; k++) if (Buffer.compare(got.subarray(k * BLOCK, (k + 1) * BLOCK), blocks[i + k]) !== 0) wrong++;
     }
-    return { mbps: (blocks.length * BLOCK) / 1e6 / ((t1 - t0) / 1000), gc: gcShare(t0, t1), dataBlocks: s.dataBlocksUsed, packed: s.compressedBlocksWritten, fragments: s.compressedFragmentsWritten, wrong };
+    return { mbps: (blocks.length * BLOCK) / 1e6 / ((t1 - t0) / 1000), gc: gcShare(t0, t1), dataBlocks: s.dataBlocksUsed, packed: s.compressedBlocksWritten, fragments: s.compressedFragmentsWritten, shared: s.dedupeAdviceValid + s.dedupeConcurrentShared, zero: s.zeroBlocksWritten, wrong };
   } finally {
     await v.close();
     fs.rmSync(file, { force: true });
@@ -213,14 +213,17 @@ console.log(markdownTable([
 ], rows));
 
 console.log(`\n## 2. Ingest of the image pair into a volume (QD 32, then flush; median of ${RUNS})\n`);
-const offlinePair = offlineBestFitDecreasing(packerSizes(pairBlocks));
+const pairSizes = packerSizes(pairBlocks);
+const offlinePair = offlineBestFitDecreasing(pairSizes);
+const zeroPair = pairBlocks.filter(isZero).length;
+log(`  image pair: ${pairBlocks.length} blocks, ${zeroPair} zero, ${pairBlocks.length - zeroPair - pairSizes.length} duplicates, ${pairSizes.length} unique (${pairSizes.filter((x) => x >= CAPACITY).length} do not fit a packed block)`);
 const vrows = [];
 for (const packer of ['flashpack', 'dm-vdo']) {
   const runs = [];
   for (let r = 0; r < RUNS; r++) {
     const res = await ingest(pairBlocks, packer);
     if (res.wrong > 0) { failed = true; log(`  ${packer}: ${res.wrong} blocks read back WRONG`); }
-    log(`  ${packer} run ${r + 1}: ${formatMBps(res.mbps)} MB/s, ${res.dataBlocks} data blocks, GC ${(res.gc * 100).toFixed(1)}%`);
+    log(`  ${packer} run ${r + 1}: ${formatMBps(res.mbps)} MB/s, ${res.dataBlocks} data blocks (${res.fragments} fragments in ${res.packed} packed blocks; ${res.shared} shared, ${res.zero} zero), GC ${(res.gc * 100).toFixed(1)}%`);
     runs.push(res);
   }
   const dataBlocks = median(runs.map((r) => r.dataBlocks));

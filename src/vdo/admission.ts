@@ -74,7 +74,7 @@ export interface AdmissionOptions {
   depot: SlabDepot;
   flushes: FlushEpochs;
   maxInflight: number;
-  /** Records beyond maxInflight, for writes parked in the packer (StoreStage.waitingMax). */
+  /** Records beyond maxInflight, for writes parked in the packer (StoreStage.parkable). */
   parkable: number;
   sync: boolean;
   dedupe: boolean;
@@ -204,7 +204,11 @@ export class Admission {
     let desc = -1;
     let slot = false;
     try {
-      while (this.vios.freeSlots - this.slotsHeld <= 0) await new Promise<void>((r) => this.slotWaiters.push(r));
+      while (this.vios.freeSlots - this.slotsHeld <= 0) {
+        // Every record taken, parked writes among them: only the packer's bins going out frees those.
+        if (this.vios.available - this.slotsHeld <= 0 && this.vios.parked > 0) this.o.stores.drain();
+        await new Promise<void>((r) => this.slotWaiters.push(r));
+      }
       // The slot is this write's from here: nothing admitted meanwhile can take it.
       this.slotsHeld++;
       slot = true;
@@ -325,8 +329,14 @@ export class Admission {
     this.o.mapping.add(job);
   }
 
-  /** The write's fragment waits in the packer's arena: its slot goes to a waiting write. */
+  /** The write's fragment waits in the packer's arena: its slot goes to a waiting write, and so do those of writes waiting on its hash lock. */
   park(job: DataVio): void {
+    this.parkSlot(job);
+    this.o.dedupeStage.parked(job);
+  }
+
+  /** The write holds no data and waits for the packer (or a write that does): its slot goes to a waiting write. */
+  parkSlot(job: DataVio): void {
     this.vios.park(job);
     this.slotWaiters.shift()?.();
   }

@@ -132,8 +132,10 @@ export class DataVio {
   feedsPacker = false;
   /** A flush in progress waits for it to stop feeding the packer. */
   flushWatched = false;
-  /** Its fragment waits, or waited, in the packer: it holds no pipeline slot (DataVioPool.park). */
+  /** Its fragment waits, or waited, in the packer — or it waits on the hash lock of one that does — and it holds no pipeline slot (DataVioPool.park). */
   parked = false;
+  /** Parked on a hash lock: its data was compared with the holder's arena bytes and is the same (it shares the holder's home without comparing again). */
+  verified = false;
   /** Its compressed bytes in the fragment arena (page and byte address), or −1: reads decode them from there. */
   arenaPage = -1;
   arenaAt = -1;
@@ -179,7 +181,7 @@ export class DataVioPool {
 
   /** The write's fragment is in the packer: its slot is free for another write. */
   park(v: DataVio): void {
-    assert(!v.parked && v.stage === Stage.PACKING, `data_vio ${v.id} parked twice or outside PACKING`);
+    assert(!v.parked && (v.stage === Stage.PACKING || v.stage === Stage.HASH_WAIT), `data_vio ${v.id} parked twice or outside PACKING and HASH_WAIT`);
     v.parked = true;
     this.parkedCount++;
   }
@@ -228,6 +230,7 @@ export class DataVioPool {
     v.call = call;
     v.arenaPage = -1;
     v.arenaAt = -1;
+    v.verified = false;
     return v;
   }
 

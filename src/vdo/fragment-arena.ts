@@ -10,7 +10,8 @@
  * blocks decode them from here.
  *
  * Invariants (asserted): a page is taken only when free; references never go
- * below zero; a free page has no owner and no references.
+ * below zero; a free page has no owner and no references; a reference is
+ * added only to a page a bin owns or one already referenced.
  */
 import { assert } from '../assert.js';
 import { BLOCK_BYTES } from './encodings.js';
@@ -61,9 +62,9 @@ export class FragmentArena implements PageSource {
     if (this.refs[page] === 0) this.free[this.freeCount++] = page;
   }
 
-  /** A fragment was placed in `page`. */
+  /** A fragment was placed in `page` (its bin owns it), or another write reads one there (a hash-lock waiter). */
   hold(page: number): void {
-    assert(this.owned[page] === 1, `fragment arena: a fragment placed in page ${page}, which no bin owns`);
+    assert(this.owned[page] === 1 || this.refs[page] > 0, `fragment arena: a fragment placed in page ${page}, which no bin owns`);
     this.refs[page]++;
   }
 

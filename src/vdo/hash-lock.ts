@@ -5,13 +5,16 @@
  * before anything is shared.
  *
  * - Hash lock: 48 bits of the fingerprint key it; the newest write of the
- *   data holds it and the next one to arrive waits on it (HASH_WAIT). A
- *   holder parked in a packer bin has its bin sent out then, so the waiter
- *   waits for one block write, not for the next flush. When the holder has a
- *   home, its waiter compares bytes with the holder's (still in memory: its
- *   buffer, or its compressed bytes in the fragment arena) and shares that
- *   home, or stores its own copy when the home is full (254 references),
- *   failed, or the data differs (a key collision).
+ *   data holds it and the next one to arrive waits on it (HASH_WAIT). While
+ *   the holder's fragment waits in a packer bin (which may be until a flush),
+ *   its waiter compares its data with the holder's arena bytes at once and,
+ *   if they are the same, parks too: it keeps a reference to those bytes,
+ *   gives its buffers and pipeline slot back, and later shares the holder's
+ *   home without comparing again. Otherwise, when the holder has a home, its
+ *   waiter compares bytes with the holder's (its buffer, or its arena bytes)
+ *   and shares that home. A waiter stores its own copy when the home is full
+ *   (254 references), failed, or the data differs (a key collision); a parked
+ *   one decodes the arena bytes for it and stores them raw.
  * - Advice: the index names where the data was last written; the block is
  *   read (ADVICE) and compared — a packed slot by its compressed bytes when
  *   the write has its own compressed form, else decoded — and shared only if
@@ -55,6 +58,12 @@ export interface DedupeWiring {
   decodeFragment(from: number, size: number, to: number): string | null;
   /** Sends out the packer bin the write waits in. */
   evict(job: DataVio): void;
+  /** The write gives its pipeline slot back (it waits without data). */
+  parkSlot(job: DataVio): void;
+  /** Another write reads the fragment in arena page `page` until it finishes. */
+  holdFragment(page: number): void;
+  /** Frees the write's compressed form, if it still has one. */
+  releaseOut(job: DataVio): void;
   /** The read path's count of device reads in flight (blocks are not reused under one). */
   reads: { inFlight: number };
 }
@@ -99,7 +108,7 @@ export class DedupeStage {
       job.move(Stage.HASH_WAIT, FROM_PREPARING);
       this.w.leave(job);
       prev.hashNext = job;
-      if (prev.stage === Stage.PACKING) this.w.evict(prev);
+      if (prev.parked && prev.arenaAt >= 0) this.parked(prev);
       return;
     }
     const advice = this.index.lookup(job.fpLo, job.fpHi);
@@ -236,13 +245,63 @@ export class DedupeStage {
   private shareWith(job: DataVio, mapping: number, holderDesc: number, holderAt: number, holderSize: number): void {
     if (job.stage !== Stage.HASH_WAIT) throw assertionFailed(`data_vio ${job.id} shares a home in ${STAGE_NAMES[job.stage]}`);
     this.w.enter(job);
-    if (this.canShare(mapping) && this.sameAsHolder(job, holderDesc, holderAt, holderSize)) {
+    if (job.verified && !this.canShare(mapping)) {
+      this.storeParkedCopy(job);
+      return;
+    }
+    if (this.canShare(mapping) && (job.verified || this.sameAsHolder(job, holderDesc, holderAt, holderSize))) {
       this.depot.increment(pbnOf(mapping));
       this.counters.concurrentShared++;
       this.w.placed(job, mapping);
       return;
     }
     this.w.store(job);
+  }
+
+  /**
+   * `holder` is parked with its compressed bytes in the arena: the writes
+   * waiting on its lock, one after another down the chain, compare their data
+   * with those bytes and park as well when it is the same (see the header).
+   */
+  parked(holder: DataVio): void {
+    for (let h = holder; h.hashNext !== null; h = h.hashNext) {
+      const w = h.hashNext;
+      if (w.parked) continue;
+      if (w.stage !== Stage.HASH_WAIT) return;
+      if (!this.sameAsHolder(w, -1, h.arenaAt, h.size)) {
+        // Not the same data after all (a key collision): it keeps its slot, so it should not wait for a flush.
+        if (h.stage === Stage.PACKING) this.w.evict(h);
+        return;
+      }
+      this.w.holdFragment(h.arenaPage);
+      w.arenaPage = h.arenaPage;
+      w.arenaAt = h.arenaAt;
+      w.size = h.size;
+      w.uncompressed = false;
+      w.verified = true;
+      this.w.releaseOut(w);
+      this.pool.free(w.desc);
+      w.desc = -1;
+      this.w.parkSlot(w);
+    }
+  }
+
+  /** A parked waiter that cannot share its holder's home: its data, decoded from the arena, is stored raw. */
+  private storeParkedCopy(job: DataVio): void {
+    const decode = (buf: number): void => {
+      const why = this.w.decodeFragment(job.arenaAt, job.size, this.pool.bufferOf(buf));
+      if (why !== null) {
+        this.pool.free(buf);
+        this.w.failJob(job, new FlashpackError('EINTERNAL', `volume: a fragment in the packer's arena (LBA ${job.lba}) does not decode: ${why}`));
+        return;
+      }
+      job.desc = buf;
+      job.size = 0; // stored raw: its compressed bytes are the holder's, in the arena
+      this.w.store(job);
+    };
+    const buf = this.pool.tryAlloc(BLOCK_BYTES);
+    if (buf >= 0) decode(buf);
+    else this.pool.allocAsync(BLOCK_BYTES).then(decode, (err: Error) => this.w.failJob(job, err));
   }
 
   /** Whether the waiter's data is the holder's (see shareWith); false when that cannot be told (no scratch buffer). */

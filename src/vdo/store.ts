@@ -14,10 +14,15 @@
  * (the arena keeps them until the write finishes); a bin of one is decoded
  * back into a buffer and written raw.
  *
- * Bins go out when no write that could still bring a fragment is left (the
- * "feeders", counted with enter/leave), after one turn of the event loop so a
- * caller writing in a loop keeps them filling; when a flush starts, once the
- * feeders it saw have left; and at once when a waiting block is overwritten.
+ * Bins go out when a flush starts, once the writes that could still bring a
+ * fragment (the "feeders", counted with enter/leave) have left; at once when
+ * a waiting block is overwritten; the fullest when 4,096 fragments wait; all
+ * of them when a new write finds every record taken by parked writes
+ * (drain); and, under the sync policy, whose writes resolve only when
+ * durable, when no feeder is left, after one turn of the event loop so a
+ * caller writing in a loop keeps them filling. Under the async policy a
+ * fragment may wait until the next flush (or close, or a clean exit): it was
+ * acknowledged, and an unflushed async write may be lost only to a crash.
  *
  * Invariants: a block is allocated with one reference and marked being
  * written until its write completes (then each further fragment of a packed
@@ -89,9 +94,14 @@ export class StoreStage {
 
   private readonly arena: FragmentArena;
 
-  /** Pages of fragment arena the policy uses: one per bin and as many again for bins written but not yet mapped. */
+  /** Pages of fragment arena the policy uses: one per bin, as many again and 256 more for bins written but not yet mapped (none free: a fragment is stored raw). */
   static arenaPages(policy: PackerPolicy): number {
-    return 2 * binsFor(policy) + 64;
+    return 2 * binsFor(policy) + 256;
+  }
+
+  /** Every bin goes out now (a new write found every record taken by parked writes). */
+  drain(): void {
+    if (this.packer.waiting > 0) this.writeBatches(this.packer.flush());
   }
 
   constructor(o: StoreOptions) {
@@ -100,9 +110,14 @@ export class StoreStage {
     this.packer = new Packer<DataVio>(o.packer, { pages: this.arena });
   }
 
-  /** Writes that can be parked in the packer at once (records the volume makes beyond its pipeline slots). */
-  get waitingMax(): number {
-    return this.packer.waitingMax;
+  /**
+   * Records the volume makes beyond its pipeline slots, for parked writes:
+   * the fragments waiting in bins, and four times as many again for writes of
+   * the same data parked on their hash locks (a disk image holds many copies
+   * of a block). When they run out, the bins go out (drain).
+   */
+  get parkable(): number {
+    return 4 * this.packer.waitingMax;
   }
 
   /** Fragments waiting in bins. */
@@ -160,6 +175,11 @@ export class StoreStage {
     if (batch !== null) this.writeBatch(batch);
   }
 
+  /** Another write reads the fragment in `page` until it finishes (a hash-lock waiter of the same data). */
+  holdFragment(page: number): void {
+    this.arena.hold(page);
+  }
+
   /** The write is over: its arena bytes are no longer read. */
   finished(job: DataVio): void {
     if (job.arenaPage < 0) return;
@@ -192,7 +212,7 @@ export class StoreStage {
       job.flushWatched = false;
       if (--this.watched === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
     }
-    if (this.feeding === 0 && this.packer.waiting > 0 && !this.flushQueued) {
+    if (this.o.fua && this.feeding === 0 && this.packer.waiting > 0 && !this.flushQueued) {
       this.flushQueued = true;
       nextTurn(() => {
         this.flushQueued = false;
