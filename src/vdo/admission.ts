@@ -276,13 +276,15 @@ export class Admission {
       this.slotWaiters.shift()?.();
       return;
     }
+    // The write reads see for this LBA until now: only it can be waiting in a bin (each overwrite sends the one before out).
+    const before = st.pending;
     this.o.zone.admitted(job);
     this.o.counters.blocksWrittenIn++;
     if (++this.inFlight === Math.min(SPIN_OFF_WRITES, this.o.maxInflight) && this.o.idleSpin > 0) this.o.ctrlr.spinIterations = 0;
     job.epoch = this.o.flushes.enter();
     if (job.call !== null) job.call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
-    this.o.stores.overwritten(lba);
+    if (before !== null) this.o.stores.overwritten(before);
     if (desc < 0) {
       this.o.counters.zeroBlocks++;
       this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED));

@@ -83,8 +83,6 @@ export interface StoreOptions {
 export class StoreStage {
   private readonly o: StoreOptions;
   private readonly packer: Packer<DataVio>;
-  /** LBA → its write waiting in a bin (an overwrite sends that bin out). */
-  private readonly waiting = new Map<number, DataVio>();
   /** Writes that may still bring a fragment (feedsPacker); when none is left, nothing can fill the bins. */
   private feeding = 0;
   /** Of those, the ones a flush in progress waits for (flushWatched); when none is left, the bins go out. */
@@ -158,15 +156,13 @@ export class StoreStage {
     pool.free(job.desc);
     job.desc = -1;
     this.o.wiring.park(job);
-    this.waiting.set(job.lba, job);
     this.writeBatches(batches);
     this.leave(job);
   }
 
-  /** A new write of `lba` was admitted: a block of it waiting in a bin goes out now. */
-  overwritten(lba: number): void {
-    const waiting = this.waiting.get(lba);
-    if (waiting !== undefined) this.evict(waiting);
+  /** A newer write of its LBA was admitted: if `job` waits in a bin, that bin goes out now. */
+  overwritten(job: DataVio): void {
+    this.evict(job);
   }
 
   /** The bin holding `job` (waiting in the packer) goes out now: an overwrite, or a write waiting on its hash lock. */
@@ -299,7 +295,6 @@ export class StoreStage {
 
   /** One bin: a single fragment is stored raw (dm-vdo); more become one packed block. */
   private writeBatch(batch: Batch<DataVio>): void {
-    for (const f of batch) if (this.waiting.get(f.item.lba) === f.item) this.waiting.delete(f.item.lba);
     if (batch.length === 1) {
       this.unpackAndWriteRaw(batch[0].item);
       return;
