@@ -287,8 +287,9 @@ export class IoQpair {
       this.retire(dw3 & 0xffff, dw3 >>> CQE_STATUS_SHIFT);
     }
     if (this.ctrlr.failed) this.failAll();
-    // Closing: nothing queued can reach the device now; it completes after what the device answered.
-    else if (!this.ctrlr.live && !this.ready()) this.abortQueued();
+    // Closing: nothing queued can reach the device now; it completes after everything the device
+    // holds has answered (a poll while a command is still running must not abort the queue first).
+    else if (!this.ctrlr.live && this.oldest === NO && !this.ready()) this.abortQueued();
     this.resubmitQueued();
     this.checkTimeouts();
     return n;
