@@ -58,6 +58,8 @@ export interface DedupeWiring {
   decodeFragment(from: number, size: number, to: number): string | null;
   /** Sends out the packer bin the write waits in. */
   evict(job: DataVio): void;
+  /** Stores a parked write raw, its data decoded from the arena. */
+  writeUnpacked(job: DataVio): void;
   /** The write gives its pipeline slot back (it waits without data). */
   parkSlot(job: DataVio): void;
   /** Another write reads the fragment in arena page `page` until it finishes. */
@@ -246,7 +248,7 @@ export class DedupeStage {
     if (job.stage !== Stage.HASH_WAIT) throw assertionFailed(`data_vio ${job.id} shares a home in ${STAGE_NAMES[job.stage]}`);
     this.w.enter(job);
     if (job.verified && !this.canShare(mapping)) {
-      this.storeParkedCopy(job);
+      this.w.writeUnpacked(job); // its data is only in the arena now: decoded and stored raw
       return;
     }
     if (this.canShare(mapping) && (job.verified || this.sameAsHolder(job, holderDesc, holderAt, holderSize))) {
@@ -284,24 +286,6 @@ export class DedupeStage {
       w.desc = -1;
       this.w.parkSlot(w);
     }
-  }
-
-  /** A parked waiter that cannot share its holder's home: its data, decoded from the arena, is stored raw. */
-  private storeParkedCopy(job: DataVio): void {
-    const decode = (buf: number): void => {
-      const why = this.w.decodeFragment(job.arenaAt, job.size, this.pool.bufferOf(buf));
-      if (why !== null) {
-        this.pool.free(buf);
-        this.w.failJob(job, new FlashpackError('EINTERNAL', `volume: a fragment in the packer's arena (LBA ${job.lba}) does not decode: ${why}`));
-        return;
-      }
-      job.desc = buf;
-      job.size = 0; // stored raw: its compressed bytes are the holder's, in the arena
-      this.w.store(job);
-    };
-    const buf = this.pool.tryAlloc(BLOCK_BYTES);
-    if (buf >= 0) decode(buf);
-    else this.pool.allocAsync(BLOCK_BYTES).then(decode, (err: Error) => this.w.failJob(job, err));
   }
 
   /** Whether the waiter's data is the holder's (see shareWith); false when that cannot be told (no scratch buffer). */

@@ -263,8 +263,12 @@ export class StoreStage {
     this.o.writer.added(this.rawWritten, job);
   }
 
-  /** A bin of one: its data decoded from the arena into a buffer again, and written raw. */
-  private unpackAndWriteRaw(job: DataVio): void {
+  /**
+   * A parked write stored raw after all (a bin of one, or a hash-lock waiter
+   * that cannot share its holder's home): its data decoded from the arena
+   * into a buffer again, and written raw.
+   */
+  writeUnpacked(job: DataVio): void {
     const { pool } = this.o;
     const decode = (buf: number): void => {
       const why = this.o.wiring.decodeFragment(job.arenaAt, job.size, pool.bufferOf(buf));
@@ -274,6 +278,7 @@ export class StoreStage {
         return;
       }
       job.desc = buf;
+      job.size = 0;
       this.writeRaw(job);
     };
     const buf = pool.tryAlloc(BLOCK_BYTES);
@@ -296,7 +301,7 @@ export class StoreStage {
   /** One bin: a single fragment is stored raw (dm-vdo); more become one packed block. */
   private writeBatch(batch: Batch<DataVio>): void {
     if (batch.length === 1) {
-      this.unpackAndWriteRaw(batch[0].item);
+      this.writeUnpacked(batch[0].item);
       return;
     }
     const { depot, writer, pool, dev } = this.o;

@@ -174,7 +174,7 @@ export class Volume {
       leave: (job) => this.stores.leave(job), enter: (job) => this.stores.enter(job),
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into), reads: this.reads,
       decodeFragment: (from, size, to) => this.reads.decodeFragmentAt(from, size, to),
-      evict: (job) => this.stores.evict(job), parkSlot: (job) => this.writes.parkSlot(job), holdFragment: (page) => this.stores.holdFragment(page), releaseOut: (job) => this.stores.releaseOut(job),
+      evict: (job) => this.stores.evict(job), writeUnpacked: (job) => this.stores.writeUnpacked(job), parkSlot: (job) => this.writes.parkSlot(job), holdFragment: (page) => this.stores.holdFragment(page), releaseOut: (job) => this.stores.releaseOut(job),
     });
     this.writes = new Admission({
       engine, ctrlr, idleSpin, mem: this.mem, mem32: new Int32Array(pool.memory.buffer), zone: this.zone, depot: this.depot, flushes: this.flushes,
