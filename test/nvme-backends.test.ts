@@ -351,7 +351,7 @@ describe('FileBackend', () => {
     expect(h.qp.queuedCount).toBeGreaterThan(0); // more than the trackers: the rest wait in the software queue
     await h.drain();
     const wst = await Promise.all(writes);
-    expect(wst.filter((s) => s.isError).map(String)).toEqual([]);
+    expect(wst.filter((s) => s.isError).map(String), `the controller: ${h.c.whyDown ?? 'live'}`).toEqual([]);
     const reads = chosen.map((lba) => h.readAsync(lba, 1));
     await h.drain();
     const got = await Promise.all(reads);
@@ -789,48 +789,5 @@ describe('FaultBackend latency', () => {
     expect(() => fault.setLatency({ readUs: -1 })).toThrow();
     expect(() => fault.setLatency({ writeUs: 1.5 })).toThrow();
     await h.close();
-  });
-});
-
-describe('closing or failed controllers and the event loop', () => {
-  it('a poll loop with requests still queued does not starve close(), device present or removed (it waits, it does not spin on microtasks)', async () => {
-    // Run in a child with a hard timeout: a microtask spin would starve this process's timers too.
-    const { execFileSync } = await import('node:child_process');
-    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const script = `
-      import { nvme, Runtime } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
-      const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: 1 << 20 }));
-      fault.setLatency({ writeUs: 20_000 });
-      const c = await nvme.Controller.open(fault, { runtime: new Runtime(), ioWorkers: 1 });
-      const qp = c.allocIoQpair({ ioQueueSize: 4 }); // 3 trackers: 5 of the 8 writes wait in the software queue
-      const d = c.pool.alloc(4096);
-      let completed = 0;
-      for (let i = 0; i < 8; i++) qp.write(c.ns(1), d, i, 1, () => completed++);
-      const poll = (async () => {
-        for (;;) {
-          let n;
-          try { n = qp.processCompletions(0); } catch { return; } // freed by close()
-          if (qp.outstandingCount + qp.queuedCount === 0) return;
-          if (n === 0) await qp.waitForCompletions(100);
-        }
-      })();
-      if (process.argv[2] === 'remove') setTimeout(() => fault.remove(), 5);
-      await new Promise((r) => setTimeout(r, 10));
-      await Promise.all([poll, c.close()]);
-      console.log('closed ' + completed);
-    `;
-    const dir = mkdtempSync(join(tmpdir(), 'flashpack-failed-'));
-    try {
-      writeFileSync(join(dir, 'failed.mjs'), script);
-      // close() with requests in the software queue, on a live device and on a removed one.
-      for (const how of ['close', 'remove']) {
-        const out = execFileSync(process.execPath, [join(dir, 'failed.mjs'), how], { encoding: 'utf8', timeout: 30_000 });
-        expect(out.trim()).toBe('closed 8');
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 });

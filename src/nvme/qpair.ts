@@ -276,17 +276,8 @@ export class IoQpair {
     if (typeof max !== 'number' || !Number.isInteger(max)) throw badArgument('qpair.processCompletions: max', 'an integer (0 or less: all available)', max);
     const cap = max <= 0 || max > this.maxCompletionsCap ? this.maxCompletionsCap : max;
     this.publish();
-    const i32 = this.view();
-    let n = 0;
-    while (n < cap) {
-      const e = (this.cqAt >> 2) + (this.cqHead & (this.entries - 1)) * CQE_WORDS;
-      const dw3 = Atomics.load(i32, e + CQE_DW3);
-      if (((dw3 >>> CQE_PHASE_BIT) & 1) !== (((this.cqHead >>> this.shift) & 1) ^ 1)) break;
-      this.cqHead = (this.cqHead + 1) | 0;
-      n++;
-      this.retire(dw3 & 0xffff, dw3 >>> CQE_STATUS_SHIFT);
-    }
-    if (this.ctrlr.failed) this.failAll();
+    let n = this.reap(cap);
+    if (this.ctrlr.failed) n += this.failAll();
     // Closing: nothing queued can reach the device now; it completes after everything the device
     // holds has answered (a poll while a command is still running must not abort the queue first).
     else if (!this.ctrlr.live && this.oldest === NO && !this.ready()) this.abortQueued();
@@ -337,6 +328,21 @@ export class IoQpair {
       Atomics.store(i32, waiting, 0);
       clearTimeout(keepAlive);
     }
+  }
+
+  /** Retires up to `cap` posted completion entries, in CQ order; returns how many. */
+  private reap(cap: number): number {
+    const i32 = this.view();
+    let n = 0;
+    while (n < cap) {
+      const e = (this.cqAt >> 2) + (this.cqHead & (this.entries - 1)) * CQE_WORDS;
+      const dw3 = Atomics.load(i32, e + CQE_DW3);
+      if (((dw3 >>> CQE_PHASE_BIT) & 1) !== (((this.cqHead >>> this.shift) & 1) ^ 1)) break;
+      this.cqHead = (this.cqHead + 1) | 0;
+      n++;
+      this.retire(dw3 & 0xffff, dw3 >>> CQE_STATUS_SHIFT);
+    }
+    return n;
   }
 
   /** Whether the completion queue's next entry is posted. */
@@ -558,8 +564,11 @@ export class IoQpair {
     }
   }
 
-  /** The controller failed or vanished: queued requests fail here; the device side fails what it holds. */
-  private failAll(): void {
+  /**
+   * The controller failed or vanished: queued requests fail here; the device
+   * side fails what it holds. Returns the completions it reaped from the CQ.
+   */
+  private failAll(): number {
     while (this.queued > 0) {
       const r = this.queueHead;
       this.queueHead = this.rNext[r];
@@ -567,10 +576,17 @@ export class IoQpair {
       this.queued--;
       this.completeRequest(r, STATUS_PATH_ERROR);
     }
-    if (this.ctrlr.devicesGone) {
-      // No device worker is left to answer: complete what they held, oldest first.
-      while (this.oldest !== NO) this.retire(this.oldest, STATUS_PATH_ERROR);
-    }
+    if (!this.ctrlr.devicesGone) return 0;
+    // No device worker is left, so the CQ is final. What they posted since the pass
+    // above read it (or past its cap) is delivered first: failing those commands
+    // unread would free their IDs while their entries still wait in the CQ, and the
+    // next pass would find completions for commands that are not outstanding. Then
+    // what they never answered fails, oldest first. (A worker stopped between
+    // claiming a CQ slot and posting it leaves a hole that ends the reaping; the
+    // commands past it fail here like the unanswered ones.)
+    const n = this.reap(this.entries);
+    while (this.oldest !== NO) this.retire(this.oldest, STATUS_PATH_ERROR);
+    return n;
   }
 
   private checkTimeouts(): void {
