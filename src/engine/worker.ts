@@ -9,6 +9,7 @@ import { instantiate } from '../wasm/runtime.js';
 import { compressRegion } from '../codec/deflate.js';
 import { readLayout } from '../shm/layout.js';
 import { Ring } from '../shm/ring.js';
+import { bufferSpanning } from '../shm/growth.js';
 import {
   OP_NOP, OP_CRC32, OP_CRC32C, OP_ADLER32, OP_LZ4_COMPRESS, OP_LZ4_DECOMPRESS, OP_FINGERPRINT, OP_DEFLATE_COMPRESS, OP_INFLATE, OP_TEST_CRASH,
   STATUS_OK, STATUS_INCOMPRESSIBLE, STATUS_LZ4_ERROR_BASE, STATUS_SIZE_MISMATCH, STATUS_BAD_OP, STATUS_BAD_LINK,
@@ -30,13 +31,16 @@ async function serve(init: WorkerInit, p: Port): Promise<void> {
   let i32 = new Int32Array(memory.buffer);
   let u32 = new Uint32Array(memory.buffer);
   let u8 = new Uint8Array(memory.buffer);
-  // The host may carve regions (a volume's known table) after this worker started: renew the views.
+  // The host may carve regions (a volume's known table) after this worker started: renew the
+  // views once the growth reaches this thread (bufferSpanning waits for it).
   const covers = (end: number): boolean => {
     if (end <= u8.length) return true;
-    i32 = new Int32Array(memory.buffer);
-    u32 = new Uint32Array(memory.buffer);
-    u8 = new Uint8Array(memory.buffer);
-    return end <= u8.length;
+    const buf = bufferSpanning(memory, end);
+    if (buf === null) return false;
+    i32 = new Int32Array(buf);
+    u32 = new Uint32Array(buf);
+    u8 = new Uint8Array(buf);
+    return true;
   };
   const doorbell = init.doorbellAt >> 2;
   const ctx = init.ctxAt;

@@ -9,6 +9,7 @@
 import { parentPort } from '../wasm/spawn.js';
 import type { WasmMemory } from '../wasm/wasm-types.js';
 import { openDevice } from './devices.js';
+import { bufferSpanning } from '../shm/growth.js';
 import { FlashpackError } from '../errors.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
@@ -65,17 +66,22 @@ class DeviceLoop {
     this.blocks = init.backend.blocks;
   }
 
-  /** The memory grew (the host carved a queue pair past our views): renew them. */
-  private refresh(): void {
-    if (this.memory.buffer.byteLength !== this.u8.length) {
-      this.i32 = new Int32Array(this.memory.buffer);
-      this.u8 = new Uint8Array(this.memory.buffer);
-    }
+  /**
+   * The host carved memory past our views (a queue pair, a buffer): renew them
+   * once they span `end` bytes (bufferSpanning waits for the growth to reach
+   * this thread). False if `end` lies outside the memory.
+   */
+  private spans(end: number): boolean {
+    if (end <= this.u8.length) return true;
+    const buf = bufferSpanning(this.memory, end);
+    if (buf === null) return false;
+    this.i32 = new Int32Array(buf);
+    this.u8 = new Uint8Array(buf);
+    return true;
   }
 
   private loadTable(gen: number): void {
-    this.refresh();
-    const i32 = this.i32;
+    const i32 = this.i32; // the table lies in the controller block, inside the first views
     const qs: Queue[] = [];
     for (let q = 0; q < MAX_QPAIRS; q++) {
       const e = this.ctrl + ((CTRL_TABLE + q * CTRL_TABLE_ENTRY_BYTES) >> 2);
@@ -85,13 +91,11 @@ class DeviceLoop {
       const L = qpairLayout(entries);
       qs.push({ qid: q + 1, base, entries, mask: entries - 1, shift: 31 - Math.clz32(entries), sq: (base + L.sq) >> 2, cq: (base + L.cq) >> 2 });
     }
-    // The host grows the memory before it publishes an entry (e + 3), and the
-    // views were renewed before the entries were read: a queue carved in between
-    // lies past them. Renew again (the growth is visible now that the entry is).
+    // The host grows the memory before it publishes an entry (e + 3): a queue
+    // carved since our views were made lies past them until they are renewed.
     let end = 0;
     for (const q of qs) end = Math.max(end, q.base + qpairLayout(q.entries).bytes);
-    if (end > this.u8.length) this.refresh();
-    if (end > this.u8.length) {
+    if (!this.spans(end)) {
       throw new FlashpackError('EINTERNAL', `device worker: queue pair memory ends at ${end}, past the shared memory (${this.u8.length} bytes)`);
     }
     this.queues = qs;
@@ -219,8 +223,7 @@ class DeviceLoop {
 
   /** Whether [ptr, ptr + len) lies inside the shared memory (4-byte aligned for range lists). */
   private mapped(ptr: number, len: number): boolean {
-    if (ptr + len > this.u8.length) this.refresh();
-    return ptr % 4 === 0 && ptr + len <= this.u8.length;
+    return ptr % 4 === 0 && this.spans(ptr + len);
   }
 
   private complete(q: Queue, cid: number, sqHead: number, status: number): void {
