@@ -6,6 +6,7 @@
  * while they wait, after a flush, after reopening, and after a power cut.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import * as os from 'node:os';
 import { Runtime, Volume, nvme } from '../dist/index.js';
 import { FragmentArena } from '../dist/vdo/fragment-arena.js';
 import { Packer, simulatePacking } from '../dist/vdo/packer.js';
@@ -172,6 +173,26 @@ describe('a volume whose writes wait in the packer without holding slots', () =>
       expect(Buffer.from(await v.read(lba * BS, BS)).equals(want)).toBe(true);
       expect(Buffer.from(await v.read((100 + lba) * BS, BS)).equals(want)).toBe(true);
     }
+  });
+
+  it('once every write is parked in a bin, the device workers spin again (a waiting fragment is not a busy pipeline)', async () => {
+    // Spinning is turned off only on a machine with more threads than cores: make it one.
+    const ioWorkers = Math.min(8, os.availableParallelism());
+    const v = await Volume.create(new nvme.MemoryBackend({ size: 16 << 20 }), { logicalSize: 256 * BS, codec: 'lz4', maxInflight: 32, workers: 1, ioWorkers, runtime: new Runtime() });
+    live.push(v);
+    const ctrlr = (v as unknown as { ctrlr: nvme.Controller }).ctrlr;
+    const idleSpin = ctrlr.spinIterations;
+    expect(idleSpin).toBeGreaterThan(0);
+    const writes: Promise<void>[] = [];
+    for (let lba = 0; lba < 64; lba++) writes.push(v.write(lba * BS, textBlock(`s${lba}`)));
+    expect(ctrlr.spinIterations).toBe(0); // 16 or more writes in the pipeline: the workers park at once
+    await Promise.all(writes);
+    for (let i = 0; i < 200 && v.stats().currentViosInProgress > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(v.stats().currentViosInProgress).toBe(0);
+    expect(v.stats().compressedFragmentsInPacker).toBeGreaterThan(0); // they wait in bins, until a flush
+    expect(ctrlr.spinIterations).toBe(idleSpin);
+    await v.flush();
+    expect(ctrlr.spinIterations).toBe(idleSpin);
   });
 
   it('a power cut while fragments wait loses only unflushed async writes; flushed ones and the volume survive', async () => {

@@ -14,8 +14,12 @@
  *   for space later;
  * - a write finishes exactly once; its buffer, its reservation, its LBA
  *   state and its flush epoch are given back there and nowhere else;
- * - `inFlight` counts admitted writes not yet finished; the device workers
- *   stop spinning while it is at least SPIN_OFF_WRITES and spin again at 0.
+ * - `inFlight` counts admitted writes not yet finished, `busy` those of them
+ *   holding a pipeline slot (not parked); the device workers stop spinning
+ *   while `busy` is at least SPIN_OFF_WRITES and spin again when it is 0. A
+ *   parked write takes no CPU, and under the async policy it may stay parked
+ *   until a flush: counting it kept the workers parked on their doorbell
+ *   through whole QD 1 workloads, a wake-up per device command.
  */
 import { FlashpackError } from '../errors.js';
 import type { Engine } from '../engine/engine.js';
@@ -98,6 +102,7 @@ export class Admission {
   failure: Error | null = null;
   /** Admitted writes not yet finished (mapped, or failed). */
   private inFlight = 0;
+  private busy = 0;
   /** write() calls waiting for room in the pipeline (a free record). */
   private readonly slotWaiters: (() => void)[] = [];
   /** Records promised to acceptBlock() calls still waiting for a buffer or room. */
@@ -280,7 +285,8 @@ export class Admission {
     const before = st.pending;
     this.o.zone.admitted(job);
     this.o.counters.blocksWrittenIn++;
-    if (++this.inFlight === Math.min(SPIN_OFF_WRITES, this.o.maxInflight) && this.o.idleSpin > 0) this.o.ctrlr.spinIterations = 0;
+    this.inFlight++;
+    if (++this.busy === Math.min(SPIN_OFF_WRITES, this.o.maxInflight) && this.o.idleSpin > 0) this.o.ctrlr.spinIterations = 0;
     job.epoch = this.o.flushes.enter();
     if (job.call !== null) job.call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
@@ -340,7 +346,13 @@ export class Admission {
   /** The write holds no data and waits for the packer (or a write that does): its slot goes to a waiting write. */
   parkSlot(job: DataVio): void {
     this.vios.park(job);
+    this.idle();
     this.slotWaiters.shift()?.();
+  }
+
+  /** A write gave its pipeline slot up (parked or finished): the device workers spin again once none holds one. */
+  private idle(): void {
+    if (--this.busy === 0 && this.o.idleSpin > 0) this.o.ctrlr.spinIterations = this.o.idleSpin;
   }
 
   failJob(job: DataVio, err: Error): void {
@@ -362,9 +374,11 @@ export class Admission {
     zone.drop(job.lba, job.st);
     const epoch = job.epoch;
     const call = job.call;
+    const parked = job.parked;
     this.vios.release(job);
-    if (--this.inFlight === 0 && this.o.idleSpin > 0) this.o.ctrlr.spinIterations = this.o.idleSpin;
-    assert(this.inFlight >= 0 && this.reserved >= 0, 'admission: more writes finished than were admitted');
+    this.inFlight--;
+    if (!parked) this.idle();
+    assert(this.inFlight >= 0 && this.busy >= 0 && this.busy <= this.inFlight && this.reserved >= 0, 'admission: more writes finished than were admitted');
     this.o.flushes.leave(epoch);
     if (err !== null) {
       // Out of space on a sync write is that write's error; anything else fails the volume.
