@@ -33,6 +33,7 @@ import { mappingOf, pbnOf, stateOf } from './block-map.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
 import { FROM_PREPARING, Stage, STAGE_NAMES, type DataVio } from './data-vio.js';
+import { HashLockTable } from './hash-lock-table.js';
 import { BLOCK_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, packedFragment } from './encodings.js';
 
 
@@ -75,7 +76,7 @@ export class DedupeStage {
   private readonly mem: Uint8Array;
   private readonly mem32: Int32Array;
   /** Hash key → the newest write of that data in flight, which holds its lock. */
-  private readonly locks = new Map<number, DataVio>();
+  private readonly locks = new HashLockTable<DataVio>();
   /** Waiters of released locks to place: (job, mapping, holder's data descriptor, arena address, size) tuples, run in order. */
   private readonly shares: (DataVio | number)[] = [];
   private sharing = false;
@@ -99,8 +100,7 @@ export class DedupeStage {
     // A collision of the 48-bit key only makes one writer wait for another and then
     // compare bytes, never share different data.
     job.key = job.fpLo + (job.fpHi & 0xffff) * 2 ** 32;
-    const prev = this.locks.get(job.key);
-    this.locks.set(job.key, job);
+    const prev = this.locks.set(job);
     job.holdsLock = true;
     if (prev !== undefined) {
       // Identical data is in flight ahead: wait for that writer's home (it may be in the
@@ -126,7 +126,7 @@ export class DedupeStage {
   release(job: DataVio, mapping: number): void {
     if (!job.holdsLock) return;
     job.holdsLock = false;
-    if (this.locks.get(job.key) === job) this.locks.delete(job.key);
+    this.locks.deleteRecord(job);
     const next = job.hashNext;
     if (next === null) return;
     job.hashNext = null;
