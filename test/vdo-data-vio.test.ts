@@ -92,6 +92,52 @@ describe('slab depot and packer invariants', () => {
       expect(out).toBe(added);
     }
   });
+
+  it('every fragment goes to a bin with the least free space that fits it, checked against a model of every bin', () => {
+    const rand = prng(43);
+    const CAP = 4096 - 36;
+    type Frag = { size: number; item: number; bin?: unknown; was?: unknown };
+    for (const policy of ['flashpack', 'dm-vdo'] as const) {
+      const packer = new Packer<number>(policy, { waitingMax: 100_000 });
+      const binCount = policy === 'dm-vdo' ? 16 : 1024;
+      // The model: free space and fragment count of each bin that ever held a fragment; bins never used are empty.
+      const free = new Map<unknown, number>();
+      const held = new Map<unknown, number>();
+      let checked = 0;
+      for (let i = 0; i < 30_000; i++) {
+        const size = 1 + Math.floor(rand() * 3000);
+        let best = free.size < binCount ? CAP : Infinity;
+        for (const [b, f] of free) if (f >= size && f < best && held.get(b)! < 14) best = f;
+        const frag: Frag = { size, item: i };
+        const out: Frag[][] = [];
+        const added = packer.add(frag, out);
+        // The bin it went to: still holding it, or written out full with it.
+        const full = out.find((batch) => batch.includes(frag));
+        const bin = frag.bin ?? full?.find((f) => f !== frag)?.was;
+        frag.was = bin;
+        if (added && out.length === (full ? 1 : 0)) {
+          // Nothing went out to make room: the chosen bin had the least free space that fits.
+          expect(free.get(bin) ?? CAP).toBe(best);
+          checked++;
+        }
+        // A bin emptied for room first, then the fragment placed, then a bin it filled written out.
+        for (const batch of out) {
+          if (batch === full) continue;
+          free.set(batch[0].was, CAP);
+          held.set(batch[0].was, 0);
+        }
+        if (added) {
+          free.set(bin, (free.get(bin) ?? CAP) - size);
+          held.set(bin, (held.get(bin) ?? 0) + 1);
+        }
+        if (full) {
+          free.set(bin, CAP);
+          held.set(bin, 0);
+        }
+      }
+      expect(checked).toBeGreaterThan(10_000);
+    }
+  });
 });
 
 describe('flush epochs and the logical zone', () => {

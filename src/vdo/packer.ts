@@ -55,8 +55,8 @@ interface Bin<T> {
   free: number;
   fragments: Fragment<T>[];
   page: number;
-  /** Its index in `bins`. */
-  at: number;
+  /** Its index in byFree[free]. */
+  slot: number;
 }
 
 export const DM_VDO_BINS = 16;
@@ -85,6 +85,16 @@ export class Packer<T> {
   readonly waitingMax: number;
   private readonly pages: PageSource | null;
   private count = 0;
+  /**
+   * The bins by free space: byFree[f] holds the bins with f bytes free (in no
+   * order), and bit f of `used` is set exactly when it holds any. The best fit
+   * for a fragment is a bin of the first non-empty bucket at or above its size,
+   * found by scanning the bitmap, so a fragment's move costs two bucket
+   * updates: a sorted array moved the bin past every bin in between (a few
+   * hundred of 1,024 for each fragment).
+   */
+  private readonly byFree: Bin<T>[][];
+  private readonly used: Uint32Array;
 
   constructor(policy: PackerPolicy = 'flashpack', o: PackerOptions = {}) {
     this.policy = policy;
@@ -92,7 +102,10 @@ export class Packer<T> {
     const bins = o.bins ?? binsFor(policy);
     this.waitingMax = o.waitingMax ?? (policy === 'dm-vdo' ? bins * MAX_COMPRESSION_SLOTS : FLASHPACK_WAITING_MAX);
     this.pages = o.pages ?? null;
-    this.bins = Array.from({ length: bins }, (_, at) => ({ free: capacity, fragments: [], page: -1, at }));
+    this.byFree = Array.from({ length: capacity + 1 }, () => []);
+    this.used = new Uint32Array((capacity >> 5) + 1);
+    this.bins = Array.from({ length: bins }, () => ({ free: capacity, fragments: [], page: -1, slot: 0 }));
+    for (const b of this.bins) this.file(b);
   }
 
   /** Fragments waiting in bins. */
@@ -112,17 +125,15 @@ export class Packer<T> {
    */
   add(fragment: Fragment<T>, out: Batch<T>[]): boolean {
     if (!this.fits(fragment.size)) return false;
-    const bins = this.bins;
-    // Bins stay sorted by free space, least first: the first that fits is the best fit.
-    let bin = this.count < this.waitingMax ? this.bestFit(fragment.size) : undefined;
+    // The first bin at or above the fragment's size has the least free space that fits: the best fit.
+    let bin = this.count < this.waitingMax ? this.atLeast(fragment.size) : undefined;
     if (bin === undefined) {
       // No room, or as many waiting as allowed: the fullest bin goes out (dm-vdo), unless
       // the fragment is at least as large as all of it (then the fragment is stored raw).
-      const fullest = bins[0];
+      const fullest = this.atLeast(0)!;
       if (fragment.size >= this.capacity - fullest.free) return false;
       out.push(this.empty(fullest));
-      this.reposition(fullest);
-      bin = this.bestFit(fragment.size);
+      bin = this.atLeast(fragment.size);
       assert(bin !== undefined, 'packer: no bin fits a fragment after one was emptied');
     }
     if (bin.fragments.length === 0 && this.pages !== null) {
@@ -134,25 +145,11 @@ export class Packer<T> {
     if (bin.page >= 0) this.pages?.hold(bin.page);
     fragment.bin = bin;
     bin.fragments.push(fragment);
-    bin.free -= fragment.size;
     this.count++;
+    this.refile(bin, bin.free - fragment.size);
     if (bin.fragments.length === MAX_COMPRESSION_SLOTS) out.push(this.empty(bin));
-    this.reposition(bin);
-    this.checkAround(bin);
+    this.checkBin(bin);
     return true;
-  }
-
-  /** The bin with the least free space that holds `size` (binary search: bins are sorted by free space). */
-  private bestFit(size: number): Bin<T> | undefined {
-    const bins = this.bins;
-    let lo = 0;
-    let hi = bins.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (bins[mid].free >= size) hi = mid;
-      else lo = mid + 1;
-    }
-    return bins[lo];
   }
 
   /** Writes out the bin holding `item` (an overwrite of a waiting block), or null if none holds it. */
@@ -169,8 +166,7 @@ export class Packer<T> {
     const b = f.bin as Bin<T> | undefined;
     if (b === undefined || !b.fragments.includes(f)) return null;
     const batch = this.empty(b);
-    this.reposition(b);
-    this.checkBins();
+    this.checkBin(b);
     return batch;
   }
 
@@ -184,8 +180,6 @@ export class Packer<T> {
       else all.push(...this.empty(b));
     }
     if (all.length > 0) out.push(...firstFitDecreasing(all, this.capacity));
-    this.bins.sort((a, b) => a.free - b.free);
-    this.bins.forEach((b, at) => (b.at = at));
     this.checkBins();
     return out;
   }
@@ -195,51 +189,70 @@ export class Packer<T> {
     this.count -= batch.length;
     for (const f of batch) f.bin = undefined;
     b.fragments = [];
-    b.free = this.capacity;
+    this.refile(b, this.capacity);
     if (b.page >= 0) this.pages?.disown(b.page);
     b.page = -1;
     return batch;
   }
 
-  /**
-   * The invariants add() relies on: bins sorted by free space, least first (so
-   * the first that fits is the best fit), none overfull or past the slot count.
-   */
+  /** A bin of the first non-empty bucket at or above `free` bytes, or undefined. */
+  private atLeast(free: number): Bin<T> | undefined {
+    const used = this.used;
+    let w = free >>> 5;
+    let bits = used[w] & (-1 << (free & 31));
+    while (bits === 0) {
+      if (++w === used.length) return undefined;
+      bits = used[w];
+    }
+    const q = this.byFree[(w << 5) + 31 - Math.clz32(bits & -bits)];
+    return q[q.length - 1];
+  }
+
+  private file(b: Bin<T>): void {
+    const q = this.byFree[b.free];
+    b.slot = q.length;
+    q.push(b);
+    this.used[b.free >>> 5] |= 1 << (b.free & 31);
+  }
+
+  /** Moves a bin to the bucket of its new free space. */
+  private refile(b: Bin<T>, free: number): void {
+    const q = this.byFree[b.free];
+    const last = q.pop()!;
+    if (last !== b) {
+      q[b.slot] = last;
+      last.slot = b.slot;
+    }
+    if (q.length === 0) this.used[b.free >>> 5] &= ~(1 << (b.free & 31));
+    b.free = free;
+    this.file(b);
+  }
+
+  /** One bin's invariants: filed in the bucket of its free space, which its fragments account for; not past the slot count. */
+  private checkBin(b: Bin<T>): void {
+    let held = 0;
+    for (const f of b.fragments) held += f.size;
+    if (this.byFree[b.free]?.[b.slot] !== b || (this.used[b.free >>> 5] & (1 << (b.free & 31))) === 0 || b.free !== this.capacity - held || b.fragments.length > MAX_COMPRESSION_SLOTS) {
+      throw assertionFailed(`packer: a bin with ${b.free} bytes free and ${b.fragments.length} fragments (${held} bytes) is misfiled or overfull`);
+    }
+  }
+
+  /** Every bin's invariants, each bucket holding only bins of its free space, and the bitmap marking exactly the non-empty buckets. */
   private checkBins(): void {
-    const bins = this.bins;
-    for (let i = 0; i < bins.length; i++) {
-      const b = bins[i];
-      if (b.at !== i || (i > 0 && bins[i - 1].free > b.free) || b.free < 0 || b.fragments.length > MAX_COMPRESSION_SLOTS) {
-        throw assertionFailed(`packer: bin ${i} of ${bins.length} has ${b.free} bytes free and ${b.fragments.length} fragments${i > 0 ? `, after one with ${bins[i - 1].free} free` : ''}`);
+    let waiting = 0;
+    for (const b of this.bins) {
+      this.checkBin(b);
+      waiting += b.fragments.length;
+    }
+    let filed = 0;
+    for (let f = 0; f < this.byFree.length; f++) {
+      const q = this.byFree[f];
+      filed += q.length;
+      if (q.length > 0 !== ((this.used[f >>> 5] & (1 << (f & 31))) !== 0) || q.some((b) => b.free !== f)) {
+        throw assertionFailed(`packer: bucket ${f} (${q.length} bins) disagrees with its bins or the bitmap`);
       }
     }
-  }
-
-  /** The order around one bin (add()'s check: the whole order is checked by evict and flush). */
-  private checkAround(b: Bin<T>): void {
-    const bins = this.bins;
-    const i = b.at;
-    if (bins[i] !== b || (i > 0 && bins[i - 1].free > b.free) || (i < bins.length - 1 && bins[i + 1].free < b.free) || b.free < 0 || b.fragments.length > MAX_COMPRESSION_SLOTS) {
-      throw assertionFailed(`packer: bin at ${i} of ${bins.length} (${b.free} bytes free, ${b.fragments.length} fragments) is out of order or overfull`);
-    }
-  }
-
-  /** Restores the order after one bin's free space changed (insertion step, not a full sort). */
-  private reposition(bin: Bin<T>): void {
-    const bins = this.bins;
-    let i = bin.at;
-    while (i > 0 && bins[i - 1].free > bin.free) {
-      bins[i] = bins[i - 1];
-      bins[i].at = i;
-      i--;
-    }
-    while (i < bins.length - 1 && bins[i + 1].free < bin.free) {
-      bins[i] = bins[i + 1];
-      bins[i].at = i;
-      i++;
-    }
-    bins[i] = bin;
-    bin.at = i;
+    if (filed !== this.bins.length || waiting !== this.count) throw assertionFailed(`packer: ${filed} bins filed of ${this.bins.length}, ${waiting} fragments waiting, counted ${this.count}`);
   }
 }
 
