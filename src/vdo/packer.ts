@@ -10,7 +10,7 @@
  * one fragment is written uncompressed. Flush writes every bin as it stands.
  *
  * Policy 'flashpack' (the default) is the same online rule with 1,024 bins,
- * and on flush it repacks everything still waiting first-fit-decreasing before
+ * and on flush it repacks everything still waiting best-fit-decreasing before
  * writing, so the flush tail takes as few blocks as it can. So many bins are
  * affordable because a waiting fragment holds only its compressed bytes (the
  * volume's fragment arena, fragment-arena.ts), not a pipeline slot: with them
@@ -25,6 +25,7 @@
  */
 import { CB_CAPACITY, MAX_COMPRESSION_SLOTS } from './encodings.js';
 import { assert, assertionFailed } from '../assert.js';
+import { BinIndex } from './bin-index.js';
 
 export type PackerPolicy = 'dm-vdo' | 'flashpack';
 
@@ -55,7 +56,7 @@ interface Bin<T> {
   free: number;
   fragments: Fragment<T>[];
   page: number;
-  /** Its index in byFree[free]. */
+  /** Its place in its bucket of the BinIndex. */
   slot: number;
 }
 
@@ -85,16 +86,8 @@ export class Packer<T> {
   readonly waitingMax: number;
   private readonly pages: PageSource | null;
   private count = 0;
-  /**
-   * The bins by free space: byFree[f] holds the bins with f bytes free (in no
-   * order), and bit f of `used` is set exactly when it holds any. The best fit
-   * for a fragment is a bin of the first non-empty bucket at or above its size,
-   * found by scanning the bitmap, so a fragment's move costs two bucket
-   * updates: a sorted array moved the bin past every bin in between (a few
-   * hundred of 1,024 for each fragment).
-   */
-  private readonly byFree: Bin<T>[][];
-  private readonly used: Uint32Array;
+  /** The bins by free space (best fit: the first bin at or above a fragment's size). */
+  private readonly index: BinIndex<Bin<T>>;
 
   constructor(policy: PackerPolicy = 'flashpack', o: PackerOptions = {}) {
     this.policy = policy;
@@ -102,10 +95,9 @@ export class Packer<T> {
     const bins = o.bins ?? binsFor(policy);
     this.waitingMax = o.waitingMax ?? (policy === 'dm-vdo' ? bins * MAX_COMPRESSION_SLOTS : FLASHPACK_WAITING_MAX);
     this.pages = o.pages ?? null;
-    this.byFree = Array.from({ length: capacity + 1 }, () => []);
-    this.used = new Uint32Array((capacity >> 5) + 1);
+    this.index = new BinIndex<Bin<T>>(capacity);
     this.bins = Array.from({ length: bins }, () => ({ free: capacity, fragments: [], page: -1, slot: 0 }));
-    for (const b of this.bins) this.file(b);
+    for (const b of this.bins) this.index.add(b);
   }
 
   /** Fragments waiting in bins. */
@@ -126,14 +118,14 @@ export class Packer<T> {
   add(fragment: Fragment<T>, out: Batch<T>[]): boolean {
     if (!this.fits(fragment.size)) return false;
     // The first bin at or above the fragment's size has the least free space that fits: the best fit.
-    let bin = this.count < this.waitingMax ? this.atLeast(fragment.size) : undefined;
+    let bin = this.count < this.waitingMax ? this.index.atLeast(fragment.size) : undefined;
     if (bin === undefined) {
       // No room, or as many waiting as allowed: the fullest bin goes out (dm-vdo), unless
       // the fragment is at least as large as all of it (then the fragment is stored raw).
-      const fullest = this.atLeast(0)!;
+      const fullest = this.index.atLeast(0)!;
       if (fragment.size >= this.capacity - fullest.free) return false;
       out.push(this.empty(fullest));
-      bin = this.atLeast(fragment.size);
+      bin = this.index.atLeast(fragment.size);
       assert(bin !== undefined, 'packer: no bin fits a fragment after one was emptied');
     }
     if (bin.fragments.length === 0 && this.pages !== null) {
@@ -146,7 +138,7 @@ export class Packer<T> {
     fragment.bin = bin;
     bin.fragments.push(fragment);
     this.count++;
-    this.refile(bin, bin.free - fragment.size);
+    this.index.move(bin, bin.free - fragment.size);
     if (bin.fragments.length === MAX_COMPRESSION_SLOTS) out.push(this.empty(bin));
     this.checkBin(bin);
     return true;
@@ -179,7 +171,7 @@ export class Packer<T> {
       if (this.policy === 'dm-vdo') out.push(this.empty(b));
       else all.push(...this.empty(b));
     }
-    if (all.length > 0) out.push(...firstFitDecreasing(all, this.capacity));
+    if (all.length > 0) out.push(...bestFitDecreasing(all, this.capacity));
     this.checkBins();
     return out;
   }
@@ -189,83 +181,50 @@ export class Packer<T> {
     this.count -= batch.length;
     for (const f of batch) f.bin = undefined;
     b.fragments = [];
-    this.refile(b, this.capacity);
+    this.index.move(b, this.capacity);
     if (b.page >= 0) this.pages?.disown(b.page);
     b.page = -1;
     return batch;
   }
 
-  /** A bin of the first non-empty bucket at or above `free` bytes, or undefined. */
-  private atLeast(free: number): Bin<T> | undefined {
-    const used = this.used;
-    let w = free >>> 5;
-    let bits = used[w] & (-1 << (free & 31));
-    while (bits === 0) {
-      if (++w === used.length) return undefined;
-      bits = used[w];
-    }
-    const q = this.byFree[(w << 5) + 31 - Math.clz32(bits & -bits)];
-    return q[q.length - 1];
-  }
-
-  private file(b: Bin<T>): void {
-    const q = this.byFree[b.free];
-    b.slot = q.length;
-    q.push(b);
-    this.used[b.free >>> 5] |= 1 << (b.free & 31);
-  }
-
-  /** Moves a bin to the bucket of its new free space. */
-  private refile(b: Bin<T>, free: number): void {
-    const q = this.byFree[b.free];
-    const last = q.pop()!;
-    if (last !== b) {
-      q[b.slot] = last;
-      last.slot = b.slot;
-    }
-    if (q.length === 0) this.used[b.free >>> 5] &= ~(1 << (b.free & 31));
-    b.free = free;
-    this.file(b);
-  }
-
-  /** One bin's invariants: filed in the bucket of its free space, which its fragments account for; not past the slot count. */
+  /** One bin's invariants: filed under its free space, which its fragments account for; not past the slot count. */
   private checkBin(b: Bin<T>): void {
     let held = 0;
     for (const f of b.fragments) held += f.size;
-    if (this.byFree[b.free]?.[b.slot] !== b || (this.used[b.free >>> 5] & (1 << (b.free & 31))) === 0 || b.free !== this.capacity - held || b.fragments.length > MAX_COMPRESSION_SLOTS) {
+    if (!this.index.holds(b) || b.free !== this.capacity - held || b.fragments.length > MAX_COMPRESSION_SLOTS) {
       throw assertionFailed(`packer: a bin with ${b.free} bytes free and ${b.fragments.length} fragments (${held} bytes) is misfiled or overfull`);
     }
   }
 
-  /** Every bin's invariants, each bucket holding only bins of its free space, and the bitmap marking exactly the non-empty buckets. */
+  /** Every bin's invariants, the index's, and the count of waiting fragments. */
   private checkBins(): void {
     let waiting = 0;
     for (const b of this.bins) {
       this.checkBin(b);
       waiting += b.fragments.length;
     }
-    let filed = 0;
-    for (let f = 0; f < this.byFree.length; f++) {
-      const q = this.byFree[f];
-      filed += q.length;
-      if (q.length > 0 !== ((this.used[f >>> 5] & (1 << (f & 31))) !== 0) || q.some((b) => b.free !== f)) {
-        throw assertionFailed(`packer: bucket ${f} (${q.length} bins) disagrees with its bins or the bitmap`);
-      }
-    }
-    if (filed !== this.bins.length || waiting !== this.count) throw assertionFailed(`packer: ${filed} bins filed of ${this.bins.length}, ${waiting} fragments waiting, counted ${this.count}`);
+    this.index.check(this.bins.length);
+    if (waiting !== this.count) throw assertionFailed(`packer: ${waiting} fragments waiting, counted ${this.count}`);
   }
 }
 
-function firstFitDecreasing<T>(frags: Fragment<T>[], capacity: number): Batch<T>[] {
+/** Offline best-fit-decreasing of the fragments a flush writes: largest first, each into the fullest open bin it fits. */
+function bestFitDecreasing<T>(frags: Fragment<T>[], capacity: number): Batch<T>[] {
   frags.sort((a, b) => b.size - a.size);
-  const bins: { free: number; batch: Batch<T> }[] = [];
+  const open = new BinIndex<{ free: number; slot: number; batch: Batch<T> }>(capacity);
+  const out: Batch<T>[] = [];
   for (const f of frags) {
-    let bin = bins.find((b) => b.free >= f.size && b.batch.length < MAX_COMPRESSION_SLOTS);
-    if (bin === undefined) bins.push((bin = { free: capacity, batch: [] }));
+    let bin = open.atLeast(f.size);
+    if (bin === undefined) {
+      bin = { free: capacity, slot: 0, batch: [] };
+      out.push(bin.batch);
+      open.add(bin);
+    }
     bin.batch.push(f);
-    bin.free -= f.size;
+    if (bin.batch.length === MAX_COMPRESSION_SLOTS) open.remove(bin);
+    else open.move(bin, bin.free - f.size);
   }
-  return bins.map((b) => b.batch);
+  return out;
 }
 
 export interface PackingResult {
