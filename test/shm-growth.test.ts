@@ -11,6 +11,8 @@ import { Worker } from 'node:worker_threads';
 import { bufferSpanning, GROWTH_WAIT_MS } from '../dist/shm/growth.js';
 
 const GROWS = 2000;
+/** The JS API's shared memory, as this test uses it (the project builds without lib.dom). */
+declare const WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: boolean }) => { readonly buffer: ArrayBuffer; grow(pages: number): number } };
 
 describe('bufferSpanning', () => {
   it(`a worker spinning on the published length gets a buffer spanning it after each of ${GROWS} grows`, async () => {
