@@ -102,6 +102,7 @@ export class Admission {
   failure: Error | null = null;
   /** Admitted writes not yet finished (mapped, or failed). */
   private inFlight = 0;
+  /** Of those, the ones holding a pipeline slot (not parked): the device workers' spin follows it. */
   private busy = 0;
   /** write() calls waiting for room in the pipeline (a free record). */
   private readonly slotWaiters: (() => void)[] = [];
@@ -290,7 +291,7 @@ export class Admission {
     job.epoch = this.o.flushes.enter();
     if (job.call !== null) job.call.remaining++;
     // An overwrite of a block waiting in the packer writes that bin out now.
-    if (before !== null) this.o.stores.overwritten(before);
+    if (before !== null) this.o.stores.evict(before);
     if (desc < 0) {
       this.o.counters.zeroBlocks++;
       this.placed(job, mappingOf(ZERO_PBN, STATE_UNCOMPRESSED));

@@ -29,11 +29,6 @@ export class BinIndex<B extends Fileable> {
     this.used = new Uint32Array((capacity >>> 5) + 1);
   }
 
-  /** Bins filed. */
-  get size(): number {
-    return this.filed;
-  }
-
   /** Files a bin under its free space. */
   add(b: B): void {
     const q = this.byFree[b.free];

@@ -57,9 +57,10 @@ export class HashLockTable<T extends KeyedRecord> {
 
   /** Files `rec` under its key, in place of the record filed there before, which it returns (or undefined). */
   set(rec: T): T | undefined {
+    const key = rec.key;
+    assert(Number.isInteger(key) && key >= 0 && key < 2 ** 48, 'hash lock table: a key is a whole number below 2^48');
     if (2 * (this.count + 1) > this.slots.length) this.grow();
     const slots = this.slots;
-    const key = rec.key;
     for (let i = this.home(key); ; i = (i + 1) & this.mask) {
       const r = slots[i];
       if (r === null) {
@@ -104,9 +105,8 @@ export class HashLockTable<T extends KeyedRecord> {
     return true;
   }
 
-  /** Fibonacci hashing of the key's two halves (no allocation: both are int32 operations). */
+  /** Fibonacci hashing of the key's two halves (no allocation: both are int32 operations); set() checked the key. */
   private home(key: number): number {
-    assert(Number.isInteger(key) && key >= 0 && key < 2 ** 48, 'hash lock table: a key is a whole number below 2^48');
     const lo = key >>> 0;
     const hi = (key / 2 ** 32) | 0;
     return Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> this.shift;

@@ -160,12 +160,7 @@ export class StoreStage {
     this.leave(job);
   }
 
-  /** A newer write of its LBA was admitted: if `job` waits in a bin, that bin goes out now. */
-  overwritten(job: DataVio): void {
-    this.evict(job);
-  }
-
-  /** The bin holding `job` (waiting in the packer) goes out now: an overwrite, or a write waiting on its hash lock. */
+  /** The bin holding `job` (if it waits in the packer) goes out now: a newer write of its LBA was admitted, or a write waits on its hash lock. */
   evict(job: DataVio): void {
     const batch = this.packer.evictFragment(job.fragment);
     if (batch !== null) this.writeBatch(batch);
