@@ -1,7 +1,8 @@
 /**
  * Fragments waiting in the packer keep only their compressed bytes
  * (src/vdo/fragment-arena.ts): the arena's page accounting, the packer's
- * placement into pages and its bound on waiting fragments, and a volume whose
+ * placement into pages and its bound on waiting fragments, a fragment that
+ * keeps its data because it will go out alone, and a volume whose
  * bins hold far more writes than its pipeline has slots — read back exactly
  * while they wait, after a flush, after reopening, and after a power cut.
  */
@@ -173,6 +174,40 @@ describe('a volume whose writes wait in the packer without holding slots', () =>
       expect(Buffer.from(await v.read(lba * BS, BS)).equals(want)).toBe(true);
       expect(Buffer.from(await v.read((100 + lba) * BS, BS)).equals(want)).toBe(true);
     }
+  });
+
+  it('a fragment too big to share its block keeps its data while it waits: alone at the flush it is written raw, not decoded back; a small one alone is decoded', async () => {
+    const v = await Volume.create(new nvme.MemoryBackend({ size: 16 << 20 }), { logicalSize: 256 * BS, codec: 'lz4', maxInflight: 4, workers: 1, runtime: new Runtime() });
+    live.push(v);
+    const reads = (v as unknown as { reads: { decodeFragmentAt: (from: number, size: number, to: number) => string | null } }).reads;
+    const decode = reads.decodeFragmentAt.bind(reads);
+    let decoded = 0;
+    reads.decodeFragmentAt = (from, size, to) => {
+      decoded++;
+      return decode(from, size, to);
+    };
+    // 2,600 random bytes then text: LZ4 leaves it over half a packed block, under a whole one.
+    const big = textBlock('big');
+    big.set(randomBytes(2600, prng(9)));
+    const small = textBlock('small');
+    const parked = async (): Promise<void> => {
+      for (let i = 0; i < 200 && v.stats().currentViosInProgress > 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(v.stats().compressedFragmentsInPacker).toBe(1);
+    };
+    await v.write(0, big);
+    await parked();
+    expect(Buffer.from(await v.read(0, BS)).equals(Buffer.from(big))).toBe(true); // from the data it kept
+    await v.flush();
+    expect(decoded).toBe(0);
+    let s = v.stats();
+    expect([s.compressedFragmentsInPacker, s.compressedBlocksWritten, s.dataBlocksUsed]).toEqual([0, 0, 1]);
+    await v.write(BS, small);
+    await parked();
+    await v.flush();
+    expect(decoded).toBe(1); // its data went back when it parked: decoded from the arena to be written raw
+    s = v.stats();
+    expect([s.compressedBlocksWritten, s.dataBlocksUsed]).toEqual([0, 2]);
+    expect(Buffer.from(await v.read(0, 2 * BS)).equals(Buffer.concat([big, small]))).toBe(true);
   });
 
   it('once every write is parked in a bin, the device workers spin again (a waiting fragment is not a busy pipeline)', async () => {

@@ -14,7 +14,9 @@
  * - no more records are in use than the pool holds, and no more hold a
  *   pipeline slot than `slots` (maxInflight): a write whose fragment waits in
  *   the packer is parked — its compressed bytes are in the fragment arena, its
- *   buffers are back, and it holds no slot until it finishes.
+ *   compressed-form buffer is back (its data buffer too, unless it is big
+ *   enough to go out alone: StoreStage.keepsData), and it holds no slot until
+ *   it finishes.
  *
  *   ACCEPTED → PREPARING → (HASH_WAIT | ADVICE)* → (PACKING →) WRITING → MAPPING
  *   ACCEPTED → MAPPING (a zero block);  HASH_WAIT | ADVICE → MAPPING (shared)

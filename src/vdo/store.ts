@@ -8,11 +8,13 @@
  * placed (the volume maps it next).
  *
  * A fragment that enters a bin is copied into the fragment arena
- * (fragment-arena.ts) and the write is parked: its data and compressed-form
- * buffers go back and its pipeline slot is free for another write, so bins
- * can wait by the thousand. Reads of a parked block decode its arena bytes
- * (the arena keeps them until the write finishes); a bin of one is decoded
- * back into a buffer and written raw.
+ * (fragment-arena.ts) and the write is parked: its compressed-form buffer
+ * goes back, and so does its data buffer unless the fragment is big enough to
+ * go out alone (keepsData), and its pipeline slot is free for another write,
+ * so bins can wait by the thousand. Reads of a parked block copy its data or
+ * decode its arena bytes (the arena keeps them until the write finishes); a
+ * bin of one is written raw from its data, decoded back into a buffer if it
+ * kept none.
  *
  * Bins go out when a flush starts, once the writes that could still bring a
  * fragment (the "feeders", counted with enter/leave) have left; at once when
@@ -42,7 +44,7 @@ import type { SlabDepot } from './slab-depot.js';
 import { FROM_DEDUPING, FROM_PACKING, FROM_STORING, Stage, type DataVio } from './data-vio.js';
 import { Packer, binsFor, type Batch, type PackerPolicy } from './packer.js';
 import { FragmentArena } from './fragment-arena.js';
-import { BLOCK_BYTES, CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, encodePackedHeader, type Codec } from './encodings.js';
+import { BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, encodePackedHeader, type Codec } from './encodings.js';
 
 
 export interface StoreCounters {
@@ -76,6 +78,12 @@ export interface StoreOptions {
   packer: PackerPolicy;
   /** Byte address of the fragment arena's region (FragmentArena.bytesFor(StoreStage.arenaPages(policy))). */
   arenaAt: number;
+  /**
+   * 4 KiB buffers the pool keeps free for everything but parked writes (the
+   * pipeline's, the block map cache's, reads'): a parked write keeps its data
+   * only while more than this many are free (keepsData).
+   */
+  retainFloor: number;
   counters: StoreCounters;
   wiring: StoreWiring;
 }
@@ -146,18 +154,35 @@ export class StoreStage {
       this.writeRaw(job);
       return;
     }
-    // Only the compressed bytes wait: into the arena, and the write's buffers and slot go back.
+    // The compressed bytes wait in the arena, and the write's slot goes back (its data buffer too, unless keepsData).
     const { pool, wasm } = this.o;
     const page = f.page as number; // held for this write by the packer (released when it finishes)
     job.arenaPage = page;
     job.arenaAt = this.arena.address(page, f.offset as number);
     wasm.copyBytes(job.arenaAt, pool.bufferOf(job.out), job.size);
     this.releaseOut(job);
-    pool.free(job.desc);
-    job.desc = -1;
+    if (!this.keepsData(job.size)) {
+      pool.free(job.desc);
+      job.desc = -1;
+    }
     this.o.wiring.park(job);
     this.writeBatches(batches);
     this.leave(job);
+  }
+
+  /**
+   * Whether a parked fragment of `size` bytes keeps its 4 KiB of data. One
+   * bigger than half a packed block shares its block with no fragment of its
+   * own size, so it is the one that ends a flush alone in a bin, to be
+   * written raw: with its data kept, it is not decoded back on the main
+   * thread (a 4 KiB LZ4 decode per bin of one made a flush after a pass of
+   * writes ~1.4x longer). It keeps it only while the pool has buffers to
+   * spare beyond retainFloor, so parked writes never take the buffers the
+   * pipeline and reads need (the default pool has room for every waiting
+   * fragment).
+   */
+  private keepsData(size: number): boolean {
+    return 2 * size > CB_CAPACITY && this.o.pool.available(BLOCK_BYTES) > this.o.retainFloor;
   }
 
   /** The bin holding `job` (if it waits in the packer) goes out now: a newer write of its LBA was admitted, or a write waits on its hash lock. */
@@ -260,11 +285,16 @@ export class StoreStage {
 
   /**
    * A parked write stored raw after all (a bin of one, or a hash-lock waiter
-   * that cannot share its holder's home): its data decoded from the arena
-   * into a buffer again, and written raw.
+   * that cannot share its holder's home): from the data it kept (keepsData),
+   * else decoded from the arena into a buffer again.
    */
   writeUnpacked(job: DataVio): void {
     const { pool } = this.o;
+    if (job.desc >= 0) {
+      job.size = 0;
+      this.writeRaw(job);
+      return;
+    }
     const decode = (buf: number): void => {
       const why = this.o.wiring.decodeFragment(job.arenaAt, job.size, pool.bufferOf(buf));
       if (why !== null) {

@@ -164,6 +164,8 @@ export class Volume {
       pool, mem: this.mem, wasm: engine.runtime.exports, dev, depot: this.depot, index: this.index,
       writer: new DataWriter(dev, pool, sb.writePolicy === 'sync'), codec: sb.codec, fua: sb.writePolicy === 'sync',
       packer, arenaAt, counters: this.counters,
+      // attach() sizes the pool as 2 per pipeline write + the map cache + 2,048 (at least 8,192): parked writes get no more than half that room.
+      retainFloor: 2 * (opts.maxInflight ?? DEFAULT_MAX_INFLIGHT) + (opts.cachePages ?? DEFAULT_CACHE_PAGES) + 1024,
       wiring: {
         recompress: (job) => this.prep.add(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err),
         park: (job) => this.writes.park(job), decodeFragment: (from, size, to) => this.reads.decodeFragmentAt(from, size, to),
