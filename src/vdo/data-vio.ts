@@ -130,8 +130,8 @@ export class DataVio {
   /** flush() epoch it was admitted in (flush.ts); −1 until then. */
   epoch = -1;
   call: WriteCall | null = null;
-  /** It may still bring the packer a fragment (the volume counts these). */
-  feedsPacker = false;
+  /** Its place among the writes that may still bring the packer a fragment (StoreStage.feeders), or −1. */
+  feederAt = -1;
   /** A flush in progress waits for it to stop feeding the packer. */
   flushWatched = false;
   /** Its fragment waits, or waited, in the packer — or it waits on the hash lock of one that does — and it holds no pipeline slot (DataVioPool.park). */
@@ -239,7 +239,7 @@ export class DataVioPool {
   /** Gives a finished record back: exactly once, with nothing of the write still attached. */
   release(v: DataVio): void {
     if (v.stage === Stage.FREE) throw assertionFailed(`data_vio ${v.id} (LBA ${v.lba}) finished twice`);
-    if (v.holdsLock || v.hashNext !== null || v.out >= 0 || v.desc >= 0 || v.feedsPacker || v.flushWatched || v.arenaPage >= 0 || v.fragment.bin !== undefined) {
+    if (v.holdsLock || v.hashNext !== null || v.out >= 0 || v.desc >= 0 || v.feederAt >= 0 || v.flushWatched || v.arenaPage >= 0 || v.fragment.bin !== undefined) {
       const held = v.holdsLock ? 'its hash lock' : v.hashNext !== null ? 'a waiter' : v.out >= 0 ? 'its compressed form' : v.desc >= 0 ? 'its data'
         : v.arenaPage >= 0 ? 'a fragment arena page' : v.fragment.bin !== undefined ? 'a place in a packer bin' : 'a packer watch';
       throw assertionFailed(`data_vio ${v.id} (LBA ${v.lba}) released in ${STAGE_NAMES[v.stage]} still holding ${held}`);

@@ -33,6 +33,7 @@
  * its arena page reference once (finished).
  */
 import { FlashpackError } from '../errors.js';
+import { assertionFailed } from '../assert.js';
 import { nextTurn } from '../next-turn.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { WasmExports } from '../wasm/runtime.js';
@@ -91,8 +92,12 @@ export interface StoreOptions {
 export class StoreStage {
   private readonly o: StoreOptions;
   private readonly packer: Packer<DataVio>;
-  /** Writes that may still bring a fragment (feedsPacker); when none is left, nothing can fill the bins. */
-  private feeding = 0;
+  /**
+   * Writes that may still bring a fragment (each knows its place: feederAt);
+   * when none is left, nothing can fill the bins. A flush looks at these, not
+   * at every record (parked ones are thousands).
+   */
+  private readonly feeders: DataVio[] = [];
   /** Of those, the ones a flush in progress waits for (flushWatched); when none is left, the bins go out. */
   private watched = 0;
   private flushing = 0;
@@ -206,9 +211,9 @@ export class StoreStage {
 
   /** The write may bring the packer a fragment. */
   enter(job: DataVio): void {
-    if (job.feedsPacker) return;
-    job.feedsPacker = true;
-    this.feeding++;
+    if (job.feederAt >= 0) return;
+    job.feederAt = this.feeders.length;
+    this.feeders.push(job);
     if (this.flushing > 0) {
       job.flushWatched = true;
       this.watched++;
@@ -221,36 +226,43 @@ export class StoreStage {
    * next write by then, and the bins keep filling.
    */
   leave(job: DataVio): void {
-    if (!job.feedsPacker) return;
-    job.feedsPacker = false;
-    this.feeding--;
+    const at = job.feederAt;
+    if (at < 0) return;
+    if (this.feeders[at] !== job) throw assertionFailed(`data_vio ${job.id} is not at its place among the packer's feeders`);
+    const last = this.feeders.pop() as DataVio;
+    if (last !== job) {
+      this.feeders[at] = last;
+      last.feederAt = at;
+    }
+    job.feederAt = -1;
     if (job.flushWatched) {
       job.flushWatched = false;
       if (--this.watched === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
     }
-    if (this.o.fua && this.feeding === 0 && this.packer.waiting > 0 && !this.flushQueued) {
+    if (this.o.fua && this.feeders.length === 0 && this.packer.waiting > 0 && !this.flushQueued) {
       this.flushQueued = true;
       nextTurn(() => {
         this.flushQueued = false;
-        if (this.feeding === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
+        if (this.feeders.length === 0 && this.packer.waiting > 0) this.writeBatches(this.packer.flush());
       });
     }
   }
 
-  /** A flush starts: the bins go out once the feeders among `all` have left (at once if there are none). */
-  flushStarted(all: readonly DataVio[]): void {
+  /** A flush starts: the bins go out once the writes feeding the packer now have left (at once if there are none). */
+  flushStarted(): void {
     this.flushing++;
-    for (const job of all) {
-      if (!job.feedsPacker || job.flushWatched) continue;
+    for (const job of this.feeders) {
+      if (job.flushWatched) continue;
       job.flushWatched = true;
       this.watched++;
     }
     if (this.watched === 0) this.writeBatches(this.packer.flush());
   }
 
-  flushEnded(all: readonly DataVio[]): void {
+  /** A flush is over: with none left, no feeder is watched (a watched write stops being one when it stops feeding). */
+  flushEnded(): void {
     if (--this.flushing > 0 || this.watched === 0) return;
-    for (const job of all) job.flushWatched = false;
+    for (const job of this.feeders) job.flushWatched = false;
     this.watched = 0;
   }
 

@@ -514,11 +514,11 @@ export class Volume {
     this.counters.flushIn++;
     const gen = this.writes.gen;
     const epoch = this.flushes.close();
-    this.stores.flushStarted(this.writes.vios.all);
+    this.stores.flushStarted();
     try {
       await this.flushes.drained(epoch);
     } finally {
-      this.stores.flushEnded(this.writes.vios.all);
+      this.stores.flushEnded();
     }
     if (this.writes.failure !== null) throw this.writes.failure;
     await this.meta.run(async () => {
