@@ -48,6 +48,9 @@ const SPACE_WAIT_FLUSHES = 64;
  */
 const SPIN_OFF_WRITES = 16;
 
+/** What write() returns for a call whose blocks were all accepted on the spot (async policy): settled, shared. */
+const ACCEPTED: Promise<void> = Promise.resolve();
+
 /** A block of a write() call that waits its turn in acceptSlow(). */
 interface SlowPiece {
   lba: number;
@@ -119,25 +122,40 @@ export class Admission {
     return ++this.gen;
   }
 
-  /** See Volume.write (the caller has checked the range and the volume's state). */
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  /**
+   * See Volume.write (the caller has checked the range and the volume's
+   * state). An async-policy write whose blocks were all accepted on the spot
+   * is done when this returns: it gets one shared settled promise, so the
+   * common case allocates no promise and no async frame.
+   */
+  write(offset: number, data: Uint8Array): Promise<void> {
     const { zone } = this.o;
     this.o.counters.writeIn++;
     const call: WriteCall | null = this.o.sync ? { remaining: 0, error: null, wake: null } : null;
     let slow: SlowPiece[] | null = null;
-    for (let pos = 0; pos < data.length;) {
-      const at = offset + pos;
-      const lba = Math.floor(at / BLOCK_BYTES);
-      const within = at % BLOCK_BYTES;
-      const n = Math.min(BLOCK_BYTES - within, data.length - pos);
-      const gen = ++this.gen;
-      const st = zone.hold(lba);
-      st.latest = gen;
-      if (slow !== null || n !== BLOCK_BYTES || zone.queued(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
-        (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: zone.enqueue(lba), taken: false });
+    try {
+      for (let pos = 0; pos < data.length;) {
+        const at = offset + pos;
+        const lba = Math.floor(at / BLOCK_BYTES);
+        const within = at % BLOCK_BYTES;
+        const n = Math.min(BLOCK_BYTES - within, data.length - pos);
+        const gen = ++this.gen;
+        const st = zone.hold(lba);
+        st.latest = gen;
+        if (slow !== null || n !== BLOCK_BYTES || zone.queued(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
+          (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: zone.enqueue(lba), taken: false });
+        }
+        pos += n;
       }
-      pos += n;
+    } catch (err) {
+      return Promise.reject(err);
     }
+    if (slow === null && call === null) return ACCEPTED;
+    return this.settle(data, slow, call);
+  }
+
+  /** The rest of a write() call: its pieces that must wait, then (sync policy) its blocks becoming durable. */
+  private async settle(data: Uint8Array, slow: SlowPiece[] | null, call: WriteCall | null): Promise<void> {
     if (slow !== null) await this.acceptSlow(data, slow, call);
     if (call !== null) {
       if (call.remaining > 0) await new Promise<void>((r) => (call.wake = r));

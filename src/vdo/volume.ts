@@ -367,10 +367,15 @@ export class Volume {
    * end), EROFS (read-only), ENXIO (closed), ENOSPC (full: nothing written
    * is lost), EIO (device).
    */
-  async write(offset: number, bytes: ArrayBufferView | ArrayBuffer): Promise<void> {
-    const data = bytesOf('volume.write: data', bytes);
-    this.check(offset, data.length, 'write');
-    await this.writes.write(offset, data);
+  write(offset: number, bytes: ArrayBufferView | ArrayBuffer): Promise<void> {
+    let data: Uint8Array;
+    try {
+      data = bytesOf('volume.write: data', bytes);
+      this.check(offset, data.length, 'write');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.writes.write(offset, data);
   }
 
 
