@@ -18,7 +18,7 @@ import { prng, randomBytes } from './helpers/data.js';
 const BS = 4096;
 // Stage numbers (a const enum in the source).
 const FREE = 0, ACCEPTED = 1, PREPARING = 2, HASH_WAIT = 3, WRITING = 6, MAPPING = 7;
-const lbaState = () => ({ latest: 0, applied: 0, discarded: 0, inflight: 0 });
+const lbaState = () => ({ key: 0, latest: 0, applied: 0, discarded: 0, inflight: 0 });
 
 describe('data_vio pool', () => {
   it('moves only along the stage graph, releases exactly once and nothing still attached, and never hands out more than it holds', () => {

@@ -63,6 +63,8 @@ export const FROM_PLACING = from(Stage.ACCEPTED, Stage.WRITING, Stage.ADVICE, St
 
 /** Ordering state of a logical block with writes in flight (generations are taken at call time). */
 export interface LbaState {
+  /** The LBA (its key in the logical zone's table). */
+  key: number;
   /** Newest write or discard issued for it. */
   latest: number;
   /** Newest write or discard mapped; an older write that gets here later is dropped. */
@@ -83,7 +85,7 @@ export interface WriteCall {
 }
 
 /** A free record's LBA state: none (the write's own is dropped at release). */
-const NO_LBA_STATE: LbaState = Object.freeze({ latest: 0, applied: 0, discarded: 0, inflight: 0, pending: null });
+const NO_LBA_STATE: LbaState = Object.freeze({ key: -1, latest: 0, applied: 0, discarded: 0, inflight: 0, pending: null });
 
 export class DataVio {
   /** Index in the pool (for messages). */

@@ -33,7 +33,7 @@ import { mappingOf, pbnOf, stateOf } from './block-map.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
 import { FROM_PREPARING, Stage, STAGE_NAMES, type DataVio } from './data-vio.js';
-import { HashLockTable } from './hash-lock-table.js';
+import { RecordTable } from './record-table.js';
 import { BLOCK_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, packedFragment } from './encodings.js';
 
 
@@ -76,7 +76,7 @@ export class DedupeStage {
   private readonly mem: Uint8Array;
   private readonly mem32: Int32Array;
   /** Hash key → the newest write of that data in flight, which holds its lock. */
-  private readonly locks = new HashLockTable<DataVio>();
+  private readonly locks = new RecordTable<DataVio>();
   /** Waiters of released locks to place: (job, mapping, holder's data descriptor, arena address, size) tuples, run in order. */
   private readonly shares: (DataVio | number)[] = [];
   private sharing = false;

@@ -20,6 +20,7 @@
  */
 import { assertionFailed } from '../assert.js';
 import type { DataVio, LbaState } from './data-vio.js';
+import { RecordTable } from './record-table.js';
 
 /** A discard issued and not yet applied. */
 export interface PendingDiscard {
@@ -38,7 +39,8 @@ export interface LbaTicket {
 }
 
 export class LogicalZone {
-  private readonly states = new Map<number, LbaState>();
+  /** By LBA (its `key`): a table that allocates nothing as states come and go, unlike a Map (record-table.ts). */
+  private readonly states = new RecordTable<LbaState>();
   /** States no LBA holds, for reuse. */
   private readonly spare: LbaState[] = [];
   private readonly queues = new Map<number, Promise<void>>();
@@ -48,18 +50,18 @@ export class LogicalZone {
   hold(lba: number): LbaState {
     let st = this.states.get(lba);
     if (st === undefined) {
-      st = this.spare.pop() ?? { latest: 0, applied: 0, discarded: 0, inflight: 0, pending: null };
+      st = this.spare.pop() ?? { key: 0, latest: 0, applied: 0, discarded: 0, inflight: 0, pending: null };
+      st.key = lba;
       st.latest = st.applied = st.discarded = 0;
-      this.states.set(lba, st);
+      this.states.set(st);
     }
     st.inflight++;
     return st;
   }
 
   drop(lba: number, st: LbaState): void {
-    if (st.inflight <= 0) throw assertionFailed(`logical zone: LBA ${lba} dropped by more writes than held it`);
-    if (--st.inflight === 0 && this.states.get(lba) === st) {
-      this.states.delete(lba);
+    if (st.inflight <= 0 || st.key !== lba) throw assertionFailed(`logical zone: LBA ${lba} dropped by more writes than held it, or with another LBA's state (${st.key})`);
+    if (--st.inflight === 0 && this.states.deleteRecord(st)) {
       st.pending = null;
       this.spare.push(st);
     }
@@ -67,7 +69,7 @@ export class LogicalZone {
 
   /** Whether writes or discards of `lba` are in flight (its content may differ from the block map). */
   busy(lba: number): boolean {
-    if (this.states.has(lba)) return true;
+    if (this.states.get(lba) !== undefined) return true;
     for (const d of this.discards) if (lba >= d.first && lba < d.last) return true;
     return false;
   }
@@ -121,13 +123,13 @@ export class LogicalZone {
    * when it is applied and settled.
    */
   discardIssued(first: number, last: number, gen: number): PendingDiscard {
-    for (const [lba, st] of this.states) {
-      if (lba >= first && lba < last) {
+    this.states.forEach((st) => {
+      if (st.key >= first && st.key < last) {
         st.discarded = Math.max(st.discarded, gen);
         st.latest = Math.max(st.latest, gen);
         if (st.pending !== null && st.pending.gen < gen) st.pending = null;
       }
-    }
+    });
     const pd: PendingDiscard = { first, last, gen, applied: false };
     this.discards.push(pd);
     return pd;

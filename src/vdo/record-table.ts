@@ -1,12 +1,15 @@
 /**
- * The hash locks' index: a 48-bit data key → the write holding that key's
- * lock (hash-lock.ts).
+ * A table of records filed under whole-number keys below 2^48: the hash
+ * locks' index (48-bit data key → the write holding that key's lock,
+ * hash-lock.ts) and the logical zone's LBA states (LBA → state,
+ * logical-zone.ts).
  *
- * Open addressing with linear probing over one array of records, so taking
- * and releasing a lock allocates nothing. A Map keyed by the 48-bit number
- * would box every key in a heap number, and a write parked in the packer (up
- * to a flush) keeps its lock, so those boxes lived through scavenges: with
- * thousands of parked writes, the scavenger copied thousands of them.
+ * Open addressing with linear probing over one array of records, so filing
+ * and removing allocates nothing. A Map keyed by a 48-bit number would box
+ * every key in a heap number, and rehash its whole backing store as it grows
+ * and shrinks; a write parked in the packer (up to a flush) keeps its hash
+ * lock and its LBA state, so with thousands of parked writes those boxes and
+ * stores lived through scavenges and were copied.
  *
  * Invariants: every key appears at most once; an entry lies at or after its
  * home slot with no empty slot between (deletion shifts entries back rather
@@ -22,7 +25,7 @@ export interface KeyedRecord {
 
 const MIN_CAPACITY = 64;
 
-export class HashLockTable<T extends KeyedRecord> {
+export class RecordTable<T extends KeyedRecord> {
   private slots: (T | null)[];
   private mask: number;
   private shift: number;
@@ -58,7 +61,7 @@ export class HashLockTable<T extends KeyedRecord> {
   /** Files `rec` under its key, in place of the record filed there before, which it returns (or undefined). */
   set(rec: T): T | undefined {
     const key = rec.key;
-    assert(Number.isInteger(key) && key >= 0 && key < 2 ** 48, 'hash lock table: a key is a whole number below 2^48');
+    assert(Number.isInteger(key) && key >= 0 && key < 2 ** 48, 'record table: a key is a whole number below 2^48');
     if (2 * (this.count + 1) > this.slots.length) this.grow();
     const slots = this.slots;
     for (let i = this.home(key); ; i = (i + 1) & this.mask) {
@@ -103,6 +106,14 @@ export class HashLockTable<T extends KeyedRecord> {
     slots[hole] = null;
     this.count--;
     return true;
+  }
+
+  /** Calls `fn` with every record filed (none may be filed or removed meanwhile). */
+  forEach(fn: (rec: T) => void): void {
+    const slots = this.slots;
+    const count = this.count;
+    for (const r of slots) if (r !== null) fn(r);
+    assert(this.slots === slots && this.count === count, 'record table: changed while it was walked');
   }
 
   /** Fibonacci hashing of the key's two halves (no allocation: both are int32 operations); set() checked the key. */

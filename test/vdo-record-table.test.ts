@@ -1,10 +1,11 @@
 /**
- * The hash locks' index against a Map as the model: random files, replacements
+ * The record table (the hash locks' index, the logical zone's LBA states)
+ * against a Map as the model: random files, replacements
  * and removals, with keys crowded onto few home slots so probe runs wrap
  * around the table and deletions shift entries back across the wrap.
  */
 import { describe, expect, it } from 'vitest';
-import { HashLockTable } from '../dist/vdo/hash-lock-table.js';
+import { RecordTable } from '../dist/vdo/record-table.js';
 import { prng } from './helpers/data.js';
 
 interface Rec {
@@ -12,10 +13,10 @@ interface Rec {
   id: number;
 }
 
-describe('HashLockTable', () => {
-  it('matches a Map through 200,000 random set / get / deleteRecord calls, growing from 64 slots, never over half full', () => {
+describe('RecordTable', () => {
+  it('matches a Map through 200,000 random set / get / deleteRecord calls, growing from 64 slots, never over half full; forEach walks what is filed', () => {
     const rand = prng(7);
-    const t = new HashLockTable<Rec>(64);
+    const t = new RecordTable<Rec>(64);
     const model = new Map<number, Rec>();
     // 48-bit keys from a small pool (many repeats), some sharing their low 32 bits.
     const pool = Array.from({ length: 3000 }, (_, i) => (i % 3 === 0 ? Math.floor(rand() * 2 ** 16) * 2 ** 32 + 12345 : Math.floor(rand() * 2 ** 48)));
@@ -44,12 +45,16 @@ describe('HashLockTable', () => {
     }
     expect(peak).toBeGreaterThan(500); // it grew past its first 64 slots
     for (const key of pool) expect(t.get(key)).toBe(model.get(key));
+    const walked: Rec[] = [];
+    t.forEach((r) => walked.push(r));
+    expect(walked.sort((a, b) => a.id - b.id)).toEqual([...model.values()].sort((a, b) => a.id - b.id));
+    expect(() => t.forEach((r) => t.deleteRecord(r))).toThrow(expect.objectContaining({ code: 'EINTERNAL' }));
   });
 
   it('keys that all share one home slot: every one is found, and found again after the others around it go', () => {
     // Same home: the hash mixes both halves, so search for keys whose home matches the first's.
-    const t = new HashLockTable<Rec>(64);
-    const probe = new HashLockTable<Rec>(64);
+    const t = new RecordTable<Rec>(64);
+    const probe = new RecordTable<Rec>(64);
     const home = (key: number): number => {
       // The slot a lone key lands in is where get() finds it first; file it alone to see it.
       probe.set({ key, id: 0 });
