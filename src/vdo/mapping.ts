@@ -13,6 +13,7 @@
  * the map changes; a write's reference is dropped exactly once if it is not
  * mapped.
  */
+import { assert } from '../assert.js';
 import type { BlockDevice } from './block-device.js';
 import { pbnOf, stateOf, type BlockMap, type Page } from './block-map.js';
 import type { DataVio } from './data-vio.js';
@@ -52,6 +53,9 @@ export class MappingStage {
   private readonly entry: JournalEntry = { kind: ENTRY_MAP, lba: 0, count: 1, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
   /** Writes placed and waiting for the metadata lock. */
   private waiting: DataVio[] = [];
+  /** The array `waiting` becomes at the next pass, and the writes a pass mapped: reused, one pass runs at a time (the lock). */
+  private spare: DataVio[] = [];
+  private readonly mapped: DataVio[] = [];
   private queued = false;
 
   constructor(o: MappingOptions) {
@@ -74,10 +78,13 @@ export class MappingStage {
   private async pass(): Promise<void> {
     this.queued = false;
     const jobs = this.waiting;
-    this.waiting = [];
+    this.waiting = this.spare;
     const barrier = this.o.zone.mappingBarrier();
-    const mapped: DataVio[] = [];
-    for (const job of jobs) {
+    const mapped = this.mapped;
+    assert(this.waiting.length === 0 && mapped.length === 0, 'mapping: two passes at once');
+    // Indexed loops: an async function's for-of made an iterator result per write.
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i];
       if (job.gen > barrier) {
         this.waiting.push(job);
         continue;
@@ -100,7 +107,13 @@ export class MappingStage {
         failure = err as Error;
       }
     }
-    for (const job of mapped) this.o.finish(job, failure);
+    jobs.length = 0;
+    this.spare = jobs;
+    try {
+      for (let i = 0; i < mapped.length; i++) this.o.finish(mapped[i], failure);
+    } finally {
+      mapped.length = 0;
+    }
     if (this.waiting.length > 0) this.queue();
   }
 
