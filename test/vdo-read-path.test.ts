@@ -114,6 +114,24 @@ describe('vdo read path', () => {
     expect(Buffer.compare(await v.read(0, blocks * BS), model)).toBe(0);
   });
 
+  it('4 KiB reads reuse their in-flight records: 3,000 random reads 16 at a time make at most 16, match the model and give every buffer back', async () => {
+    const blocks = 1024;
+    const v = await create(new nvme.MemoryBackend({ size: 32 << 20 }), blocks * BS);
+    const model = await fill(v, blocks, 12);
+    await v.read(0, blocks * BS); // every map page cached: each 4 KiB read takes the one-block path
+    const before = free(v);
+    const spare = (v as unknown as { reads: { spareReads: unknown[] } }).reads.spareReads;
+    const rand = prng(13);
+    for (let k = 0; k < 3000; k += 16) {
+      const lbas = Array.from({ length: 16 }, () => Math.floor(rand() * blocks));
+      const got = await Promise.all(lbas.map((lba) => v.read(lba * BS, BS)));
+      lbas.forEach((lba, i) => expect(Buffer.compare(got[i], model.subarray(lba * BS, (lba + 1) * BS))).toBe(0));
+    }
+    expect(spare.length).toBeGreaterThan(0);
+    expect(spare.length).toBeLessThanOrEqual(16);
+    expect(free(v)).toEqual(before);
+  });
+
   it('a damaged packed block met by a gathered read and by 4 KiB reads: ECORRUPT for its LBAs only, every buffer back, other reads exact', async () => {
     const blocks = 512;
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });

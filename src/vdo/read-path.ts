@@ -79,10 +79,30 @@ interface Gather {
   reject: (err: unknown) => void;
 }
 
+/** A 4 KiB read of blockNow() whose device read is out; records are reused, so such a read makes no closure of its own. */
+class BlockRead {
+  lba = 0;
+  mapping = 0;
+  buf = -1;
+  plain = -1;
+  out: Uint8Array | null = null;
+  resolve: ((out: Uint8Array) => void) | null = null;
+  reject: ((err: unknown) => void) | null = null;
+}
+
 export class ReadPath {
   private readonly s: ReadSources;
   /** Reads holding a mapping whose device read has not completed (see the module header); the volume's dedupe advice reads hold it too. */
   inFlight = 0;
+  /** BlockRead records not in use (as many as such reads were ever out at once). */
+  private readonly spareReads: BlockRead[] = [];
+  /** The record whose promise is being made (promiseOf hands it to the one executor). */
+  private making: BlockRead | null = null;
+  private readonly executor = (resolve: (out: Uint8Array) => void, reject: (err: unknown) => void): void => {
+    const r = this.making as BlockRead;
+    r.resolve = resolve;
+    r.reject = reject;
+  };
 
   constructor(sources: ReadSources) {
     this.s = sources;
@@ -190,7 +210,8 @@ export class ReadPath {
   /**
    * One aligned block whose map page is cached and whose buffers are free now
    * (the common 4 KiB random read): the mapping read synchronously, one device
-   * read completing into a callback, one promise. Null when any of that does
+   * read completing into a callback with a reused record (BlockRead), one
+   * promise (the caller's). Null when any of that does
    * not hold (the caller goes block by block).
    */
   private blockNow(lba: number): Promise<Uint8Array> | null {
@@ -214,22 +235,42 @@ export class ReadPath {
       }
     }
     this.inFlight++;
-    return new Promise<Uint8Array>((resolve, reject) => {
-      dev.readThen(pbn, buf, (err) => {
-        try {
-          if (err !== null) return reject(err);
-          this.copyBlock(lba, m, pool.bufferOf(buf), plain, out, 0, 0, BLOCK_BYTES);
-          resolve(out);
-        } catch (e) {
-          reject(e);
-        } finally {
-          pool.free(buf);
-          if (plain >= 0) pool.free(plain);
-          this.inFlight--;
-        }
-      }, null);
-    });
+    const r = this.spareReads.pop() ?? new BlockRead();
+    r.lba = lba;
+    r.mapping = m;
+    r.buf = buf;
+    r.plain = plain;
+    r.out = out;
+    this.making = r;
+    const done = new Promise<Uint8Array>(this.executor);
+    this.making = null;
+    dev.readThen(pbn, buf, this.blockRead, r);
+    return done;
   }
+
+  /** blockNow()'s device read completed: the block copied or decoded into the caller's array, the record back to the spares. */
+  private readonly blockRead = (err: FlashpackError | null, r: BlockRead): void => {
+    const { pool } = this.s;
+    const out = r.out as Uint8Array;
+    const resolve = r.resolve as (out: Uint8Array) => void;
+    const reject = r.reject as (err: unknown) => void;
+    try {
+      if (err !== null) reject(err);
+      else {
+        this.copyBlock(r.lba, r.mapping, pool.bufferOf(r.buf), r.plain, out, 0, 0, BLOCK_BYTES);
+        resolve(out);
+      }
+    } catch (e) {
+      reject(e);
+    } finally {
+      pool.free(r.buf);
+      if (r.plain >= 0) pool.free(r.plain);
+      this.inFlight--;
+      r.out = r.resolve = r.reject = null;
+      r.buf = r.plain = -1;
+      this.spareReads.push(r);
+    }
+  };
 
   /** A short read: its blocks one by one. */
   private async byBlock(offset: number, length: number): Promise<Uint8Array> {
