@@ -151,16 +151,15 @@ export class Admission {
       return Promise.reject(err);
     }
     if (slow === null && call === null) return ACCEPTED;
+    if (call === null) return this.acceptSlow(data, slow as SlowPiece[], null);
     return this.settle(data, slow, call);
   }
 
-  /** The rest of a write() call: its pieces that must wait, then (sync policy) its blocks becoming durable. */
-  private async settle(data: Uint8Array, slow: SlowPiece[] | null, call: WriteCall | null): Promise<void> {
+  /** The rest of a sync-policy write() call: its pieces that must wait, then its blocks becoming durable. */
+  private async settle(data: Uint8Array, slow: SlowPiece[] | null, call: WriteCall): Promise<void> {
     if (slow !== null) await this.acceptSlow(data, slow, call);
-    if (call !== null) {
-      if (call.remaining > 0) await new Promise<void>((r) => (call.wake = r));
-      if (call.error !== null) throw call.error;
-    }
+    if (call.remaining > 0) await new Promise<void>((r) => (call.wake = r));
+    if (call.error !== null) throw call.error;
   }
 
   /** Pieces that wait for a writer ahead of them, a read (unaligned), room, or a buffer. */

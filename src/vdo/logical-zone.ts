@@ -38,6 +38,9 @@ export interface LbaTicket {
   release(): void;
 }
 
+/** The place in line of a writer with none ahead of it: settled, shared. */
+const NO_WRITER_AHEAD: Promise<void> = Promise.resolve();
+
 export class LogicalZone {
   /** By LBA (its `key`): a table that allocates nothing as states come and go, unlike a Map (record-table.ts). */
   private readonly states = new RecordTable<LbaState>();
@@ -76,7 +79,7 @@ export class LogicalZone {
 
   /** A place at the end of `lba`'s writer queue. */
   enqueue(lba: number): LbaTicket {
-    const prev = this.queues.get(lba) ?? Promise.resolve();
+    const prev = this.queues.get(lba) ?? NO_WRITER_AHEAD;
     let open!: () => void;
     const mine = new Promise<void>((r) => (open = r));
     this.queues.set(lba, mine);
