@@ -22,7 +22,8 @@
 //     machine's speed drifts within minutes): the ratio is the median of the
 //     per-run ratios. Unrecorded warm-up ingests go first. Each run also
 //     reports the main thread's GC pauses (perf_hooks 'gc' entries) as a share
-//     of its wall time.
+//     of its wall time, after a full collection just before it (the previous
+//     run's read-back and the probe leave garbage that is not the ingest's).
 //  3. Packing: simulatePacking(sizes, 'dm-vdo' | 'flashpack') over the LZ4
 //     sizes of the blocks that reach the packer, at several flush intervals,
 //     and the volumes' own counts after the ingest.
@@ -53,6 +54,7 @@ import * as P from '../dist/vdo/prepare-job.js';
 import { loadCorpus, splitBlocks } from './corpus.mjs';
 import { markdownTable, formatMBps, formatRatio } from './table.mjs';
 import { runBatch } from './engine-batch.mjs';
+import { fullGc } from './helpers/full-gc.mjs';
 
 const BLOCK = 4096;
 const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : process.env[name]);
@@ -581,6 +583,7 @@ async function ingestRuns(stream, mix, config, probe, count = INGEST_RUNS) {
     });
     try {
       const rawMbps = r < 0 ? 0 : await probe.measure();
+      fullGc(); // the last run's read-back and the probe are not this run's garbage
       const t0 = performance.now();
       await runLanes(n, INGEST_QD, (i) => vol.write(i * BLOCK, blocks[i]));
       const accepted = performance.now() - t0;
