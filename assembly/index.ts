@@ -20,7 +20,7 @@ export {
   CLASS_SIZE, CLASS_COUNT, CLASS_FIRST, CLASS_RING, CLASS_BUFS, SLAB_OK, SLAB_FOREIGN, SLAB_DOUBLE_FREE,
 } from "./layout";
 export { xxh128 } from "./xxh3";
-export { copyBytes, zeroBytes } from "./mem";
+export { copyBytes, zeroBytes, allZero, bytesEqual } from "./mem";
 
 /** First byte above the module's static data: the library manages memory from here. */
 export function heapBase(): usize {

@@ -74,9 +74,8 @@ export interface AdmissionOptions {
   ctrlr: Controller;
   /** Device-worker spin while writes are not streaming; 0 = leave the controller's setting alone. */
   idleSpin: number;
-  /** The shared memory as 32-bit words (the zero check) and bytes (the copy in). */
+  /** The shared memory's bytes (the copy in). */
   mem: Uint8Array;
-  mem32: Int32Array;
   zone: LogicalZone;
   depot: SlabDepot;
   flushes: FlushEpochs;
@@ -214,11 +213,9 @@ export class Admission {
     return true;
   }
 
-  /** Whether the 4 KiB at byte address `at` (4-aligned) are all zero. */
+  /** Whether the 4 KiB at byte address `at` are all zero (the module's SIMD check). */
   private zeroAt(at: number): boolean {
-    const w = this.o.mem32;
-    for (let i = at >> 2, end = (at + BLOCK_BYTES) >> 2; i < end; i++) if (w[i] !== 0) return false;
-    return true;
+    return this.o.engine.runtime.exports.allZero(at, BLOCK_BYTES) === 1;
   }
 
   /** Accepts one whole block (its generation and LBA state taken by write()), waiting for room and a buffer. */
@@ -235,8 +232,8 @@ export class Admission {
       // The slot is this write's from here: nothing admitted meanwhile can take it.
       this.slotsHeld++;
       slot = true;
-      // Copied first and checked for zeroes in place, a word at a time (the caller's
-      // bytes may sit at any offset of their buffer).
+      // Copied first and checked for zeroes in place, in the pool's aligned buffer (the
+      // caller's bytes may sit at any offset of their buffer).
       const pool = this.o.engine.pool;
       desc = pool.tryAlloc(BLOCK_BYTES);
       if (desc < 0) desc = await pool.allocAsync(BLOCK_BYTES);

@@ -28,6 +28,7 @@
 import { FlashpackError } from '../errors.js';
 import { assertionFailed } from '../assert.js';
 import type { SlabPool } from '../shm/slab.js';
+import type { WasmExports } from '../wasm/runtime.js';
 import type { BlockDevice } from './block-device.js';
 import { mappingOf, pbnOf, stateOf } from './block-map.js';
 import type { DedupeIndex } from './dedupe.js';
@@ -74,7 +75,6 @@ export interface DedupeWiring {
 export class DedupeStage {
   private readonly pool: SlabPool;
   private readonly mem: Uint8Array;
-  private readonly mem32: Int32Array;
   /** Hash key → the newest write of that data in flight, which holds its lock. */
   private readonly locks = new RecordTable<DataVio>();
   /** Waiters of released locks to place: (job, mapping, holder's data descriptor, arena address, size) tuples, run in order. */
@@ -83,6 +83,8 @@ export class DedupeStage {
 
   constructor(
     pool: SlabPool,
+    /** The module's kernels: 4 KiB comparisons in SIMD. */
+    private readonly wasm: WasmExports,
     private readonly index: DedupeIndex,
     private readonly depot: SlabDepot,
     private readonly dev: BlockDevice,
@@ -91,7 +93,6 @@ export class DedupeStage {
   ) {
     this.pool = pool;
     this.mem = new Uint8Array(pool.memory.buffer);
-    this.mem32 = new Int32Array(pool.memory.buffer);
   }
 
   /** A write whose fingerprint (fpLo, fpHi) is known: wait on identical data in flight, follow advice, or store. */
@@ -303,17 +304,12 @@ export class DedupeStage {
 
   /** Whether two 4 KiB buffers hold the same bytes. */
   private sameData(a: number, b: number): boolean {
-    const w = this.mem32;
-    const x = this.pool.bufferOf(a) >> 2;
-    const y = this.pool.bufferOf(b) >> 2;
-    for (let i = 0; i < BLOCK_BYTES >> 2; i++) if (w[x + i] !== w[y + i]) return false;
-    return true;
+    return this.wasm.bytesEqual(this.pool.bufferOf(a), this.pool.bufferOf(b), BLOCK_BYTES) === 1;
   }
 
   /** Whether `n` bytes at byte addresses a and b are equal. */
   private sameBytes(a: number, b: number, n: number): boolean {
-    const m = this.mem;
-    for (let i = 0; i < n; i++) if (m[a + i] !== m[b + i]) return false;
-    return true;
+    return this.wasm.bytesEqual(a, b, n) === 1;
   }
+
 }

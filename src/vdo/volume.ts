@@ -171,7 +171,7 @@ export class Volume {
         park: (job) => this.writes.park(job), decodeFragment: (from, size, to) => this.reads.decodeFragmentAt(from, size, to),
       },
     });
-    this.dedupe = new DedupeStage(pool, this.index, this.depot, dev, this.counters, {
+    this.dedupe = new DedupeStage(pool, engine.runtime.exports, this.index, this.depot, dev, this.counters, {
       store: (job) => this.stores.store(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err),
       leave: (job) => this.stores.leave(job), enter: (job) => this.stores.enter(job),
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into), reads: this.reads,
@@ -179,7 +179,7 @@ export class Volume {
       evict: (job) => this.stores.evict(job), writeUnpacked: (job) => this.stores.writeUnpacked(job), parkSlot: (job) => this.writes.parkSlot(job), holdFragment: (page) => this.stores.holdFragment(page), releaseOut: (job) => this.stores.releaseOut(job),
     });
     this.writes = new Admission({
-      engine, ctrlr, idleSpin, mem: this.mem, mem32: new Int32Array(pool.memory.buffer), zone: this.zone, depot: this.depot, flushes: this.flushes,
+      engine, ctrlr, idleSpin, mem: this.mem, zone: this.zone, depot: this.depot, flushes: this.flushes,
       maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT, parkable: this.stores.parkable, sync: sb.writePolicy === 'sync', dedupe: sb.dedupe, counters: this.counters,
       prep: this.prep, dedupeStage: this.dedupe, stores: this.stores, mapping: this.mapping,
       flush: () => this.flush(), readWhole: (lba) => this.readWhole(lba),

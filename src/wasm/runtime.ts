@@ -43,6 +43,10 @@ export interface WasmExports {
   xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
   copyBytes(dst: number, src: number, len: number): void;
   zeroBytes(dst: number, len: number): void;
+  /** 1 when the len bytes at p are all zero, else 0. */
+  allZero(p: number, len: number): number;
+  /** 1 when the len bytes at a equal those at b, else 0. */
+  bytesEqual(a: number, b: number, len: number): number;
   FORMAT_RAW: WasmGlobal;
   FORMAT_ZLIB: WasmGlobal;
   FORMAT_GZIP: WasmGlobal;
