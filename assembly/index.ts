@@ -19,7 +19,7 @@ export {
   POOL_CLASSES, POOL_DESCS, POOL_NDESCS, POOL_CLASS0, POOL_CLASS_BYTES, POOL_MAX_CLASSES, POOL_HEADER_BYTES,
   CLASS_SIZE, CLASS_COUNT, CLASS_FIRST, CLASS_RING, CLASS_BUFS, SLAB_OK, SLAB_FOREIGN, SLAB_DOUBLE_FREE,
 } from "./layout";
-export { xxh128 } from "./xxh3";
+export { xxh128, dataCheck } from "./xxh3";
 export { copyBytes, zeroBytes, allZero, bytesEqual } from "./mem";
 
 /** First byte above the module's static data: the library manages memory from here. */

@@ -12,6 +12,8 @@ export const CTX_ERROR_POS: usize = 4;
 export const CTX_ERROR_VALUE: usize = 8;
 export const CTX_ERROR_VALUE2: usize = 12;
 
+/** dataCheck's (xxh3.ts) 16-byte XXH3-128 result. */
+export const CTX_CHECK_OUT: usize = 16;
 /** xxHash32 streaming state (xxhash32.ts). */
 export const CTX_XXH32_STATE: usize = 64;
 export const XXH32_STATE_BYTES: usize = 64;

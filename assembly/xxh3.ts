@@ -5,7 +5,7 @@
 // every 1 KiB, against the default secret (seed 0) or one derived from the seed
 // (XXH3_initCustomSecret) in the caller's ctx. The result is written as 16 bytes
 // in XXH128's canonical form: high 64 bits, then low 64 bits, each big-endian.
-import { CTX_XXH3_ACC, CTX_XXH3_SECRET, XXH3_SECRET_BYTES } from "./layout";
+import { CTX_CHECK_OUT, CTX_XXH3_ACC, CTX_XXH3_SECRET, XXH3_SECRET_BYTES } from "./layout";
 
 const P32_1: u64 = 0x9E3779B1;
 const P32_2: u64 = 0x85EBCA77;
@@ -305,4 +305,16 @@ export function xxh128(ptr: usize, len: usize, seedLo: u32, seedHi: u32, out: us
     deriveSecret(secret, seed);
     hashLong(ptr, len, secret, out, ctx);
   }
+}
+
+/**
+ * A volume's data check of [ptr, ptr+len): bits 64–95 of its seed-0 XXH3-128,
+ * as the little-endian u32 at bytes 8–11 of the canonical digest (what
+ * src/vdo's dataCheckOf reads from a fingerprint). The block map records it
+ * for every stored block and every read verifies it; one call, no copy.
+ */
+export function dataCheck(ptr: usize, len: usize, ctx: usize): u32 {
+  const out = ctx + CTX_CHECK_OUT;
+  xxh128(ptr, len, 0, 0, out, ctx);
+  return load<u32>(out + 8);
 }

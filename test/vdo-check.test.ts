@@ -248,8 +248,8 @@ describe('checkVolume: damage is found and named where it is', () => {
     flipByte(p, sb.mapStart * BS + 1 * SECTOR_BYTES + 200);
     const r = await checkVolume(p);
     expect(r.ok).toBe(false);
-    expect(problemsAt(r, 'block map page 0 sector 1 (LBAs 96–191)')).toEqual([
-      { where: 'block map page 0 sector 1 (LBAs 96–191)', what: expect.stringMatching(/fails its checksum/) },
+    expect(problemsAt(r, 'block map page 0 sector 1 (LBAs 53–105)')).toEqual([
+      { where: 'block map page 0 sector 1 (LBAs 53–105)', what: expect.stringMatching(/fails its checksum/) },
     ]);
   });
 
@@ -355,8 +355,8 @@ describe('checkVolume: damage is found and named where it is', () => {
     sealSector(b, 2, MAP_MAGIC, sb.nonce, { index: 2, count: 0, key: 1, aux: 0 });
     writeAt(p, sb.mapStart * BS, b);
     const r = await checkVolume(p);
-    expect(problemsAt(r, 'block map page 0 sector 2 (LBAs 192–287)')).toEqual([
-      { where: 'block map page 0 sector 2 (LBAs 192–287)', what: expect.stringContaining("holds page 1's sector") },
+    expect(problemsAt(r, 'block map page 0 sector 2 (LBAs 106–158)')).toEqual([
+      { where: 'block map page 0 sector 2 (LBAs 106–158)', what: expect.stringContaining("holds page 1's sector") },
     ]);
   });
 

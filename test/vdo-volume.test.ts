@@ -15,9 +15,9 @@ import { prng, randomBytes } from './helpers/data.js';
 const BS = 4096;
 const SECTOR = 512;
 const SECTOR_HEADER = 28;
-const MAP_ENTRY = 5;
-const MAP_PER_SECTOR = Math.floor((SECTOR - SECTOR_HEADER) / MAP_ENTRY); // 96
-const MAP_PER_PAGE = MAP_PER_SECTOR * 8; // 768
+const MAP_ENTRY = 9; // PBN, state, data check
+const MAP_PER_SECTOR = Math.floor((SECTOR - SECTOR_HEADER) / MAP_ENTRY); // 53
+const MAP_PER_PAGE = MAP_PER_SECTOR * 8; // 424
 const MAX_REFERENCES = 254;
 const PACKED_MAGIC = [0x46, 0x50, 0x43, 0x42]; // "FPCB", u32 LE 0x42435046
 const PACKED_HEADER = 36;
@@ -768,9 +768,9 @@ describe('vdo volume: out of space', () => {
   const DATA_BLOCKS = 64;
   async function smallVolume(writePolicy: 'async' | 'sync'): Promise<{ v: Vol; backend: nvme.MemoryBackend }> {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
-    // 2 superblocks + 8 journal + 2 block map pages (1024 LBAs) + 2 saved-index blocks (header and
+    // 2 superblocks + 8 journal + 3 block map pages (1024 LBAs) + 2 saved-index blocks (header and
     // a 128-entry index: 64 bytes of index memory per physical block at most) + 64 data blocks.
-    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 2 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
     expect(v.sb.indexBlocks).toBe(2);
     expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(DATA_BLOCKS);
     return { v, backend };
@@ -986,11 +986,11 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
   });
 
   it('block map: a bad sector is ECORRUPT (at open, or on reading its LBAs), never zeros or other data', async () => {
-    const { backend, model, v } = await volumeWith(300); // page 0, sectors 0–3
+    const { backend, model, v } = await volumeWith(300); // page 0, sectors 0–5
     const mapStart = v.sb.mapStart;
     expect(mapStart).toBe(v.sb.journalStart + v.sb.journalBlocks);
     await closeVol(v);
-    // LBA 100 is in sector 1 (LBAs 96–191): flip one bit of its PBN.
+    // LBA 100 is in sector 1 (LBAs 53–105): flip one bit of its PBN.
     backend.bytes()[mapStart * BS + SECTOR + SECTOR_HEADER + (100 - MAP_PER_SECTOR) * MAP_ENTRY] ^= 0x01;
     let w: Vol;
     try {
@@ -1000,8 +1000,8 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
       expect((err as FlashpackError).code).toBe('ECORRUPT');
       return;
     }
-    for (const lba of [96, 100, 191]) expect(await codeOf(w.read(lba * BS, BS))).toBe('ECORRUPT');
-    for (const lba of [0, 95, 192, 299]) expectBytes(await w.read(lba * BS, BS), model.subarray(lba * BS, (lba + 1) * BS), `LBA ${lba}`);
+    for (const lba of [53, 100, 105]) expect(await codeOf(w.read(lba * BS, BS))).toBe('ECORRUPT');
+    for (const lba of [0, 52, 106, 299]) expectBytes(await w.read(lba * BS, BS), model.subarray(lba * BS, (lba + 1) * BS), `LBA ${lba}`);
   });
 
   it('block map: a sector corrupted under an open volume is ECORRUPT when its page is reloaded; other sectors and pages read fine', async () => {
@@ -1010,7 +1010,7 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
     let v = await create(backend, { logicalSize: LB * BS, codec: 'lz4', writePolicy: 'async', cachePages: 2 });
     const model = new Uint8Array(LB * BS);
     const rand = prng(42);
-    for (const lba of [0, 5, 100, 150, MAP_PER_PAGE + 1, 2 * MAP_PER_PAGE + 2, 3 * MAP_PER_PAGE + 3]) {
+    for (const lba of [0, 5, 60, 100, MAP_PER_PAGE + 1, 2 * MAP_PER_PAGE + 2, 3 * MAP_PER_PAGE + 3]) {
       const b = textBlock(rand, `lba${lba}`);
       model.set(b, lba * BS);
       await v.write(lba * BS, b);
@@ -1019,12 +1019,12 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
     v = await open(backend, { cachePages: 2 }); // recovery checkpointed: every cached page is clean
     for (const p of [1, 2, 3]) await v.read(p * MAP_PER_PAGE * BS, BS); // page 0 falls out of the cache
     const misses = v.stats().blockMapCacheMisses;
-    backend.bytes()[v.sb.mapStart * BS + SECTOR + 200] ^= 0x40; // page 0, sector 1 (LBAs 96–191)
+    backend.bytes()[v.sb.mapStart * BS + SECTOR + 200] ^= 0x40; // page 0, sector 1 (LBAs 53–105)
     expect(await codeOf(v.read(100 * BS, BS))).toBe('ECORRUPT');
-    expect(await codeOf(v.read(150 * BS + 10, 10))).toBe('ECORRUPT');
-    expect(await codeOf(v.read(120 * BS, BS))).toBe('ECORRUPT'); // unmapped in a bad sector: not zeros
+    expect(await codeOf(v.read(60 * BS + 10, 10))).toBe('ECORRUPT');
+    expect(await codeOf(v.read(80 * BS, BS))).toBe('ECORRUPT'); // unmapped in a bad sector: not zeros
     expect(v.stats().blockMapCacheMisses).toBeGreaterThan(misses);
-    for (const lba of [0, 5, 95, 192, MAP_PER_PAGE + 1, 3 * MAP_PER_PAGE + 3]) {
+    for (const lba of [0, 5, 52, 106, MAP_PER_PAGE + 1, 3 * MAP_PER_PAGE + 3]) {
       expectBytes(await v.read(lba * BS, BS), model.subarray(lba * BS, (lba + 1) * BS), `LBA ${lba}`, lba * BS);
     }
   });

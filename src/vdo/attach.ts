@@ -16,7 +16,9 @@ import { PREPARE_JOB_MODULE } from './prepare-job.js';
 import { VolumeLock, takeBackend, type LockMode } from './volume-lock.js';
 import { EMPTY_PROBE_BYTES, describeHead } from './image-file.js';
 import { DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, type OpenOptions } from './volume-options.js';
-import { BLOCK_BYTES, SUPERBLOCK_COPIES, decodeSuperblock, encodeSuperblock, type Superblock } from './encodings.js';
+import {
+  BLOCK_BYTES, FORMAT_VERSION_REASON, OLDER_FORMAT_HOWTO, SUPERBLOCK_COPIES, decodeSuperblock, encodeSuperblock, type Superblock,
+} from './encodings.js';
 
 /** Staging buffers for gathered data writes (data-writer.ts). */
 const STAGING_BUFFERS = 16;
@@ -141,7 +143,11 @@ export async function readSuperblock(engine: Engine, dev: BlockDevice): Promise<
     engine.pool.free(d);
   }
   const valid = found.filter((f): f is Superblock => typeof f !== 'string');
-  if (valid.length === 0) throw new FlashpackError('ECORRUPT', `volume: no valid superblock (copy A: ${found[0]}; copy B: ${found[1]})`);
+  if (valid.length === 0) {
+    const other = found.find((f) => typeof f === 'string' && f.startsWith(FORMAT_VERSION_REASON));
+    if (other !== undefined) throw new FlashpackError('ENOTSUP', `volume: superblock of ${other}: to move it to this format, ${OLDER_FORMAT_HOWTO}`);
+    throw new FlashpackError('ECORRUPT', `volume: no valid superblock (copy A: ${found[0]}; copy B: ${found[1]})`);
+  }
   valid.sort((a, b) => b.generation - a.generation);
   return valid[0];
 }

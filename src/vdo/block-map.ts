@@ -1,6 +1,6 @@
 /**
- * The block map: logical block → (PBN, mapping state), stored as a flat array
- * of 4 KiB pages (8 self-validating sectors × 96 entries) behind a bounded
+ * The block map: logical block → (PBN, mapping state, data check), stored as a
+ * flat array of 4 KiB pages (8 self-validating sectors × 53 entries) behind a bounded
  * LRU page cache whose pages are slab buffers (read and written in place).
  *
  * Write-ahead rule: a dirty page reaches the device only in a checkpoint,
@@ -181,8 +181,21 @@ export class BlockMap {
     return mappingOf(pbn, b[at + 4] & 15);
   }
 
-  /** Sets the mapping of `lba` in a loaded page (the caller has journaled the change). */
-  set(page: Page, lba: number, mapping: number): void {
+  /**
+   * The data check recorded with `lba`'s mapping (see encodings.ts): for a
+   * caller that has just read the mapping with get(), which vouched for the sector.
+   */
+  checkOf(page: Page, lba: number): number {
+    const b = this.bytes();
+    const at = this.pool.bufferOf(page.desc) + mapEntryAt(lba - page.index * MAP_ENTRIES_PER_PAGE) + 5;
+    return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+  }
+
+  /**
+   * Sets the mapping of `lba` and the data check of the block it holds (0 for
+   * unmapped and the zero block) in a loaded page; the caller has journaled the change.
+   */
+  set(page: Page, lba: number, mapping: number, check: number): void {
     const e = lba - page.index * MAP_ENTRIES_PER_PAGE;
     const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
     if ((page.corrupt & (1 << s)) !== 0) throw corrupt(`block map: page ${page.index} sector ${s} fails its checksum; cannot update LBA ${lba}`);
@@ -194,6 +207,10 @@ export class BlockMap {
     b[at + 2] = (pbn >>> 16) & 0xff;
     b[at + 3] = (pbn >>> 24) & 0xff;
     b[at + 4] = stateOf(mapping);
+    b[at + 5] = check & 0xff;
+    b[at + 6] = (check >>> 8) & 0xff;
+    b[at + 7] = (check >>> 16) & 0xff;
+    b[at + 8] = (check >>> 24) & 0xff;
     if (!page.dirty) {
       page.dirty = true;
       this.dirtyCount++;

@@ -8,7 +8,8 @@
  *   VB 0, 1       superblock copies A and B (PureFlash's head page): geometry,
  *                 codec, generation; the valid copy with the higher generation wins
  *   journal       ring of `journalBlocks` blocks of 8 sectors × 15 entries
- *   block map     flat array of pages, 8 sectors × 96 five-byte entries each
+ *   block map     flat array of pages, 8 sectors × 53 nine-byte entries each
+ *                 (PBN, mapping state, and the data check of the block stored there)
  *   data          PBNs from dataStart; PBN 0 (a superblock's place) means "zero block"
  *
  * Format zeroes the journal and block map, so an all-zero sector is "never
@@ -29,8 +30,14 @@ const SB_MAGIC = 0x4f445046; // "FPDO"
 /**
  * 2: a journal entry's data check is XXH3 bits of the logical block (for a
  * packed slot, of its decompressed data); the dedupe index is saved at close.
+ * 3: every block map entry carries that data check too, and every read
+ * verifies it (issue 17's checksum on every stored block).
  */
-export const SB_VERSION = 2;
+export const SB_VERSION = 3;
+/** How to move a volume of an older format to this one (the message of the ENOTSUP that refuses it). */
+export const OLDER_FORMAT_HOWTO =
+  'copy its data out with the flashpack release that wrote it (`flashpack copy <volume> disk.raw`), ' +
+  'then `flashpack create` a new volume and `flashpack copy disk.raw <new volume>` with this one';
 const SB_OFF_MAGIC = 0;
 const SB_OFF_VERSION = 4;
 const SB_OFF_CRC = 8;
@@ -117,6 +124,9 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   v.setUint32(SB_OFF_CRC, crc32c(b.subarray(0, SECTOR_BYTES)), true);
 }
 
+/** How decodeSuperblock's reason for a sound superblock of another format version begins. */
+export const FORMAT_VERSION_REASON = 'format version';
+
 /** A superblock copy, or a reason it is not one (bad magic, checksum, version, geometry). */
 export function decodeSuperblock(b: Uint8Array): Superblock | string {
   const v = dv(b);
@@ -126,7 +136,7 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
   new DataView(copy.buffer).setUint32(SB_OFF_CRC, 0, true);
   const want = crc32c(copy);
   if (crc !== want) return `checksum 0x${crc.toString(16)} != 0x${want.toString(16)}`;
-  if (v.getUint32(SB_OFF_VERSION, true) !== SB_VERSION) return `version ${v.getUint32(SB_OFF_VERSION, true)} (this build reads ${SB_VERSION})`;
+  if (v.getUint32(SB_OFF_VERSION, true) !== SB_VERSION) return `${FORMAT_VERSION_REASON} ${v.getUint32(SB_OFF_VERSION, true)} (this build reads ${SB_VERSION})`;
   const codec = CODECS[v.getUint8(SB_OFF_CODEC)];
   if (codec === undefined) return `codec ${v.getUint8(SB_OFF_CODEC)}`;
   const sb: Superblock = {
@@ -283,8 +293,10 @@ export function decodeJournalEntry(b: Uint8Array, entry: number, out: JournalEnt
 }
 
 // ---- block map ------------------------------------------------------------------------
-// Sector: header (key = page index), then 96 entries of 5 bytes: PBN u32, state u8.
-export const MAP_ENTRY_BYTES = 5;
+// Sector: header (key = page index), then 53 entries of 9 bytes: PBN u32, state u8,
+// data check u32 (the journal entry's dataCheck of the logical block stored there; 0
+// when unmapped or the zero block). A read verifies the bytes it returns against it.
+export const MAP_ENTRY_BYTES = 9;
 export const MAP_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / MAP_ENTRY_BYTES);
 export const MAP_ENTRIES_PER_PAGE = MAP_ENTRIES_PER_SECTOR * SECTORS_PER_BLOCK;
 

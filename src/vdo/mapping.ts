@@ -157,7 +157,7 @@ export class MappingStage {
     e.oldState = stateOf(old);
     e.dataCheck = job.check;
     journal.append(e);
-    map.set(page, lba, mapping);
+    map.set(page, lba, mapping, pbnOf(mapping) === ZERO_PBN ? 0 : job.check);
     job.st.applied = job.gen;
     if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
     else if (pbnOf(old) !== ZERO_PBN) depot.decrement(pbnOf(old));
@@ -187,7 +187,7 @@ export class MappingStage {
           journal.append({ kind: ENTRY_DISCARD, lba: from, count: to - from, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 });
           for (let l = from; l < to; l++) {
             const old = map.get(page, l);
-            map.set(page, l, 0);
+            map.set(page, l, 0, 0);
             this.logicalUsed--;
             if (pbnOf(old) !== ZERO_PBN) depot.decrement(pbnOf(old));
           }

@@ -13,6 +13,10 @@
  * - Every buffer taken from the pool is freed exactly once, on success and on
  *   error; the 4 KiB decode buffer is taken before a staging buffer when a read
  *   must wait for them (the order the data writer takes them in).
+ * - No byte of a stored block reaches a caller unless its data check (bits of
+ *   the XXH3-128 of the logical 4 KiB, after any decoding) equals the one the
+ *   block map recorded with the mapping: a mismatch is ECORRUPT naming LBA and
+ *   PBN, counted in `checkFailures`, and the read returns nothing.
  * - A whole aligned block whose map page is cached (a 4 KiB random read) and a
  *   read of many blocks each cost one promise: device reads complete into
  *   callbacks, not one async frame per block.
@@ -25,7 +29,9 @@ import { inflateRegion } from '../codec/deflate.js';
 import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import { pbnOf, stateOf, type BlockMap } from './block-map.js';
-import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, packedFragment, type Codec } from './encodings.js';
+import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, packedFragment, type Codec } from './encodings.js';
+
+const hex32 = (v: number): string => '0x' + v.toString(16).padStart(8, '0');
 
 /** Reads of at least this many blocks gather their device reads (gathered()); shorter ones go block by block. */
 const READ_GATHER_BLOCKS_MIN = 4;
@@ -49,6 +55,22 @@ export interface ReadSources {
   pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean;
 }
 
+/** A stored block that failed verification during a scrub. */
+export interface BadBlock {
+  lba: number;
+  pbn: number;
+  /** The packed slot, or -1 for an uncompressed block. */
+  slot: number;
+  /** Why: the check that failed, the decode error, or the device error. */
+  reason: string;
+}
+
+/** What a scrub of a range found: blocks verified and the ones that failed. */
+export interface ScrubTally {
+  checked: number;
+  bad: BadBlock[];
+}
+
 /** One device read of consecutive PBNs for a gathered read: the blocks of `order[from, to)` are stored there. */
 interface Run {
   g: Gather;
@@ -68,6 +90,10 @@ interface Gather {
   out: Uint8Array;
   /** Mapping of block first + k, or -1 (nothing to read: zeroes, or a pending write already copied). */
   maps: Float64Array;
+  /** The data check recorded with maps[k]. */
+  checks: Uint32Array;
+  /** A scrub's findings: a block that fails is recorded here and the others go on; null for a read, which fails whole. */
+  tally: ScrubTally | null;
   /** Indexes into maps with something to read, by PBN. */
   order: number[];
   runs: Run[];
@@ -83,6 +109,7 @@ interface Gather {
 class BlockRead {
   lba = 0;
   mapping = 0;
+  check = 0;
   buf = -1;
   plain = -1;
   out: Uint8Array | null = null;
@@ -94,6 +121,8 @@ export class ReadPath {
   private readonly s: ReadSources;
   /** Reads holding a mapping whose device read has not completed (see the module header); the volume's dedupe advice reads hold it too. */
   inFlight = 0;
+  /** Stored blocks whose bytes failed their data check (or did not decode) when read. */
+  checkFailures = 0;
   /** BlockRead records not in use (as many as such reads were ever out at once). */
   private readonly spareReads: BlockRead[] = [];
   /** The record whose promise is being made (promiseOf hands it to the one executor). */
@@ -121,7 +150,7 @@ export class ReadPath {
     }
     const first = Math.floor(offset / BLOCK_BYTES);
     const blocks = length === 0 ? 0 : Math.floor((offset + length - 1) / BLOCK_BYTES) - first + 1;
-    if (blocks >= READ_GATHER_BLOCKS_MIN) return this.gathered(offset, length);
+    if (blocks >= READ_GATHER_BLOCKS_MIN) return this.gathered(offset, length, null);
     return this.byBlock(offset, length);
   }
 
@@ -133,8 +162,10 @@ export class ReadPath {
     try {
       const page = await map.page(lba);
       let m: number;
+      let check: number;
       try {
         m = map.get(page, lba);
+        check = map.checkOf(page, lba);
       } finally {
         map.unpin(page);
       }
@@ -151,7 +182,7 @@ export class ReadPath {
           plain = pool.tryAlloc(BLOCK_BYTES);
           if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
         }
-        this.copyBlock(lba, m, pool.bufferOf(buf), plain, out, dst, within, n);
+        this.copyBlock(lba, m, check, pool.bufferOf(buf), plain, out, dst, within, n);
       } finally {
         pool.free(buf);
         if (plain >= 0) pool.free(plain);
@@ -193,18 +224,36 @@ export class ReadPath {
   /**
    * Copies bytes [within, within + n) of block `lba`, stored as mapping `m` at
    * byte address `at` of the shared memory, to out[dst …]: as they are, or a
-   * packed slot decoded into buffer `plain` first (ECORRUPT if it does not
-   * decode).
+   * packed slot decoded into buffer `plain` first; either way only once the
+   * logical 4 KiB matches `check` (ECORRUPT if it does not, or does not decode).
    */
-  private copyBlock(lba: number, m: number, at: number, plain: number, out: Uint8Array, dst: number, within: number, n: number): void {
+  private copyBlock(lba: number, m: number, check: number, at: number, plain: number, out: Uint8Array, dst: number, within: number, n: number): void {
+    const from = this.verified(lba, m, check, at, plain);
+    out.set(this.s.mem.subarray(from + within, from + within + n), dst);
+  }
+
+  /**
+   * The byte address of block `lba`'s logical 4 KiB, stored as mapping `m` at
+   * byte address `at` (a packed slot is decoded into buffer `plain`), once it
+   * has matched `check`; ECORRUPT naming LBA, PBN and slot otherwise.
+   */
+  private verified(lba: number, m: number, check: number, at: number, plain: number): number {
     let from = at;
-    if (stateOf(m) !== STATE_UNCOMPRESSED) {
-      const slot = stateOf(m) - STATE_COMPRESSED_BASE;
-      const why = this.decodeSlotAt(at, slot, plain);
-      if (why !== null) throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)} slot ${slot}: ${why}`);
+    const state = stateOf(m);
+    let why: string | null = null;
+    if (state !== STATE_UNCOMPRESSED) {
+      why = this.decodeSlotAt(at, state - STATE_COMPRESSED_BASE, plain);
       from = this.s.pool.bufferOf(plain);
     }
-    out.set(this.s.mem.subarray(from + within, from + within + n), dst);
+    if (why === null) {
+      const rt = this.s.runtime;
+      const got = rt.exports.dataCheck(from, BLOCK_BYTES, rt.ctx) >>> 0;
+      if (got === check) return from;
+      why = `data check ${hex32(got)} does not match the block map's ${hex32(check)}`;
+    }
+    this.checkFailures++;
+    const slot = state === STATE_UNCOMPRESSED ? '' : ` slot ${state - STATE_COMPRESSED_BASE}`;
+    throw new FlashpackError('ECORRUPT', `volume: LBA ${lba} → PBN ${pbnOf(m)}${slot}: ${why}`);
   }
 
   /**
@@ -224,6 +273,7 @@ export class ReadPath {
     const pbn = pbnOf(m);
     const state = stateOf(m);
     if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return Promise.resolve(out);
+    const check = map.checkOf(page, lba);
     const buf = pool.tryAlloc(BLOCK_BYTES);
     if (buf < 0) return null;
     let plain = -1;
@@ -238,6 +288,7 @@ export class ReadPath {
     const r = this.spareReads.pop() ?? new BlockRead();
     r.lba = lba;
     r.mapping = m;
+    r.check = check;
     r.buf = buf;
     r.plain = plain;
     r.out = out;
@@ -257,7 +308,7 @@ export class ReadPath {
     try {
       if (err !== null) reject(err);
       else {
-        this.copyBlock(r.lba, r.mapping, pool.bufferOf(r.buf), r.plain, out, 0, 0, BLOCK_BYTES);
+        this.copyBlock(r.lba, r.mapping, r.check, pool.bufferOf(r.buf), r.plain, out, 0, 0, BLOCK_BYTES);
         resolve(out);
       }
     } catch (e) {
@@ -293,14 +344,16 @@ export class ReadPath {
    * then each stored block read once — a packed block holding several of the
    * range's fragments is read once, and runs of consecutive PBNs are one
    * device read into a staging buffer — then copied or decoded into `out` as
-   * each device read completes.
+   * each device read completes. With a `tally` (a scrub), a block or map
+   * sector that fails is recorded there and the rest is still verified.
    */
-  private async gathered(offset: number, length: number): Promise<Uint8Array> {
+  private async gathered(offset: number, length: number, tally: ScrubTally | null): Promise<Uint8Array> {
     const { pendingInto, map } = this.s;
     const out = new Uint8Array(length);
     const first = Math.floor(offset / BLOCK_BYTES);
     const end = Math.floor((offset + length - 1) / BLOCK_BYTES) + 1;
     const maps = new Float64Array(end - first).fill(-1);
+    const checks = new Uint32Array(end - first);
     this.inFlight++;
     try {
       for (let lba = first; lba < end;) {
@@ -312,8 +365,21 @@ export class ReadPath {
             const from = Math.max(offset, lba * BLOCK_BYTES);
             const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
             if (pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from)) continue;
-            const m = map.get(page, lba);
-            if (stateOf(m) !== STATE_UNMAPPED && pbnOf(m) !== ZERO_PBN) maps[lba - first] = m;
+            let m: number;
+            try {
+              m = map.get(page, lba);
+            } catch (err) {
+              if (tally === null) throw err;
+              // A map sector that fails its checksum: one finding, then past the sector.
+              tally.bad.push({ lba, pbn: -1, slot: -1, reason: (err as Error).message });
+              const base = Math.floor(lba / MAP_ENTRIES_PER_PAGE) * MAP_ENTRIES_PER_PAGE;
+              lba = Math.min(pageEnd, base + (Math.floor((lba - base) / MAP_ENTRIES_PER_SECTOR) + 1) * MAP_ENTRIES_PER_SECTOR) - 1;
+              continue;
+            }
+            if (stateOf(m) !== STATE_UNMAPPED && pbnOf(m) !== ZERO_PBN) {
+              maps[lba - first] = m;
+              checks[lba - first] = map.checkOf(page, lba);
+            }
           }
         } finally {
           map.unpin(page);
@@ -324,7 +390,7 @@ export class ReadPath {
       if (order.length === 0) return out;
       order.sort((a, b) => maps[a] - maps[b]);
       return await new Promise<Uint8Array>((resolve, reject) => {
-        const g: Gather = { first, offset, length, out, maps, order, runs: [], next: 0, inFlight: 0, waiting: false, failure: null, resolve, reject };
+        const g: Gather = { first, offset, length, out, maps, checks, tally, order, runs: [], next: 0, inFlight: 0, waiting: false, failure: null, resolve, reject };
         for (let i = 0; i < order.length;) {
           const start = pbnOf(maps[order[i]]);
           let last = start;
@@ -396,8 +462,10 @@ export class ReadPath {
     const g = r.g;
     const pool = this.s.pool;
     try {
-      if (err !== null) throw err;
-      if (g.failure === null) this.copyRun(r);
+      if (err !== null) {
+        if (g.tally === null) throw err;
+        for (let i = r.from; i < r.to; i++) this.tallyBad(g, g.order[i], err.message);
+      } else if (g.failure === null) this.copyRun(r);
     } catch (e) {
       if (g.failure === null) g.failure = e;
     } finally {
@@ -410,10 +478,14 @@ export class ReadPath {
     this.issue(g);
   };
 
-  /** Copies (or decodes) the blocks stored in run r's buffer into g.out; consecutive whole blocks in one copy. */
+  /**
+   * Copies (or decodes) the blocks stored in run r's buffer into g.out, each
+   * verified first; consecutive whole blocks in one copy. A scrub (g.tally)
+   * records a block that fails and goes on.
+   */
   private copyRun(r: Run): void {
     const { g } = r;
-    const { maps, order, first, offset, length, out } = g;
+    const { maps, checks, order, first, offset, length, out, tally } = g;
     const { mem, pool } = this.s;
     const base = pool.bufferOf(r.buf);
     for (let i = r.from; i < r.to; i++) {
@@ -424,17 +496,44 @@ export class ReadPath {
       const from = Math.max(offset, lba * BLOCK_BYTES);
       let to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
       const within = from - lba * BLOCK_BYTES;
-      if (stateOf(m) !== STATE_UNCOMPRESSED) {
-        this.copyBlock(lba, m, at, r.plain, out, from - offset, within, to - from);
+      if (tally !== null) {
+        try {
+          this.verified(lba, m, checks[k], at, r.plain);
+          tally.checked++;
+        } catch (err) {
+          this.tallyBad(g, k, (err as Error).message);
+        }
         continue;
       }
-      // Blocks next to each other both logically and on the device: one copy.
+      if (stateOf(m) !== STATE_UNCOMPRESSED) {
+        this.copyBlock(lba, m, checks[k], at, r.plain, out, from - offset, within, to - from);
+        continue;
+      }
+      this.verified(lba, m, checks[k], at, -1);
+      // Blocks next to each other both logically and on the device: one copy, each verified.
       while (i + 1 < r.to && order[i + 1] === order[i] + 1 && stateOf(maps[order[i + 1]]) === STATE_UNCOMPRESSED && pbnOf(maps[order[i + 1]]) === pbnOf(maps[order[i]]) + 1) {
         i++;
+        this.verified(first + order[i], maps[order[i]], checks[order[i]], base + (pbnOf(maps[order[i]]) - r.pbn) * BLOCK_BYTES, -1);
         to = Math.min(offset + length, (first + order[i] + 1) * BLOCK_BYTES);
       }
       out.set(mem.subarray(at + within, at + within + to - from), from - offset);
     }
+  }
+
+  /** Records block first + k of a scrub as bad. */
+  private tallyBad(g: Gather, k: number, reason: string): void {
+    const m = g.maps[k];
+    const state = stateOf(m);
+    (g.tally as ScrubTally).bad.push({ lba: g.first + k, pbn: pbnOf(m), slot: state === STATE_UNCOMPRESSED ? -1 : state - STATE_COMPRESSED_BASE, reason });
+  }
+
+  /**
+   * Verifies every stored block of LBAs [first, first + count) against its
+   * data check (a pending write is not yet stored: not counted), recording
+   * each that fails, and each map sector that fails, in `tally`.
+   */
+  async scrub(first: number, count: number, tally: ScrubTally): Promise<void> {
+    if (count > 0) await this.gathered(first * BLOCK_BYTES, count * BLOCK_BYTES, tally);
   }
 
   private fail(g: Gather, err: unknown): void {

@@ -53,7 +53,7 @@ export async function replayJournal(r: RepairContext): Promise<void> {
     for (const e of entries) {
       if (e.kind === ENTRY_DISCARD) {
         if (e.lba + e.count > r.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
-        for (let lba = e.lba; lba < e.lba + e.count; lba++) await setMapping(r.map, lba, 0);
+        for (let lba = e.lba; lba < e.lba + e.count; lba++) await setMapping(r.map, lba, 0, 0);
         continue;
       }
       if (e.kind !== ENTRY_MAP || e.lba >= r.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13 || (e.newState === STATE_UNMAPPED && e.newPbn !== 0)) {
@@ -75,7 +75,7 @@ export async function replayJournal(r: RepairContext): Promise<void> {
         // A mismatch means the data never reached the media: the previous mapping stays.
         if (check !== e.dataCheck) continue;
       }
-      await setMapping(r.map, e.lba, m);
+      await setMapping(r.map, e.lba, m, e.newState === STATE_UNMAPPED || e.newPbn === ZERO_PBN ? 0 : e.dataCheck);
     }
   } finally {
     pool.free(d);
@@ -83,10 +83,10 @@ export async function replayJournal(r: RepairContext): Promise<void> {
   }
 }
 
-async function setMapping(map: BlockMap, lba: number, m: number): Promise<void> {
+async function setMapping(map: BlockMap, lba: number, m: number, check: number): Promise<void> {
   const p = await map.page(lba);
   try {
-    map.set(p, lba, m);
+    map.set(p, lba, m, check);
   } finally {
     map.unpin(p);
   }

@@ -37,6 +37,8 @@ export interface VolumeStats {
   blockMapCacheHits: number;
   blockMapCacheMisses: number;
   blockMapPagesWritten: number;
+  /** Stored blocks that failed their data check (or did not decode) when read or scrubbed: each such read failed ECORRUPT, no wrong byte was returned. */
+  checksumErrors: number;
   /** Writes in the pipeline now holding a slot (vdostats' current VDO IO requests in progress); writes parked in the packer, whose fragments wait in the arena, hold none. */
   currentViosInProgress: number;
   /** The most at once since open; never above maxInflight. */
@@ -70,6 +72,7 @@ export interface StatsSources {
   map: BlockMapStats;
   vios: DataVioPool;
   readOnly: boolean;
+  checkFailures: number;
 }
 
 export function volumeStats(p: StatsSources): VolumeStats {
@@ -95,6 +98,7 @@ export function volumeStats(p: StatsSources): VolumeStats {
     blockMapCacheHits: p.map.cacheHits,
     blockMapCacheMisses: p.map.cacheMisses,
     blockMapPagesWritten: p.map.pagesWritten,
+    checksumErrors: p.checkFailures,
     currentViosInProgress: p.vios.active,
     maxViosInProgress: p.vios.peak,
     biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },

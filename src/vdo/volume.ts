@@ -37,7 +37,7 @@
  * previous mapping; rebuilds reference counts from the block map; and
  * checkpoints.
  */
-import { FlashpackError, checkInteger, invalid } from '../errors.js';
+import { FlashpackError, badArgument, checkInteger, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { PrepareStage } from './prepare.js';
@@ -61,6 +61,7 @@ import { LogicalZone } from './logical-zone.js';
 import { Admission } from './admission.js';
 import { FragmentArena } from './fragment-arena.js';
 import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
+import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
 import { detach, holdAndAttach, readSuperblock, refuseUnlessBlank, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
 import { inspect, refuseUnlessEmpty } from './image-file.js';
@@ -74,6 +75,8 @@ import {
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
 export type { VolumeStats } from './stats.js';
+export type { ScrubOptions, ScrubReport } from './scrub.js';
+export type { BadBlock } from './read-path.js';
 
 /** A run of whole blocks and how it is stored (Volume.extents). */
 export interface VolumeExtent {
@@ -535,10 +538,24 @@ export class Volume {
     if (gen > this.flushedGen) this.flushedGen = gen;
   }
 
+  /**
+   * Reads every stored block and verifies it against the data check its block
+   * map entry records (scrub.ts), while I/O goes on; reports every LBA that
+   * fails (each also counts in stats().checksumErrors). Errors: ENXIO
+   * (closed), EIO (device), EINVAL (options).
+   */
+  async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
+    if (this.closed) throw new FlashpackError('ENXIO', 'volume.scrub: the volume is closed (scrub after close())');
+    if (options === null || typeof options !== 'object') throw badArgument('volume.scrub: options', 'an object', options);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('volume.scrub: options.onProgress', 'a function', options.onProgress);
+    return scrubVolume(this.reads, this.sb.logicalBlocks, options);
+  }
+
   stats(): VolumeStats {
     return volumeStats({
       sb: this.sb, counters: this.counters, depot: this.depot, io: this.dev.counts, logicalUsed: this.mapping.logicalUsed,
       fragmentsWaiting: this.stores.fragmentsWaiting, journal: this.journal.stats, map: this.map.stats, vios: this.writes.vios, readOnly: this.readOnly,
+      checkFailures: this.reads.checkFailures,
     });
   }
 

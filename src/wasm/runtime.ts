@@ -41,6 +41,8 @@ export interface WasmExports {
   slabAlloc(pool: number, cls: number): number;
   slabFree(pool: number, idx: number): number;
   xxh128(ptr: number, len: number, seedLo: number, seedHi: number, out: number, ctx: number): void;
+  /** Bits 64–95 of the seed-0 XXH3-128 of [ptr, ptr+len) (a volume's data check; ctx is scratch). */
+  dataCheck(ptr: number, len: number, ctx: number): number;
   copyBytes(dst: number, src: number, len: number): void;
   zeroBytes(dst: number, len: number): void;
   /** 1 when the len bytes at p are all zero, else 0. */
