@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { Volume } from '../dist/index.js';
-import { decodeSuperblock } from '../dist/vdo/encodings.js';
+import { MAP_ENTRIES_PER_PAGE, decodeSuperblock, mapEntryAt } from '../dist/vdo/encodings.js';
 import { VolumeLock, lockDirOf } from '../dist/vdo/volume-lock.js';
 import { askServer, startControl, REQUEST_BYTES_MAX } from '../dist/nbd/control.js';
 import { corpusRoot, prng, randomBytes } from './helpers/data.js';
@@ -232,6 +232,32 @@ describe('flashpack command line', () => {
     expect(bad.stdout).toMatch(/block map page 0/);
     expect(bad.stdout).toMatch(/\nbad\.img: clean, 1 problem; /);
     expect(JSON.parse(flashpack(['check', 'bad.img', '--json']).stdout).ok).toBe(false);
+  });
+
+  it('check --scrub finds a damaged data block that the plain check cannot see (exit 1), naming PBN and LBA', () => {
+    const img = new Uint8Array(readFileSync(at('mixed.img')));
+    const sb = decodeSuperblock(img.subarray(0, 4096));
+    if (typeof sb === 'string') throw new Error(sb);
+    // The first LBA stored as a whole (uncompressed) block, from block map page 0.
+    let lba = 0;
+    let pbn = 0;
+    for (; lba < MAP_ENTRIES_PER_PAGE; lba++) {
+      const e = sb.mapStart * 4096 + mapEntryAt(lba);
+      pbn = (img[e] | (img[e + 1] << 8) | (img[e + 2] << 16) | (img[e + 3] << 24)) >>> 0;
+      if (img[e + 4] === 1 && pbn !== 0) break;
+    }
+    expect(lba).toBeLessThan(MAP_ENTRIES_PER_PAGE);
+    img[pbn * 4096 + 123] ^= 0x10;
+    writeFileSync(at('rot.img'), img);
+    ok(['check', 'rot.img']);
+    const bad = flashpack(['check', 'rot.img', '--scrub']);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(new RegExp(`^PBN ${pbn}: holds data whose check 0x[0-9a-f]{8} does not match the block map's .*referenced by LBAs? ${lba}\\b`, 'm'));
+    expect(bad.stdout).toMatch(/\nrot\.img: clean, 1 problem; /);
+    expect(JSON.parse(flashpack(['check', 'rot.img', '--scrub', '--json']).stdout).problems).toHaveLength(1);
+    const both = flashpack(['check', 'rot.img', '--scrub', '--no-decode']);
+    expect(both.status).toBe(2);
+    expect(stderrLines(both)).toEqual([expect.stringMatching(/^flashpack check: usage: --scrub .* cannot go with --no-decode/), "try 'flashpack check --help'"]);
   });
 
   it('check refuses a volume open for writing (EBUSY)', () => {

@@ -191,9 +191,12 @@ describe('checkVolume: a healthy volume', () => {
     expect(r.journalEntriesToReplay).toBeGreaterThan(0);
     expect(r.logicalBlocksUsed).toBe(stats.logicalBlocksUsed);
     expect(r.dataBlocksUsed).toBe(stats.dataBlocksUsed);
+    // The journal's data checks, applied over the map, match the data: scrub is clean, offline and in the volume.
+    expect((await checkVolume(p, { scrub: true })).problems).toEqual([]);
     const ro = await track(Volume.open(p, { ...small, readOnly: true }));
     expect(ro.stats().logicalBlocksUsed).toBe(r.logicalBlocksUsed);
     expect(ro.stats().dataBlocksUsed).toBe(r.dataBlocksUsed);
+    expect((await ro.scrub()).bad).toEqual([]);
     await closeVol(ro);
   });
 
@@ -408,5 +411,47 @@ describe('checkVolume: not a volume, and bad arguments', () => {
     fs.writeFileSync(p, new Uint8Array(BS));
     expect((await failure(checkVolume(p, { decoding: true } as never))).code).toBe('EINVAL');
     expect((await failure(checkVolume(p, { onProgress: 1 } as never))).code).toBe('EINVAL');
+  });
+});
+
+describe('checkVolume: scrub (every stored block against its data check)', () => {
+  it('a healthy volume scrubs clean and reads every data block', async () => {
+    const { p, stats } = await made();
+    const r = await checkVolume(p, { scrub: true });
+    expect(r.problems).toEqual([]);
+    expect(r.blocksRead).toBeGreaterThanOrEqual(stats.dataBlocksUsed);
+    expect((await checkVolume(p)).blocksRead).toBeLessThan(r.blocksRead);
+    expect((await failure(checkVolume(p, { scrub: true, decode: false }))).code).toBe('EINVAL');
+    expect((await failure(checkVolume(p, { scrub: 1 } as never))).code).toBe('EINVAL');
+  });
+
+  it('a damaged raw block and a damaged packed slot: found only by scrub, named by PBN with their LBAs, as Volume.scrub() finds them', async () => {
+    const { p, sb } = await made();
+    const maps = mappings(p, sb);
+    const raw = maps.find(([, pbn, state]) => state === 1 && pbn !== 0)!;
+    const slot0 = maps.find(([, pbn, state]) => state === STATE_COMPRESSED_BASE && pbn !== 0)!;
+    flipByte(p, raw[1] * BS + 1000);
+    const packedBlock = readBlock(p, slot0[1]);
+    const size0 = packedBlock[8] | (packedBlock[9] << 8);
+    flipByte(p, slot0[1] * BS + 36 + Math.floor(size0 / 2)); // inside slot 0's fragment
+
+    const plain = await checkVolume(p);
+    expect(problemsAt(plain, `PBN ${raw[1]}`)).toEqual([]); // a raw block has nothing to decode
+    const r = await checkVolume(p, { scrub: true });
+    expect(r.ok).toBe(false);
+    expect(problemsAt(r, `PBN ${raw[1]}`)).toEqual([
+      { where: `PBN ${raw[1]}`, what: expect.stringMatching(new RegExp(`^holds data whose check 0x[0-9a-f]{8} does not match the block map's 0x[0-9a-f]{8} \\(reads of it are ECORRUPT\\); referenced by LBAs? ${raw[0]}\\b`)) },
+    ]);
+    const slotProblems = problemsAt(r, new RegExp(`→ PBN ${slot0[1]} slot 0$`));
+    expect(slotProblems.length).toBe(1);
+    expect(slotProblems[0].what).toMatch(/does not match the block map's|does not decode/);
+
+    // The volume's own scrub finds the same stored blocks bad.
+    const v = await track(Volume.open(p, small));
+    const report = await v.scrub();
+    await closeVol(v);
+    const badPbns = [...new Set(report.bad.map((b) => b.pbn))].sort((a, b) => a - b);
+    expect(badPbns).toEqual([raw[1], slot0[1]].sort((a, b) => a - b));
+    expect(report.bad.filter((b) => b.pbn === raw[1]).map((b) => b.lba)).toEqual(maps.filter(([, pbn]) => pbn === raw[1]).map(([lba]) => lba));
   });
 });

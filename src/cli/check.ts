@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { FlashpackError } from '../errors.js';
 import { VolumeLock } from '../vdo/volume-lock.js';
 import { checkVolume, type CheckReport } from '../vdo/check.js';
-import { parseCommand, print, printJson, runCommand } from './args.js';
+import { fail, parseCommand, print, printJson, runCommand } from './args.js';
 import { Progress } from './progress.js';
 
 export const checkUsage = `usage: flashpack check <path> [options]
@@ -19,6 +19,9 @@ decodes. Exit 0 when it is consistent, 1 when a problem was found. A volume
 open for writing (or being served) is refused (EBUSY).
 
 options:
+  --scrub       also read every stored block and verify the data check its
+                block-map entry records (what every read verifies): each bad
+                block is listed with its PBN and the LBAs that read it
   --no-decode   skip decoding stored data blocks (faster: metadata only)
   --json        print the report as JSON
   --quiet       no progress on stderr
@@ -37,17 +40,18 @@ export async function checkCommand(argv: string[]): Promise<number> {
     const { values, positionals } = parseCommand(argv, {
       name: 'check',
       usage: checkUsage,
-      options: { json: { type: 'boolean' }, 'no-decode': { type: 'boolean' }, quiet: { type: 'boolean' } },
+      options: { json: { type: 'boolean' }, 'no-decode': { type: 'boolean' }, scrub: { type: 'boolean' }, quiet: { type: 'boolean' } },
       positionals: ['path'],
     });
     const [path] = positionals;
+    if (values.scrub === true && values['no-decode'] === true) fail('--scrub reads and decodes every stored block; it cannot go with --no-decode');
     // Before the lock: taking it would make a lock directory beside a path that is not there.
     if (!fs.existsSync(path)) throw new FlashpackError('ENOENT', `${path} does not exist`);
     const lock = VolumeLock.take(path, 'read');
     const progress = new Progress(0, { unit: 'blocks', label: 'check', quiet: values.quiet === true });
     let report: CheckReport;
     try {
-      report = await checkVolume(path, { decode: values['no-decode'] !== true, onProgress: (done, total) => progress.update(done, total) });
+      report = await checkVolume(path, { decode: values['no-decode'] !== true, scrub: values.scrub === true, onProgress: (done, total) => progress.update(done, total) });
     } finally {
       progress.finish();
       lock.release();

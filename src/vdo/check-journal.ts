@@ -29,6 +29,8 @@ export interface Change {
   count: number;
   pbn: number;
   state: number;
+  /** The data check the block map records with the new mapping (0 for unmapped and the zero block). */
+  check: number;
 }
 
 export interface Replay {
@@ -158,7 +160,7 @@ function checkEntry(e: JournalEntry, sb: Superblock, where: string, problems: Pr
       problems.add(where, `discard of ${e.count} blocks at LBA ${e.lba} runs past the logical size (${sb.logicalBlocks} blocks); recovery fails here (ECORRUPT)`);
       return null;
     }
-    return { lba: e.lba, count: e.count, pbn: 0, state: STATE_UNMAPPED };
+    return { lba: e.lba, count: e.count, pbn: 0, state: STATE_UNMAPPED, check: 0 };
   }
   if (e.kind !== ENTRY_MAP || e.lba >= sb.logicalBlocks || e.newState > STATE_MAX) {
     problems.add(where, `entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume (${sb.logicalBlocks} logical blocks); recovery fails here (ECORRUPT)`);
@@ -168,7 +170,7 @@ function checkEntry(e: JournalEntry, sb: Superblock, where: string, problems: Pr
     problems.add(where, `LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}); recovery fails here (ECORRUPT)`);
     return null;
   }
-  return { lba: e.lba, count: 1, pbn: e.newPbn, state: e.newState };
+  return { lba: e.lba, count: 1, pbn: e.newPbn, state: e.newState, check: e.newState === STATE_UNMAPPED || e.newPbn === ZERO_PBN ? 0 : e.dataCheck };
 }
 
 /** Files a change under every block map page it touches (a discard may span pages). */

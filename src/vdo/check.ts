@@ -13,8 +13,11 @@
  * (they are rebuilt at open), so they are checked against dm-vdo's bound of
  * 254 and against the packed blocks: every referenced slot must exist in its
  * block's header, lie within the block and (option `decode`) decode to 4 KiB.
- * Not checkable: an uncompressed data block carries no checksum in this format,
- * and the saved dedupe index is not checked (a damaged one is ignored at open).
+ * Option `scrub` also reads every referenced data block and checks what each
+ * mapping reads as against the data check its block map entry records (what
+ * every read verifies), and that all the mappings of one stored block record
+ * the same check. Not checked: the saved dedupe index (a damaged one is
+ * ignored at open).
  */
 import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -29,6 +32,7 @@ import {
 import { MAX_REFERENCES } from './slab-depot.js';
 import { Image, Problems, READ_RUN_BLOCKS_MAX, type CheckProblem } from './check-image.js';
 import { STATE_MAX, checkJournal, decodeSlot, type Replay } from './check-journal.js';
+import { dataCheckOf } from './repair.js';
 
 export type { CheckProblem } from './check-image.js';
 
@@ -59,9 +63,11 @@ export interface CheckOptions {
   onProgress?(done: number, total: number): void;
   /** Decode every referenced packed slot (default true). */
   decode?: boolean;
+  /** Read every referenced data block and verify each mapping's data check (default false; implies decode). */
+  scrub?: boolean;
 }
 
-const OPTION_NAMES = ['onProgress', 'decode'];
+const OPTION_NAMES = ['onProgress', 'decode', 'scrub'];
 /** LBAs named in a problem about a block or slot they reference. */
 const LBAS_NAMED_MAX = 4;
 const KIND_UNCOMPRESSED = 1;
@@ -87,7 +93,9 @@ export async function checkVolume(path: string, options?: CheckOptions): Promise
   const opts = checkOptions<CheckOptions>('checkVolume: options', options);
   for (const k of Object.keys(opts)) if (!OPTION_NAMES.includes(k)) throw invalid(`checkVolume: unknown option ${JSON.stringify(k)} (options: ${OPTION_NAMES.join(', ')})`);
   if (opts.onProgress !== undefined) checkFunction('checkVolume: options.onProgress', opts.onProgress);
+  const scrub = checkBoolean('checkVolume: options.scrub', opts.scrub, false);
   const decode = checkBoolean('checkVolume: options.decode', opts.decode, true);
+  if (scrub && !decode) throw invalid('checkVolume: options.scrub reads and decodes every stored block; it cannot go with decode: false');
   let fh: FileHandle;
   try {
     fh = await fsp.open(path, 'r');
@@ -102,7 +110,7 @@ export async function checkVolume(path: string, options?: CheckOptions): Promise
       throw fromOsError(err, `checkVolume: cannot stat ${path}`);
     }
     if (st.isDirectory()) throw invalid(`checkVolume: ${path} is a directory, not a volume image`);
-    return await check(new Image(fh, path, opts.onProgress), st, decode);
+    return await check(new Image(fh, path, opts.onProgress), st, decode, scrub);
   } finally {
     await fh.close();
   }
@@ -141,7 +149,7 @@ class References {
   }
 }
 
-async function check(img: Image, st: Stats, decode: boolean): Promise<CheckReport> {
+async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Promise<CheckReport> {
   const problems = new Problems();
   img.total = SUPERBLOCK_COPIES;
   const sb = await checkSuperblocks(img, problems);
@@ -156,9 +164,21 @@ async function check(img: Image, st: Stats, decode: boolean): Promise<CheckRepor
   img.total += sb.journalBlocks + sb.mapPages;
   const replay = await checkJournal(img, sb, problems);
   const refs = new References(sb);
-  const logicalUsed = await scanMap(img, sb, replay, problems, (_lba, pbn, state) => refs.add(pbn, state));
-  // Reference counts, as rebuildReferences() would make them.
   const findings: Finding[] = [];
+  // scrub: mapping (pbn × 16 + state) → the data check its entries record, and the first LBA recording it.
+  const recorded = new Map<number, { check: number; lba: number }>();
+  const logicalUsed = await scanMap(img, sb, replay, problems, (lba, pbn, state, check) => {
+    refs.add(pbn, state);
+    if (!scrub) return;
+    const m = pbn * 16 + state;
+    const r = recorded.get(m);
+    if (r === undefined) recorded.set(m, { check, lba });
+    else if (r.check !== check && r.check !== -1) {
+      findings.push({ pbn, slot: state === STATE_UNCOMPRESSED ? -1 : state - STATE_COMPRESSED_BASE, what: `LBA ${r.lba} records data check ${hex32(r.check)} and LBA ${lba} ${hex32(check)} for the same stored data` });
+      r.check = -1; // reported once
+    }
+  });
+  // Reference counts, as rebuildReferences() would make them.
   const packed: number[] = [];
   let dataUsed = 0;
   for (let i = 0; i < refs.refs.length; i++) {
@@ -173,6 +193,7 @@ async function check(img: Image, st: Stats, decode: boolean): Promise<CheckRepor
     if (refs.kinds[i] === (KIND_UNCOMPRESSED | KIND_PACKED)) findings.push({ pbn, slot: -1, what: 'is referenced both as an uncompressed block and as a packed block' });
   }
   await checkPacked(img, sb, refs, packed, decode, findings);
+  if (scrub) await verifyData(img, sb, refs, recorded, findings);
   if (findings.length > 0) {
     const named = await referencesTo(img, sb, replay, findings);
     for (const f of findings) {
@@ -231,10 +252,13 @@ async function checkLength(img: Image, st: Stats, sb: Superblock, problems: Prob
  * (when given) for bad sectors and entries, and `visit` for each mapping to a
  * data block. Returns the mapped LBAs (zero-block mappings included).
  */
-async function scanMap(img: Image, sb: Superblock, replay: Replay, problems: Problems | null, visit: (lba: number, pbn: number, state: number) => void): Promise<number> {
+async function scanMap(
+  img: Image, sb: Superblock, replay: Replay, problems: Problems | null, visit: (lba: number, pbn: number, state: number, check: number) => void,
+): Promise<number> {
   const buf = new Uint8Array(READ_RUN_BLOCKS_MAX * BLOCK_BYTES);
   const pbns = new Float64Array(MAP_ENTRIES_PER_PAGE);
   const states = new Uint8Array(MAP_ENTRIES_PER_PAGE);
+  const checks = new Uint32Array(MAP_ENTRIES_PER_PAGE);
   const journaled = new Uint8Array(MAP_ENTRIES_PER_PAGE);
   const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
   const report = (where: string, what: string): void => problems?.add(where, what);
@@ -259,6 +283,7 @@ async function scanMap(img: Image, sb: Superblock, replay: Replay, problems: Pro
         const at = mapEntryAt(e);
         pbns[e] = u32(b, at);
         states[e] = b[at + 4];
+        checks[e] = u32(b, at + 5);
         journaled[e] = 0;
       }
       for (const c of replay.byPage.get(p) ?? []) {
@@ -268,6 +293,7 @@ async function scanMap(img: Image, sb: Superblock, replay: Replay, problems: Pro
           if ((bad & (1 << Math.floor(e / MAP_ENTRIES_PER_SECTOR))) !== 0) continue; // recovery fails there: reported above
           pbns[e] = c.pbn;
           states[e] = c.state;
+          checks[e] = c.check;
           journaled[e] = 1;
         }
       }
@@ -288,7 +314,7 @@ async function scanMap(img: Image, sb: Superblock, replay: Replay, problems: Pro
           report(where, `maps to PBN ${pbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}) (the volume does not open: ECORRUPT)`);
         } else {
           used++;
-          visit(lba, pbn, state);
+          visit(lba, pbn, state, checks[e]);
         }
       }
     }
@@ -325,6 +351,34 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
         const why = decodeSlot(b, slot, sb.codec, plain);
         if (why !== null) findings.push({ pbn, slot, what: `does not decode: ${why}` });
       }
+    }
+  });
+}
+
+/**
+ * scrub: reads every referenced data block and compares the data check of
+ * what each of its mappings reads as with the check the map records (a slot
+ * that does not decode is checkPacked's finding already).
+ */
+async function verifyData(img: Image, sb: Superblock, refs: References, recorded: Map<number, { check: number; lba: number }>, findings: Finding[]): Promise<void> {
+  const pbns: number[] = [];
+  for (let i = 0; i < refs.refs.length; i++) if (refs.refs[i] > 0) pbns.push(sb.dataStart + i);
+  const plain = new Uint8Array(BLOCK_BYTES);
+  img.total += pbns.length;
+  const compare = (pbn: number, state: number, data: Uint8Array): void => {
+    const want = recorded.get(pbn * 16 + state);
+    if (want === undefined || want.check === -1) return;
+    const got = dataCheckOf(data);
+    if (got !== want.check) {
+      findings.push({ pbn, slot: state === STATE_UNCOMPRESSED ? -1 : state - STATE_COMPRESSED_BASE, what: `holds data whose check ${hex32(got)} does not match the block map's ${hex32(want.check)} (reads of it are ECORRUPT)` });
+    }
+  };
+  await img.readEach(pbns, (pbn, b) => {
+    const i = pbn - sb.dataStart;
+    if ((refs.kinds[i] & KIND_UNCOMPRESSED) !== 0) compare(pbn, STATE_UNCOMPRESSED, b);
+    if ((refs.kinds[i] & KIND_PACKED) === 0) return;
+    for (let slot = 0; slot < MAX_COMPRESSION_SLOTS; slot++) {
+      if ((refs.slots[i] & (1 << slot)) !== 0 && decodeSlot(b, slot, sb.codec, plain) === null) compare(pbn, STATE_COMPRESSED_BASE + slot, plain);
     }
   });
 }
