@@ -8,6 +8,7 @@
  * Imports the built package: `npm run build` first.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Cluster, Volume, replication } from '../dist/index.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
@@ -141,6 +142,47 @@ describe('replicated volume: three stores, one etcd', () => {
     expect(back.subarray(4096).every((b) => b === 2)).toBe(true);
     await v.close();
     c.close();
+  }, 60_000);
+
+  it('read repair: a block that rots on the primary is served and rewritten from a replica; rotten on every replica, the read fails ECORRUPT', async () => {
+    await t.cluster.createVolume('volrot', { size: 4 * MiB, replicas: 2, shardSize: 4 * MiB });
+    const v = await t.cluster.openVolume('volrot');
+    const rand = prng(17);
+    const a = randomBytes(4096, rand); // random: stored whole, so it can be found in the image files
+    const b = randomBytes(4096, rand);
+    await v.write(40 * 4096, a);
+    await v.write(80 * 4096, b);
+    await v.flush();
+    const [{ info }] = await t.meta.shards('volrot');
+    const primary = t.stores.find((s) => s.id === info.primary)!;
+    const other = t.stores.find((s) => s.id === info.replicas.find((r) => r.store !== info.primary)!.store)!;
+    /** Flips a byte of `block`'s stored copy in a store's replica file (under the running store: one page cache). */
+    const rot = (store: typeof primary, block: Uint8Array): void => {
+      const file = path.join(store.dir, 'volrot', '0.img');
+      const img = fs.readFileSync(file);
+      const at = img.indexOf(Buffer.from(block));
+      expect(at, `${store.id} holds the block`).toBeGreaterThan(0);
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, Buffer.from([img[at + 1000] ^ 0x44]), 0, 1, at + 1000);
+      fs.closeSync(fd);
+    };
+    rot(primary, a);
+    expect(Buffer.from(await v.read(40 * 4096, 4096)).equals(Buffer.from(a))).toBe(true);
+    expect(primary.log).toMatch(new RegExp(`volrot#0: read repair at ${40 * 4096}: rewritten from store ${other.id}`));
+    // Rewritten: the next read is local, and the replicas agree again.
+    const logged = primary.log.length;
+    expect(Buffer.from(await v.read(0, 4 * MiB)).subarray(40 * 4096, 41 * 4096).equals(Buffer.from(a))).toBe(true);
+    expect(primary.log.slice(logged)).not.toMatch(/read repair/);
+    expect((await replication.verifyVolume(t.cluster, 'volrot')).differences).toEqual([]);
+
+    rot(primary, b);
+    rot(other, b);
+    const err = await v.read(80 * 4096, 4096).then(() => null, (e: unknown) => e);
+    expect((err as { code?: string })?.code).toBe('ECORRUPT');
+    expect(primary.log).toMatch(/no OK replica gave the block back/);
+    await v.write(80 * 4096, b); // a whole-block write replaces the rotten copies
+    expect(Buffer.from(await v.read(80 * 4096, 4096)).equals(Buffer.from(b))).toBe(true);
+    await v.close();
   }, 60_000);
 
   it('replica files are ordinary volumes: once the stores stop, they open read-only and hold the same bytes', async () => {

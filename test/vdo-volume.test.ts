@@ -677,7 +677,7 @@ describe('vdo volume: discard', () => {
   });
 
   it('a huge discard journals one entry per block map page touched, not one per block', async () => {
-    const blocks = 8192; // 11 block map pages
+    const blocks = 8192; // 20 block map pages
     const v = await create(new nvme.MemoryBackend({ size: 48 << 20 }), { logicalSize: blocks * BS, codec: 'lz4', writePolicy: 'async' });
     const pages = v.sb.mapPages;
     expect(pages).toBe(Math.ceil(blocks / MAP_PER_PAGE));

@@ -13,7 +13,9 @@
  * its regions in the shard's dirty map in etcd, before it is written, so a
  * returning replica copies exactly those (recovery.ts). The regions written
  * since the last flush every replica completed join the map too: the failed
- * store may have lost them with its unflushed writes.
+ * store may have lost them with its unflushed writes. A READ whose local bytes
+ * fail their data check is served and repaired from another replica
+ * (read-repair.ts).
  */
 import process from 'node:process';
 import { FlashpackError } from '../errors.js';
@@ -21,6 +23,7 @@ import type { Store } from './store.js';
 import { Replica, regionsOf } from './replica.js';
 import type { ShardInfo } from './metadata.js';
 import { unpackPayload } from './payload.js';
+import { isCorrupt, repairRead } from './read-repair.js';
 import type { Answer } from './store-connection.js';
 import type { Request } from './data-client.js';
 import {
@@ -53,7 +56,12 @@ export class Primary {
     if (rep.leftover.length > 0 || info.handoff === this.store.id) return { status: ST_NOT_READY | ST_REOPEN, epoch: info.epoch };
     switch (head.opcode) {
       case OP_READ:
-        return { status: ST_OK, epoch: info.epoch, data: await rep.volume.read(head.offset, head.length) };
+        try {
+          return { status: ST_OK, epoch: info.epoch, data: await rep.volume.read(head.offset, head.length) };
+        } catch (err) {
+          if (!isCorrupt(err)) throw err;
+          return repairRead(this.store, rep, head, shardIdOf(info));
+        }
       case OP_WRITE:
       case OP_DISCARD:
         return this.change(rep, head, data);

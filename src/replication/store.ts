@@ -70,6 +70,8 @@ export interface StoreStats {
   recoveryRegionsCopied: number;
   recoveryBytesCopied: number;
   peerBytesSent: number;
+  /** Blocks a READ found corrupt here and rewrote from another replica (read-repair.ts). */
+  readRepairs: number;
 }
 
 /** Between attempts to register again after the lease was lost. */
@@ -95,7 +97,7 @@ export class Store {
   readonly secondary: Secondary;
   readonly recovery: Recovery;
   readonly failover: Failover;
-  readonly counters = { requests: 0, replicatedWrites: 0, degradedWrites: 0, reopens: 0, recoveryRegionsCopied: 0, recoveryBytesCopied: 0, peerBytesSent: 0 };
+  readonly counters = { requests: 0, replicatedWrites: 0, degradedWrites: 0, reopens: 0, recoveryRegionsCopied: 0, recoveryBytesCopied: 0, peerBytesSent: 0, readRepairs: 0 };
   /** Shard records this store is part of, by shard id. */
   readonly views = new Map<number, ShardRecord>();
   readonly replicas = new Map<number, Replica>();
@@ -402,7 +404,7 @@ export class Store {
       id: this.id, address: this.address, replicas: this.replicas.size, connections: this.connections.size,
       requests: this.counters.requests, replicatedWrites: this.counters.replicatedWrites, degradedWrites: this.counters.degradedWrites,
       reopens: this.counters.reopens, recoveryRegionsCopied: this.counters.recoveryRegionsCopied,
-      recoveryBytesCopied: this.counters.recoveryBytesCopied, peerBytesSent: (peerBytesSent += 0),
+      recoveryBytesCopied: this.counters.recoveryBytesCopied, peerBytesSent: (peerBytesSent += 0), readRepairs: this.counters.readRepairs,
     };
   }
 
