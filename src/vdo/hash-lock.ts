@@ -271,6 +271,7 @@ export class DedupeStage {
       const w = h.hashNext;
       if (w.parked) continue;
       if (w.stage !== Stage.HASH_WAIT) return;
+      if (h.arenaAt < 0 || h.size <= 0) return; // h is being stored raw: its waiters wait for its home
       if (!this.sameAsHolder(w, -1, h.arenaAt, h.size)) {
         // Not the same data after all (a key collision): it keeps its slot, so it should not wait for a flush.
         if (h.stage === Stage.PACKING) this.w.evict(h);
@@ -292,7 +293,7 @@ export class DedupeStage {
   /** Whether the waiter's data is the holder's (see shareWith); false when that cannot be told (no scratch buffer). */
   private sameAsHolder(job: DataVio, holderDesc: number, holderAt: number, holderSize: number): boolean {
     if (holderDesc >= 0) return this.sameData(holderDesc, job.desc);
-    if (holderAt < 0) return false;
+    if (holderAt < 0 || holderSize <= 0) return false;
     // The same compressed bytes are the same data (decompression is a function of its input).
     if (job.out >= 0 && job.size === holderSize && this.sameBytes(holderAt, this.pool.bufferOf(job.out), holderSize)) return true;
     const scratch = this.pool.tryAlloc(BLOCK_BYTES);

@@ -303,7 +303,7 @@ export class StoreStage {
   writeUnpacked(job: DataVio): void {
     const { pool } = this.o;
     if (job.desc >= 0) {
-      job.size = 0;
+      this.unparked(job);
       this.writeRaw(job);
       return;
     }
@@ -315,12 +315,23 @@ export class StoreStage {
         return;
       }
       job.desc = buf;
-      job.size = 0;
+      this.unparked(job);
       this.writeRaw(job);
     };
     const buf = pool.tryAlloc(BLOCK_BYTES);
     if (buf >= 0) decode(buf);
     else pool.allocAsync(BLOCK_BYTES).then(decode, (err: Error) => this.o.wiring.failJob(job, err));
+  }
+
+  /**
+   * A parked write's data is in its buffer again, to be stored raw: it stops
+   * offering its arena bytes (no compressed form: size 0), so a later
+   * identical write waits for its home rather than parking on bytes it no
+   * longer describes, and reads copy the buffer.
+   */
+  private unparked(job: DataVio): void {
+    this.finished(job);
+    job.size = 0;
   }
 
   private readonly rawWritten = (err: FlashpackError | null, job: DataVio): void => {
