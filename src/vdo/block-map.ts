@@ -11,10 +11,14 @@
 import { corrupt } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
+import { STAGING_BYTES } from './data-writer.js';
 import {
   MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
   mapEntryAt, openSector, sealSector, type SectorHeader,
 } from './encodings.js';
+
+/** Map pages one device read covers when forEach() scans the map: a staging buffer's worth. */
+const SCAN_RUN_PAGES = STAGING_BYTES / 4096;
 
 /** A mapping as one number: pbn * 16 + state. */
 export const mappingOf = (pbn: number, state: number): number => pbn * 16 + state;
@@ -266,19 +270,63 @@ export class BlockMap {
     }
   }
 
-  /** Every mapping of the volume in page order (refcount rebuild); loads pages through the cache. */
+  /**
+   * Every mapping of the volume in page order (refcount rebuild at open). A
+   * cached page is read from the cache (replay leaves its pages dirty there);
+   * the others are read SCAN_RUN_PAGES at a time into one staging buffer,
+   * bypassing the cache, and a page or sector never written is skipped
+   * whole. A sector that fails validation is ECORRUPT, as get() makes it.
+   */
   async forEach(visit: (lba: number, mapping: number) => void): Promise<void> {
-    for (let pi = 0; pi < this.pages; pi++) {
-      const p = await this.page(pi * MAP_ENTRIES_PER_PAGE);
-      try {
-        const end = Math.min(this.logicalBlocks, (pi + 1) * MAP_ENTRIES_PER_PAGE);
-        for (let lba = pi * MAP_ENTRIES_PER_PAGE; lba < end; lba++) {
-          const m = this.get(p, lba);
-          if (m !== 0) visit(lba, m);
+    const run = await this.pool.allocAsync(SCAN_RUN_PAGES * 4096);
+    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+    try {
+      for (let first = 0; first < this.pages; first += SCAN_RUN_PAGES) {
+        const n = Math.min(SCAN_RUN_PAGES, this.pages - first);
+        let uncached = 0;
+        for (let pi = first; pi < first + n; pi++) if (!this.cache.has(pi)) uncached++;
+        if (uncached > 0) await this.dev.read(this.start + first, run, n);
+        const base = this.pool.bufferOf(run);
+        const words = new Int32Array(this.pool.memory.buffer, base, n * 1024);
+        const b = this.bytes();
+        for (let pi = first; pi < first + n; pi++) {
+          const end = Math.min(this.logicalBlocks, (pi + 1) * MAP_ENTRIES_PER_PAGE);
+          if (this.cache.has(pi)) {
+            const p = await this.page(pi * MAP_ENTRIES_PER_PAGE);
+            try {
+              for (let lba = pi * MAP_ENTRIES_PER_PAGE; lba < end; lba++) {
+                const m = this.get(p, lba);
+                if (m !== 0) visit(lba, m);
+              }
+            } finally {
+              this.unpin(p);
+            }
+            continue;
+          }
+          let w = (pi - first) * 1024;
+          const wEnd = w + 1024;
+          while (w < wEnd && words[w] === 0) w++;
+          if (w === wEnd) continue; // never written: every entry unmapped
+          const at = base + (pi - first) * 4096;
+          const page = b.subarray(at, at + 4096);
+          for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+            const from = pi * MAP_ENTRIES_PER_PAGE + s * MAP_ENTRIES_PER_SECTOR;
+            if (from >= end) break;
+            const r = openSector(page, s, MAP_MAGIC, this.nonce, h);
+            if (r === SECTOR_ABSENT) continue;
+            if (r === SECTOR_CORRUPT || h.key !== pi) throw corrupt(`block map: page ${pi} sector ${s} (LBAs ${from}..) fails its checksum`);
+            const to = Math.min(end, from + MAP_ENTRIES_PER_SECTOR);
+            for (let lba = from; lba < to; lba++) {
+              const e = at + mapEntryAt(lba - pi * MAP_ENTRIES_PER_PAGE);
+              const pbn = (b[e] | (b[e + 1] << 8) | (b[e + 2] << 16) | (b[e + 3] << 24)) >>> 0;
+              const m = mappingOf(pbn, b[e + 4] & 15);
+              if (m !== 0) visit(lba, m);
+            }
+          }
         }
-      } finally {
-        this.unpin(p);
       }
+    } finally {
+      this.pool.free(run);
     }
   }
 

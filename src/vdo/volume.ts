@@ -237,7 +237,8 @@ export class Volume {
         indexMemory: l.indexMemory, dataStart: l.dataStart, slabBlocks: l.slabBlocks, codec: l.codec, dedupe: l.dedupe, writePolicy: l.writePolicy,
       };
       // Zero the journal, the block map and the index header: an all-zero sector means "never written".
-      await dev.writeZeroes(SUPERBLOCK_COPIES, sb.dataStart - SUPERBLOCK_COPIES);
+      // A new image file was made empty and grown under the lock: it is one hole, zeroes already.
+      if (typeof target !== 'string' || fileBlocks === undefined) await dev.writeZeroes(SUPERBLOCK_COPIES, sb.dataStart - SUPERBLOCK_COPIES);
       await writeSuperblocks(engine, dev, sb, [0, 1]);
       await dev.flush();
       return new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold).started();
