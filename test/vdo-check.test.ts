@@ -328,6 +328,12 @@ describe('checkVolume: damage is found and named where it is', () => {
     expect(problemsAt(r, /^LBA 5 /)).toEqual([
       { where: 'LBA 5 (block map page 0 sector 0 entry 5)', what: expect.stringContaining(`maps to PBN ${sb.physicalBlocks + 10}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks})`) },
     ]);
+    // A clean open takes the saved counts and does not scan the map: the entry is ECORRUPT where it is used.
+    const v = await track(Volume.open(p, { ...small, readOnly: true }));
+    expect((await failure(v.read(5 * BS, BS))).message).toMatch(/LBA 5 maps to PBN \d+, outside the data region/);
+    await closeVol(v);
+    // Without saved counts, open scans the map and refuses the volume.
+    writeAt(p, sb.refsStart * BS, new Uint8Array(BS));
     expect((await failure(Volume.open(p, { ...small, readOnly: true }))).code).toBe('ECORRUPT');
   });
 
@@ -345,10 +351,17 @@ describe('checkVolume: damage is found and named where it is', () => {
     const r = await checkVolume(p);
     expect(r.dataBlocksUsed).toBe(1);
     expect(problemsAt(r, `PBN ${pbn}`).map((x) => x.what)).toEqual([
-      `has ${MAP_ENTRIES_PER_PAGE} references, more than 254 (the volume does not open: ECORRUPT); referenced by LBAs 0, 1, 2, 3 and ${MAP_ENTRIES_PER_PAGE - 4} more`,
+      `has a saved reference count of 1; the block map references it ${MAP_ENTRIES_PER_PAGE} times (a clean open takes the saved counts)`,
+      `has ${MAP_ENTRIES_PER_PAGE} references, more than 254 (an open that rebuilds the counts fails: ECORRUPT); referenced by LBAs 0, 1, 2, 3 and ${MAP_ENTRIES_PER_PAGE - 4} more`,
       `is referenced both as an uncompressed block and as a packed block; referenced by LBAs 0, 1, 2, 3 and ${MAP_ENTRIES_PER_PAGE - 4} more`,
       expect.stringContaining('is referenced as a packed block but is not one'),
     ]);
+    // A clean open takes the saved counts: the forged entries (no data check recorded) read ECORRUPT, never the block's bytes.
+    const v = await track(Volume.open(p, { ...small, readOnly: true }));
+    expect((await failure(v.read(1 * BS, BS))).code).toBe('ECORRUPT');
+    expect((await failure(v.read(7 * BS, BS))).code).toBe('ECORRUPT');
+    await closeVol(v);
+    writeAt(p, sb.refsStart * BS, new Uint8Array(BS));
     expect((await failure(Volume.open(p, { ...small, readOnly: true }))).code).toBe('ECORRUPT');
   });
 

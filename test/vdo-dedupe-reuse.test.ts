@@ -24,10 +24,10 @@ afterEach(async () => {
   live.clear();
 });
 
-/** A volume with `dataBlocks` data blocks (2 superblocks, 8 journal, 3 map pages, 2 index blocks before them). */
+/** A volume with `dataBlocks` data blocks (2 superblocks, 8 journal, 3 map pages, 2 index blocks, 2 saved-counts blocks before them). */
 async function small(codec: 'lz4' | 'deflate', dataBlocks = DATA_BLOCKS): Promise<Volume> {
   const v = await Volume.create(new nvme.MemoryBackend({ size: 16 << 20 }), {
-    logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + dataBlocks) * BS, journalBlocks: 8, codec, workers: 1, runtime: new Runtime(),
+    logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + 2 + dataBlocks) * BS, journalBlocks: 8, codec, workers: 1, runtime: new Runtime(),
   });
   live.add(v);
   expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(dataBlocks);

@@ -769,8 +769,9 @@ describe('vdo volume: out of space', () => {
   async function smallVolume(writePolicy: 'async' | 'sync'): Promise<{ v: Vol; backend: nvme.MemoryBackend }> {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
     // 2 superblocks + 8 journal + 3 block map pages (1024 LBAs) + 2 saved-index blocks (header and
-    // a 128-entry index: 64 bytes of index memory per physical block at most) + 64 data blocks.
-    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    // a 128-entry index: 64 bytes of index memory per physical block at most) + 2 saved-counts
+    // blocks (header and a byte per block) + 64 data blocks.
+    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
     expect(v.sb.indexBlocks).toBe(2);
     expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(DATA_BLOCKS);
     return { v, backend };

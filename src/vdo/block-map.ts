@@ -60,7 +60,13 @@ export class BlockMap {
   private dirtyCount = 0;
   private mem: Uint8Array;
 
-  constructor(dev: BlockDevice, pool: SlabPool, start: number, logicalBlocks: number, nonce: number, cachePages: number) {
+  /** [dataStart, physicalBlocks): where a mapping may point (besides PBN 0, the zero block). */
+  private readonly dataStart: number;
+  private readonly physicalBlocks: number;
+
+  constructor(dev: BlockDevice, pool: SlabPool, start: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, physicalBlocks = 2 ** 32) {
+    this.dataStart = dataStart;
+    this.physicalBlocks = physicalBlocks;
     this.dev = dev;
     this.pool = pool;
     this.start = start;
@@ -182,6 +188,10 @@ export class BlockMap {
     const b = this.bytes();
     const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
     const pbn = (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+    // A clean open takes saved counts without scanning the map, so an entry is vouched for here, where it is used.
+    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.physicalBlocks)) {
+      throw corrupt(`block map: LBA ${lba} maps to PBN ${pbn}, outside the data region [${this.dataStart}, ${this.physicalBlocks})`);
+    }
     return mappingOf(pbn, b[at + 4] & 15);
   }
 

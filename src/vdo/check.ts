@@ -9,10 +9,11 @@
  * image's length; every journal sector, and the entries recovery would replay,
  * applied to the map as Volume.recover() applies them (an unclean image is
  * checked as it would open); every block map sector and entry; reference
- * counts recomputed from that map. This format persists no reference counts
- * (they are rebuilt at open), so they are checked against dm-vdo's bound of
- * 254 and against the packed blocks: every referenced slot must exist in its
- * block's header, lie within the block and (option `decode`) decode to 4 KiB.
+ * counts recomputed from that map, checked against dm-vdo's bound of 254,
+ * against the counts the last clean close saved (which a clean open takes
+ * instead of a map scan) and against the packed blocks: every referenced slot
+ * must exist in its block's header, lie within the block and (option
+ * `decode`) decode to 4 KiB.
  * Option `scrub` also reads every referenced data block and checks what each
  * mapping reads as against the data check its block map entry records (what
  * every read verifies), and that all the mappings of one stored block record
@@ -27,6 +28,7 @@ import {
   BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC,
   MAX_COMPRESSION_SLOTS, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader, mapEntryAt,
+  REFS_MAGIC, crc32cOfLarge,
   openSector, packedFragment, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
@@ -167,6 +169,7 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
   const findings: Finding[] = [];
   // scrub: mapping (pbn × 16 + state) → the data check its entries record, and the first LBA recording it.
   const recorded = new Map<number, { check: number; lba: number }>();
+  const beforeMap = problems.count;
   const logicalUsed = await scanMap(img, sb, replay, problems, (lba, pbn, state, check) => {
     refs.add(pbn, state);
     if (!scrub) return;
@@ -188,10 +191,12 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
     const pbn = sb.dataStart + i;
     if ((refs.kinds[i] & KIND_PACKED) !== 0) packed.push(pbn);
     if (n > MAX_REFERENCES) {
-      findings.push({ pbn, slot: -1, what: `has ${n === REFS_SATURATED ? `${n} or more` : n} references, more than ${MAX_REFERENCES} (the volume does not open: ECORRUPT)` });
+      findings.push({ pbn, slot: -1, what: `has ${n === REFS_SATURATED ? `${n} or more` : n} references, more than ${MAX_REFERENCES} (an open that rebuilds the counts fails: ECORRUPT)` });
     }
     if (refs.kinds[i] === (KIND_UNCOMPRESSED | KIND_PACKED)) findings.push({ pbn, slot: -1, what: 'is referenced both as an uncompressed block and as a packed block' });
   }
+  // Saved counts are compared with a whole map only: a damaged one's recount is short, and reported already.
+  if (replay.entries === 0 && !replay.liveCorrupt && problems.count === beforeMap) await checkSavedCounts(img, sb, refs, logicalUsed, problems);
   await checkPacked(img, sb, refs, packed, decode, findings);
   if (scrub) await verifyData(img, sb, refs, recorded, findings);
   if (findings.length > 0) {
@@ -311,7 +316,7 @@ async function scanMap(
           if (state === STATE_UNCOMPRESSED) used++;
           else report(where, `maps to slot ${state - STATE_COMPRESSED_BASE} of PBN 0, the zero block`);
         } else if (pbn < sb.dataStart || pbn >= sb.physicalBlocks) {
-          report(where, `maps to PBN ${pbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}) (the volume does not open: ECORRUPT)`);
+          report(where, `maps to PBN ${pbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}) (ECORRUPT when read, or at an open that rebuilds the counts)`);
         } else {
           used++;
           visit(lba, pbn, state, checks[e]);
@@ -353,6 +358,36 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
       }
     }
   });
+}
+
+/**
+ * The reference counts the last clean close saved (refcount-store.ts), which
+ * a clean open takes instead of a map scan: when their header and checksum
+ * say they belong to this superblock, each must equal the count recomputed
+ * from the map (the first few differences are named).
+ */
+async function checkSavedCounts(img: Image, sb: Superblock, refs: References, logicalUsed: number, problems: Problems): Promise<void> {
+  const payload = new Uint8Array((sb.refsBlocks - 1) * BLOCK_BYTES);
+  const head = new Uint8Array(BLOCK_BYTES);
+  img.total += sb.refsBlocks;
+  await img.read(sb.refsStart, 1, head);
+  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  if (openSector(head, 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== sb.generation) return;
+  await img.read(sb.refsStart + 1, sb.refsBlocks - 1, payload);
+  const dataBlocks = sb.physicalBlocks - sb.dataStart;
+  if (crc32cOfLarge(payload.subarray(0, 8 + dataBlocks)) !== h.aux) return; // open rebuilds them from the map
+  const savedUsed = u32(payload, 0) + u32(payload, 4) * 2 ** 32;
+  const where = `saved reference counts (blocks ${sb.refsStart}–${sb.refsStart + sb.refsBlocks - 1})`;
+  if (savedUsed !== logicalUsed) problems.add(where, `say ${savedUsed} logical blocks used; the block map has ${logicalUsed} (a clean open takes the saved counts)`);
+  let named = 0;
+  let differ = 0;
+  for (let i = 0; i < dataBlocks; i++) {
+    const want = Math.min(refs.refs[i], 255);
+    if (payload[8 + i] === want) continue;
+    differ++;
+    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i}`, `has a saved reference count of ${payload[8 + i]}; the block map references it ${refs.refs[i]} times (a clean open takes the saved counts)`);
+  }
+  if (differ > named) problems.add(where, `${differ - named} more blocks whose saved count differs from the block map's`);
 }
 
 /**

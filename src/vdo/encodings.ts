@@ -10,6 +10,8 @@
  *   journal       ring of `journalBlocks` blocks of 8 sectors × 15 entries
  *   block map     flat array of pages, 8 sectors × 53 nine-byte entries each
  *                 (PBN, mapping state, and the data check of the block stored there)
+ *   refs          the reference counts a clean close saved: a header block, then
+ *                 a u64 of logical blocks used and one count byte per data block
  *   data          PBNs from dataStart; PBN 0 (a superblock's place) means "zero block"
  *
  * Format zeroes the journal and block map, so an all-zero sector is "never
@@ -57,6 +59,8 @@ const SB_OFF_SLAB_BLOCKS = 64;
 const SB_OFF_INDEX_START = 68;
 const SB_OFF_INDEX_BLOCKS = 72;
 const SB_OFF_INDEX_MEMORY = 76;
+const SB_OFF_REFS_START = 80;
+const SB_OFF_REFS_BLOCKS = 84;
 
 export const CODECS = ['none', 'lz4', 'deflate'] as const;
 export type Codec = (typeof CODECS)[number];
@@ -75,6 +79,9 @@ export interface Geometry {
   indexBlocks: number;
   /** indexMemory of the saved index (the size a volume opens with unless told otherwise). */
   indexMemory: number;
+  /** The reference counts saved at a clean close: a header block, then refsPayloadBytes(physical) bytes. */
+  refsStart: number;
+  refsBlocks: number;
   dataStart: number;
   slabBlocks: number;
   codec: Codec;
@@ -121,8 +128,22 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   v.setUint32(SB_OFF_INDEX_START, sb.indexStart, true);
   v.setUint32(SB_OFF_INDEX_BLOCKS, sb.indexBlocks, true);
   v.setUint32(SB_OFF_INDEX_MEMORY, sb.indexMemory, true);
+  v.setUint32(SB_OFF_REFS_START, sb.refsStart, true);
+  v.setUint32(SB_OFF_REFS_BLOCKS, sb.refsBlocks, true);
   v.setUint32(SB_OFF_CRC, crc32c(b.subarray(0, SECTOR_BYTES)), true);
 }
+
+/** CRC-32C of a large private array, a MiB at a time (the checksum stages its input in WASM memory): saved index and counts. */
+export function crc32cOfLarge(b: Uint8Array): number {
+  let crc = 0;
+  for (let at = 0; at < b.length; at += 1 << 20) crc = crc32c(b.subarray(at, Math.min(b.length, at + (1 << 20))), crc);
+  return crc;
+}
+
+/** Bytes of the saved reference counts for `physicalBlocks`: logical blocks used (u64), then a byte per block (an upper bound on the data blocks). */
+export const refsPayloadBytes = (physicalBlocks: number): number => 8 + physicalBlocks;
+/** The refs region: a header block, then the payload. */
+export const refsBlocksFor = (physicalBlocks: number): number => 1 + Math.ceil(refsPayloadBytes(physicalBlocks) / BLOCK_BYTES);
 
 /** How decodeSuperblock's reason for a sound superblock of another format version begins. */
 export const FORMAT_VERSION_REASON = 'format version';
@@ -151,6 +172,8 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
     indexStart: v.getUint32(SB_OFF_INDEX_START, true),
     indexBlocks: v.getUint32(SB_OFF_INDEX_BLOCKS, true),
     indexMemory: v.getUint32(SB_OFF_INDEX_MEMORY, true),
+    refsStart: v.getUint32(SB_OFF_REFS_START, true),
+    refsBlocks: v.getUint32(SB_OFF_REFS_BLOCKS, true),
     dataStart: v.getUint32(SB_OFF_DATA_START, true),
     slabBlocks: v.getUint32(SB_OFF_SLAB_BLOCKS, true),
     codec,
@@ -161,7 +184,8 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
     sb.journalStart === SUPERBLOCK_COPIES && sb.journalBlocks > 0 &&
     sb.mapStart === sb.journalStart + sb.journalBlocks &&
     sb.mapPages === Math.ceil(sb.logicalBlocks / MAP_ENTRIES_PER_PAGE) &&
-    sb.indexStart === sb.mapStart + sb.mapPages && sb.dataStart === sb.indexStart + sb.indexBlocks &&
+    sb.indexStart === sb.mapStart + sb.mapPages && sb.refsStart === sb.indexStart + sb.indexBlocks &&
+    sb.refsBlocks === refsBlocksFor(sb.physicalBlocks) && sb.dataStart === sb.refsStart + sb.refsBlocks &&
     sb.dataStart < sb.physicalBlocks && sb.slabBlocks > 0;
   return geometryOk ? sb : 'inconsistent geometry';
 }
@@ -184,6 +208,8 @@ export const MAP_MAGIC = 0x4d42; // "BM"
  * the close that saved it, aux = CRC-32C of the payload (the blocks after it).
  */
 export const INDEX_MAGIC = 0x4958; // "XI"
+/** The saved reference counts' header sector: key = the superblock generation of the close that saved them, aux = CRC-32C of the payload. */
+export const REFS_MAGIC = 0x4652; // "RF"
 
 export interface SectorHeader {
   index: number;

@@ -8,12 +8,11 @@
  * torn save, or one whose superblock never landed, leaves the volume with an
  * empty index (its answers are advice; an empty one costs only dedupe).
  */
-import { crc32c } from '../codec/checksum.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import { DedupeIndex } from './dedupe.js';
-import { BLOCK_BYTES, INDEX_MAGIC, SECTOR_VALID, openSector, sealSector, type SectorHeader, type Superblock } from './encodings.js';
+import { BLOCK_BYTES, INDEX_MAGIC, crc32cOfLarge, SECTOR_VALID, openSector, sealSector, type SectorHeader, type Superblock } from './encodings.js';
 
 /** Writes the image, then the header naming `generation` (the superblock the close writes next). */
 export async function saveIndex(index: DedupeIndex, sb: Superblock, dev: BlockDevice, pool: SlabPool, generation: number): Promise<void> {
@@ -29,7 +28,7 @@ export async function saveIndex(index: DedupeIndex, sb: Superblock, dev: BlockDe
     }
     const head = pool.bytes(buf, true).subarray(0, BLOCK_BYTES);
     head.set(new Uint8Array(BLOCK_BYTES));
-    sealSector(head, 0, INDEX_MAGIC, sb.nonce, { index: 0, count: 0, key: generation, aux: crcOf(image.subarray(0, bytes)) });
+    sealSector(head, 0, INDEX_MAGIC, sb.nonce, { index: 0, count: 0, key: generation, aux: crc32cOfLarge(image.subarray(0, bytes)) });
     await dev.write(sb.indexStart, buf, false, 1);
   } finally {
     pool.free(buf);
@@ -50,16 +49,9 @@ export async function loadIndex(index: DedupeIndex, sb: Superblock, dev: BlockDe
       await dev.read(sb.indexStart + 1 + at / BLOCK_BYTES, buf, n / BLOCK_BYTES);
       image.set(pool.bytes(buf, true).subarray(0, n), at);
     }
-    if (crcOf(image.subarray(0, bytes)) !== h.aux) return;
+    if (crc32cOfLarge(image.subarray(0, bytes)) !== h.aux) return;
   } finally {
     pool.free(buf);
   }
   index.load(image);
-}
-
-/** CRC-32C of a large private array, a MiB at a time (the checksum stages its input in WASM memory). */
-function crcOf(b: Uint8Array): number {
-  let crc = 0;
-  for (let at = 0; at < b.length; at += 1 << 20) crc = crc32c(b.subarray(at, Math.min(b.length, at + (1 << 20))), crc);
-  return crc;
 }

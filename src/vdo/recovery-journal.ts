@@ -15,6 +15,7 @@
 import { FlashpackError, corrupt } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
+import { STAGING_BYTES } from './data-writer.js';
 import {
   JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC, SECTORS_PER_BLOCK, SECTOR_CORRUPT,
   SECTOR_VALID, decodeJournalEntry, encodeJournalEntry, openSector, sealSector, type JournalEntry, type SectorHeader,
@@ -59,9 +60,10 @@ export class RecoveryJournal {
     this.block().fill(0);
   }
 
-  private block(desc = this.current): Uint8Array {
+  /** The `k`-th 4 KiB of buffer `desc`. */
+  private block(desc = this.current, k = 0): Uint8Array {
     if (this.mem.buffer.byteLength !== this.pool.memory.buffer.byteLength) this.mem = new Uint8Array(this.pool.memory.buffer);
-    const at = this.pool.bufferOf(desc);
+    const at = this.pool.bufferOf(desc) + k * 4096;
     return this.mem.subarray(at, at + 4096);
   }
 
@@ -156,7 +158,9 @@ export class RecoveryJournal {
    * highest sequence found, so stale blocks can never be mistaken for new ones).
    */
   async replay(): Promise<JournalEntry[]> {
-    const desc = await this.pool.allocAsync(4096);
+    // The ring is read a staging buffer (128 blocks) per device read.
+    const run = STAGING_BYTES / 4096;
+    const desc = await this.pool.allocAsync(STAGING_BYTES);
     const seqs = new Float64Array(this.blocks).fill(-1);
     const counts: number[][] = [];
     const heads = new Float64Array(this.blocks);
@@ -166,8 +170,8 @@ export class RecoveryJournal {
     let maxHead = 0;
     try {
       for (let i = 0; i < this.blocks; i++) {
-        await this.dev.read(this.start + i, desc);
-        const b = this.block(desc);
+        if (i % run === 0) await this.dev.read(this.start + i, desc, Math.min(run, this.blocks - i));
+        const b = this.block(desc, i % run);
         const c: number[] = [];
         let blockSeq = -1;
         for (let s = 0; s < SECTORS_PER_BLOCK; s++) {

@@ -40,8 +40,8 @@ export interface RepairContext {
   decodeSlot(buf: number, slot: number, into: number): string | null;
 }
 
-/** Replays the journal into the block map (pages stay dirty in its cache until the caller's checkpoint). */
-export async function replayJournal(r: RepairContext): Promise<void> {
+/** Replays the journal into the block map (pages stay dirty in its cache until the caller's checkpoint); returns the entries replayed. */
+export async function replayJournal(r: RepairContext): Promise<number> {
   const entries = await r.journal.replay();
   // mapping → data check of the logical block it holds now (−1: a slot that does not decode).
   const verified = new Map<number, number>();
@@ -81,6 +81,7 @@ export async function replayJournal(r: RepairContext): Promise<void> {
     pool.free(d);
     pool.free(plain);
   }
+  return entries.length;
 }
 
 async function setMapping(map: BlockMap, lba: number, m: number, check: number): Promise<void> {

@@ -140,6 +140,29 @@ export class SlabDepot {
     for (const i of done) this.pendingMark[i] = 0;
   }
 
+  /** Every block's count, one byte per data block (saved at a clean close: refcount-store.ts). */
+  counts(): Uint8Array {
+    return this.refs;
+  }
+
+  /**
+   * The counts a clean close saved, in place of a rebuild (open): false, and
+   * nothing changed, unless there is one per data block and none is over
+   * MAX_REFERENCES.
+   */
+  loadCounts(counts: Uint8Array): boolean {
+    if (counts.length !== this.dataBlocks) return false;
+    for (let i = 0; i < counts.length; i++) if (counts[i] > MAX_REFERENCES) return false;
+    this.resetAll();
+    this.refs.set(counts);
+    for (let i = 0; i < counts.length; i++) {
+      if (counts[i] === 0) continue;
+      this.used++;
+      this.slabFree[Math.floor(i / this.slabBlocks)]--;
+    }
+    return true;
+  }
+
   /** Recovery: counts rebuilt from scratch (every block referenced by the block map). */
   resetAll(): void {
     this.refs.fill(0);

@@ -11,7 +11,7 @@
  */
 import { FlashpackError, badArgument, describe, invalid } from '../errors.js';
 import { DedupeIndex, DEFAULT_INDEX_MEMORY, MIN_INDEX_MEMORY, MAX_INDEX_MEMORY } from './dedupe.js';
-import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, SUPERBLOCK_COPIES, CODECS, type Codec, type WritePolicy } from './encodings.js';
+import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, SUPERBLOCK_COPIES, CODECS, refsBlocksFor, type Codec, type WritePolicy } from './encodings.js';
 import type { PackerPolicy } from './packer.js';
 import type { Runtime } from '../wasm/runtime.js';
 
@@ -93,6 +93,8 @@ export interface Layout {
   indexMemory: number;
   indexBlocks: number;
   indexStart: number;
+  refsStart: number;
+  refsBlocks: number;
   dataStart: number;
   slabBlocks: number;
   dedupe: boolean;
@@ -194,21 +196,23 @@ export function layoutFor(o: VolumeOptions, physicalBlocks?: number): Layout {
   // physical block (two entries a block) never helps: a block is indexed once.
   const indexMemoryFor = (physical: number): number => (dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(o.indexMemory ?? DEFAULT_INDEX_MEMORY, 64 * physical)) : 0);
   const indexBlocksFor = (memory: number): number => (dedupe ? 1 + Math.ceil(DedupeIndex.imageBytes(memory) / BLOCK_BYTES) : 0);
-  const metadataFor = (physical: number): number => SUPERBLOCK_COPIES + journalBlocks + mapPages + indexBlocksFor(indexMemoryFor(physical));
+  const metadataFor = (physical: number): number => SUPERBLOCK_COPIES + journalBlocks + mapPages + indexBlocksFor(indexMemoryFor(physical)) + refsBlocksFor(physical);
   const physical = physicalBlocks ?? defaultPhysical(logicalBlocks, metadataFor);
   const indexMemory = indexMemoryFor(physical);
   const indexBlocks = indexBlocksFor(indexMemory);
   const indexStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
-  const dataStart = indexStart + indexBlocks;
+  const refsStart = indexStart + indexBlocks;
+  const refsBlocks = refsBlocksFor(physical);
+  const dataStart = refsStart + refsBlocks;
   if (dataStart + 1 > physical) {
     throw new FlashpackError(
       'ENOSPC',
-      `volume: ${physical} physical blocks (${physical * BLOCK_BYTES} bytes) cannot hold ${dataStart} blocks of metadata (journal ${journalBlocks}, block map ${mapPages}, index ${indexBlocks}) and any data; at least ${(dataStart + 1) * BLOCK_BYTES} bytes are needed`,
+      `volume: ${physical} physical blocks (${physical * BLOCK_BYTES} bytes) cannot hold ${dataStart} blocks of metadata (journal ${journalBlocks}, block map ${mapPages}, index ${indexBlocks}, reference counts ${refsBlocks}) and any data; at least ${(dataStart + 1) * BLOCK_BYTES} bytes are needed`,
     );
   }
   if (physical >= 2 ** 32) throw invalid(`volume: ${physical} physical blocks is more than the 2^32 − 1 a block map entry can address`);
   return {
-    logicalBlocks, physicalBlocks: physical, journalBlocks, mapPages, indexMemory, indexBlocks, indexStart, dataStart, dedupe,
+    logicalBlocks, physicalBlocks: physical, journalBlocks, mapPages, indexMemory, indexBlocks, indexStart, refsStart, refsBlocks, dataStart, dedupe,
     slabBlocks: Math.min(o.slabBlocks ?? DEFAULT_SLAB_BLOCKS, physical - dataStart),
     codec: o.codec ?? 'lz4',
     writePolicy: o.writePolicy ?? 'async',

@@ -56,6 +56,7 @@ import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
 import { rebuildReferences, replayJournal } from './repair.js';
 import { loadIndex, saveIndex } from './index-store.js';
+import { eraseReferences, loadReferences, saveReferences } from './refcount-store.js';
 import { FlushEpochs } from './flush.js';
 import { LogicalZone } from './logical-zone.js';
 import { Admission } from './admission.js';
@@ -100,6 +101,8 @@ export class Volume {
   private readonly index: DedupeIndex;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
+  /** Open took the reference counts the last clean close saved (no map scan). */
+  referencesLoaded = false;
   /** Packing and writing new data (store.ts). */
   private readonly stores: StoreStage;
   private readonly meta = new Mutex();
@@ -138,7 +141,7 @@ export class Volume {
     this.hold = hold;
     this.readOnly = opts.readOnly === true;
     const pool = engine.pool;
-    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES);
+    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, sb.physicalBlocks);
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
     this.mapping = new MappingStage({
@@ -234,6 +237,7 @@ export class Volume {
         nonce: (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0,
         logicalBlocks: l.logicalBlocks, physicalBlocks: l.physicalBlocks, journalStart: SUPERBLOCK_COPIES, journalBlocks: l.journalBlocks,
         mapStart: SUPERBLOCK_COPIES + l.journalBlocks, mapPages: l.mapPages, indexStart: l.indexStart, indexBlocks: l.indexBlocks,
+        refsStart: l.refsStart, refsBlocks: l.refsBlocks,
         indexMemory: l.indexMemory, dataStart: l.dataStart, slabBlocks: l.slabBlocks, codec: l.codec, dedupe: l.dedupe, writePolicy: l.writePolicy,
       };
       // Zero the journal, the block map and the index header: an all-zero sector means "never written".
@@ -298,13 +302,21 @@ export class Volume {
 
   // ---- recovery -------------------------------------------------------------------
 
-  /** Replays the journal and rebuilds reference counts (repair.ts), then checkpoints. */
+  /**
+   * Replays the journal (repair.ts); takes the reference counts the last
+   * clean close saved when nothing was replayed, else rebuilds them from the
+   * map (refcount-store.ts); then checkpoints.
+   */
   private async recover(): Promise<void> {
-    await replayJournal({
-      logicalBlocks: this.sb.logicalBlocks, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool: this.engine.pool,
+    const pool = this.engine.pool;
+    const saved = await loadReferences(this.sb, this.dev, pool);
+    if (!this.readOnly) await eraseReferences(this.sb, this.dev, pool);
+    const replayed = await replayJournal({
+      logicalBlocks: this.sb.logicalBlocks, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool,
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
     });
-    this.mapping.logicalUsed = await rebuildReferences(this.map, this.depot);
+    this.referencesLoaded = replayed === 0 && saved !== null && this.depot.loadCounts(saved.counts);
+    this.mapping.logicalUsed = this.referencesLoaded ? (saved as { logicalUsed: number }).logicalUsed : await rebuildReferences(this.map, this.depot);
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
     if (!this.readOnly) await this.mapping.checkpoint();
@@ -574,6 +586,7 @@ export class Volume {
         await this.meta.run(() => this.mapping.checkpoint());
         const sb = { ...this.sb, generation: this.sb.generation + 1 };
         if (this.indexSaved) await saveIndex(this.index, this.sb, this.dev, this.engine.pool, sb.generation);
+        await saveReferences(this.depot, this.mapping.logicalUsed, this.sb, this.dev, this.engine.pool, sb.generation);
         await writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
         await this.dev.flush();
       }

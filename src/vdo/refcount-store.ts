@@ -1,0 +1,81 @@
+/**
+ * Reference counts saved across a clean close, so a clean open does not scan
+ * the whole block map to rebuild them (issue 17; dm-vdo persists its
+ * reference blocks with a slab journal, which is what a dirty open still
+ * lacks here): the depot's counts in the refs region, behind a header sector
+ * naming the superblock generation of the close that wrote them and the
+ * payload's CRC-32C. Payload: logical blocks used (u64), then one count byte
+ * per data block.
+ *
+ * Invariants:
+ * - counts are used only by an open whose journal replays nothing, when the
+ *   header's generation is the current superblock's and the CRC matches;
+ *   otherwise they are rebuilt from the map, as before;
+ * - a writable open erases the header, durably, before it writes anything
+ *   else: a checkpoint can empty the journal while the map moves on, so
+ *   counts saved at one close must never meet a later crash.
+ */
+import type { SlabPool } from '../shm/slab.js';
+import type { BlockDevice } from './block-device.js';
+import { STAGING_BYTES } from './data-writer.js';
+import type { SlabDepot } from './slab-depot.js';
+import { BLOCK_BYTES, REFS_MAGIC, crc32cOfLarge, SECTOR_VALID, openSector, refsPayloadBytes, sealSector, type SectorHeader, type Superblock } from './encodings.js';
+
+/** Writes the counts, then the header naming `generation` (the superblock the close writes next). */
+export async function saveReferences(depot: SlabDepot, logicalUsed: number, sb: Superblock, dev: BlockDevice, pool: SlabPool, generation: number): Promise<void> {
+  const payload = new Uint8Array((sb.refsBlocks - 1) * BLOCK_BYTES);
+  const v = new DataView(payload.buffer);
+  v.setUint32(0, logicalUsed >>> 0, true);
+  v.setUint32(4, Math.floor(logicalUsed / 2 ** 32), true);
+  payload.set(depot.counts(), 8);
+  const used = 8 + depot.counts().length;
+  const buf = await pool.allocAsync(STAGING_BYTES);
+  try {
+    for (let at = 0; at < payload.length; at += STAGING_BYTES) {
+      const chunk = payload.subarray(at, Math.min(payload.length, at + STAGING_BYTES));
+      pool.bytes(buf, true).set(chunk);
+      await dev.write(sb.refsStart + 1 + at / BLOCK_BYTES, buf, false, chunk.length / BLOCK_BYTES);
+    }
+    const head = pool.bytes(buf, true).subarray(0, BLOCK_BYTES);
+    head.fill(0);
+    sealSector(head, 0, REFS_MAGIC, sb.nonce, { index: 0, count: 0, key: generation, aux: crc32cOfLarge(payload.subarray(0, used)) });
+    await dev.write(sb.refsStart, buf, false, 1);
+  } finally {
+    pool.free(buf);
+  }
+}
+
+/** The counts the close that wrote the current superblock saved, if whole: [logical blocks used, a count per data block]; else null. */
+export async function loadReferences(sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<{ logicalUsed: number; counts: Uint8Array } | null> {
+  const dataBlocks = sb.physicalBlocks - sb.dataStart;
+  const used = 8 + dataBlocks;
+  if (used > refsPayloadBytes(sb.physicalBlocks)) return null;
+  const payload = new Uint8Array((sb.refsBlocks - 1) * BLOCK_BYTES);
+  const buf = await pool.allocAsync(STAGING_BYTES);
+  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  try {
+    await dev.read(sb.refsStart, buf, 1);
+    if (openSector(pool.bytes(buf, true), 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== sb.generation) return null;
+    for (let at = 0; at < payload.length; at += STAGING_BYTES) {
+      const n = Math.min(payload.length - at, STAGING_BYTES);
+      await dev.read(sb.refsStart + 1 + at / BLOCK_BYTES, buf, n / BLOCK_BYTES);
+      payload.set(pool.bytes(buf, true).subarray(0, n), at);
+    }
+  } finally {
+    pool.free(buf);
+  }
+  if (crc32cOfLarge(payload.subarray(0, used)) !== h.aux) return null;
+  const v = new DataView(payload.buffer);
+  return { logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32, counts: payload.subarray(8, used) };
+}
+
+/** Makes saved counts unusable (a zero header), written through (FUA): a writable open, before anything else changes. */
+export async function eraseReferences(sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<void> {
+  const buf = await pool.allocAsync(BLOCK_BYTES);
+  try {
+    pool.bytes(buf, true).subarray(0, BLOCK_BYTES).fill(0);
+    await dev.write(sb.refsStart, buf, true, 1);
+  } finally {
+    pool.free(buf);
+  }
+}
