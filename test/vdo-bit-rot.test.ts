@@ -16,6 +16,7 @@ import {
   type Superblock,
 } from '../dist/vdo/encodings.js';
 import { prng, randomBytes } from './helpers/data.js';
+import { codeOf } from './helpers/codes.js';
 import { modelDecodeBlock } from './helpers/lz4-model.js';
 
 const BS = 4096;
@@ -105,15 +106,6 @@ function storedBytes(img: Uint8Array, pbn: number, state: number): Uint8Array | 
 
 const same = (a: Uint8Array | null, b: Uint8Array): boolean => a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    expect(err).toBeInstanceOf(FlashpackError);
-    return (err as FlashpackError).code;
-  }
-}
 
 describe('bit rot in stored blocks', () => {
   for (const seed of [17, 1701]) {

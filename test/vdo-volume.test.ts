@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FlashpackError, Runtime, Volume, nvme, runtime as processRuntime } from '../dist/index.js';
 import type { VolumeStats } from '../dist/index.js';
 import { prng, randomBytes } from './helpers/data.js';
+import { codeOf } from './helpers/codes.js';
 
 const BS = 4096;
 const SECTOR = 512;
@@ -60,16 +61,6 @@ afterEach(async () => {
   }
 });
 
-/** The FlashpackError code a promise rejects with, or 'ok'. Anything else than a FlashpackError fails the test. */
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    expect(err).toBeInstanceOf(FlashpackError);
-    return (err as FlashpackError).code;
-  }
-}
 
 async function errorOf(p: Promise<unknown>): Promise<FlashpackError | null> {
   try {

@@ -17,9 +17,11 @@
  */
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
-import { STAGING_BYTES } from './data-writer.js';
 import type { SlabDepot } from './slab-depot.js';
-import { BLOCK_BYTES, REFS_MAGIC, crc32cOfLarge, SECTOR_VALID, openSector, refsPayloadBytes, sealSector, type SectorHeader, type Superblock } from './encodings.js';
+import { BLOCK_BYTES, REFS_MAGIC, refsPayloadBytes, type Superblock } from './encodings.js';
+import { readSaved, writeSaved, type SavedRegion } from './saved-region.js';
+
+const regionOf = (sb: Superblock): SavedRegion => ({ start: sb.refsStart, magic: REFS_MAGIC, nonce: sb.nonce });
 
 /** Writes the counts, then the header naming `generation` (the superblock the close writes next). */
 export async function saveReferences(depot: SlabDepot, logicalUsed: number, sb: Superblock, dev: BlockDevice, pool: SlabPool, generation: number): Promise<void> {
@@ -28,45 +30,17 @@ export async function saveReferences(depot: SlabDepot, logicalUsed: number, sb: 
   v.setUint32(0, logicalUsed >>> 0, true);
   v.setUint32(4, Math.floor(logicalUsed / 2 ** 32), true);
   payload.set(depot.counts(), 8);
-  const used = 8 + depot.counts().length;
-  const buf = await pool.allocAsync(STAGING_BYTES);
-  try {
-    for (let at = 0; at < payload.length; at += STAGING_BYTES) {
-      const chunk = payload.subarray(at, Math.min(payload.length, at + STAGING_BYTES));
-      pool.bytes(buf, true).set(chunk);
-      await dev.write(sb.refsStart + 1 + at / BLOCK_BYTES, buf, false, chunk.length / BLOCK_BYTES);
-    }
-    const head = pool.bytes(buf, true).subarray(0, BLOCK_BYTES);
-    head.fill(0);
-    sealSector(head, 0, REFS_MAGIC, sb.nonce, { index: 0, count: 0, key: generation, aux: crc32cOfLarge(payload.subarray(0, used)) });
-    await dev.write(sb.refsStart, buf, false, 1);
-  } finally {
-    pool.free(buf);
-  }
+  await writeSaved(regionOf(sb), dev, pool, payload, 8 + depot.counts().length, generation);
 }
 
-/** The counts the close that wrote the current superblock saved, if whole: [logical blocks used, a count per data block]; else null. */
+/** The counts the close that wrote the current superblock saved, if whole: logical blocks used and a count per data block; else null. */
 export async function loadReferences(sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<{ logicalUsed: number; counts: Uint8Array } | null> {
-  const dataBlocks = sb.physicalBlocks - sb.dataStart;
-  const used = 8 + dataBlocks;
-  if (used > refsPayloadBytes(sb.physicalBlocks)) return null;
-  const payload = new Uint8Array((sb.refsBlocks - 1) * BLOCK_BYTES);
-  const buf = await pool.allocAsync(STAGING_BYTES);
-  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-  try {
-    await dev.read(sb.refsStart, buf, 1);
-    if (openSector(pool.bytes(buf, true), 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== sb.generation) return null;
-    for (let at = 0; at < payload.length; at += STAGING_BYTES) {
-      const n = Math.min(payload.length - at, STAGING_BYTES);
-      await dev.read(sb.refsStart + 1 + at / BLOCK_BYTES, buf, n / BLOCK_BYTES);
-      payload.set(pool.bytes(buf, true).subarray(0, n), at);
-    }
-  } finally {
-    pool.free(buf);
-  }
-  if (crc32cOfLarge(payload.subarray(0, used)) !== h.aux) return null;
+  const checked = 8 + sb.physicalBlocks - sb.dataStart;
+  if (checked > refsPayloadBytes(sb.physicalBlocks)) return null;
+  const payload = await readSaved(regionOf(sb), dev, pool, (sb.refsBlocks - 1) * BLOCK_BYTES, checked, sb.generation);
+  if (payload === null) return null;
   const v = new DataView(payload.buffer);
-  return { logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32, counts: payload.subarray(8, used) };
+  return { logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32, counts: payload.subarray(8, checked) };
 }
 
 /** Makes saved counts unusable (a zero header), written through (FUA): a writable open, before anything else changes. */
