@@ -124,7 +124,7 @@ describe('flashpack cluster and serve --etcd against three stores', () => {
     expect(text.stdout.trim()).toBe(`volume v: 4 shards, ${3 * VOLUME_BYTES} bytes compared (192.0 MiB), 12 replicas read, 0 skipped; every replica agrees`);
     const json = await cluster(['verify', 'v', '--etcd', etcd(), '--json']);
     expect(json.code, explain(json)).toBe(0);
-    expect(JSON.parse(json.stdout)).toEqual({ volume: 'v', shards: SHARDS, bytesCompared: REPLICAS * VOLUME_BYTES, replicasRead: SHARDS * REPLICAS, skipped: [], differences: [] });
+    expect(JSON.parse(json.stdout)).toEqual({ volume: 'v', shards: SHARDS, bytesCompared: REPLICAS * VOLUME_BYTES, replicasRead: SHARDS * REPLICAS, skipped: [], differences: [], corrupt: [] });
   }, 60_000);
 
   it('refusals: a taken name EEXIST (exit 1), 4 replicas on 3 stores EINVAL (1), a missing volume ENOENT (1), an unknown subcommand (2)', async () => {

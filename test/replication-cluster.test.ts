@@ -175,8 +175,12 @@ describe('replicated volume: three stores, one etcd', () => {
     expect(primary.log.slice(logged)).not.toMatch(/read repair/);
     expect((await replication.verifyVolume(t.cluster, 'volrot')).differences).toEqual([]);
 
-    rot(primary, b);
+    // Rot on the secondary alone: verify names that replica's range (its RECOVERY_READ answers CORRUPT).
     rot(other, b);
+    const found = await replication.verifyVolume(t.cluster, 'volrot');
+    expect(found.differences).toEqual([]);
+    expect(found.corrupt).toEqual([{ shard: 0, offset: 0, length: expect.any(Number), volumeOffset: 0, store: other.id }]);
+    rot(primary, b);
     const err = await v.read(80 * 4096, 4096).then(() => null, (e: unknown) => e);
     expect((err as { code?: string })?.code).toBe('ECORRUPT');
     expect(primary.log).toMatch(/no OK replica gave the block back/);

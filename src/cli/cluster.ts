@@ -251,7 +251,7 @@ async function verifyCommand(argv: string[]): Promise<number> {
       const report = await verifyWithProgress(cluster, name);
       if (values.json === true) printJson(report);
       else print(verifyText(report));
-      return report.differences.length === 0 && report.skipped.length === 0 ? 0 : 1;
+      return report.differences.length === 0 && report.skipped.length === 0 && report.corrupt.length === 0 ? 0 : 1;
     });
   });
 }
@@ -277,9 +277,11 @@ function verifyText(r: VerifyReport): string {
     out.push(`shard ${d.shard}: bytes [${d.offset}, ${d.offset + d.length}) of the shard, [${d.volumeOffset}, ${d.volumeOffset + d.length}) of the volume: ${differing.join(', ')} differ${differing.length === 1 ? 's' : ''} from ${reference}`);
   }
   for (const s of r.skipped) out.push(`shard ${s.shard}: replica on ${s.store} skipped (${s.state}, not OK)`);
+  for (const c of r.corrupt) out.push(`shard ${c.shard}: bytes [${c.offset}, ${c.offset + c.length}) of the shard, [${c.volumeOffset}, ${c.volumeOffset + c.length}) of the volume: ${c.store} holds blocks that fail their data checks`);
   const counts = `${r.bytesCompared} bytes compared (${formatBytes(r.bytesCompared)}), ${plural(r.replicasRead, 'replica')} read, ${r.skipped.length} skipped`;
   let verdict = 'every replica agrees';
   if (r.differences.length > 0) verdict = `${plural(r.differences.length, 'region')} ${r.differences.length === 1 ? 'differs' : 'differ'}`;
+  else if (r.corrupt.length > 0) verdict = `${plural(r.corrupt.length, 'region')} on a replica ${r.corrupt.length === 1 ? 'fails' : 'fail'} its data checks`;
   else if (r.skipped.length > 0) verdict = `the replicas read agree, but ${plural(r.skipped.length, 'replica')} could not be verified`;
   out.push(`volume ${r.volume}: ${plural(r.shards, 'shard')}, ${counts}; ${verdict}`);
   return out.join('\n');

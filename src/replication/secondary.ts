@@ -12,6 +12,7 @@ import { regionsOf, type Replica } from './replica.js';
 import type { Answer } from './store-connection.js';
 import { statusOf } from './primary.js';
 import { unpackPayload } from './payload.js';
+import { isCorrupt } from './read-repair.js';
 import type { FlashpackError } from '../errors.js';
 import {
   OP_RECOVERY_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, ST_CORRUPT, ST_INVALID_OPCODE, ST_NOT_READY, ST_OK, ST_REP_TO_PRIMARY,
@@ -32,6 +33,11 @@ export class Secondary {
       const release = await rep.lock.acquire(head.offset, head.offset + head.length);
       try {
         return { status: ST_OK, epoch: info.epoch, data: await rep.volume.read(head.offset, head.length) };
+      } catch (err) {
+        // A block here fails its data check: say so (CORRUPT), so the reader asks another replica or reports it.
+        if (!isCorrupt(err)) throw err;
+        this.store.log(`${info.volume}#${info.index}: RECOVERY_READ at ${head.offset}+${head.length}: ${(err as Error).message}`);
+        return { status: ST_CORRUPT, epoch: info.epoch };
       } finally {
         release();
       }
