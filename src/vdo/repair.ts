@@ -20,7 +20,10 @@ import type { BlockDevice } from './block-device.js';
 import { mappingOf, pbnOf, stateOf, type BlockMap } from './block-map.js';
 import type { RecoveryJournal } from './recovery-journal.js';
 import type { SlabDepot } from './slab-depot.js';
-import { ENTRY_DISCARD, ENTRY_MAP, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN } from './encodings.js';
+import { eraseReferences, loadReferences } from './refcount-store.js';
+import {
+  ENTRY_DISCARD, ENTRY_MAP, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, type Superblock,
+} from './encodings.js';
 
 /** The journal's data check of a logical block: bits 64–95 of its XXH3-128 (the engine's prepare job computes the same). */
 export function dataCheckOf(block: Uint8Array): number {
@@ -30,7 +33,8 @@ export function dataCheckOf(block: Uint8Array): number {
 
 /** What replay needs of an opening volume. */
 export interface RepairContext {
-  logicalBlocks: number;
+  sb: Superblock;
+  readOnly: boolean;
   journal: RecoveryJournal;
   map: BlockMap;
   depot: SlabDepot;
@@ -38,6 +42,20 @@ export interface RepairContext {
   pool: SlabPool;
   /** Decodes `slot` of the packed block in buffer `buf` into buffer `into`: null, or why it cannot. */
   decodeSlot(buf: number, slot: number, into: number): string | null;
+}
+
+/**
+ * An opening volume's metadata made whole: the journal replayed; the
+ * reference counts the last clean close saved taken when nothing was
+ * replayed, else rebuilt from the map (refcount-store.ts). A writable open
+ * erases saved counts before anything is written. The caller checkpoints.
+ */
+export async function recoverMetadata(r: RepairContext): Promise<{ logicalUsed: number; referencesLoaded: boolean }> {
+  const saved = await loadReferences(r.sb, r.dev, r.pool);
+  if (!r.readOnly) await eraseReferences(r.sb, r.dev, r.pool);
+  const replayed = await replayJournal(r);
+  if (replayed === 0 && saved !== null && r.depot.loadCounts(saved.counts)) return { logicalUsed: saved.logicalUsed, referencesLoaded: true };
+  return { logicalUsed: await rebuildReferences(r.map, r.depot), referencesLoaded: false };
 }
 
 /** Replays the journal into the block map (pages stay dirty in its cache until the caller's checkpoint); returns the entries replayed. */
@@ -52,11 +70,11 @@ export async function replayJournal(r: RepairContext): Promise<number> {
   try {
     for (const e of entries) {
       if (e.kind === ENTRY_DISCARD) {
-        if (e.lba + e.count > r.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
+        if (e.lba + e.count > r.sb.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
         for (let lba = e.lba; lba < e.lba + e.count; lba++) await setMapping(r.map, lba, 0, 0);
         continue;
       }
-      if (e.kind !== ENTRY_MAP || e.lba >= r.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13 || (e.newState === STATE_UNMAPPED && e.newPbn !== 0)) {
+      if (e.kind !== ENTRY_MAP || e.lba >= r.sb.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13 || (e.newState === STATE_UNMAPPED && e.newPbn !== 0)) {
         throw new FlashpackError('ECORRUPT', `recovery journal: entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume`);
       }
       const m = mappingOf(e.newPbn, e.newState);

@@ -50,19 +50,20 @@ import { FileBackend } from '../nvme/file-backend.js';
 import { BlockDevice } from './block-device.js';
 import { ReadPath } from './read-path.js';
 import { DataWriter } from './data-writer.js';
-import { BlockMap, pbnOf, stateOf } from './block-map.js';
+import { BlockMap } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
-import { rebuildReferences, replayJournal } from './repair.js';
+import { recoverMetadata } from './repair.js';
 import { loadIndex, saveIndex } from './index-store.js';
-import { eraseReferences, loadReferences, saveReferences } from './refcount-store.js';
+import { saveReferences } from './refcount-store.js';
 import { FlushEpochs } from './flush.js';
 import { LogicalZone } from './logical-zone.js';
 import { Admission } from './admission.js';
 import { FragmentArena } from './fragment-arena.js';
 import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
+import { extentsOf, type VolumeExtent } from './extents.js';
 import { detach, holdAndAttach, readSuperblock, refuseUnlessBlank, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
 import { inspect, refuseUnlessEmpty } from './image-file.js';
@@ -71,7 +72,7 @@ import {
   type OpenOptions, type VolumeOptions,
 } from './volume-options.js';
 import {
-  BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, type Codec, type Superblock,
+  BLOCK_BYTES, SUPERBLOCK_COPIES, type Codec, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -79,15 +80,7 @@ export type { VolumeStats } from './stats.js';
 export type { ScrubOptions, ScrubReport } from './scrub.js';
 export type { BadBlock } from './read-path.js';
 
-/** A run of whole blocks and how it is stored (Volume.extents). */
-export interface VolumeExtent {
-  offset: number;
-  length: number;
-  type: 'data' | 'zero' | 'hole';
-}
-
-/** Blocks one extents() call looks at (4 GiB): a client asking about a whole large volume gets an answer in parts. */
-const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
+export type { VolumeExtent } from './extents.js';
 
 export class Volume {
   readonly sb: Superblock;
@@ -308,15 +301,12 @@ export class Volume {
    * map (refcount-store.ts); then checkpoints.
    */
   private async recover(): Promise<void> {
-    const pool = this.engine.pool;
-    const saved = await loadReferences(this.sb, this.dev, pool);
-    if (!this.readOnly) await eraseReferences(this.sb, this.dev, pool);
-    const replayed = await replayJournal({
-      logicalBlocks: this.sb.logicalBlocks, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool,
+    const r = await recoverMetadata({
+      sb: this.sb, readOnly: this.readOnly, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool: this.engine.pool,
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
     });
-    this.referencesLoaded = replayed === 0 && saved !== null && this.depot.loadCounts(saved.counts);
-    this.mapping.logicalUsed = this.referencesLoaded ? (saved as { logicalUsed: number }).logicalUsed : await rebuildReferences(this.map, this.depot);
+    this.referencesLoaded = r.referencesLoaded;
+    this.mapping.logicalUsed = r.logicalUsed;
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
     if (!this.readOnly) await this.mapping.checkpoint();
@@ -460,28 +450,7 @@ export class Volume {
   async extents(offset: number, length: number, maxExtents = 1024): Promise<VolumeExtent[]> {
     this.check(offset, length, 'read');
     checkInteger('volume.extents: maxExtents', maxExtents, 1, 2 ** 31);
-    const out: VolumeExtent[] = [];
-    const first = Math.floor(offset / BLOCK_BYTES);
-    const end = Math.min(Math.ceil((offset + Math.max(length, 1)) / BLOCK_BYTES), first + EXTENTS_SCAN_BLOCKS_MAX);
-    let lba = first;
-    while (lba < end) {
-      const pageEnd = Math.min(end, (Math.floor(lba / MAP_ENTRIES_PER_PAGE) + 1) * MAP_ENTRIES_PER_PAGE);
-      const page = await this.map.page(lba);
-      try {
-        for (; lba < pageEnd; lba++) {
-          const m = this.map.get(page, lba);
-          const type: VolumeExtent['type'] = this.zone.busy(lba) ? 'data'
-            : stateOf(m) === STATE_UNMAPPED ? 'hole' : pbnOf(m) === ZERO_PBN ? 'zero' : 'data';
-          const last = out[out.length - 1];
-          if (last !== undefined && last.type === type) last.length += BLOCK_BYTES;
-          else if (out.length === maxExtents) return out;
-          else out.push({ offset: lba * BLOCK_BYTES, length: BLOCK_BYTES, type });
-        }
-      } finally {
-        this.map.unpin(page);
-      }
-    }
-    return out;
+    return extentsOf(this.map, this.zone, offset, length, maxExtents);
   }
 
   /**
