@@ -246,6 +246,18 @@ describe('checkVolume: a healthy volume', () => {
 });
 
 describe('checkVolume: damage is found and named where it is', () => {
+  it('a byte in the saved reference counts: reported, and a clean open rebuilds them from the map', async () => {
+    const { p, sb, stats } = await made();
+    flipByte(p, (sb.refsStart + 1) * BS + 20);
+    const r = await checkVolume(p);
+    expect(r.problems).toEqual([
+      { where: `saved reference counts (blocks ${sb.refsStart}–${sb.refsStart + sb.refsBlocks - 1})`, what: expect.stringMatching(/^fail their checksum \(CRC-32C 0x[0-9a-f]{8}, the header says 0x[0-9a-f]{8}\): a clean open rebuilds them from the block map$/) },
+    ]);
+    const v = await track(Volume.open(p, { ...small, readOnly: true }));
+    expect({ lu: v.stats().logicalBlocksUsed, du: v.stats().dataBlocksUsed }).toEqual({ lu: stats.logicalBlocksUsed, du: stats.dataBlocksUsed });
+    await closeVol(v);
+  });
+
   it('a byte in a block map sector: that page and sector, with its LBAs', async () => {
     const { p, sb } = await made();
     flipByte(p, sb.mapStart * BS + 1 * SECTOR_BYTES + 200);

@@ -375,9 +375,13 @@ async function checkSavedCounts(img: Image, sb: Superblock, refs: References, lo
   if (openSector(head, 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== sb.generation) return;
   await img.read(sb.refsStart + 1, sb.refsBlocks - 1, payload);
   const dataBlocks = sb.physicalBlocks - sb.dataStart;
-  if (crc32cOfLarge(payload.subarray(0, 8 + dataBlocks)) !== h.aux) return; // open rebuilds them from the map
-  const savedUsed = u32(payload, 0) + u32(payload, 4) * 2 ** 32;
   const where = `saved reference counts (blocks ${sb.refsStart}–${sb.refsStart + sb.refsBlocks - 1})`;
+  const crc = crc32cOfLarge(payload.subarray(0, 8 + dataBlocks));
+  if (crc !== h.aux) {
+    problems.add(where, `fail their checksum (CRC-32C ${hex32(crc)}, the header says ${hex32(h.aux)}): a clean open rebuilds them from the block map`);
+    return;
+  }
+  const savedUsed = u32(payload, 0) + u32(payload, 4) * 2 ** 32;
   if (savedUsed !== logicalUsed) problems.add(where, `say ${savedUsed} logical blocks used; the block map has ${logicalUsed} (a clean open takes the saved counts)`);
   let named = 0;
   let differ = 0;
