@@ -21,7 +21,7 @@
  *   read of many blocks each cost one promise: device reads complete into
  *   callbacks, not one async frame per block.
  */
-import { FlashpackError } from '../errors.js';
+import { FlashpackError, hex32 } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { Runtime } from '../wasm/runtime.js';
 import { decompressRegion } from '../codec/lz4.js';
@@ -31,7 +31,7 @@ import { STAGING_BYTES } from './data-writer.js';
 import { pbnOf, stateOf, type BlockMap } from './block-map.js';
 import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, packedFragment, type Codec } from './encodings.js';
 
-const hex32 = (v: number): string => '0x' + v.toString(16).padStart(8, '0');
+const NO_BYTES = new Uint8Array(0);
 
 /** Reads of at least this many blocks gather their device reads (gathered()); shorter ones go block by block. */
 const READ_GATHER_BLOCKS_MIN = 4;
@@ -349,7 +349,8 @@ export class ReadPath {
    */
   private async gathered(offset: number, length: number, tally: ScrubTally | null): Promise<Uint8Array> {
     const { pendingInto, map } = this.s;
-    const out = new Uint8Array(length);
+    // A scrub returns no bytes: it only asks whether a block is pending (copying none of it).
+    const out = tally === null ? new Uint8Array(length) : NO_BYTES;
     const first = Math.floor(offset / BLOCK_BYTES);
     const end = Math.floor((offset + length - 1) / BLOCK_BYTES) + 1;
     const maps = new Float64Array(end - first).fill(-1);
@@ -364,7 +365,7 @@ export class ReadPath {
           for (; lba < pageEnd; lba++) {
             const from = Math.max(offset, lba * BLOCK_BYTES);
             const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
-            if (pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from)) continue;
+            if (tally === null ? pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from) : pendingInto(lba, out, 0, 0, 0)) continue;
             let m: number;
             try {
               m = map.get(page, lba);
