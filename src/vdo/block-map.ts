@@ -14,11 +14,14 @@ import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import {
   MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
-  mapEntryAt, openSector, sealSector, type SectorHeader,
+  mapEntryAt, openSector, recordedCheck, sealSector, type SectorHeader,
 } from './encodings.js';
 
 /** Map pages one device read covers when forEach() scans the map: a staging buffer's worth. */
 const SCAN_RUN_PAGES = STAGING_BYTES / 4096;
+
+/** The little-endian u32 at b[at]. */
+const u32le = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 
 /** A mapping as one number: pbn * 16 + state. */
 export const mappingOf = (pbn: number, state: number): number => pbn * 16 + state;
@@ -187,7 +190,7 @@ export class BlockMap {
     }
     const b = this.bytes();
     const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
-    const pbn = (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+    const pbn = u32le(b, at);
     // A clean open takes saved counts without scanning the map, so an entry is vouched for here, where it is used.
     if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.physicalBlocks)) {
       throw corrupt(`block map: LBA ${lba} maps to PBN ${pbn}, outside the data region [${this.dataStart}, ${this.physicalBlocks})`);
@@ -201,15 +204,15 @@ export class BlockMap {
    */
   checkOf(page: Page, lba: number): number {
     const b = this.bytes();
-    const at = this.pool.bufferOf(page.desc) + mapEntryAt(lba - page.index * MAP_ENTRIES_PER_PAGE) + 5;
-    return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+    return u32le(b, this.pool.bufferOf(page.desc) + mapEntryAt(lba - page.index * MAP_ENTRIES_PER_PAGE) + 5);
   }
 
   /**
-   * Sets the mapping of `lba` and the data check of the block it holds (0 for
-   * unmapped and the zero block) in a loaded page; the caller has journaled the change.
+   * Sets the mapping of `lba` and the data check of the logical block it
+   * holds (recorded as 0 for unmapped and the zero block) in a loaded page;
+   * the caller has journaled the change.
    */
-  set(page: Page, lba: number, mapping: number, check: number): void {
+  set(page: Page, lba: number, mapping: number, dataCheck: number): void {
     const e = lba - page.index * MAP_ENTRIES_PER_PAGE;
     const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
     if ((page.corrupt & (1 << s)) !== 0) throw corrupt(`block map: page ${page.index} sector ${s} fails its checksum; cannot update LBA ${lba}`);
@@ -221,6 +224,7 @@ export class BlockMap {
     b[at + 2] = (pbn >>> 16) & 0xff;
     b[at + 3] = (pbn >>> 24) & 0xff;
     b[at + 4] = stateOf(mapping);
+    const check = recordedCheck(pbn, stateOf(mapping), dataCheck);
     b[at + 5] = check & 0xff;
     b[at + 6] = (check >>> 8) & 0xff;
     b[at + 7] = (check >>> 16) & 0xff;
@@ -293,9 +297,9 @@ export class BlockMap {
     try {
       for (let first = 0; first < this.pages; first += SCAN_RUN_PAGES) {
         const n = Math.min(SCAN_RUN_PAGES, this.pages - first);
-        let uncached = 0;
-        for (let pi = first; pi < first + n; pi++) if (!this.cache.has(pi)) uncached++;
-        if (uncached > 0) await this.dev.read(this.start + first, run, n);
+        let uncached = false;
+        for (let pi = first; pi < first + n && !uncached; pi++) uncached = !this.cache.has(pi);
+        if (uncached) await this.dev.read(this.start + first, run, n);
         const base = this.pool.bufferOf(run);
         const words = new Int32Array(this.pool.memory.buffer, base, n * 1024);
         const b = this.bytes();
@@ -328,8 +332,7 @@ export class BlockMap {
             const to = Math.min(end, from + MAP_ENTRIES_PER_SECTOR);
             for (let lba = from; lba < to; lba++) {
               const e = at + mapEntryAt(lba - pi * MAP_ENTRIES_PER_PAGE);
-              const pbn = (b[e] | (b[e + 1] << 8) | (b[e + 2] << 16) | (b[e + 3] << 24)) >>> 0;
-              const m = mappingOf(pbn, b[e + 4] & 15);
+              const m = mappingOf(u32le(b, e), b[e + 4] & 15);
               if (m !== 0) visit(lba, m);
             }
           }

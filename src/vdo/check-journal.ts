@@ -12,7 +12,7 @@ import { decompressInto as inflateInto } from '../codec/deflate.js';
 import {
   BLOCK_BYTES, ENTRY_DISCARD, ENTRY_MAP, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC,
   MAP_ENTRIES_PER_PAGE, SECTORS_PER_BLOCK, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED,
-  STATE_UNMAPPED, ZERO_PBN, decodeJournalEntry, openSector, packedFragment,
+  STATE_UNMAPPED, ZERO_PBN, decodeJournalEntry, openSector, packedFragment, recordedCheck,
   type Codec, type JournalEntry, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { READ_RUN_BLOCKS_MAX, type Image, type Problems } from './check-image.js';
@@ -170,7 +170,7 @@ function checkEntry(e: JournalEntry, sb: Superblock, where: string, problems: Pr
     problems.add(where, `LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}); recovery fails here (ECORRUPT)`);
     return null;
   }
-  return { lba: e.lba, count: 1, pbn: e.newPbn, state: e.newState, check: e.newState === STATE_UNMAPPED || e.newPbn === ZERO_PBN ? 0 : e.dataCheck };
+  return { lba: e.lba, count: 1, pbn: e.newPbn, state: e.newState, check: recordedCheck(e.newPbn, e.newState, e.dataCheck) };
 }
 
 /** Files a change under every block map page it touches (a discard may span pages). */

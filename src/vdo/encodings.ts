@@ -334,6 +334,11 @@ export const MAX_COMPRESSION_SLOTS = 14;
 /** PBN 0 with STATE_UNCOMPRESSED: the shared zero block. */
 export const ZERO_PBN = 0;
 
+/** The data check a map entry records for (pbn, state): a block's, or 0 for unmapped and the zero block (nothing is read for them). */
+export function recordedCheck(pbn: number, state: number, dataCheck: number): number {
+  return state === STATE_UNMAPPED || pbn === ZERO_PBN ? 0 : dataCheck >>> 0;
+}
+
 export function mapEntryAt(index: number): number {
   const s = Math.floor(index / MAP_ENTRIES_PER_SECTOR);
   return s * SECTOR_BYTES + SECTOR_HEADER_BYTES + (index % MAP_ENTRIES_PER_SECTOR) * MAP_ENTRY_BYTES;

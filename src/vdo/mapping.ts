@@ -157,7 +157,7 @@ export class MappingStage {
     e.oldState = stateOf(old);
     e.dataCheck = job.check;
     journal.append(e);
-    map.set(page, lba, mapping, pbnOf(mapping) === ZERO_PBN ? 0 : job.check);
+    map.set(page, lba, mapping, job.check);
     job.st.applied = job.gen;
     if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
     else if (pbnOf(old) !== ZERO_PBN) depot.decrement(pbnOf(old));

@@ -93,7 +93,7 @@ export async function replayJournal(r: RepairContext): Promise<number> {
         // A mismatch means the data never reached the media: the previous mapping stays.
         if (check !== e.dataCheck) continue;
       }
-      await setMapping(r.map, e.lba, m, e.newState === STATE_UNMAPPED || e.newPbn === ZERO_PBN ? 0 : e.dataCheck);
+      await setMapping(r.map, e.lba, m, e.dataCheck);
     }
   } finally {
     pool.free(d);
