@@ -28,13 +28,15 @@ import {
   BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC,
   MAX_COMPRESSION_SLOTS, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader, mapEntryAt,
-  REFS_MAGIC, crc32cOfLarge,
+  crc32cOfLarge,
   openSector, packedFragment, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
 import { Image, Problems, READ_RUN_BLOCKS_MAX, type CheckProblem } from './check-image.js';
 import { STATE_MAX, checkJournal, decodeSlot, type Replay } from './check-journal.js';
 import { dataCheckOf } from './repair.js';
+import { countsBytes, decodeCounts, refsRegionOf } from './refcount-store.js';
+import { savedCrc } from './saved-region.js';
 
 export type { CheckProblem } from './check-image.js';
 
@@ -371,25 +373,23 @@ async function checkSavedCounts(img: Image, sb: Superblock, refs: References, lo
   const head = new Uint8Array(BLOCK_BYTES);
   img.total += sb.refsBlocks;
   await img.read(sb.refsStart, 1, head);
-  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-  if (openSector(head, 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== sb.generation) return;
+  const want = savedCrc(head, refsRegionOf(sb), sb.generation);
+  if (want === null) return;
   await img.read(sb.refsStart + 1, sb.refsBlocks - 1, payload);
-  const dataBlocks = sb.physicalBlocks - sb.dataStart;
   const where = `saved reference counts (blocks ${sb.refsStart}–${sb.refsStart + sb.refsBlocks - 1})`;
-  const crc = crc32cOfLarge(payload.subarray(0, 8 + dataBlocks));
-  if (crc !== h.aux) {
-    problems.add(where, `fail their checksum (CRC-32C ${hex32(crc)}, the header says ${hex32(h.aux)}): a clean open rebuilds them from the block map`);
+  const crc = crc32cOfLarge(payload.subarray(0, countsBytes(sb)));
+  if (crc !== want) {
+    problems.add(where, `fail their checksum (CRC-32C ${hex32(crc)}, the header says ${hex32(want)}): a clean open rebuilds them from the block map`);
     return;
   }
-  const savedUsed = u32(payload, 0) + u32(payload, 4) * 2 ** 32;
+  const { logicalUsed: savedUsed, counts } = decodeCounts(payload, sb);
   if (savedUsed !== logicalUsed) problems.add(where, `say ${savedUsed} logical blocks used; the block map has ${logicalUsed} (a clean open takes the saved counts)`);
   let named = 0;
   let differ = 0;
-  for (let i = 0; i < dataBlocks; i++) {
-    const want = Math.min(refs.refs[i], 255);
-    if (payload[8 + i] === want) continue;
+  for (let i = 0; i < counts.length; i++) {
+    if (counts[i] === Math.min(refs.refs[i], 255)) continue;
     differ++;
-    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i}`, `has a saved reference count of ${payload[8 + i]}; the block map references it ${refs.refs[i]} times (a clean open takes the saved counts)`);
+    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i}`, `has a saved reference count of ${counts[i]}; the block map references it ${refs.refs[i]} times (a clean open takes the saved counts)`);
   }
   if (differ > named) problems.add(where, `${differ - named} more blocks whose saved count differs from the block map's`);
 }

@@ -18,10 +18,21 @@
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import type { SlabDepot } from './slab-depot.js';
-import { BLOCK_BYTES, REFS_MAGIC, refsPayloadBytes, type Superblock } from './encodings.js';
+import { BLOCK_BYTES, REFS_MAGIC, type Superblock } from './encodings.js';
 import { readSaved, writeSaved, type SavedRegion } from './saved-region.js';
 
-const regionOf = (sb: Superblock): SavedRegion => ({ start: sb.refsStart, magic: REFS_MAGIC, nonce: sb.nonce });
+export const refsRegionOf = (sb: Superblock): SavedRegion => ({ start: sb.refsStart, magic: REFS_MAGIC, nonce: sb.nonce });
+
+/** Where the count bytes start in the payload (after the u64 of logical blocks used). */
+const COUNTS_AT = 8;
+/** Payload bytes the saved counts use (and their CRC covers). */
+export const countsBytes = (sb: Superblock): number => COUNTS_AT + sb.physicalBlocks - sb.dataStart;
+
+/** The logical blocks used and the count per data block a payload holds (a view into it). */
+export function decodeCounts(payload: Uint8Array, sb: Superblock): { logicalUsed: number; counts: Uint8Array } {
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return { logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32, counts: payload.subarray(COUNTS_AT, countsBytes(sb)) };
+}
 
 /** Writes the counts, then the header naming `generation` (the superblock the close writes next). */
 export async function saveReferences(depot: SlabDepot, logicalUsed: number, sb: Superblock, dev: BlockDevice, pool: SlabPool, generation: number): Promise<void> {
@@ -29,18 +40,14 @@ export async function saveReferences(depot: SlabDepot, logicalUsed: number, sb: 
   const v = new DataView(payload.buffer);
   v.setUint32(0, logicalUsed >>> 0, true);
   v.setUint32(4, Math.floor(logicalUsed / 2 ** 32), true);
-  payload.set(depot.counts(), 8);
-  await writeSaved(regionOf(sb), dev, pool, payload, 8 + depot.counts().length, generation);
+  payload.set(depot.counts(), COUNTS_AT);
+  await writeSaved(refsRegionOf(sb), dev, pool, payload, countsBytes(sb), generation);
 }
 
 /** The counts the close that wrote the current superblock saved, if whole: logical blocks used and a count per data block; else null. */
 export async function loadReferences(sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<{ logicalUsed: number; counts: Uint8Array } | null> {
-  const checked = 8 + sb.physicalBlocks - sb.dataStart;
-  if (checked > refsPayloadBytes(sb.physicalBlocks)) return null;
-  const payload = await readSaved(regionOf(sb), dev, pool, (sb.refsBlocks - 1) * BLOCK_BYTES, checked, sb.generation);
-  if (payload === null) return null;
-  const v = new DataView(payload.buffer);
-  return { logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32, counts: payload.subarray(8, checked) };
+  const payload = await readSaved(refsRegionOf(sb), dev, pool, (sb.refsBlocks - 1) * BLOCK_BYTES, countsBytes(sb), sb.generation);
+  return payload === null ? null : decodeCounts(payload, sb);
 }
 
 /** Makes saved counts unusable (a zero header), written through (FUA): a writable open, before anything else changes. */

@@ -36,14 +36,21 @@ export async function writeSaved(r: SavedRegion, dev: BlockDevice, pool: SlabPoo
   }
 }
 
+/** The CRC a header block records, when `head` is region r's header for superblock `generation`; else null. */
+export function savedCrc(head: Uint8Array, r: SavedRegion, generation: number): number | null {
+  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  return openSector(head, 0, r.magic, r.nonce, h) === SECTOR_VALID && h.key === generation ? h.aux : null;
+}
+
 /** The payload (`bytes` long, whole blocks) the close that wrote superblock `generation` saved, if whole; else null. */
 export async function readSaved(r: SavedRegion, dev: BlockDevice, pool: SlabPool, bytes: number, checked: number, generation: number): Promise<Uint8Array | null> {
   const payload = new Uint8Array(bytes);
   const buf = await pool.allocAsync(STAGING_BYTES);
-  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  let crc: number | null;
   try {
     await dev.read(r.start, buf, 1);
-    if (openSector(pool.bytes(buf, true), 0, r.magic, r.nonce, h) !== SECTOR_VALID || h.key !== generation) return null;
+    crc = savedCrc(pool.bytes(buf, true), r, generation);
+    if (crc === null) return null;
     for (let at = 0; at < bytes; at += STAGING_BYTES) {
       const n = Math.min(bytes - at, STAGING_BYTES);
       await dev.read(r.start + 1 + at / BLOCK_BYTES, buf, n / BLOCK_BYTES);
@@ -52,5 +59,5 @@ export async function readSaved(r: SavedRegion, dev: BlockDevice, pool: SlabPool
   } finally {
     pool.free(buf);
   }
-  return crc32cOfLarge(payload.subarray(0, checked)) === h.aux ? payload : null;
+  return crc32cOfLarge(payload.subarray(0, checked)) === crc ? payload : null;
 }
