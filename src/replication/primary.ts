@@ -28,19 +28,13 @@ import type { Answer } from './store-connection.js';
 import type { Request } from './data-client.js';
 import {
   ST_DEGRADE, ST_REOPEN, OP_DISCARD, OP_FLUSH, OP_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, OP_WRITE,
-  ST_CONN_LOST, ST_CORRUPT, ST_EPOCH, ST_INTERNAL, ST_INVALID_OPCODE, ST_NOSPACE, ST_NOT_PRIMARY, ST_NOT_READY, ST_OK, type Head,
+  ST_CONN_LOST, ST_CORRUPT, ST_EPOCH, ST_INVALID_OPCODE, ST_NOT_PRIMARY, ST_NOT_READY, ST_OK, statusOf, type Head,
 } from './wire.js';
 
 /** Times a change is resent to a replica that answered with a newer epoch. */
 const STALE_RETRIES = 3;
 
 const REPLICATE: Record<number, number> = { [OP_WRITE]: OP_REPLICATE_WRITE, [OP_DISCARD]: OP_REPLICATE_DISCARD, [OP_FLUSH]: OP_REPLICATE_FLUSH };
-
-/** A local failure as a status. */
-export function statusOf(err: unknown): number {
-  const code = (err as FlashpackError).code;
-  return code === 'ENOSPC' ? ST_NOSPACE : ST_INTERNAL;
-}
 
 export class Primary {
   /** Per shard: the failure being recorded in etcd, so concurrent failures queue behind it. */

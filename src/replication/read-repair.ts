@@ -18,9 +18,8 @@ import { FlashpackError } from '../errors.js';
 import type { Store } from './store.js';
 import type { Replica } from './replica.js';
 import type { Answer } from './store-connection.js';
+import { BLOCK_BYTES as BLOCK } from '../vdo/encodings.js';
 import { OP_RECOVERY_READ, ST_CORRUPT, ST_OK, type Head } from './wire.js';
-
-const BLOCK = 4096;
 
 export const isCorrupt = (err: unknown): boolean => err instanceof FlashpackError && err.code === 'ECORRUPT';
 
@@ -32,7 +31,6 @@ export async function repairRead(store: Store, rep: Replica, head: Head, shardId
   try {
     const info = rep.info;
     const out = new Uint8Array(to - from);
-    const repaired: number[] = [];
     for (let at = from; at < to; at += BLOCK) {
       try {
         out.set(await rep.volume.read(at, BLOCK), at - from);
@@ -48,7 +46,6 @@ export async function repairRead(store: Store, rep: Replica, head: Head, shardId
       }
       await rep.volume.write(at, good.data);
       out.set(good.data, at - from);
-      repaired.push(at);
       store.counters.readRepairs++;
       store.log(`${info.volume}#${info.index}: read repair at ${at}: rewritten from store ${good.store}`);
     }

@@ -10,12 +10,9 @@
 import type { Store } from './store.js';
 import { regionsOf, type Replica } from './replica.js';
 import type { Answer } from './store-connection.js';
-import { statusOf } from './primary.js';
 import { unpackPayload } from './payload.js';
-import { isCorrupt } from './read-repair.js';
-import type { FlashpackError } from '../errors.js';
 import {
-  OP_RECOVERY_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, ST_CORRUPT, ST_INVALID_OPCODE, ST_NOT_READY, ST_OK, ST_REP_TO_PRIMARY,
+  OP_RECOVERY_READ, OP_REPLICATE_DISCARD, OP_REPLICATE_FLUSH, OP_REPLICATE_WRITE, ST_INVALID_OPCODE, ST_NOT_READY, ST_OK, ST_REP_TO_PRIMARY, statusOf,
   type Head,
 } from './wire.js';
 
@@ -31,13 +28,9 @@ export class Secondary {
       // Only an OK replica's bytes are worth copying (not one that reopened after a crash and has not settled: failover.ts).
       if (mine?.state !== 'OK' || rep.leftover.length > 0) return { status: ST_NOT_READY, epoch: info.epoch };
       const release = await rep.lock.acquire(head.offset, head.offset + head.length);
+      // A block here that fails its data check throws ECORRUPT, which the connection answers CORRUPT (statusOf): the reader asks another replica or reports it.
       try {
         return { status: ST_OK, epoch: info.epoch, data: await rep.volume.read(head.offset, head.length) };
-      } catch (err) {
-        // A block here fails its data check: say so (CORRUPT), so the reader asks another replica or reports it.
-        if (!isCorrupt(err)) throw err;
-        this.store.log(`${info.volume}#${info.index}: RECOVERY_READ at ${head.offset}+${head.length}: ${(err as Error).message}`);
-        return { status: ST_CORRUPT, epoch: info.epoch };
       } finally {
         release();
       }
@@ -73,7 +66,7 @@ export class Secondary {
       }
     } catch (err) {
       this.store.log(`${info.volume}#${info.index}: replicated 0x${head.opcode.toString(16)} failed: ${(err as Error).message}`);
-      return { status: (err as FlashpackError).code === 'ECORRUPT' ? ST_CORRUPT : statusOf(err), epoch: info.epoch };
+      return { status: statusOf(err), epoch: info.epoch };
     }
     return { status: ST_OK, epoch: info.epoch };
   }

@@ -8,7 +8,7 @@
  */
 import type * as net from 'node:net';
 import {
-  FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INTERNAL, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake,
+  FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INTERNAL, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake, statusOf,
   encodeReplyFrame, type Frame, type Head,
 } from './wire.js';
 import { WriteBatch } from './write-batch.js';
@@ -124,7 +124,7 @@ export class StoreConnection {
       (a) => this.reply(f.head, a),
       (err: Error) => {
         this.host.log(`${this.label}: request failed: ${err.message}`);
-        this.reply(f.head, { status: ST_INTERNAL, epoch: 0 });
+        this.reply(f.head, { status: statusOf(err), epoch: 0 });
       },
     ).finally(() => {
       this.inflight--;

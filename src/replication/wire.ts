@@ -138,6 +138,12 @@ export function statusName(status: number): string {
   return s;
 }
 
+/** A local failure as the status that answers it: ENOSPC is NOSPACE, ECORRUPT (stored data failing its checks) CORRUPT, anything else INTERNAL. */
+export function statusOf(err: unknown): number {
+  const code = err instanceof FlashpackError ? err.code : undefined;
+  return code === 'ENOSPC' ? ST_NOSPACE : code === 'ECORRUPT' ? ST_CORRUPT : ST_INTERNAL;
+}
+
 /** The FlashpackError for a failed reply: "replicate write to store 3: NOT_PRIMARY|REOPEN (status 0x40c0)"; EIO unless mapped. */
 export function statusToError(status: number, what: string): FlashpackError {
   const code = status & ~ST_FLAG_BITS & 0xffff;
