@@ -37,7 +37,7 @@
  * previous mapping; rebuilds reference counts from the block map; and
  * checkpoints.
  */
-import { FlashpackError, badArgument, checkInteger, invalid } from '../errors.js';
+import { FlashpackError, checkFunction, checkInteger, checkOptions, invalid } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { PrepareStage } from './prepare.js';
@@ -528,9 +528,9 @@ export class Volume {
    */
   async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume.scrub: the volume is closed (scrub after close())');
-    if (options === null || typeof options !== 'object') throw badArgument('volume.scrub: options', 'an object', options);
-    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw badArgument('volume.scrub: options.onProgress', 'a function', options.onProgress);
-    return scrubVolume(this.reads, this.sb.logicalBlocks, options);
+    const opts = checkOptions<ScrubOptions>('volume.scrub: options', options);
+    if (opts.onProgress !== undefined) checkFunction('volume.scrub: options.onProgress', opts.onProgress);
+    return scrubVolume(this.reads, this.sb.logicalBlocks, opts);
   }
 
   stats(): VolumeStats {
