@@ -12,8 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { Volume } from '../dist/index.js';
-import { MAP_ENTRIES_PER_PAGE, decodeSuperblock, mapEntryAt } from '../dist/vdo/encodings.js';
+import { MAP_ENTRIES_PER_PAGE, decodeSuperblock } from '../dist/vdo/encodings.js';
 import { VolumeLock, lockDirOf } from '../dist/vdo/volume-lock.js';
+import { entryOffset, imageReader, leafBlock } from './helpers/map-image.js';
 import { askServer, startControl, REQUEST_BYTES_MAX } from '../dist/nbd/control.js';
 import { corpusRoot, prng, randomBytes } from './helpers/data.js';
 
@@ -218,18 +219,21 @@ describe('flashpack command line', () => {
     expect(report).toMatchObject({ ok: true, problems: [], clean: true });
 
     writeFileSync(at('bad.img'), readFileSync(at('mixed.img')));
-    const sb = decodeSuperblock(new Uint8Array(readFileSync(at('bad.img')).subarray(0, 4096)));
+    const img = new Uint8Array(readFileSync(at('bad.img')));
+    const sb = decodeSuperblock(img.subarray(0, 4096));
     if (typeof sb === 'string') throw new Error(sb);
+    const leaf0 = leafBlock(imageReader(img), sb, 0); // block map page 0: LBAs 0–423
+    expect(leaf0).toBeGreaterThanOrEqual(sb.dataStart);
     const fd = openSync(at('bad.img'), 'r+');
     const byte = new Uint8Array(1);
-    const where = sb.mapStart * 4096 + 100; // page 0, sector 0: entries of LBAs 0–95
+    const where = leaf0 * 4096 + 100; // page 0, sector 0: entries of LBAs 0–52
     readSync(fd, byte, 0, 1, where);
     byte[0] ^= 0x5a;
     writeSync(fd, byte, 0, 1, where);
     closeSync(fd);
     const bad = flashpack(['check', 'bad.img']);
     expect(bad.status).toBe(1);
-    expect(bad.stdout).toMatch(/block map page 0/);
+    expect(bad.stdout).toMatch(new RegExp(`block map page 0 \\(PBN ${leaf0}\\) sector 0`));
     expect(bad.stdout).toMatch(/\nbad\.img: clean, 1 problem; /);
     expect(JSON.parse(flashpack(['check', 'bad.img', '--json']).stdout).ok).toBe(false);
   });
@@ -242,7 +246,8 @@ describe('flashpack command line', () => {
     let lba = 0;
     let pbn = 0;
     for (; lba < MAP_ENTRIES_PER_PAGE; lba++) {
-      const e = sb.mapStart * 4096 + mapEntryAt(lba);
+      const e = entryOffset(imageReader(img), sb, lba);
+      expect(e).toBeGreaterThan(0);
       pbn = (img[e] | (img[e + 1] << 8) | (img[e + 2] << 16) | (img[e + 3] << 24)) >>> 0;
       if (img[e + 4] === 1 && pbn !== 0) break;
     }

@@ -12,12 +12,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlashpackError, Runtime, Volume, nvme } from '../dist/index.js';
 import {
-  MAP_ENTRIES_PER_PAGE, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, decodeSuperblock, mapEntryAt,
+  STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, decodeSuperblock,
   type Superblock,
 } from '../dist/vdo/encodings.js';
 import { prng, randomBytes } from './helpers/data.js';
 import { codeOf } from './helpers/codes.js';
 import { modelDecodeBlock } from './helpers/lz4-model.js';
+import { entryOffset, imageReader } from './helpers/map-image.js';
 
 const BS = 4096;
 const LOGICAL_BLOCKS = 1024;
@@ -77,13 +78,13 @@ function superblockOf(img: Uint8Array): Superblock {
 
 const u32 = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 
-/** Each LBA's (PBN, state) as the image's block map holds them (a closed volume: every mapping checkpointed). */
+/** Each LBA's (PBN, state) as the image's block map tree holds them (a closed volume: every mapping checkpointed; a leaf never written: unmapped). */
 function mappings(img: Uint8Array, sb: Superblock): { pbn: number; state: number }[] {
   const out = [];
+  const read = imageReader(img);
   for (let lba = 0; lba < sb.logicalBlocks; lba++) {
-    const page = Math.floor(lba / MAP_ENTRIES_PER_PAGE);
-    const at = (sb.mapStart + page) * BS + mapEntryAt(lba % MAP_ENTRIES_PER_PAGE);
-    out.push({ pbn: u32(img, at), state: img[at + 4] });
+    const at = entryOffset(read, sb, lba);
+    out.push(at < 0 ? { pbn: 0, state: STATE_UNMAPPED } : { pbn: u32(img, at), state: img[at + 4] });
   }
   return out;
 }

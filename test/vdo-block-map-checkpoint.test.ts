@@ -23,6 +23,7 @@ class HeldDevice {
     const at = this.pool.bufferOf(desc);
     return new Uint8Array(this.pool.memory.buffer, at, 4096);
   }
+  async flush(): Promise<void> {}
   async read(vb: number, desc: number): Promise<void> {
     this.buf(desc).set(this.media.get(vb) ?? new Uint8Array(4096));
   }
@@ -45,7 +46,13 @@ class HeldDevice {
 function setup(): { pool: SlabPool; dev: HeldDevice; map: () => BlockMap } {
   const pool = SlabPool.create(new Runtime(), [{ size: 4096, count: 64 }]);
   const dev = new HeldDevice(pool);
-  const map = (): BlockMap => new BlockMap(dev as unknown as BlockDevice, pool, 0, MAP_ENTRIES_PER_PAGE * 6, NONCE, 2);
+  // Root at block 1; tree pages from block 10 on, as a depot would hand them out.
+  let next = 10;
+  const map = (): BlockMap => {
+    const m = new BlockMap(dev as unknown as BlockDevice, pool, 1, MAP_ENTRIES_PER_PAGE * 20, NONCE, 2, 2, 1000);
+    m.setAllocator({ allocateMapPage: () => next++ });
+    return m;
+  };
   return { pool, dev, map };
 }
 
@@ -60,7 +67,8 @@ async function mappingAt(map: BlockMap, lba: number): Promise<number> {
 
 async function setAt(map: BlockMap, lba: number, m: number): Promise<void> {
   const p = await map.page(lba);
-  map.set(p, lba, m);
+  await map.place(p);
+  map.set(p, lba, m, 0);
   map.unpin(p);
 }
 
@@ -73,8 +81,8 @@ describe('block map checkpoint writes in flight', () => {
     const checkpoint = map.writeDirty();
     await new Promise((r) => setTimeout(r, 5));
     expect(dev.held.length).toBe(1);
-    // Loads of four other pages through a two-page cache, while page 0's write is held.
-    for (let pi = 1; pi <= 4; pi++) expect(await mappingAt(map, pi * MAP_ENTRIES_PER_PAGE)).toBe(0);
+    // Loads of twelve other pages through a two-page cache, while page 0's write is held.
+    for (let pi = 1; pi <= 12; pi++) expect(await mappingAt(map, pi * MAP_ENTRIES_PER_PAGE)).toBe(0);
     expect(await mappingAt(map, 5)).toBe(mappingOf(100, 1));
     dev.release();
     await checkpoint;

@@ -19,6 +19,7 @@ import {
   decodeJournalEntry, packedFragment, sealSector, type JournalEntry, type SectorHeader, type Superblock,
 } from '../src/vdo/encodings.js';
 import { prng, randomBytes } from './helpers/data.js';
+import { leafBlock, leaves, pageBlock, type ReadBlock } from './helpers/map-image.js';
 
 const BS = BLOCK_BYTES;
 const small = { workers: 1, ioWorkers: 1 } as const;
@@ -124,12 +125,20 @@ function superblockOf(p: string): Superblock {
   expect(copies.length).toBeGreaterThan(0);
   return copies.reduce((a, b) => (b.generation > a.generation ? b : a));
 }
+/** The image's blocks as the map-image helpers read them. */
+const readerOf = (p: string): ReadBlock => (pbn) => readBlock(p, pbn);
+/** The block holding leaf `leaf` of a closed image (it must exist). */
+function leafAt(p: string, sb: Superblock, leaf: number): number {
+  const pbn = leafBlock(readerOf(p), sb, leaf);
+  expect(pbn, `leaf ${leaf}`).toBeGreaterThanOrEqual(sb.dataStart);
+  return pbn;
+}
 /** Every mapped LBA of a cleanly closed image: [lba, pbn, state]. */
 function mappings(p: string, sb: Superblock): [number, number, number][] {
   const out: [number, number, number][] = [];
   const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-  for (let page = 0; page < sb.mapPages; page++) {
-    const b = readBlock(p, sb.mapStart + page);
+  for (const [page, pbn] of leaves(readerOf(p), sb)) {
+    const b = readBlock(p, pbn);
     for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) {
       const lba = page * MAP_ENTRIES_PER_PAGE + e;
       if (lba >= sb.logicalBlocks || openSector(b, Math.floor(e / MAP_ENTRIES_PER_SECTOR), MAP_MAGIC, sb.nonce, h) !== SECTOR_VALID) continue;
@@ -260,12 +269,29 @@ describe('checkVolume: damage is found and named where it is', () => {
 
   it('a byte in a block map sector: that page and sector, with its LBAs', async () => {
     const { p, sb } = await made();
-    flipByte(p, sb.mapStart * BS + 1 * SECTOR_BYTES + 200);
+    const leaf0 = leafAt(p, sb, 0);
+    flipByte(p, leaf0 * BS + 1 * SECTOR_BYTES + 200);
     const r = await checkVolume(p);
     expect(r.ok).toBe(false);
-    expect(problemsAt(r, 'block map page 0 sector 1 (LBAs 53–105)')).toEqual([
-      { where: 'block map page 0 sector 1 (LBAs 53–105)', what: expect.stringMatching(/fails its checksum/) },
+    expect(problemsAt(r, `block map page 0 (PBN ${leaf0}) sector 1`)).toEqual([
+      { where: `block map page 0 (PBN ${leaf0}) sector 1`, what: 'fails its checksum (reads of LBAs 53–105 are ECORRUPT)' },
     ]);
+  });
+
+  it('a byte in an interior block map page: that page and sector, with every LBA under it; the volume reads them ECORRUPT', async () => {
+    const { p, sb } = await made();
+    const l1 = pageBlock(readerOf(p), sb, 1, 0);
+    expect(l1).toBeGreaterThanOrEqual(sb.dataStart);
+    flipByte(p, l1 * BS + SECTOR_HEADER_BYTES); // sector 0, slot 0: leaf 0's PBN
+    const r = await checkVolume(p);
+    expect(r.ok).toBe(false);
+    // Sector 0 of a level 1 page names leaves 0–120: LBAs 0–51303.
+    expect(problemsAt(r, `block map level 1 page 0 (PBN ${l1}) sector 0`)).toEqual([
+      { where: `block map level 1 page 0 (PBN ${l1}) sector 0`, what: `fails its checksum (reads of LBAs 0–${121 * MAP_ENTRIES_PER_PAGE - 1} are ECORRUPT)` },
+    ]);
+    const v = await track(Volume.open(p, { ...small, readOnly: true }));
+    for (const lba of [0, 500, 1000]) expect((await failure(v.read(lba * BS, BS))).code).toBe('ECORRUPT'); // mapped, mapped, never written
+    await closeVol(v);
   });
 
   it('a superblock copy: that copy and why; the rest is checked with the other copy', async () => {
@@ -331,11 +357,12 @@ describe('checkVolume: damage is found and named where it is', () => {
 
   it('a block map entry (in a sector with a valid checksum) pointing outside the data region: that LBA, page and sector', async () => {
     const { p, sb } = await made();
-    const b = readBlock(p, sb.mapStart);
+    const leaf0 = leafAt(p, sb, 0);
+    const b = readBlock(p, leaf0);
     new DataView(b.buffer).setUint32(mapEntryAt(5), sb.physicalBlocks + 10, true);
     b[mapEntryAt(5) + 4] = 1;
     sealSector(b, 0, MAP_MAGIC, sb.nonce, { index: 0, count: 0, key: 0, aux: 0 });
-    writeAt(p, sb.mapStart * BS, b);
+    writeAt(p, leaf0 * BS, b);
     const r = await checkVolume(p);
     expect(problemsAt(r, /^LBA 5 /)).toEqual([
       { where: 'LBA 5 (block map page 0 sector 0 entry 5)', what: expect.stringContaining(`maps to PBN ${sb.physicalBlocks + 10}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks})`) },
@@ -359,7 +386,7 @@ describe('checkVolume: damage is found and named where it is', () => {
       b[mapEntryAt(e) + 4] = e === 7 ? STATE_COMPRESSED_BASE : 1;
     }
     for (let s = 0; s < 8; s++) sealSector(b, s, MAP_MAGIC, sb.nonce, { index: s, count: 0, key: 0, aux: 0 });
-    writeAt(p, sb.mapStart * BS, b);
+    writeAt(p, leafAt(p, sb, 0) * BS, b);
     const r = await checkVolume(p);
     expect(r.dataBlocksUsed).toBe(1);
     expect(problemsAt(r, `PBN ${pbn}`).map((x) => x.what)).toEqual([
@@ -379,12 +406,17 @@ describe('checkVolume: damage is found and named where it is', () => {
 
   it('a sector sealed for another page: named as such', async () => {
     const { p, sb } = await made();
-    const b = readBlock(p, sb.mapStart);
-    sealSector(b, 2, MAP_MAGIC, sb.nonce, { index: 2, count: 0, key: 1, aux: 0 });
-    writeAt(p, sb.mapStart * BS, b);
+    const leaf0 = leafAt(p, sb, 0);
+    const b = readBlock(p, leaf0);
+    sealSector(b, 2, MAP_MAGIC, sb.nonce, { index: 2, count: 0, key: 1, aux: 0 }); // leaf 1's
+    sealSector(b, 3, MAP_MAGIC, sb.nonce, { index: 3, count: 0, key: 0, aux: 1 }); // page 0 of level 1's: same index, another level
+    writeAt(p, leaf0 * BS, b);
     const r = await checkVolume(p);
-    expect(problemsAt(r, 'block map page 0 sector 2 (LBAs 106–158)')).toEqual([
-      { where: 'block map page 0 sector 2 (LBAs 106–158)', what: expect.stringContaining("holds page 1's sector") },
+    expect(problemsAt(r, `block map page 0 (PBN ${leaf0}) sector 2`)).toEqual([
+      { where: `block map page 0 (PBN ${leaf0}) sector 2`, what: "holds block map page 1's sector (its header), not this page's (reads of LBAs 106–158 are ECORRUPT)" },
+    ]);
+    expect(problemsAt(r, `block map page 0 (PBN ${leaf0}) sector 3`)).toEqual([
+      { where: `block map page 0 (PBN ${leaf0}) sector 3`, what: "holds block map level 1 page 0's sector (its header), not this page's (reads of LBAs 159–211 are ECORRUPT)" },
     ]);
   });
 
@@ -396,15 +428,17 @@ describe('checkVolume: damage is found and named where it is', () => {
   });
 
   it('more than 1,000 problems: 1,000 listed and one entry counting the rest', async () => {
-    const { p, sb } = await made();
-    for (let page = 0; page < sb.mapPages; page++) {
+    const { p, sb } = await made({ data: (v) => fill(v, 7, 1024) }); // every LBA written: all 3 leaves exist
+    const written = leaves(readerOf(p), sb);
+    expect(written.map(([leaf]) => leaf)).toEqual([0, 1, 2]);
+    for (const [page, pbn] of written) {
       const b = new Uint8Array(BS);
       for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) b[mapEntryAt(e) + 4] = 0x20; // not a mapping state
       for (let s = 0; s < 8; s++) sealSector(b, s, MAP_MAGIC, sb.nonce, { index: s, count: 0, key: page, aux: 0 });
-      writeAt(p, (sb.mapStart + page) * BS, b);
+      writeAt(p, pbn * BS, b);
     }
     const r = await checkVolume(p);
-    const total = sb.mapPages * MAP_ENTRIES_PER_PAGE;
+    const total = written.length * MAP_ENTRIES_PER_PAGE;
     expect(r.problems.length).toBe(1001);
     expect(r.problems[1000]).toEqual({ where: 'check', what: `${total - 1000} more problems not listed` });
     expect(r.logicalBlocksUsed).toBe(0);

@@ -169,7 +169,7 @@ describe('vdo volume: crash bugs found by the campaigns', () => {
       import { Volume, nvme } from ${JSON.stringify(dist)};
       const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: 4 << 20 }));
       const v = await Volume.create(fault, { logicalSize: 2 << 20, codec: 'none', dedupe: false, workers: 1, journalBlocks: 8 });
-      fault.injectMediaError(v.sb.mapStart, 1, 'read'); // the block map page cannot be read
+      fault.injectMediaError(v.sb.mapStart, 1, 'read'); // the block map root cannot be read (a new volume has no leaf: every lookup starts there)
       await v.discard(100, 10000).catch((err) => console.log('discard rejected:', err.code));
       await new Promise((r) => setTimeout(r, 200));
       console.log('alive');

@@ -24,13 +24,23 @@ afterEach(async () => {
   live.clear();
 });
 
-/** A volume with `dataBlocks` data blocks (2 superblocks, 8 journal, 3 map pages, 2 index blocks, 2 saved-counts blocks before them). */
+/** Block map tree pages of a 4 MiB volume: 3 leaves, a level-1 and a level-2 page. */
+const TREE_PAGES = 5;
+
+/**
+ * A volume with `dataBlocks` data blocks (2 superblocks, 8 journal, the map's root, 2 index blocks,
+ * 2 saved-counts blocks before them) besides its block map tree, placed first (zeroes written under
+ * every leaf), so the allocator hands out data blocks from there on as the scenarios expect.
+ */
 async function small(codec: 'lz4' | 'deflate', dataBlocks = DATA_BLOCKS): Promise<Volume> {
   const v = await Volume.create(new nvme.MemoryBackend({ size: 16 << 20 }), {
-    logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + 2 + dataBlocks) * BS, journalBlocks: 8, codec, workers: 1, runtime: new Runtime(),
+    logicalSize: 4 << 20, physicalSize: (2 + 8 + 1 + 2 + 2 + TREE_PAGES + dataBlocks) * BS, journalBlocks: 8, codec, workers: 1, runtime: new Runtime(),
   });
   live.add(v);
-  expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(dataBlocks);
+  expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(TREE_PAGES + dataBlocks);
+  for (let leaf = 0; leaf < 3; leaf++) await v.write(leaf * 424 * BS, new Uint8Array(BS));
+  await v.flush();
+  expect(v.stats().overheadBlocksUsed - v.sb.dataStart).toBe(TREE_PAGES);
   return v;
 }
 

@@ -8,11 +8,11 @@
  *   superblocks, journal, saved index and saved counts, never the block map,
  *   so 64 GiB and 1 TiB volumes on the same physical size do the same reads;
  * - a writable open erases the saved counts before it writes anything;
- * - after a crash, open rebuilds the counts from the block map read 128 pages
- *   per device read (not one read per page), and gets them right.
- * (A crash still costs a scan of the whole map, and the map still takes
- * physical space in proportion to the logical size: a tree allocated on
- * demand is the rest of issue 17.)
+ * - after a crash, open rebuilds the counts from the block map tree: only the
+ *   pages that exist are read (format 4: a tree allocated on demand, so the
+ *   map takes space and a crash costs reads in proportion to what was
+ *   written, not to the logical size), leaves in consecutive blocks 128 per
+ *   device read (not one read per page), and gets them right.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
@@ -20,10 +20,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Volume } from '../dist/index.js';
 import { prng, randomBytes } from './helpers/data.js';
+import { leaves, pageBlock, type ReadBlock } from './helpers/map-image.js';
+import type { Superblock } from '../dist/vdo/encodings.js';
 
 const BS = 4096;
 const GiB = 2 ** 30;
 const SCAN_RUN_PAGES = 128;
+const MAP_PER_PAGE = 424;
+/** Child PBNs an interior block map page holds. */
+const CHILDREN = 968;
+/** Leaves written one by one in the scan tests: every leaf under level 1 page 0, in consecutive blocks. */
+const RUN = CHILDREN;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flashpack-open-scan-'));
 let n = 0;
 const image = (): string => path.join(dir, `v${n++}.img`);
@@ -112,13 +119,23 @@ describe('create and open of large, mostly empty volumes', () => {
   });
 
   for (const crash of [false, true]) {
-    it(`open after ${crash ? 'a crash: the map read 128 pages at a time (replayed pages from the cache)' : 'a clean close: the saved counts'}, counts and data right`, async () => {
+    it(`open after ${crash ? 'a crash: the tree pages that exist read, leaves 128 at a time (replayed pages from the cache)' : 'a clean close: the saved counts'}, counts and data right`, async () => {
       const p = image();
       const logical = 64 * GiB;
       let v = await track(Volume.create(p, { logicalSize: logical, physicalSize: 2 * GiB, codec: 'lz4', workers: 1 }));
       const blocks = logical / BS;
       const rand = prng(crash ? 2 : 1);
       const written = new Map<number, Uint8Array>();
+      // A zero block in each of the first RUN leaves, one by one: they are placed in consecutive
+      // blocks, and a close writes them (the scan below reads them from the media, not the cache).
+      const zero = new Uint8Array(BS);
+      for (let leaf = 0; leaf < RUN; leaf++) {
+        written.set(leaf * MAP_PER_PAGE, zero);
+        await v.write(leaf * MAP_PER_PAGE * BS, zero);
+      }
+      live.delete(v);
+      await v.close();
+      v = await track(Volume.open(p, { workers: 1 }));
       // Scattered over the whole map, some shared (dedupe), some packed, the last LBA too.
       const shared = randomBytes(BS, rand);
       for (let i = 0; i < 300; i++) {
@@ -129,19 +146,53 @@ describe('create and open of large, mostly empty volumes', () => {
       }
       await v.flush();
       const before = v.stats();
-      const sb = (v as unknown as { sb: { mapPages: number; journalBlocks: number; indexBlocks: number } }).sb;
+      const sb = (v as unknown as { sb: Superblock }).sb;
       live.delete(v);
       if (crash) await v.abandon();
       else await v.close();
+      expect(sb.mapPages).toBe(1); // the map region holds the root; the rest of the tree is in the data region
+
+      // The tree on the media: leaves in runs of consecutive leaves in consecutive blocks.
+      const fd = fs.openSync(p, 'r');
+      const read: ReadBlock = (pbn) => {
+        const b = new Uint8Array(BS);
+        fs.readSync(fd, b, 0, BS, pbn * BS);
+        return b;
+      };
+      const stored = leaves(read, sb);
+      let interior = 0;
+      for (let level = 1; level <= 2; level++) {
+        for (let i = 0; i < Math.ceil(blocks / MAP_PER_PAGE / CHILDREN ** level); i++) if (pageBlock(read, sb, level, i) !== 0) interior++;
+      }
+      fs.closeSync(fd);
+      // Device reads a scan of them takes: one per run of consecutive leaves in consecutive blocks, at most SCAN_RUN_PAGES long.
+      let runs = 0;
+      let runLength = 0;
+      for (let k = 0; k < stored.length; k++) {
+        const [leaf, pbn] = stored[k];
+        const prev = stored[k - 1];
+        if (k > 0 && prev[0] === leaf - 1 && prev[1] === pbn - 1 && runLength < SCAN_RUN_PAGES) runLength++;
+        else {
+          runs++;
+          runLength = 1;
+        }
+      }
+      expect(stored.length).toBeGreaterThanOrEqual(RUN);
+      // The leaves written one by one lie in consecutive blocks.
+      expect(stored.slice(0, RUN).every(([leaf, pbn], k) => leaf === k && pbn === stored[0][1] + k)).toBe(true);
 
       v = await track(Volume.open(p, { workers: 1 }));
       const s = v.stats();
       expect((v as unknown as { referencesLoaded: boolean }).referencesLoaded).toBe(!crash);
       expect(s.logicalBlocksUsed).toBe(before.logicalBlocksUsed);
       expect(s.dataBlocksUsed).toBe(before.dataBlocksUsed);
-      // A page at a time would be more than sb.mapPages reads (39,570 here); saved counts, no map read at all.
-      const scan = crash ? Math.ceil(sb.mapPages / SCAN_RUN_PAGES) : 0;
+      expect(s.overheadBlocksUsed).toBe(before.overheadBlocksUsed); // the tree pages, counted or placed again by recovery
+      // The scan: the root, the interior pages and a read per run of leaves (the flat map of format 3
+      // read all 39,570 pages of it, 128 at a time); a page at a time would be more than the leaves on
+      // the media. Saved counts: no map read at all.
+      const scan = crash ? 1 + interior + runs : 0;
       expect(s.biosOut.read).toBeLessThanOrEqual(scan + sb.journalBlocks + sb.indexBlocks + 16);
+      if (crash) expect(s.biosOut.read).toBeLessThan(stored.length);
       for (const [lba, d] of written) expect(Buffer.from(await v.read(lba * BS, BS)).equals(Buffer.from(d)), `LBA ${lba}`).toBe(true);
     }, 60_000);
   }

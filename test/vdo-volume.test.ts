@@ -12,6 +12,7 @@ import { FlashpackError, Runtime, Volume, nvme, runtime as processRuntime } from
 import type { VolumeStats } from '../dist/index.js';
 import { prng, randomBytes } from './helpers/data.js';
 import { codeOf } from './helpers/codes.js';
+import { entryOffset, imageReader, leafBlock, leaves, pageBlock } from './helpers/map-image.js';
 
 const BS = 4096;
 const SECTOR = 512;
@@ -198,12 +199,14 @@ async function runProperty(cfg: PropConfig): Promise<void> {
     logicalSize: size, codec: cfg.codec, dedupe: cfg.dedupe, writePolicy: cfg.writePolicy,
     journalBlocks: cfg.journalBlocks, ...openOpts,
   });
-  expect(v.sb.mapPages).toBe(Math.ceil(cfg.logicalBlocks / MAP_PER_PAGE));
+  // The map region holds the tree's root only; leaves come from the data region as they are written.
+  expect(v.sb.mapPages).toBe(1);
+  const leafPages = Math.ceil(cfg.logicalBlocks / MAP_PER_PAGE);
 
-  // Hot windows of 24 blocks: the start, the end, and across every block map page boundary.
+  // Hot windows of 24 blocks: the start, the end, and across every block map leaf boundary.
   const WIN = 24;
   const windows = [0, cfg.logicalBlocks - WIN];
-  for (let p = 1; p < v.sb.mapPages; p++) windows.push(p * MAP_PER_PAGE - WIN / 2);
+  for (let p = 1; p < leafPages; p++) windows.push(p * MAP_PER_PAGE - WIN / 2);
   const pickStart = (): number => {
     if (rand() < (cfg.far ?? 0.03)) return Math.floor(rand() * size);
     const w = windows[Math.floor(rand() * windows.length)];
@@ -256,6 +259,8 @@ async function runProperty(cfg: PropConfig): Promise<void> {
       const after = v.stats();
       // Reference counts rebuilt from the block map equal the ones the volume kept in memory.
       expect({ lu: after.logicalBlocksUsed, du: after.dataBlocksUsed }).toEqual({ lu: before.logicalBlocksUsed, du: before.dataBlocksUsed });
+      // ... and so do the block map tree pages (overhead: the metadata regions plus the tree pages).
+      expect(after.overheadBlocksUsed).toBe(before.overheadBlocksUsed);
     }
 
     // A batch of 1–16 ops issued without waiting. Mutations in a batch are byte-disjoint
@@ -310,10 +315,15 @@ async function runProperty(cfg: PropConfig): Promise<void> {
   else expect(s.compressedFragmentsWritten).toBe(0);
   if (cfg.dedupe) expect(s.dedupeAdviceValid + s.dedupeConcurrentShared).toBeGreaterThan(0);
   else expect(s.dedupeAdviceValid + s.dedupeConcurrentShared + s.dedupeAdviceStale).toBe(0);
+  // Tree pages (leaves and interior pages, not the root) are overhead: at most one per leaf plus the interior pages above them.
+  const treePages = s.overheadBlocksUsed - v.sb.dataStart;
+  expect(treePages).toBeGreaterThan(0);
+  expect(treePages).toBeLessThanOrEqual(leafPages + 2);
   if (cfg.cachePages !== undefined) {
-    // The small cache and journal really forced evictions and checkpoints.
-    expect(s.blockMapCacheMisses).toBeGreaterThan(v.sb.mapPages);
-    expect(s.blockMapPagesWritten).toBeGreaterThan(v.sb.mapPages);
+    // The small cache and journal really forced evictions and checkpoints: more misses and
+    // page writes than the tree has pages (its root and every page placed).
+    expect(s.blockMapCacheMisses).toBeGreaterThan(treePages + 1);
+    expect(s.blockMapPagesWritten).toBeGreaterThan(treePages + 1);
   }
 
   // Everything persists exactly across a clean close.
@@ -321,8 +331,14 @@ async function runProperty(cfg: PropConfig): Promise<void> {
   v = await open(backend, openOpts);
   await expectVolumeEquals(v, model, 'after the final close + reopen');
   const t = v.stats();
-  expect({ lu: t.logicalBlocksUsed, du: t.dataBlocksUsed }).toEqual({ lu: s.logicalBlocksUsed, du: s.dataBlocksUsed });
+  expect({ lu: t.logicalBlocksUsed, du: t.dataBlocksUsed, ou: t.overheadBlocksUsed }).toEqual({ lu: s.logicalBlocksUsed, du: s.dataBlocksUsed, ou: s.overheadBlocksUsed });
   await closeVol(v);
+  // On the media: the root names exactly the tree pages the volume counted, one leaf per page the writes touched.
+  const read = imageReader(backend.bytes());
+  const written = leaves(read, v.sb);
+  expect(written.length).toBeGreaterThan(0);
+  expect(written.length).toBeLessThanOrEqual(leafPages);
+  expect(treePages).toBe(written.length + 2); // one level 1 and one level 2 page above them (< 968 leaves)
 }
 
 describe('vdo volume: reads always match an in-memory model (seeded random ops, batches issued concurrently)', () => {
@@ -668,11 +684,14 @@ describe('vdo volume: discard', () => {
   });
 
   it('a huge discard journals one entry per block map page touched, not one per block', async () => {
-    const blocks = 8192; // 20 block map pages
+    const blocks = 8192; // 20 block map leaves
     const v = await create(new nvme.MemoryBackend({ size: 48 << 20 }), { logicalSize: blocks * BS, codec: 'lz4', writePolicy: 'async' });
-    const pages = v.sb.mapPages;
-    expect(pages).toBe(Math.ceil(blocks / MAP_PER_PAGE));
+    expect(v.sb.mapPages).toBe(1); // the tree's root
+    const pages = Math.ceil(blocks / MAP_PER_PAGE);
+    expect(pages).toBe(20);
     await v.write(0, new Uint8Array(blocks * BS)); // every block mapped (to the zero block)
+    // Every leaf placed, and one level 1 and one level 2 page above them.
+    expect(v.stats().overheadBlocksUsed - v.sb.dataStart).toBe(pages + 2);
     const rand = prng(23);
     for (let lba = 5; lba < blocks; lba += 301) await v.write(lba * BS, randomBytes(BS, rand));
     await v.flush();
@@ -757,16 +776,21 @@ describe('vdo volume: discard', () => {
 // ---- 4. ENOSPC ----------------------------------------------------------------------------------
 describe('vdo volume: out of space', () => {
   const DATA_BLOCKS = 64;
+  /** Tree pages the writes below place in the data region: leaf 0 (LBAs 0–423), a level 1 and a level 2 page. */
+  const TREE_PAGES = 3;
   async function smallVolume(writePolicy: 'async' | 'sync'): Promise<{ v: Vol; backend: nvme.MemoryBackend }> {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
-    // 2 superblocks + 8 journal + 3 block map pages (1024 LBAs) + 2 saved-index blocks (header and
+    // 2 superblocks + 8 journal + the block map root (1024 LBAs) + 2 saved-index blocks (header and
     // a 128-entry index: 64 bytes of index memory per physical block at most) + 2 saved-counts
-    // blocks (header and a byte per block) + 64 data blocks.
-    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 3 + 2 + 2 + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    // blocks (header and a byte per block) + 3 blocks for the tree pages of leaf 0 + 64 data blocks.
+    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 1 + 2 + 2 + TREE_PAGES + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    expect(v.sb.mapPages).toBe(1);
     expect(v.sb.indexBlocks).toBe(2);
-    expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(DATA_BLOCKS);
+    expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(TREE_PAGES + DATA_BLOCKS);
     return { v, backend };
   }
+  /** Overhead of the small volume once leaf 0 is placed: the metadata regions and its tree pages. */
+  const overheadOf = (v: Vol): number => v.sb.dataStart + TREE_PAGES;
 
   for (const writePolicy of ['async', 'sync'] as const) {
     it(`${writePolicy}: distinct incompressible writes end in ENOSPC; everything acknowledged reads back; discard + flush makes room again`, async () => {
@@ -787,10 +811,11 @@ describe('vdo volume: out of space', () => {
       expect(acked).toBe(DATA_BLOCKS);
       await v.flush();
       await expectVolumeEquals(v, model, 'after ENOSPC');
-      expect(v.stats()).toMatchObject({ dataBlocksUsed: DATA_BLOCKS, logicalBlocksUsed: DATA_BLOCKS });
-      // Still full: another distinct block does not fit.
+      expect(v.stats()).toMatchObject({ dataBlocksUsed: DATA_BLOCKS, logicalBlocksUsed: DATA_BLOCKS, overheadBlocksUsed: overheadOf(v) });
+      // Still full: another distinct block does not fit (in leaf 1, never placed: no tree page is taken for it either).
       expect(await codeOf(v.write(500 * BS, randomBytes(BS, rand)))).toBe('ENOSPC');
       await expectVolumeEquals(v, model, 'after a second ENOSPC');
+      expect(v.stats()).toMatchObject({ dataBlocksUsed: DATA_BLOCKS, logicalBlocksUsed: DATA_BLOCKS, overheadBlocksUsed: overheadOf(v) });
 
       await v.discard(10 * BS, 10 * BS);
       model.fill(0, 10 * BS, 20 * BS);
@@ -832,7 +857,7 @@ describe('vdo volume: out of space', () => {
     }
     await v.flush();
     await expectVolumeEquals(v, model, 'after the overwrites');
-    expect(v.stats()).toMatchObject({ dataBlocksUsed: USED, logicalBlocksUsed: USED });
+    expect(v.stats()).toMatchObject({ dataBlocksUsed: USED, logicalBlocksUsed: USED, overheadBlocksUsed: overheadOf(v) });
     await closeVol(v);
     const again = await open(backend);
     await expectVolumeEquals(again, model, 'after reopen');
@@ -845,7 +870,7 @@ describe('vdo volume: out of space', () => {
     const rand = prng(32);
     for (let i = 0; i < DATA_BLOCKS; i++) await v.write(i * BS, randomBytes(BS, rand));
     await v.flush();
-    expect(v.stats().dataBlocksUsed).toBe(DATA_BLOCKS);
+    expect(v.stats()).toMatchObject({ dataBlocksUsed: DATA_BLOCKS, overheadBlocksUsed: overheadOf(v) });
     await v.write(0, new Uint8Array(BS));
     await v.flush();
     expect(v.stats().dataBlocksUsed).toBe(DATA_BLOCKS - 1);
@@ -978,12 +1003,17 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
   });
 
   it('block map: a bad sector is ECORRUPT (at open, or on reading its LBAs), never zeros or other data', async () => {
-    const { backend, model, v } = await volumeWith(300); // page 0, sectors 0–5
-    const mapStart = v.sb.mapStart;
-    expect(mapStart).toBe(v.sb.journalStart + v.sb.journalBlocks);
+    const { backend, model, v } = await volumeWith(300); // leaf 0, sectors 0–5
+    const sb = v.sb;
+    expect(sb.mapStart).toBe(sb.journalStart + sb.journalBlocks);
     await closeVol(v);
-    // LBA 100 is in sector 1 (LBAs 53–105): flip one bit of its PBN.
-    backend.bytes()[mapStart * BS + SECTOR + SECTOR_HEADER + (100 - MAP_PER_SECTOR) * MAP_ENTRY] ^= 0x01;
+    const read = imageReader(backend.bytes());
+    const leaf0 = leafBlock(read, sb, 0);
+    expect(leaf0).toBeGreaterThanOrEqual(sb.dataStart); // a tree page, in the data region
+    // LBA 100 is in sector 1 (LBAs 53–105) of leaf 0: flip one bit of its PBN.
+    const at = entryOffset(read, sb, 100);
+    expect(at).toBe(leaf0 * BS + SECTOR + SECTOR_HEADER + (100 - MAP_PER_SECTOR) * MAP_ENTRY);
+    backend.bytes()[at] ^= 0x01;
     let w: Vol;
     try {
       w = await open(backend);
@@ -996,9 +1026,61 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
     for (const lba of [0, 52, 106, 299]) expectBytes(await w.read(lba * BS, BS), model.subarray(lba * BS, (lba + 1) * BS), `LBA ${lba}`);
   });
 
+  it('block map: a bad sector in the root or an interior page is ECORRUPT for every LBA under it, mapped or never written, never zeros', async () => {
+    // A thin volume of 130 leaves: level 1 page 0 names leaves 0–120 in its sector 0, leaves 121–129 in sector 1.
+    const LEAVES = 130;
+    const backend = new nvme.MemoryBackend({ size: 16 << 20 });
+    let v = await create(backend, { logicalSize: LEAVES * MAP_PER_PAGE * BS, physicalSize: 16 << 20, codec: 'lz4', writePolicy: 'async', journalBlocks: 8 });
+    const rand = prng(44);
+    const written = [0, 100, 299, 125 * MAP_PER_PAGE + 7];
+    const blocks = new Map<number, Uint8Array>();
+    for (const lba of written) {
+      const b = textBlock(rand, `lba${lba}`);
+      blocks.set(lba, b);
+      await v.write(lba * BS, b);
+    }
+    const sb = v.sb;
+    await closeVol(v);
+    expect(v.stats().overheadBlocksUsed - sb.dataStart).toBe(4); // leaves 0 and 125, level 1 and level 2 page 0
+    const bytes = backend.bytes();
+    const snapshot = bytes.slice();
+    const read = imageReader(bytes);
+    const zero = new Uint8Array(BS);
+    const under0 = [0, 100, 299, 5 * MAP_PER_PAGE, 120 * MAP_PER_PAGE + 1]; // leaves 0 (written) and 5, 120 (never written)
+    const beside = [125 * MAP_PER_PAGE + 7, 127 * MAP_PER_PAGE]; // leaves 125 (written) and 127 (never written): level 1 sector 1
+    /** Each LBA's content, or its error code. */
+    const outcome = async (w: Vol, lba: number): Promise<string> => {
+      const err = await errorOf(w.read(lba * BS, BS).then((got) => expectBytes(got, blocks.get(lba) ?? zero, `LBA ${lba}`, lba * BS)));
+      return err === null ? 'ok' : err.code;
+    };
+    const cases: [string, number, number[]][] = [
+      // Sector 0 holds slot 0 (a child PBN), the one child of the root and of level 2 page 0: every LBA.
+      ['the root', sb.mapStart, [...under0, ...beside]],
+      ['level 2 page 0', pageBlock(read, sb, 2, 0), [...under0, ...beside]],
+      // Level 1 page 0's sector 0: leaves 0–120 only.
+      ['level 1 page 0', pageBlock(read, sb, 1, 0), under0],
+    ];
+    for (const [name, pbn, bad] of cases) {
+      expect(pbn, name).toBeGreaterThan(0);
+      bytes.set(snapshot);
+      bytes[pbn * BS + SECTOR_HEADER] ^= 0x01; // sector 0, slot 0: one bit of the child's PBN
+      // A clean open takes the saved counts without walking the map: the damage is met by the reads under it.
+      const w = await open(backend);
+      for (const lba of [...under0, ...beside]) expect(await outcome(w, lba), `${name} damaged: LBA ${lba}`).toBe(bad.includes(lba) ? 'ECORRUPT' : 'ok');
+      await abandonVol(w);
+    }
+    // Control: the undamaged image reads back exactly.
+    bytes.set(snapshot);
+    v = await open(backend);
+    for (const lba of [...under0, ...beside]) expect(await outcome(v, lba), `LBA ${lba}`).toBe('ok');
+    await closeVol(v);
+  });
+
   it('block map: a sector corrupted under an open volume is ECORRUPT when its page is reloaded; other sectors and pages read fine', async () => {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
-    const LB = 4 * MAP_PER_PAGE;
+    // 16 leaves through a 2-page cache (which also holds the pages above them): every page is reloaded.
+    const LEAVES = 16;
+    const LB = LEAVES * MAP_PER_PAGE;
     let v = await create(backend, { logicalSize: LB * BS, codec: 'lz4', writePolicy: 'async', cachePages: 2 });
     const model = new Uint8Array(LB * BS);
     const rand = prng(42);
@@ -1009,9 +1091,11 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
     }
     await closeVol(v);
     v = await open(backend, { cachePages: 2 }); // recovery checkpointed: every cached page is clean
-    for (const p of [1, 2, 3]) await v.read(p * MAP_PER_PAGE * BS, BS); // page 0 falls out of the cache
+    for (let p = 1; p < LEAVES; p++) await v.read(p * MAP_PER_PAGE * BS, BS); // leaf 0 falls out of the cache
     const misses = v.stats().blockMapCacheMisses;
-    backend.bytes()[v.sb.mapStart * BS + SECTOR + 200] ^= 0x40; // page 0, sector 1 (LBAs 53–105)
+    const leaf0 = leafBlock(imageReader(backend.bytes()), v.sb, 0);
+    expect(leaf0).toBeGreaterThanOrEqual(v.sb.dataStart);
+    backend.bytes()[leaf0 * BS + SECTOR + 200] ^= 0x40; // leaf 0, sector 1 (LBAs 53–105)
     expect(await codeOf(v.read(100 * BS, BS))).toBe('ECORRUPT');
     expect(await codeOf(v.read(60 * BS + 10, 10))).toBe('ECORRUPT');
     expect(await codeOf(v.read(80 * BS, BS))).toBe('ECORRUPT'); // unmapped in a bad sector: not zeros

@@ -9,9 +9,10 @@
  *   promised to waiting acceptBlock() calls (`slotsHeld`) never exceed
  *   maxInflight, nor records in use the pool: a write that waited for room is
  *   not overtaken by one admitted on the fast path meanwhile;
- * - async policy: every admitted non-zero write holds one block of room
- *   (`reserved`) until it finishes, so an acknowledged write cannot fail
- *   for space later;
+ * - async policy: every admitted write holds the room it may take
+ *   (`reserved`) until it finishes — a block for its data unless it is
+ *   zeroes, and ROOT_LEVEL more for block map tree pages unless its leaf is
+ *   known placed — so an acknowledged write cannot fail for space later;
  * - a write finishes exactly once; its buffer, its reservation, its LBA
  *   state and its flush epoch are given back there and nowhere else;
  * - `inFlight` counts admitted writes not yet finished, `busy` those of them
@@ -28,6 +29,7 @@ import { STATUS_OK, STATUS_INCOMPRESSIBLE } from '../engine/jobs.js';
 import { assert, assertionFailed } from '../assert.js';
 import { DataVioPool, FROM_ACCEPTED, FROM_PLACING, FROM_PREPARING, Stage, type DataVio, type LbaState, type WriteCall } from './data-vio.js';
 import { STATUS_KNOWN } from './prepare-job.js';
+import { ROOT_LEVEL } from './map-tree.js';
 import type { PrepareStage } from './prepare.js';
 import type { DedupeStage } from './hash-lock.js';
 import type { StoreStage } from './store.js';
@@ -93,6 +95,8 @@ export interface AdmissionOptions {
   flush: () => Promise<void>;
   /** A whole block as it reads now (read-modify-write of a partial block). */
   readWhole: (lba: number) => Promise<Uint8Array>;
+  /** Whether the block map leaf of `lba` is cached and placed (mapping it takes no tree page). */
+  leafPlaced: (lba: number) => boolean;
 }
 
 export class Admission {
@@ -197,20 +201,27 @@ export class Admission {
     // Copied first and checked for zeroes in place: one pass over the caller's bytes.
     const at = pool.bufferOf(desc);
     this.o.mem.set(data, at);
-    let reserved = false;
-    if (this.zeroAt(at)) {
+    const zero = this.zeroAt(at);
+    if (zero) {
       pool.free(desc);
       desc = -1;
-    } else if (!this.o.sync) {
-      if (this.o.depot.freeBlocks - this.reserved <= 0) {
-        pool.free(desc);
+    }
+    const reserved = this.roomFor(lba, zero);
+    if (reserved > 0) {
+      if (this.o.depot.freeBlocks - this.reserved < reserved) {
+        if (desc >= 0) pool.free(desc);
         return false; // acceptBlock flushes or reports ENOSPC
       }
-      this.reserved++;
-      reserved = true;
+      this.reserved += reserved;
     }
     this.admit(this.vios.acquire(lba, gen, st, desc, reserved, call));
     return true;
+  }
+
+  /** Blocks of room an async write of `lba` reserves (see the invariants); a sync write finds out when it allocates. */
+  private roomFor(lba: number, zero: boolean): number {
+    if (this.o.sync) return 0;
+    return (zero ? 0 : 1) + (this.o.leafPlaced(lba) ? 0 : ROOT_LEVEL);
   }
 
   /** Whether the 4 KiB at byte address `at` are all zero (the module's SIMD check). */
@@ -220,7 +231,7 @@ export class Admission {
 
   /** Accepts one whole block (its generation and LBA state taken by write()), waiting for room and a buffer. */
   private async acceptBlock(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): Promise<void> {
-    let reserved = false;
+    let reserved = 0;
     let desc = -1;
     let slot = false;
     try {
@@ -239,19 +250,22 @@ export class Admission {
       if (desc < 0) desc = await pool.allocAsync(BLOCK_BYTES);
       const at = pool.bufferOf(desc);
       this.o.mem.set(data, at);
-      if (this.zeroAt(at)) {
+      const zero = this.zeroAt(at);
+      if (zero) {
         pool.free(desc);
         desc = -1;
-      } else if (!this.o.sync) {
-        // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
-        // allocates before it acknowledges); a zero block needs none, a sync write finds out when it allocates.
-        if (this.o.depot.freeBlocks - this.reserved > 0) this.reserved++;
-        else await this.reserveSpace();
-        reserved = true;
+      }
+      // Async writes are acknowledged now, so room for them is reserved now (dm-vdo's async mode
+      // allocates before it acknowledges).
+      const need = this.roomFor(lba, zero);
+      if (need > 0) {
+        if (this.o.depot.freeBlocks - this.reserved >= need) this.reserved += need;
+        else await this.reserveSpace(need);
+        reserved = need;
       }
     } catch (err) {
       if (desc >= 0) this.o.engine.pool.free(desc);
-      if (reserved) this.reserved--;
+      this.reserved -= reserved;
       this.o.zone.drop(lba, st);
       if (slot) {
         this.slotsHeld--;
@@ -272,15 +286,15 @@ export class Admission {
    * blocks than they need, so each waits through flushes until one is left
    * for it (bounded: a volume whose space never comes back still says ENOSPC).
    */
-  private async reserveSpace(): Promise<void> {
+  private async reserveSpace(need: number): Promise<void> {
     const { depot } = this.o;
-    for (let round = 0; depot.freeBlocks - this.reserved <= 0; round++) {
+    for (let round = 0; depot.freeBlocks - this.reserved < need; round++) {
       if ((depot.pendingBlocks === 0 && this.reserved === 0) || round === SPACE_WAIT_FLUSHES) {
         throw new FlashpackError('ENOSPC', `volume: no free physical block (${depot.dataBlocks} data blocks, all in use)`);
       }
       await this.o.flush();
     }
-    this.reserved++;
+    this.reserved += need;
   }
 
   /** The block is the volume's now: reads see it, and it starts down the pipeline. */
@@ -288,7 +302,7 @@ export class Admission {
     const { lba, gen, st, desc } = job;
     if (gen < st.applied || gen < st.discarded) {
       // A newer discard (or write) of this block was issued after this write: nothing to do.
-      if (job.reserved) this.reserved--;
+      this.reserved -= job.reserved;
       if (desc >= 0) this.o.engine.pool.free(desc);
       job.desc = -1;
       this.o.zone.drop(lba, st);
@@ -382,7 +396,7 @@ export class Admission {
     stores.leave(job);
     stores.releaseOut(job);
     stores.finished(job);
-    if (job.reserved) this.reserved--;
+    this.reserved -= job.reserved;
     zone.finished(job);
     if (job.desc >= 0) this.o.engine.pool.free(job.desc);
     job.desc = -1;

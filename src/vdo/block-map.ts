@@ -1,14 +1,22 @@
 /**
- * The block map: logical block → (PBN, mapping state, data check), stored as a
- * flat array of 4 KiB pages (8 self-validating sectors × 53 entries) behind a bounded
- * LRU page cache whose pages are slab buffers (read and written in place).
+ * The block map: logical block → (PBN, mapping state, data check), kept in
+ * the radix tree of map-tree.ts behind a bounded LRU page cache whose pages
+ * are slab buffers (read and written in place). Pages of every level share
+ * the cache; a page no parent names yet is "unplaced" (pbn 0): all zeroes,
+ * every LBA under it unmapped, and nothing read or written for it.
  *
- * Write-ahead rule: a dirty page reaches the device only in a checkpoint,
- * after the journal entries that changed it are durable (the volume runs
- * checkpoints). A sector that fails validation makes every read of its
- * entries ECORRUPT; it is never taken as "unmapped".
+ * Invariants:
+ * - write-ahead: a dirty page reaches the device only in a checkpoint, after
+ *   the journal entries that changed it are durable (the volume runs
+ *   checkpoints), and a parent only after its new children (writeDirty);
+ * - a mapping is set only in a placed page (place(), which allocates the
+ *   page and any unplaced parents before the caller journals anything), except
+ *   by recovery, which places what it replayed once the counts are rebuilt;
+ * - a sector that fails validation makes every read of its entries (or of
+ *   the LBAs under its children) ECORRUPT; it is never taken as "unmapped".
  */
 import { corrupt } from '../errors.js';
+import { assert, assertionFailed } from '../assert.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
@@ -16,8 +24,11 @@ import {
   MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
   mapEntryAt, openSector, recordedCheck, sealSector, type SectorHeader,
 } from './encodings.js';
+import {
+  CHILDREN_PER_PAGE, CHILDREN_PER_SECTOR, ROOT_LEVEL, lbasUnder, leafOf, leavesUnder, pageId, pageName, pagesAt, readChild, writeChild,
+} from './map-tree.js';
 
-/** Map pages one device read covers when forEach() scans the map: a staging buffer's worth. */
+/** Leaves one device read covers when forEach() scans the map: a staging buffer's worth. */
 const SCAN_RUN_PAGES = STAGING_BYTES / 4096;
 
 /** The little-endian u32 at b[at]. */
@@ -29,7 +40,11 @@ export const pbnOf = (m: number): number => Math.floor(m / 16);
 export const stateOf = (m: number): number => m % 16;
 
 interface Page {
+  level: number;
+  /** Index at its level (a leaf's is leafOf(lba)). */
   index: number;
+  /** Where the page lives; 0: unplaced (no parent names it: all zeroes). */
+  pbn: number;
   desc: number;
   dirty: boolean;
   /** Bit s set: sector s failed validation. */
@@ -48,36 +63,52 @@ export interface BlockMapStats {
   pagesWritten: number;
 }
 
+/** Where tree pages come from: the slab depot, which counts them as never shareable. */
+export interface MapPageAllocator {
+  /** A free data block for a new tree page (ENOSPC when none). */
+  allocateMapPage(): number;
+}
+
 export class BlockMap {
   readonly logicalBlocks: number;
+  /** Leaves the volume can have. */
   readonly pages: number;
   readonly cachePages: number;
   readonly stats: BlockMapStats = { cacheHits: 0, cacheMisses: 0, pagesWritten: 0 };
   private readonly dev: BlockDevice;
   private readonly pool: SlabPool;
-  private readonly start: number;
+  private readonly rootPbn: number;
   private readonly nonce: number;
   private readonly cache = new Map<number, Page>();
   /** The page last moved to the most recently used end of `cache`. */
   private newest: Page | null = null;
   private dirtyCount = 0;
   private mem: Uint8Array;
+  private allocator: MapPageAllocator | null = null;
+  /** Interior pages with an unplaced page that recovery changed under them (until placeAll()). */
+  private readonly replayedUnder = new Set<number>();
 
-  /** [dataStart, physicalBlocks): where a mapping may point (besides PBN 0, the zero block). */
+  /** [dataStart, physicalBlocks): where a mapping or a tree page may point (besides PBN 0, the zero block or no page). */
   private readonly dataStart: number;
   private readonly physicalBlocks: number;
 
-  constructor(dev: BlockDevice, pool: SlabPool, start: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, physicalBlocks = 2 ** 32) {
+  constructor(dev: BlockDevice, pool: SlabPool, rootPbn: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, physicalBlocks = 2 ** 32) {
     this.dataStart = dataStart;
     this.physicalBlocks = physicalBlocks;
     this.dev = dev;
     this.pool = pool;
-    this.start = start;
+    this.rootPbn = rootPbn;
     this.logicalBlocks = logicalBlocks;
-    this.pages = Math.ceil(logicalBlocks / MAP_ENTRIES_PER_PAGE);
+    this.pages = pagesAt(logicalBlocks, 0);
     this.nonce = nonce;
+    // A soft bound: the pages of one lookup path are pinned together, and the cache grows past a bound smaller than that.
     this.cachePages = cachePages;
     this.mem = new Uint8Array(pool.memory.buffer);
+  }
+
+  /** Where place() takes new tree pages from (the volume's slab depot, once its counts are known). */
+  setAllocator(a: MapPageAllocator): void {
+    this.allocator = a;
   }
 
   get dirtyPages(): number {
@@ -95,41 +126,53 @@ export class BlockMap {
   }
 
   /**
-   * The page holding `lba` if it is cached and loaded (a hit), else null: for a
+   * The leaf holding `lba` if it is cached and loaded (a hit), else null: for a
    * caller that uses it before its next await, so it takes no pin.
    */
   cachedPage(lba: number): Page | null {
-    const index = Math.floor(lba / MAP_ENTRIES_PER_PAGE);
-    const p = this.cache.get(index);
+    const p = this.cache.get(pageId(0, leafOf(lba)));
     if (p === undefined || p.loading !== null) return null;
-    if (p !== this.newest) {
-      // Most recently used last (a run of LBAs in one page moves it once).
-      this.cache.delete(index);
-      this.cache.set(index, p);
-      this.newest = p;
-    }
+    this.touch(p);
     this.stats.cacheHits++;
     return p;
   }
 
-  /** The page holding `lba`, loaded and pinned: release it with unpin() (pinned pages stay cached). */
-  async page(lba: number): Promise<Page> {
-    const index = Math.floor(lba / MAP_ENTRIES_PER_PAGE);
-    let p = this.cache.get(index);
+  /** Whether the leaf of `lba` is cached and placed: mapping into it takes no new tree page. No LRU move, no count. */
+  leafPlaced(lba: number): boolean {
+    const p = this.cache.get(pageId(0, leafOf(lba)));
+    return p !== undefined && p.pbn !== 0;
+  }
+
+  private touch(p: Page): void {
+    if (p === this.newest) return;
+    // Most recently used last (a run of LBAs in one page moves it once).
+    const id = pageId(p.level, p.index);
+    this.cache.delete(id);
+    this.cache.set(id, p);
+    this.newest = p;
+  }
+
+  /** The leaf holding `lba`, loaded and pinned: release it with unpin() (pinned pages stay cached). */
+  page(lba: number): Promise<Page> {
+    return this.pageAt(0, leafOf(lba));
+  }
+
+  /** The page (level, index), loaded (or made, all zeroes, if unplaced) and pinned. */
+  private async pageAt(level: number, index: number): Promise<Page> {
+    const id = pageId(level, index);
+    let p = this.cache.get(id);
     if (p !== undefined) {
-      this.cache.delete(index);
-      this.cache.set(index, p);
-      this.newest = p;
+      this.touch(p);
       if (p.loading === null) this.stats.cacheHits++;
     } else {
       this.stats.cacheMisses++;
       this.makeRoom();
       const desc = await this.pool.allocAsync(4096);
-      p = this.cache.get(index);
+      p = this.cache.get(id);
       if (p === undefined) {
-        p = { index, desc, dirty: false, corrupt: 0, pins: 0, loading: null, writing: null, writesInFlight: 0 };
+        p = { level, index, pbn: 0, desc, dirty: false, corrupt: 0, pins: 0, loading: null, writing: null, writesInFlight: 0 };
         p.loading = this.load(p);
-        this.cache.set(index, p);
+        this.cache.set(id, p);
         this.newest = p;
       } else this.pool.free(desc);
     }
@@ -149,39 +192,128 @@ export class BlockMap {
     p.pins--;
   }
 
+  /** Finds where a page lives (its parent's slot; the root's place is fixed) and reads it, or makes it all zeroes if unplaced. */
   private async load(page: Page): Promise<Page> {
+    const at = this.pool.bufferOf(page.desc);
     try {
-      await this.dev.read(this.start + page.index, page.desc);
+      const pbn = page.level === ROOT_LEVEL ? this.rootPbn : await this.childPbn(page.level + 1, Math.floor(page.index / CHILDREN_PER_PAGE), page.index % CHILDREN_PER_PAGE);
+      if (pbn === 0) this.bytes().fill(0, at, at + 4096);
+      else await this.dev.read(pbn, page.desc);
+      page.pbn = pbn;
     } catch (err) {
-      this.cache.delete(page.index);
+      this.cache.delete(pageId(page.level, page.index));
       this.pool.free(page.desc);
       page.loading = null;
       throw err;
     }
-    const at = this.pool.bufferOf(page.desc);
-    const b = this.bytes().subarray(at, at + 4096);
-    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-    for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
-      const r = openSector(b, s, MAP_MAGIC, this.nonce, h);
-      if (r === SECTOR_CORRUPT || (r !== SECTOR_ABSENT && h.key !== page.index)) page.corrupt |= 1 << s;
-    }
+    if (page.pbn !== 0) page.corrupt = this.validate(this.bytes().subarray(at, at + 4096), page.level, page.index);
     page.loading = null;
     return page;
+  }
+
+  /** Bit s set: sector s of a page read for (level, index) fails (checksum, or another page's sector). */
+  private validate(b: Uint8Array, level: number, index: number): number {
+    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+    let bad = 0;
+    for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+      const r = openSector(b, s, MAP_MAGIC, this.nonce, h);
+      if (r === SECTOR_CORRUPT || (r !== SECTOR_ABSENT && (h.key !== index || h.aux !== level))) bad |= 1 << s;
+    }
+    return bad;
+  }
+
+  /** Child `slot` of the interior page (level, index): its PBN, 0 when it has none; ECORRUPT if the slot cannot be trusted. */
+  private async childPbn(level: number, index: number, slot: number): Promise<number> {
+    const parent = await this.pageAt(level, index);
+    try {
+      return this.childOf(parent, slot);
+    } finally {
+      this.unpin(parent);
+    }
+  }
+
+  private childOf(parent: Page, slot: number): number {
+    const s = Math.floor(slot / CHILDREN_PER_SECTOR);
+    const child = parent.index * CHILDREN_PER_PAGE + slot;
+    if ((parent.corrupt & (1 << s)) !== 0) {
+      throw corrupt(`${pageName(parent.level, parent.index)} sector ${s} fails its checksum: ${lbasUnder(parent.level - 1, child)} are unreadable`);
+    }
+    const pbn = readChild(this.bytes(), this.pool.bufferOf(parent.desc), slot);
+    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.physicalBlocks)) {
+      throw corrupt(`${pageName(parent.level, parent.index)} names PBN ${pbn} for ${pageName(parent.level - 1, child)}, outside the data region [${this.dataStart}, ${this.physicalBlocks})`);
+    }
+    return pbn;
+  }
+
+  /**
+   * Gives a pinned unplaced page, and any unplaced page above it, a block of
+   * its own and its parent's slot (the parents turn dirty): before a caller
+   * journals a mapping into it. ENOSPC (nothing changed for this page) when the
+   * data region is full.
+   */
+  async place(p: Page): Promise<void> {
+    if (p.pbn !== 0 || p.level === ROOT_LEVEL) return;
+    const parent = await this.pageAt(p.level + 1, Math.floor(p.index / CHILDREN_PER_PAGE));
+    try {
+      await this.place(parent);
+      if (p.pbn !== 0) return;
+      const slot = p.index % CHILDREN_PER_PAGE;
+      assert(this.childOf(parent, slot) === 0, `block map: ${pageName(p.level, p.index)} is unplaced but its parent names a block for it`);
+      if (this.allocator === null) throw assertionFailed('block map: a page placed before the volume gave an allocator');
+      const pbn = this.allocator.allocateMapPage();
+      p.pbn = pbn;
+      writeChild(this.bytes(), this.pool.bufferOf(parent.desc), slot, pbn);
+      this.markDirty(parent);
+      // Written at the next checkpoint even if no mapping lands in it: its parent names it.
+      this.markDirty(p);
+    } finally {
+      this.unpin(parent);
+    }
+  }
+
+  /** Recovery, once the counts are rebuilt: places every page replay dirtied (ENOSPC if the data region is full). */
+  async placeAll(): Promise<void> {
+    for (const p of [...this.cache.values()]) {
+      if (!p.dirty || p.pbn !== 0 || p.level === ROOT_LEVEL) continue;
+      p.pins++;
+      try {
+        await this.place(p);
+      } finally {
+        p.pins--;
+      }
+    }
+    this.replayedUnder.clear();
+  }
+
+  private markDirty(p: Page): void {
+    if (p.dirty) return;
+    p.dirty = true;
+    this.dirtyCount++;
+    if (p.pbn !== 0) return;
+    // Only recovery changes an unplaced page: its ancestors, cached or not, lead to it until placeAll().
+    for (let level = p.level + 1; level < ROOT_LEVEL; level++) this.replayedUnder.add(pageId(level, Math.floor(p.index / leavesUnder(level - p.level))));
+  }
+
+  /** Whether page (level, index) is unplaced with changes in or under it (recovery replayed into it): it exists though no parent names it yet. */
+  private unplacedChanges(level: number, index: number): boolean {
+    if (level > 0) return this.replayedUnder.has(pageId(level, index));
+    const p = this.cache.get(pageId(level, index));
+    return p !== undefined && p.pbn === 0 && p.dirty;
   }
 
   /** Evicts clean, unpinned pages past the cache bound (least recently used first). */
   private makeRoom(): void {
     if (this.cache.size < this.cachePages) return;
-    for (const [index, p] of this.cache) {
+    for (const [id, p] of this.cache) {
       if (this.cache.size < this.cachePages) return;
       if (p.dirty || p.loading !== null || p.pins > 0 || p.writing !== null) continue;
-      this.cache.delete(index);
+      this.cache.delete(id);
       this.pool.free(p.desc);
     }
-    // Everything cached is dirty or loading: the cache grows past its bound until the next checkpoint.
+    // Everything cached is dirty, pinned or loading: the cache grows past its bound until the next checkpoint.
   }
 
-  /** The mapping of `lba` from a loaded page. */
+  /** The mapping of `lba` from a loaded leaf. */
   get(page: Page, lba: number): number {
     const e = lba - page.index * MAP_ENTRIES_PER_PAGE;
     const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
@@ -209,8 +341,8 @@ export class BlockMap {
 
   /**
    * Sets the mapping of `lba` and the data check of the logical block it
-   * holds (recorded as 0 for unmapped and the zero block) in a loaded page;
-   * the caller has journaled the change.
+   * holds (recorded as 0 for unmapped and the zero block) in a loaded leaf;
+   * the caller has placed the leaf (recovery: will place it) and journaled the change.
    */
   set(page: Page, lba: number, mapping: number, dataCheck: number): void {
     const e = lba - page.index * MAP_ENTRIES_PER_PAGE;
@@ -229,35 +361,40 @@ export class BlockMap {
     b[at + 6] = (check >>> 8) & 0xff;
     b[at + 7] = (check >>> 16) & 0xff;
     b[at + 8] = (check >>> 24) & 0xff;
-    if (!page.dirty) {
-      page.dirty = true;
-      this.dirtyCount++;
-    }
+    this.markDirty(page);
   }
 
   /**
    * Writes every dirty page (checkpoint step: the journal covering them is
-   * durable). Each page goes out from a sealed copy, so mappings set while the
-   * write is in flight never tear a sector on the media; the page stays cached
-   * until its write lands, and a page dirtied again meanwhile is written after it.
+   * durable), a level at a time from the leaves up, flushing before each
+   * level of interior pages: a parent never names a child the media lacks.
+   * Each page goes out from a sealed copy, so mappings set while the write is
+   * in flight never tear a sector on the media; the page stays cached until
+   * its write lands, and a page dirtied again meanwhile is written after it.
    */
   async writeDirty(): Promise<void> {
-    const writes: Promise<void>[] = [];
-    for (const p of [...this.cache.values()]) {
-      if (!p.dirty) continue;
-      p.dirty = false;
-      this.dirtyCount--;
-      this.stats.pagesWritten++;
-      p.writesInFlight++;
-      const w = this.writePage(p, p.writing).finally(() => {
-        if (--p.writesInFlight === 0) p.writing = null;
-      });
-      p.writing = w;
-      writes.push(w);
+    for (let level = 0; level <= ROOT_LEVEL; level++) {
+      const dirty: Page[] = [];
+      for (const p of this.cache.values()) if (p.dirty && p.level === level) dirty.push(p);
+      if (dirty.length === 0) continue;
+      if (level > 0) await this.dev.flush();
+      const writes: Promise<void>[] = [];
+      for (const p of dirty) {
+        if (p.pbn === 0) throw assertionFailed(`block map: ${pageName(p.level, p.index)} is dirty but was never placed`);
+        p.dirty = false;
+        this.dirtyCount--;
+        this.stats.pagesWritten++;
+        p.writesInFlight++;
+        const w = this.writePage(p, p.writing).finally(() => {
+          if (--p.writesInFlight === 0) p.writing = null;
+        });
+        p.writing = w;
+        writes.push(w);
+      }
+      const results = await Promise.allSettled(writes);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
     }
-    const results = await Promise.allSettled(writes);
     this.makeRoom();
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   private async writePage(p: Page, before: Promise<void> | null): Promise<void> {
@@ -270,14 +407,11 @@ export class BlockMap {
       const to = this.pool.bufferOf(copy);
       b.copyWithin(to, from, from + 4096);
       const page = b.subarray(to, to + 4096);
-      for (let s = 0; s < SECTORS_PER_BLOCK; s++) sealSector(page, s, MAP_MAGIC, this.nonce, { index: s, count: 0, key: p.index, aux: 0 });
-      await this.dev.write(this.start + p.index, copy);
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) sealSector(page, s, MAP_MAGIC, this.nonce, { index: s, count: 0, key: p.index, aux: p.level });
+      await this.dev.write(p.pbn, copy);
     } catch (err) {
       // The media may still hold the old page: keep the change for the next checkpoint.
-      if (!p.dirty) {
-        p.dirty = true;
-        this.dirtyCount++;
-      }
+      this.markDirty(p);
       throw err;
     } finally {
       this.pool.free(copy);
@@ -285,61 +419,140 @@ export class BlockMap {
   }
 
   /**
-   * Every mapping of the volume in page order (refcount rebuild at open). A
-   * cached page is read from the cache (replay leaves its pages dirty there);
-   * the others are read SCAN_RUN_PAGES at a time into one staging buffer,
-   * bypassing the cache, and a page or sector never written is skipped
-   * whole. A sector that fails validation is ECORRUPT, as get() makes it.
+   * The first LBA at or after `lba` in a leaf that exists (placed, or
+   * unplaced with replayed changes), or logicalBlocks: everything between is unmapped. Skips
+   * whole subtrees no page was ever placed under (scrub, extents). An
+   * interior sector that fails validation is ECORRUPT, or, given `onBad`,
+   * reported there with the LBAs under it [first, end) and skipped.
    */
-  async forEach(visit: (lba: number, mapping: number) => void): Promise<void> {
-    const run = await this.pool.allocAsync(SCAN_RUN_PAGES * 4096);
-    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  async nextStored(lba: number, onBad?: (first: number, end: number, why: string) => void): Promise<number> {
+    if (lba >= this.logicalBlocks) return this.logicalBlocks;
+    const leaf = await this.nextLeaf(ROOT_LEVEL, 0, leafOf(lba), onBad);
+    return leaf < 0 ? this.logicalBlocks : Math.max(lba, leaf * MAP_ENTRIES_PER_PAGE);
+  }
+
+  /** The first leaf ≥ `from` under page (level, index) that exists, or −1. */
+  private async nextLeaf(level: number, index: number, from: number, onBad?: (first: number, end: number, why: string) => void): Promise<number> {
+    const p = await this.pageAt(level, index);
     try {
-      for (let first = 0; first < this.pages; first += SCAN_RUN_PAGES) {
-        const n = Math.min(SCAN_RUN_PAGES, this.pages - first);
-        let uncached = false;
-        for (let pi = first; pi < first + n && !uncached; pi++) uncached = !this.cache.has(pi);
-        if (uncached) await this.dev.read(this.start + first, run, n);
-        const base = this.pool.bufferOf(run);
-        const words = new Int32Array(this.pool.memory.buffer, base, n * 1024);
-        const b = this.bytes();
-        for (let pi = first; pi < first + n; pi++) {
-          const end = Math.min(this.logicalBlocks, (pi + 1) * MAP_ENTRIES_PER_PAGE);
-          if (this.cache.has(pi)) {
-            const p = await this.page(pi * MAP_ENTRIES_PER_PAGE);
-            try {
-              for (let lba = pi * MAP_ENTRIES_PER_PAGE; lba < end; lba++) {
-                const m = this.get(p, lba);
-                if (m !== 0) visit(lba, m);
-              }
-            } finally {
-              this.unpin(p);
-            }
-            continue;
-          }
-          let w = (pi - first) * 1024;
-          const wEnd = w + 1024;
-          while (w < wEnd && words[w] === 0) w++;
-          if (w === wEnd) continue; // never written: every entry unmapped
-          const at = base + (pi - first) * 4096;
-          const page = b.subarray(at, at + 4096);
-          for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
-            const from = pi * MAP_ENTRIES_PER_PAGE + s * MAP_ENTRIES_PER_SECTOR;
-            if (from >= end) break;
-            const r = openSector(page, s, MAP_MAGIC, this.nonce, h);
-            if (r === SECTOR_ABSENT) continue;
-            if (r === SECTOR_CORRUPT || h.key !== pi) throw corrupt(`block map: page ${pi} sector ${s} (LBAs ${from}..) fails its checksum`);
-            const to = Math.min(end, from + MAP_ENTRIES_PER_SECTOR);
-            for (let lba = from; lba < to; lba++) {
-              const e = at + mapEntryAt(lba - pi * MAP_ENTRIES_PER_PAGE);
-              const m = mappingOf(u32le(b, e), b[e + 4] & 15);
-              if (m !== 0) visit(lba, m);
-            }
-          }
+      const span = leavesUnder(level - 1);
+      const first = index * CHILDREN_PER_PAGE;
+      const end = Math.min(first + CHILDREN_PER_PAGE, pagesAt(this.logicalBlocks, level - 1));
+      for (let child = Math.max(first, Math.floor(from / span)); child < end; child++) {
+        const s = Math.floor((child - first) / CHILDREN_PER_SECTOR);
+        if ((p.corrupt & (1 << s)) !== 0 && onBad !== undefined) {
+          const last = Math.min(end, first + (s + 1) * CHILDREN_PER_SECTOR);
+          const lbas = (c: number): number => Math.min(this.logicalBlocks, c * span * MAP_ENTRIES_PER_PAGE);
+          onBad(Math.max(lbas(child), from * MAP_ENTRIES_PER_PAGE), lbas(last), `${pageName(level, index)} sector ${s} fails its checksum`);
+          child = last - 1;
+          continue;
         }
+        if (this.childOf(p, child - first) === 0 && !this.unplacedChanges(level - 1, child)) continue;
+        if (level === 1) return child;
+        const r = await this.nextLeaf(level - 1, child, Math.max(from, child * span), onBad);
+        if (r >= 0) return r;
       }
+      return -1;
+    } finally {
+      this.unpin(p);
+    }
+  }
+
+  /**
+   * Every mapping of the volume, and every tree page's PBN (refcount rebuild
+   * at open), walking the tree from the root. A cached page is read from the
+   * cache (replay leaves its pages dirty there, placed or not); the other
+   * leaves under an interior page are read SCAN_RUN_PAGES at a time where
+   * their blocks are consecutive, bypassing the cache. A sector that fails
+   * validation is ECORRUPT, as get() makes it.
+   */
+  async forEach(visit: (lba: number, mapping: number) => void, visitPage: (pbn: number) => void = () => {}): Promise<void> {
+    const run = await this.pool.allocAsync(SCAN_RUN_PAGES * 4096);
+    try {
+      await this.walk(ROOT_LEVEL, 0, run, visit, visitPage);
     } finally {
       this.pool.free(run);
+    }
+  }
+
+  private async walk(level: number, index: number, run: number, visit: (lba: number, mapping: number) => void, visitPage: (pbn: number) => void): Promise<void> {
+    const p = await this.pageAt(level, index);
+    try {
+      const first = index * CHILDREN_PER_PAGE;
+      const end = Math.min(first + CHILDREN_PER_PAGE, pagesAt(this.logicalBlocks, level - 1));
+      const b = this.bytes();
+      const at = this.pool.bufferOf(p.desc);
+      for (let slot = end - first; slot < CHILDREN_PER_PAGE; slot++) {
+        if ((p.corrupt & (1 << Math.floor(slot / CHILDREN_PER_SECTOR))) === 0 && readChild(b, at, slot) !== 0) {
+          throw corrupt(`${pageName(level, index)} names a child past the logical size (slot ${slot})`);
+        }
+      }
+      // Leaves not cached, by block: [leaf index, pbn] runs of consecutive blocks.
+      let runFirst = -1;
+      let runPbn = 0;
+      let runLen = 0;
+      const flushRun = async (): Promise<void> => {
+        if (runLen > 0) await this.scanLeaves(runFirst, runPbn, runLen, run, visit);
+        runLen = 0;
+      };
+      for (let child = first; child < end; child++) {
+        const pbn = this.childOf(p, child - first);
+        if (pbn === 0 && !this.unplacedChanges(level - 1, child)) continue;
+        const cached = this.cache.has(pageId(level - 1, child));
+        if (pbn !== 0) visitPage(pbn);
+        if (level > 1) {
+          await this.walk(level - 1, child, run, visit, visitPage);
+          continue;
+        }
+        if (!cached) {
+          if (runLen > 0 && runLen < SCAN_RUN_PAGES && runFirst + runLen === child && runPbn + runLen === pbn) runLen++;
+          else {
+            await flushRun();
+            runFirst = child;
+            runPbn = pbn;
+            runLen = 1;
+          }
+          continue;
+        }
+        const leaf = await this.pageAt(0, child);
+        try {
+          const lbaEnd = Math.min(this.logicalBlocks, (child + 1) * MAP_ENTRIES_PER_PAGE);
+          for (let lba = child * MAP_ENTRIES_PER_PAGE; lba < lbaEnd; lba++) {
+            const m = this.get(leaf, lba);
+            if (m !== 0) visit(lba, m);
+          }
+        } finally {
+          this.unpin(leaf);
+        }
+      }
+      await flushRun();
+    } finally {
+      this.unpin(p);
+    }
+  }
+
+  /** Visits the mappings of `n` leaves from `firstLeaf`, stored in consecutive blocks from `pbn`, in one read. */
+  private async scanLeaves(firstLeaf: number, pbn: number, n: number, run: number, visit: (lba: number, mapping: number) => void): Promise<void> {
+    await this.dev.read(pbn, run, n);
+    const base = this.pool.bufferOf(run);
+    const b = this.bytes();
+    for (let i = 0; i < n; i++) {
+      const leaf = firstLeaf + i;
+      const at = base + i * 4096;
+      const bad = this.validate(b.subarray(at, at + 4096), 0, leaf);
+      const end = Math.min(this.logicalBlocks, (leaf + 1) * MAP_ENTRIES_PER_PAGE);
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+        const from = leaf * MAP_ENTRIES_PER_PAGE + s * MAP_ENTRIES_PER_SECTOR;
+        if (from >= end) break;
+        if ((bad & (1 << s)) !== 0) throw corrupt(`block map: page ${leaf} sector ${s} (LBAs ${from}..) fails its checksum`);
+        const to = Math.min(end, from + MAP_ENTRIES_PER_SECTOR);
+        for (let lba = from; lba < to; lba++) {
+          const e = at + mapEntryAt(lba - leaf * MAP_ENTRIES_PER_PAGE);
+          const pbnE = u32le(b, e);
+          const m = mappingOf(pbnE, b[e + 4] & 15);
+          if (m !== 0) visit(lba, m);
+        }
+      }
     }
   }
 

@@ -8,8 +8,10 @@
  * Checked, each problem with its location: both superblock copies and the
  * image's length; every journal sector, and the entries recovery would replay,
  * applied to the map as Volume.recover() applies them (an unclean image is
- * checked as it would open); every block map sector and entry; reference
- * counts recomputed from that map, checked against dm-vdo's bound of 254,
+ * checked as it would open); the block map tree from its root (check-map.ts:
+ * every page's sectors, every child named once and in the data region) and
+ * every leaf entry; reference counts recomputed from that map (tree pages at
+ * MAX_REFERENCES, never also referenced by a mapping), checked against dm-vdo's bound of 254,
  * against the counts the last clean close saved (which a clean open takes
  * instead of a map scan) and against the packed blocks: every referenced slot
  * must exist in its block's header, lie within the block and (option
@@ -25,17 +27,15 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { badArgument, checkBoolean, checkFunction, checkOptions, fromOsError, hex32, invalid } from '../errors.js';
 import {
-  BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC,
-  MAX_COMPRESSION_SLOTS, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE,
-  STATE_UNCOMPRESSED, STATE_UNMAPPED, SUPERBLOCK_COPIES, ZERO_PBN, decodeSuperblock, encodePackedHeader, mapEntryAt,
-  crc32cOfLarge,
-  openSector, packedFragment, type SectorHeader, type Superblock,
+  BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAX_COMPRESSION_SLOTS, SECTOR_BYTES, STATE_COMPRESSED_BASE,
+  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, crc32cOfLarge, decodeSuperblock, encodePackedHeader, packedFragment, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
-import { Image, Problems, READ_RUN_BLOCKS_MAX, type CheckProblem } from './check-image.js';
-import { STATE_MAX, checkJournal, decodeSlot, type Replay } from './check-journal.js';
+import { Image, Problems, type CheckProblem } from './check-image.js';
+import { checkJournal, decodeSlot, type Replay } from './check-journal.js';
 import { dataCheckOf } from './repair.js';
 import { countsBytes, decodeCounts, refsRegionOf } from './refcount-store.js';
+import { scanMap, walkTree, type Tree } from './check-map.js';
 import { savedCrc } from './saved-region.js';
 
 export type { CheckProblem } from './check-image.js';
@@ -76,6 +76,8 @@ const OPTION_NAMES = ['onProgress', 'decode', 'scrub'];
 const LBAS_NAMED_MAX = 4;
 const KIND_UNCOMPRESSED = 1;
 const KIND_PACKED = 2;
+/** A block map tree page (its count is MAX_REFERENCES, as the depot keeps it). */
+const KIND_MAP = 4;
 const REFS_SATURATED = 0xffff;
 const PACKED_HEADER = ((): Uint8Array => {
   const h = new Uint8Array(CB_HEADER_BYTES);
@@ -142,6 +144,12 @@ class References {
     this.slots = new Uint16Array(n);
   }
 
+  addMapPage(pbn: number): void {
+    const i = pbn - this.dataStart;
+    this.refs[i] = Math.min(REFS_SATURATED, this.refs[i] + MAX_REFERENCES);
+    this.kinds[i] |= KIND_MAP;
+  }
+
   add(pbn: number, state: number): void {
     const i = pbn - this.dataStart;
     if (this.refs[i] < REFS_SATURATED) this.refs[i]++;
@@ -165,14 +173,16 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
     };
   }
   await checkLength(img, st, sb, problems);
-  img.total += sb.journalBlocks + sb.mapPages;
+  img.total += sb.journalBlocks;
   const replay = await checkJournal(img, sb, problems);
   const refs = new References(sb);
+  const tree = await walkTree(img, sb, problems);
+  for (const pbn of tree.pages) refs.addMapPage(pbn);
   const findings: Finding[] = [];
   // scrub: mapping (pbn × 16 + state) → the data check its entries record, and the first LBA recording it.
   const recorded = new Map<number, { check: number; lba: number }>();
   const beforeMap = problems.count;
-  const logicalUsed = await scanMap(img, sb, replay, problems, (lba, pbn, state, check) => {
+  const logicalUsed = await scanMap(img, sb, tree, replay, problems, (lba, pbn, state, check) => {
     refs.add(pbn, state);
     if (!scrub) return;
     const m = pbn * 16 + state;
@@ -189,8 +199,12 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
   for (let i = 0; i < refs.refs.length; i++) {
     const n = refs.refs[i];
     if (n === 0) continue;
-    dataUsed++;
     const pbn = sb.dataStart + i;
+    if ((refs.kinds[i] & KIND_MAP) !== 0) {
+      if (refs.kinds[i] !== KIND_MAP) findings.push({ pbn, slot: -1, what: 'is a block map tree page and is referenced by a mapping too' });
+      continue;
+    }
+    dataUsed++;
     if ((refs.kinds[i] & KIND_PACKED) !== 0) packed.push(pbn);
     if (n > MAX_REFERENCES) {
       findings.push({ pbn, slot: -1, what: `has ${n === REFS_SATURATED ? `${n} or more` : n} references, more than ${MAX_REFERENCES} (an open that rebuilds the counts fails: ECORRUPT)` });
@@ -198,11 +212,11 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
     if (refs.kinds[i] === (KIND_UNCOMPRESSED | KIND_PACKED)) findings.push({ pbn, slot: -1, what: 'is referenced both as an uncompressed block and as a packed block' });
   }
   // Saved counts are compared with a whole map only: a damaged one's recount is short, and reported already.
-  if (replay.entries === 0 && !replay.liveCorrupt && problems.count === beforeMap) await checkSavedCounts(img, sb, refs, logicalUsed, problems);
+  if (replay.entries === 0 && !replay.liveCorrupt && problems.count === beforeMap) await checkSavedCounts(img, sb, refs, logicalUsed, tree.pages.length, problems);
   await checkPacked(img, sb, refs, packed, decode, findings);
   if (scrub) await verifyData(img, sb, refs, recorded, findings);
   if (findings.length > 0) {
-    const named = await referencesTo(img, sb, replay, findings);
+    const named = await referencesTo(img, sb, tree, replay, findings);
     for (const f of findings) {
       const by = named.get(f.slot < 0 ? -1 - f.pbn : f.pbn * 16 + STATE_COMPRESSED_BASE + f.slot);
       const lbas = by === undefined ? '' : `; referenced by LBA${by.n > 1 ? 's' : ''} ${by.lbas.join(', ')}${by.n > by.lbas.length ? ` and ${by.n - by.lbas.length} more` : ''}`;
@@ -254,81 +268,6 @@ async function checkLength(img: Image, st: Stats, sb: Superblock, problems: Prob
   if (got < BLOCK_BYTES) problems.add('image', `ends before block ${sb.physicalBlocks - 1}; the superblock says ${sb.physicalBlocks} blocks`);
 }
 
-/**
- * Every mapping of the volume with the journal applied, in LBA order: problems
- * (when given) for bad sectors and entries, and `visit` for each mapping to a
- * data block. Returns the mapped LBAs (zero-block mappings included).
- */
-async function scanMap(
-  img: Image, sb: Superblock, replay: Replay, problems: Problems | null, visit: (lba: number, pbn: number, state: number, check: number) => void,
-): Promise<number> {
-  const buf = new Uint8Array(READ_RUN_BLOCKS_MAX * BLOCK_BYTES);
-  const pbns = new Float64Array(MAP_ENTRIES_PER_PAGE);
-  const states = new Uint8Array(MAP_ENTRIES_PER_PAGE);
-  const checks = new Uint32Array(MAP_ENTRIES_PER_PAGE);
-  const journaled = new Uint8Array(MAP_ENTRIES_PER_PAGE);
-  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-  const report = (where: string, what: string): void => problems?.add(where, what);
-  let used = 0;
-  for (let first = 0; first < sb.mapPages; first += READ_RUN_BLOCKS_MAX) {
-    const pages = Math.min(READ_RUN_BLOCKS_MAX, sb.mapPages - first);
-    await img.read(sb.mapStart + first, pages, buf);
-    for (let p = first; p < first + pages; p++) {
-      const b = buf.subarray((p - first) * BLOCK_BYTES, (p - first + 1) * BLOCK_BYTES);
-      const base = p * MAP_ENTRIES_PER_PAGE;
-      // Sectors as BlockMap.load() judges them: a bad one makes its LBAs ECORRUPT, never unmapped.
-      let bad = 0;
-      for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
-        const r = openSector(b, s, MAP_MAGIC, sb.nonce, h);
-        const where = `block map page ${p} sector ${s} (LBAs ${base + s * MAP_ENTRIES_PER_SECTOR}–${base + (s + 1) * MAP_ENTRIES_PER_SECTOR - 1})`;
-        if (r === SECTOR_CORRUPT) report(where, 'fails its checksum (reads of these LBAs are ECORRUPT)');
-        else if (r === SECTOR_VALID && h.key !== p) report(where, `holds page ${h.key}'s sector (its header key), not this page's`);
-        else continue;
-        bad |= 1 << s;
-      }
-      for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) {
-        const at = mapEntryAt(e);
-        pbns[e] = u32(b, at);
-        states[e] = b[at + 4];
-        checks[e] = u32(b, at + 5);
-        journaled[e] = 0;
-      }
-      for (const c of replay.byPage.get(p) ?? []) {
-        const end = Math.min(c.lba + c.count, base + MAP_ENTRIES_PER_PAGE);
-        for (let lba = Math.max(c.lba, base); lba < end; lba++) {
-          const e = lba - base;
-          if ((bad & (1 << Math.floor(e / MAP_ENTRIES_PER_SECTOR))) !== 0) continue; // recovery fails there: reported above
-          pbns[e] = c.pbn;
-          states[e] = c.state;
-          checks[e] = c.check;
-          journaled[e] = 1;
-        }
-      }
-      for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) {
-        const pbn = pbns[e];
-        const state = states[e];
-        const s = Math.floor(e / MAP_ENTRIES_PER_SECTOR);
-        if ((pbn === 0 && state === STATE_UNMAPPED) || (bad & (1 << s)) !== 0) continue;
-        const lba = base + e;
-        const where = `LBA ${lba} (block map page ${p} sector ${s} entry ${e % MAP_ENTRIES_PER_SECTOR}${journaled[e] ? ', from the journal' : ''})`;
-        if (lba >= sb.logicalBlocks) report(where, `is past the logical size (${sb.logicalBlocks} blocks) but maps to PBN ${pbn} state ${state}`);
-        else if (state > STATE_MAX) report(where, `has mapping state ${state}; states are 0–${STATE_MAX} (the volume reads it as ${state & 15})`);
-        else if (state === STATE_UNMAPPED) report(where, `is unmapped but names PBN ${pbn} (the volume would count a reference to it)`);
-        else if (pbn === ZERO_PBN) {
-          if (state === STATE_UNCOMPRESSED) used++;
-          else report(where, `maps to slot ${state - STATE_COMPRESSED_BASE} of PBN 0, the zero block`);
-        } else if (pbn < sb.dataStart || pbn >= sb.physicalBlocks) {
-          report(where, `maps to PBN ${pbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}) (ECORRUPT when read, or at an open that rebuilds the counts)`);
-        } else {
-          used++;
-          visit(lba, pbn, state, checks[e]);
-        }
-      }
-    }
-  }
-  return used;
-}
-
 /** Reads every packed block the map references and checks its header and each referenced slot. */
 async function checkPacked(img: Image, sb: Superblock, refs: References, packed: number[], decode: boolean, findings: Finding[]): Promise<void> {
   const codec = CODECS.indexOf(sb.codec);
@@ -368,7 +307,7 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
  * say they belong to this superblock, each must equal the count recomputed
  * from the map (the first few differences are named).
  */
-async function checkSavedCounts(img: Image, sb: Superblock, refs: References, logicalUsed: number, problems: Problems): Promise<void> {
+async function checkSavedCounts(img: Image, sb: Superblock, refs: References, logicalUsed: number, mapPages: number, problems: Problems): Promise<void> {
   const payload = new Uint8Array((sb.refsBlocks - 1) * BLOCK_BYTES);
   const head = new Uint8Array(BLOCK_BYTES);
   img.total += sb.refsBlocks;
@@ -382,8 +321,9 @@ async function checkSavedCounts(img: Image, sb: Superblock, refs: References, lo
     problems.add(where, `fail their checksum (CRC-32C ${hex32(crc)}, the header says ${hex32(want)}): a clean open rebuilds them from the block map`);
     return;
   }
-  const { logicalUsed: savedUsed, counts } = decodeCounts(payload, sb);
+  const { logicalUsed: savedUsed, mapPages: savedPages, counts } = decodeCounts(payload, sb);
   if (savedUsed !== logicalUsed) problems.add(where, `say ${savedUsed} logical blocks used; the block map has ${logicalUsed} (a clean open takes the saved counts)`);
+  if (savedPages !== mapPages) problems.add(where, `say the block map has ${savedPages} tree pages; it has ${mapPages} (a clean open takes the saved counts)`);
   let named = 0;
   let differ = 0;
   for (let i = 0; i < counts.length; i++) {
@@ -427,7 +367,7 @@ async function verifyData(img: Image, sb: Superblock, refs: References, recorded
  * the map, made only when something is wrong): keyed −1 − pbn for a block,
  * pbn × 16 + state for a slot.
  */
-async function referencesTo(img: Image, sb: Superblock, replay: Replay, findings: Finding[]): Promise<Map<number, { lbas: number[]; n: number }>> {
+async function referencesTo(img: Image, sb: Superblock, tree: Tree, replay: Replay, findings: Finding[]): Promise<Map<number, { lbas: number[]; n: number }>> {
   const wanted = new Set(findings.map((f) => f.pbn));
   const named = new Map<number, { lbas: number[]; n: number }>();
   const note = (key: number, lba: number): void => {
@@ -436,8 +376,8 @@ async function referencesTo(img: Image, sb: Superblock, replay: Replay, findings
     if (r.lbas.length < LBAS_NAMED_MAX) r.lbas.push(lba);
     r.n++;
   };
-  img.total += sb.mapPages;
-  await scanMap(img, sb, replay, null, (lba, pbn, state) => {
+  img.total += tree.leaves.size;
+  await scanMap(img, sb, tree, replay, null, (lba, pbn, state) => {
     if (!wanted.has(pbn)) return;
     note(-1 - pbn, lba);
     note(pbn * 16 + state, lba);

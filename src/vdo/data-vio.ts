@@ -127,8 +127,8 @@ export class DataVio {
   /** The advised home being read and the buffer it is read into (ADVICE). */
   adviceMapping = -1;
   adviceBuf = -1;
-  /** One block of room reserved at acceptance (async policy). */
-  reserved = false;
+  /** Blocks of room reserved at acceptance (async policy; admission.ts). */
+  reserved = 0;
   /** flush() epoch it was admitted in (flush.ts); −1 until then. */
   epoch = -1;
   call: WriteCall | null = null;
@@ -208,7 +208,7 @@ export class DataVioPool {
   }
 
   /** A free record, reset, in stage ACCEPTED. The caller has checked `available`. */
-  acquire(lba: number, gen: number, st: LbaState, desc: number, reserved: boolean, call: WriteCall | null): DataVio {
+  acquire(lba: number, gen: number, st: LbaState, desc: number, reserved: number, call: WriteCall | null): DataVio {
     const v = this.free.pop();
     assert(v !== undefined, 'data_vio pool: acquire() with none free');
     if (this.active > this.peak) this.peak = this.active;

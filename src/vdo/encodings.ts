@@ -34,8 +34,10 @@ const SB_MAGIC = 0x4f445046; // "FPDO"
  * packed slot, of its decompressed data); the dedupe index is saved at close.
  * 3: every block map entry carries that data check too, and every read
  * verifies it (issue 17's checksum on every stored block).
+ * 4: the block map is a tree of pages allocated on demand (map-tree.ts); the
+ * map region holds its root only.
  */
-export const SB_VERSION = 3;
+export const SB_VERSION = 4;
 /** How to move a volume of an older format to this one (the message of the ENOTSUP that refuses it). */
 export const OLDER_FORMAT_HOWTO =
   'copy its data out with the flashpack release that wrote it (`flashpack copy <volume> disk.raw`), ' +
@@ -62,6 +64,11 @@ const SB_OFF_INDEX_MEMORY = 76;
 const SB_OFF_REFS_START = 80;
 const SB_OFF_REFS_BLOCKS = 84;
 
+/** Pages the block map region holds: the tree's root. */
+export const MAP_ROOT_PAGES = 1;
+/** The largest logical size, in blocks (1 PiB at 4 KiB: within what the block map tree can address, map-tree.ts). */
+export const MAX_LOGICAL_BLOCKS = 2 ** 38;
+
 export const CODECS = ['none', 'lz4', 'deflate'] as const;
 export type Codec = (typeof CODECS)[number];
 export type WritePolicy = 'sync' | 'async';
@@ -72,6 +79,7 @@ export interface Geometry {
   physicalBlocks: number;
   journalStart: number;
   journalBlocks: number;
+  /** The block map's root (map-tree.ts); mapPages is MAP_ROOT_PAGES. */
   mapStart: number;
   mapPages: number;
   /** The saved dedupe index: a header block, then the index's arrays (0 blocks without dedupe). */
@@ -140,8 +148,8 @@ export function crc32cOfLarge(b: Uint8Array): number {
   return crc;
 }
 
-/** Bytes of the saved reference counts for `physicalBlocks`: logical blocks used (u64), then a byte per block (an upper bound on the data blocks). */
-export const refsPayloadBytes = (physicalBlocks: number): number => 8 + physicalBlocks;
+/** Bytes of the saved reference counts for `physicalBlocks`: logical blocks used and tree pages (u64 each), then a byte per block (an upper bound on the data blocks). */
+export const refsPayloadBytes = (physicalBlocks: number): number => 16 + physicalBlocks;
 /** The refs region: a header block, then the payload. */
 export const refsBlocksFor = (physicalBlocks: number): number => 1 + Math.ceil(refsPayloadBytes(physicalBlocks) / BLOCK_BYTES);
 
@@ -183,7 +191,7 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
   const geometryOk =
     sb.journalStart === SUPERBLOCK_COPIES && sb.journalBlocks > 0 &&
     sb.mapStart === sb.journalStart + sb.journalBlocks &&
-    sb.mapPages === Math.ceil(sb.logicalBlocks / MAP_ENTRIES_PER_PAGE) &&
+    sb.mapPages === MAP_ROOT_PAGES && sb.logicalBlocks > 0 && sb.logicalBlocks <= MAX_LOGICAL_BLOCKS &&
     sb.indexStart === sb.mapStart + sb.mapPages && sb.refsStart === sb.indexStart + sb.indexBlocks &&
     sb.refsBlocks === refsBlocksFor(sb.physicalBlocks) && sb.dataStart === sb.refsStart + sb.refsBlocks &&
     sb.dataStart < sb.physicalBlocks && sb.slabBlocks > 0;
@@ -319,7 +327,7 @@ export function decodeJournalEntry(b: Uint8Array, entry: number, out: JournalEnt
 }
 
 // ---- block map ------------------------------------------------------------------------
-// Sector: header (key = page index), then 53 entries of 9 bytes: PBN u32, state u8,
+// Leaf sector: header (key = page index, aux = 0: its level), then 53 entries of 9 bytes: PBN u32, state u8,
 // data check u32 (the journal entry's dataCheck of the logical block stored there; 0
 // when unmapped or the zero block). A read verifies the bytes it returns against it.
 export const MAP_ENTRY_BYTES = 9;

@@ -77,6 +77,23 @@ export class LogicalZone {
     return false;
   }
 
+  /** Every LBA in [first, last) with a write or discard in flight, as sorted, merged [from, to) runs (extents of unmapped ranges). */
+  busyIn(first: number, last: number): [number, number][] {
+    const runs: [number, number][] = [];
+    this.states.forEach((st) => {
+      if (st.key >= first && st.key < last) runs.push([st.key, st.key + 1]);
+    });
+    for (const d of this.discards) if (d.last > first && d.first < last) runs.push([Math.max(first, d.first), Math.min(last, d.last)]);
+    runs.sort((a, b) => a[0] - b[0]);
+    const merged: [number, number][] = [];
+    for (const r of runs) {
+      const top = merged[merged.length - 1];
+      if (top !== undefined && r[0] <= top[1]) top[1] = Math.max(top[1], r[1]);
+      else merged.push(r);
+    }
+    return merged;
+  }
+
   /** A place at the end of `lba`'s writer queue. */
   enqueue(lba: number): LbaTicket {
     const prev = this.queues.get(lba) ?? NO_WRITER_AHEAD;

@@ -127,7 +127,7 @@ export class MappingStage {
     const { journal, map } = this.o;
     if (journal.needsCheckpoint || map.needsCheckpoint) return this.mapSlow(job);
     const page = map.cachedPage(job.lba);
-    if (page === null) return this.mapSlow(job);
+    if (page === null || page.pbn === 0) return this.mapSlow(job);
     this.applyMapping(job, page);
     return null;
   }
@@ -137,6 +137,8 @@ export class MappingStage {
     if (journal.needsCheckpoint || map.needsCheckpoint) await this.checkpoint();
     const page = await map.page(job.lba);
     try {
+      // A leaf (and its parents) get blocks before anything is journaled: ENOSPC here changes nothing.
+      await map.place(page);
       this.applyMapping(job, page);
     } finally {
       map.unpin(page);

@@ -4,8 +4,8 @@
  * reference blocks with a slab journal, which is what a dirty open still
  * lacks here): the depot's counts in the refs region, behind a header sector
  * naming the superblock generation of the close that wrote them and the
- * payload's CRC-32C. Payload: logical blocks used (u64), then one count byte
- * per data block.
+ * payload's CRC-32C. Payload: logical blocks used (u64), block map tree pages
+ * (u64), then one count byte per data block.
  *
  * Invariants:
  * - counts are used only by an open whose journal replays nothing, when the
@@ -23,15 +23,26 @@ import { readSaved, writeSaved, type SavedRegion } from './saved-region.js';
 
 export const refsRegionOf = (sb: Superblock): SavedRegion => ({ start: sb.refsStart, magic: REFS_MAGIC, nonce: sb.nonce });
 
-/** Where the count bytes start in the payload (after the u64 of logical blocks used). */
-const COUNTS_AT = 8;
+/** Where the count bytes start in the payload (after the u64s of logical blocks used and tree pages). */
+const COUNTS_AT = 16;
 /** Payload bytes the saved counts use (and their CRC covers). */
 export const countsBytes = (sb: Superblock): number => COUNTS_AT + sb.physicalBlocks - sb.dataStart;
 
-/** The logical blocks used and the count per data block a payload holds (a view into it). */
-export function decodeCounts(payload: Uint8Array, sb: Superblock): { logicalUsed: number; counts: Uint8Array } {
+/** What saved counts hold: logical blocks used, tree pages, and a count per data block. */
+export interface SavedCounts {
+  logicalUsed: number;
+  mapPages: number;
+  counts: Uint8Array;
+}
+
+/** The saved counts a payload holds (`counts` a view into it). */
+export function decodeCounts(payload: Uint8Array, sb: Superblock): SavedCounts {
   const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-  return { logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32, counts: payload.subarray(COUNTS_AT, countsBytes(sb)) };
+  return {
+    logicalUsed: v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32,
+    mapPages: v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32,
+    counts: payload.subarray(COUNTS_AT, countsBytes(sb)),
+  };
 }
 
 /** Writes the counts, then the header naming `generation` (the superblock the close writes next). */
@@ -40,12 +51,13 @@ export async function saveReferences(depot: SlabDepot, logicalUsed: number, sb: 
   const v = new DataView(payload.buffer);
   v.setUint32(0, logicalUsed >>> 0, true);
   v.setUint32(4, Math.floor(logicalUsed / 2 ** 32), true);
+  v.setUint32(8, depot.mapPages, true);
   payload.set(depot.counts(), COUNTS_AT);
   await writeSaved(refsRegionOf(sb), dev, pool, payload, countsBytes(sb), generation);
 }
 
 /** The counts the close that wrote the current superblock saved, if whole: logical blocks used and a count per data block; else null. */
-export async function loadReferences(sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<{ logicalUsed: number; counts: Uint8Array } | null> {
+export async function loadReferences(sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<SavedCounts | null> {
   const payload = await readSaved(refsRegionOf(sb), dev, pool, (sb.refsBlocks - 1) * BLOCK_BYTES, countsBytes(sb), sb.generation);
   return payload === null ? null : decodeCounts(payload, sb);
 }

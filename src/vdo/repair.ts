@@ -1,7 +1,8 @@
 /**
  * Recovery at open (dm-vdo's repair.c): the journal's mapping changes are
  * replayed into the block map, then every reference count is rebuilt from
- * the map.
+ * the map (its tree pages counted as such), then the map pages replay made
+ * are placed.
  *
  * Invariants:
  * - an entry is applied only when the block (or packed slot) it maps to reads
@@ -10,6 +11,8 @@
  * - a replayed entry or map entry that cannot belong to this volume (kind,
  *   LBA past the logical size, state, PBN outside the data region, more than
  *   254 references) is ECORRUPT and nothing is written;
+ * - no tree page is allocated before the counts are whole: replay fills
+ *   pages in the cache unplaced, and a writable open places them afterwards;
  * - the caller checkpoints afterwards (unless read-only), so a later replay
  *   never meets these entries again.
  */
@@ -54,8 +57,10 @@ export async function recoverMetadata(r: RepairContext): Promise<{ logicalUsed: 
   const saved = await loadReferences(r.sb, r.dev, r.pool);
   if (!r.readOnly) await eraseReferences(r.sb, r.dev, r.pool);
   const replayed = await replayJournal(r);
-  if (replayed === 0 && saved !== null && r.depot.loadCounts(saved.counts)) return { logicalUsed: saved.logicalUsed, referencesLoaded: true };
-  return { logicalUsed: await rebuildReferences(r.map, r.depot), referencesLoaded: false };
+  if (replayed === 0 && saved !== null && r.depot.loadCounts(saved.counts, saved.mapPages)) return { logicalUsed: saved.logicalUsed, referencesLoaded: true };
+  const logicalUsed = await rebuildReferences(r.map, r.depot);
+  if (!r.readOnly) await r.map.placeAll();
+  return { logicalUsed, referencesLoaded: false };
 }
 
 /** Replays the journal into the block map (pages stay dirty in its cache until the caller's checkpoint); returns the entries replayed. */
@@ -105,13 +110,15 @@ export async function replayJournal(r: RepairContext): Promise<number> {
 async function setMapping(map: BlockMap, lba: number, m: number, check: number): Promise<void> {
   const p = await map.page(lba);
   try {
+    // A discard replayed over a leaf never placed, and not filled by this replay, changes nothing: no page is made for it.
+    if (p.pbn === 0 && !p.dirty && m === 0) return;
     map.set(p, lba, m, check);
   } finally {
     map.unpin(p);
   }
 }
 
-/** Rebuilds every reference count from the block map; returns the logical blocks mapped. */
+/** Rebuilds every reference count from the block map, its tree pages included; returns the logical blocks mapped. */
 export async function rebuildReferences(map: BlockMap, depot: SlabDepot): Promise<number> {
   depot.resetAll();
   let used = 0;
@@ -124,6 +131,6 @@ export async function rebuildReferences(map: BlockMap, depot: SlabDepot): Promis
     if (!depot.isData(pbn)) throw new FlashpackError('ECORRUPT', `block map: LBA ${lba} maps to PBN ${pbn}, outside the data region`);
     if (!depot.canShare(pbn)) throw new FlashpackError('ECORRUPT', `block map: PBN ${pbn} is referenced more than 254 times`);
     depot.increment(pbn);
-  });
+  }, (pbn) => depot.claimMapPage(pbn));
   return used;
 }

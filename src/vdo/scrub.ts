@@ -9,10 +9,12 @@
  * Invariants:
  * - the range is walked in order, SCRUB_CHUNK_BLOCKS at a time, each chunk
  *   one gathered read (read-path.ts): every stored block it maps is read once
- *   and each of its LBAs verified, a packed block's slots one by one;
+ *   and each of its LBAs verified, a packed block's slots one by one; a
+ *   range no block map leaf covers maps nothing and is skipped whole;
  * - a block or map sector that fails is recorded and the scrub goes on; the
  *   caller's reads of the block keep failing ECORRUPT until it is rewritten.
  */
+import type { BlockMap } from './block-map.js';
 import type { BadBlock, ReadPath, ScrubTally } from './read-path.js';
 
 /** LBAs one step of a scrub covers: one gathered read, then a progress report. */
@@ -32,13 +34,22 @@ export interface ScrubReport {
   bad: BadBlock[];
 }
 
-export async function scrubVolume(reads: ReadPath, logicalBlocks: number, options: ScrubOptions): Promise<ScrubReport> {
+export async function scrubVolume(reads: ReadPath, map: BlockMap, options: ScrubOptions): Promise<ScrubReport> {
+  const logicalBlocks = map.logicalBlocks;
   const tally: ScrubTally = { checked: 0, bad: [] };
-  for (let lba = 0; lba < logicalBlocks; lba += SCRUB_CHUNK_BLOCKS) {
+  // A tree page that fails: one finding for every LBA under it (reads of them are ECORRUPT), then past it.
+  const onBad = (first: number, _end: number, why: string): void => {
+    tally.bad.push({ lba: first, pbn: -1, slot: -1, reason: why });
+  };
+  let lba = await map.nextStored(0, onBad);
+  let reported = 0;
+  while (lba < logicalBlocks) {
     const n = Math.min(SCRUB_CHUNK_BLOCKS, logicalBlocks - lba);
     await reads.scrub(lba, n, tally);
-    options.onProgress?.(lba + n, logicalBlocks);
+    options.onProgress?.((reported = lba + n), logicalBlocks);
+    lba = await map.nextStored(lba + n, onBad);
   }
+  if (reported < logicalBlocks) options.onProgress?.(logicalBlocks, logicalBlocks);
   tally.bad.sort((a, b) => a.lba - b.lba);
   return { logicalBlocks, blocksChecked: tally.checked, bad: tally.bad };
 }

@@ -12,6 +12,10 @@
  * (dm-vdo's PBN write lock): until then the device still holds what a freed
  * block held before, so dedupe must not verify against it and share it.
  *
+ * Block map tree pages (map-tree.ts) come from the data region too, with a
+ * count of MAX_REFERENCES that never drops: dedupe never shares one and no
+ * mapping change frees one (dm-vdo counts its tree pages the same way).
+ *
  * Every method that takes a PBN asserts it is in the data region (EINTERNAL):
  * the metadata and the zero block have no reference count to change.
  */
@@ -32,6 +36,8 @@ export class SlabDepot {
   private readonly writing: Uint8Array;
   private cursor = 0;
   private used = 0;
+  /** Blocks holding block map tree pages (counted in usedBlocks too). */
+  private treePages = 0;
 
   constructor(dataStart: number, physicalBlocks: number, slabBlocks: number) {
     this.dataStart = dataStart;
@@ -47,6 +53,11 @@ export class SlabDepot {
   /** Data blocks holding data (count > 0). */
   get usedBlocks(): number {
     return this.used;
+  }
+
+  /** Blocks holding block map tree pages: overhead, not data. */
+  get mapPages(): number {
+    return this.treePages;
   }
 
   /** Blocks free now (not counting those waiting for a flush). */
@@ -111,6 +122,27 @@ export class SlabDepot {
     throw new FlashpackError('ENOSPC', `slab depot: all ${n} data blocks are in use${this.pendingFree.length ? ` (${this.pendingFree.length} free after the next flush)` : ''}`);
   }
 
+  /** A free block for a block map tree page, counted MAX_REFERENCES for good (ENOSPC when none). */
+  allocateMapPage(): number {
+    const pbn = this.allocate();
+    const i = pbn - this.dataStart;
+    this.refs[i] = MAX_REFERENCES;
+    this.writing[i] = 0;
+    this.treePages++;
+    return pbn;
+  }
+
+  /** Rebuild: `pbn` holds a tree page the block map names. ECORRUPT if anything else counted it already. */
+  claimMapPage(pbn: number): void {
+    if (!this.isData(pbn)) throw new FlashpackError('ECORRUPT', `block map: a tree page at PBN ${pbn}, outside the data region`);
+    const i = pbn - this.dataStart;
+    if (this.refs[i] !== 0) throw new FlashpackError('ECORRUPT', `block map: PBN ${pbn} is named as a tree page and is ${this.refs[i] === MAX_REFERENCES ? 'another tree page or full' : 'referenced by a mapping'} too`);
+    this.refs[i] = MAX_REFERENCES;
+    this.used++;
+    this.treePages++;
+    this.slabFree[Math.floor(i / this.slabBlocks)]--;
+  }
+
   /** One more reference to an allocated block. */
   increment(pbn: number): void {
     const i = this.at(pbn, 'increment');
@@ -150,7 +182,7 @@ export class SlabDepot {
    * nothing changed, unless there is one per data block and none is over
    * MAX_REFERENCES.
    */
-  loadCounts(counts: Uint8Array): boolean {
+  loadCounts(counts: Uint8Array, treePages: number): boolean {
     if (counts.length !== this.dataBlocks) return false;
     for (let i = 0; i < counts.length; i++) if (counts[i] > MAX_REFERENCES) return false;
     this.resetAll();
@@ -160,6 +192,7 @@ export class SlabDepot {
       this.used++;
       this.slabFree[Math.floor(i / this.slabBlocks)]--;
     }
+    this.treePages = treePages;
     return true;
   }
 
@@ -170,6 +203,7 @@ export class SlabDepot {
     this.writing.fill(0);
     this.pendingFree = [];
     this.used = 0;
+    this.treePages = 0;
     for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(this.slabBlocks, this.dataBlocks - s * this.slabBlocks);
   }
 }

@@ -77,13 +77,14 @@ export interface StatsSources {
 
 export function volumeStats(p: StatsSources): VolumeStats {
   const c = p.counters;
-  const dataUsed = p.depot.usedBlocks;
+  // Block map tree pages live in the data region but are overhead, as vdostats counts them.
+  const dataUsed = p.depot.usedBlocks - p.depot.mapPages;
   const io = p.io;
   return {
     logicalBlocks: p.sb.logicalBlocks,
     physicalBlocks: p.sb.physicalBlocks,
     dataBlocksUsed: dataUsed,
-    overheadBlocksUsed: p.sb.dataStart,
+    overheadBlocksUsed: p.sb.dataStart + p.depot.mapPages,
     logicalBlocksUsed: p.logicalUsed,
     savingPercent: p.logicalUsed === 0 ? 0 : Math.round(((p.logicalUsed - dataUsed) / p.logicalUsed) * 1000) / 10,
     dedupeAdviceValid: c.adviceValid,

@@ -11,7 +11,8 @@
  */
 import { FlashpackError, badArgument, describe, invalid } from '../errors.js';
 import { DedupeIndex, DEFAULT_INDEX_MEMORY, MIN_INDEX_MEMORY, MAX_INDEX_MEMORY } from './dedupe.js';
-import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, SUPERBLOCK_COPIES, CODECS, refsBlocksFor, type Codec, type WritePolicy } from './encodings.js';
+import { BLOCK_BYTES, MAP_ROOT_PAGES, MAX_LOGICAL_BLOCKS, SUPERBLOCK_COPIES, CODECS, refsBlocksFor, type Codec, type WritePolicy } from './encodings.js';
+import { treePagesFor } from './map-tree.js';
 import type { PackerPolicy } from './packer.js';
 import type { Runtime } from '../wasm/runtime.js';
 
@@ -81,8 +82,8 @@ export const MAX_INFLIGHT = 16384;
 const MAX_WORKERS = 64;
 /** Blocks beyond the logical size in a default image: room for overwrites between flushes. */
 export const OVERWRITE_SPARE_BLOCKS = 1024;
-/** Logical size limit: 2^32 blocks (the block map's PBN field is 32 bits; so is a logical block number here). */
-const MAX_LOGICAL_BYTES = 2 ** 32 * BLOCK_BYTES;
+/** Logical size limit: 1 PiB (encodings.ts; the block map tree addresses more). */
+const MAX_LOGICAL_BYTES = MAX_LOGICAL_BLOCKS * BLOCK_BYTES;
 
 /** Where a create puts everything, in blocks. */
 export interface Layout {
@@ -191,13 +192,14 @@ export function layoutFor(o: VolumeOptions, physicalBlocks?: number): Layout {
   const logicalBlocks = o.logicalSize / BLOCK_BYTES;
   const journalBlocks = o.journalBlocks ?? DEFAULT_JOURNAL_BLOCKS;
   const dedupe = o.dedupe ?? true;
-  const mapPages = Math.ceil(logicalBlocks / MAP_ENTRIES_PER_PAGE);
+  // The block map region holds the tree's root; its other pages come from the data region as they are needed.
+  const mapPages = MAP_ROOT_PAGES;
   // The index is saved at close into blocks of its own. More than 64 bytes of it per
   // physical block (two entries a block) never helps: a block is indexed once.
   const indexMemoryFor = (physical: number): number => (dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(o.indexMemory ?? DEFAULT_INDEX_MEMORY, 64 * physical)) : 0);
   const indexBlocksFor = (memory: number): number => (dedupe ? 1 + Math.ceil(DedupeIndex.imageBytes(memory) / BLOCK_BYTES) : 0);
   const metadataFor = (physical: number): number => SUPERBLOCK_COPIES + journalBlocks + mapPages + indexBlocksFor(indexMemoryFor(physical)) + refsBlocksFor(physical);
-  const physical = physicalBlocks ?? defaultPhysical(logicalBlocks, metadataFor);
+  const physical = physicalBlocks ?? defaultPhysical(logicalBlocks, (p) => metadataFor(p) + treePagesFor(logicalBlocks));
   const indexMemory = indexMemoryFor(physical);
   const indexBlocks = indexBlocksFor(indexMemory);
   const indexStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
@@ -210,7 +212,9 @@ export function layoutFor(o: VolumeOptions, physicalBlocks?: number): Layout {
       `volume: ${physical} physical blocks (${physical * BLOCK_BYTES} bytes) cannot hold ${dataStart} blocks of metadata (journal ${journalBlocks}, block map ${mapPages}, index ${indexBlocks}, reference counts ${refsBlocks}) and any data; at least ${(dataStart + 1) * BLOCK_BYTES} bytes are needed`,
     );
   }
-  if (physical >= 2 ** 32) throw invalid(`volume: ${physical} physical blocks is more than the 2^32 − 1 a block map entry can address`);
+  if (physical >= 2 ** 32) {
+    throw invalid(`volume: ${physical} physical blocks is more than the 2^32 − 1 a block map entry can address${physicalBlocks === undefined ? ' (the default image holds the whole logical size; pass a smaller physicalSize for a thin volume)' : ''}`);
+  }
   return {
     logicalBlocks, physicalBlocks: physical, journalBlocks, mapPages, indexMemory, indexBlocks, indexStart, refsStart, refsBlocks, dataStart, dedupe,
     slabBlocks: Math.min(o.slabBlocks ?? DEFAULT_SLAB_BLOCKS, physical - dataStart),
@@ -233,7 +237,7 @@ function defaultPhysical(logicalBlocks: number, metadataFor: (physical: number) 
 
 /** Whether a layout can fail to hold its whole logical size with nothing reduced. */
 export function isThin(l: { logicalBlocks: number; physicalBlocks: number; dataStart: number }): boolean {
-  return l.physicalBlocks - l.dataStart < l.logicalBlocks;
+  return l.physicalBlocks - l.dataStart < l.logicalBlocks + treePagesFor(l.logicalBlocks);
 }
 
 /** Bytes as a Uint8Array view (no copy): any ArrayBufferView or ArrayBuffer; EINVAL otherwise. */

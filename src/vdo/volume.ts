@@ -137,6 +137,8 @@ export class Volume {
     this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, sb.physicalBlocks);
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
+    // Recovery places no tree page before the depot's counts are whole (repair.ts).
+    this.map.setAllocator(this.depot);
     this.mapping = new MappingStage({
       map: this.map, journal: this.journal, depot: this.depot, dev, zone: this.zone, meta: this.meta, sync: sb.writePolicy === 'sync',
       finish: (job, err) => this.writes.finish(job, err),
@@ -181,7 +183,7 @@ export class Volume {
       engine, ctrlr, idleSpin, mem: this.mem, zone: this.zone, depot: this.depot, flushes: this.flushes,
       maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT, parkable: this.stores.parkable, sync: sb.writePolicy === 'sync', dedupe: sb.dedupe, counters: this.counters,
       prep: this.prep, dedupeStage: this.dedupe, stores: this.stores, mapping: this.mapping,
-      flush: () => this.flush(), readWhole: (lba) => this.readWhole(lba),
+      flush: () => this.flush(), readWhole: (lba) => this.readWhole(lba), leafPlaced: (lba) => this.map.leafPlaced(lba),
     });
   }
 
@@ -530,7 +532,7 @@ export class Volume {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume.scrub: the volume is closed (scrub after close())');
     const opts = checkOptions<ScrubOptions>('volume.scrub: options', options);
     if (opts.onProgress !== undefined) checkFunction('volume.scrub: options.onProgress', opts.onProgress);
-    return scrubVolume(this.reads, this.sb.logicalBlocks, opts);
+    return scrubVolume(this.reads, this.map, opts);
   }
 
   stats(): VolumeStats {
