@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { FlashpackError, Volume } from '../dist/index.js';
 import { FlashpackError as SrcFlashpackError } from '../src/errors.js';
 import type { VolumeStats } from '../dist/index.js';
+import { slotBlock } from '../dist/vdo/count-snapshots.js';
 import { checkVolume, type CheckReport } from '../src/vdo/check.js';
 import {
   BLOCK_BYTES, CODECS, ENTRY_MAP, JOURNAL_MAGIC, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC,
@@ -19,7 +20,7 @@ import {
   decodeJournalEntry, packedFragment, sealSector, type JournalEntry, type SectorHeader, type Superblock,
 } from '../src/vdo/encodings.js';
 import { prng, randomBytes } from './helpers/data.js';
-import { leafBlock, leaves, pageBlock, type ReadBlock } from './helpers/map-image.js';
+import { fileReader, leafBlock, leaves, pageBlock } from './helpers/map-image.js';
 
 const BS = BLOCK_BYTES;
 const small = { workers: 1, ioWorkers: 1 } as const;
@@ -91,16 +92,7 @@ async function made(opts: { codec?: 'lz4' | 'deflate'; abandon?: boolean; logica
 }
 
 // ---- the image, read and damaged with node:fs ---------------------------------------------------
-function readBlock(p: string, pbn: number): Uint8Array {
-  const b = new Uint8Array(BS);
-  const fd = fs.openSync(p, 'r');
-  try {
-    fs.readSync(fd, b, 0, BS, pbn * BS);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return b;
-}
+const readBlock = (p: string, pbn: number): Uint8Array => fileReader(p)(pbn);
 function writeAt(p: string, offset: number, bytes: Uint8Array): void {
   const fd = fs.openSync(p, 'r+');
   try {
@@ -126,7 +118,7 @@ function superblockOf(p: string): Superblock {
   return copies.reduce((a, b) => (b.generation > a.generation ? b : a));
 }
 /** The image's blocks as the map-image helpers read them. */
-const readerOf = (p: string): ReadBlock => (pbn) => readBlock(p, pbn);
+const readerOf = fileReader;
 /** The block holding leaf `leaf` of a closed image (it must exist). */
 function leafAt(p: string, sb: Superblock, leaf: number): number {
   const pbn = leafBlock(readerOf(p), sb, leaf);
@@ -255,12 +247,16 @@ describe('checkVolume: a healthy volume', () => {
 });
 
 describe('checkVolume: damage is found and named where it is', () => {
-  it('a byte in the saved reference counts: reported, and a clean open rebuilds them from the map', async () => {
+  it('a byte in the reference count snapshot: reported, and a clean open rebuilds the counts from the map', async () => {
     const { p, sb, stats } = await made();
-    flipByte(p, (sb.refsStart + 1) * BS + 20);
+    // The first count block of both slots: whichever the open would take.
+    for (const slot of [0, 1]) flipByte(p, slotBlock(sb, slot, 1) * BS + 20);
     const r = await checkVolume(p);
     expect(r.problems).toEqual([
-      { where: `saved reference counts (blocks ${sb.refsStart}–${sb.refsStart + sb.refsBlocks - 1})`, what: expect.stringMatching(/^fail their checksum \(CRC-32C 0x[0-9a-f]{8}, the header says 0x[0-9a-f]{8}\): a clean open rebuilds them from the block map$/) },
+      {
+        where: expect.stringMatching(/^reference count snapshot in slot [01] \(blocks \d+–\d+, tag \d+\)$/),
+        what: expect.stringMatching(/^count block 0 \(block \d+\) fails its checksum or belongs elsewhere: an open rebuilds the counts from the block map$/),
+      },
     ]);
     const v = await track(Volume.open(p, { ...small, readOnly: true }));
     expect({ lu: v.stats().logicalBlocksUsed, du: v.stats().dataBlocksUsed }).toEqual({ lu: stats.logicalBlocksUsed, du: stats.dataBlocksUsed });
@@ -367,12 +363,12 @@ describe('checkVolume: damage is found and named where it is', () => {
     expect(problemsAt(r, /^LBA 5 /)).toEqual([
       { where: 'LBA 5 (block map page 0 sector 0 entry 5)', what: expect.stringContaining(`maps to PBN ${sb.physicalBlocks + 10}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks})`) },
     ]);
-    // A clean open takes the saved counts and does not scan the map: the entry is ECORRUPT where it is used.
+    // A clean open takes the count snapshot and does not scan the map: the entry is ECORRUPT where it is used.
     const v = await track(Volume.open(p, { ...small, readOnly: true }));
     expect((await failure(v.read(5 * BS, BS))).message).toMatch(/LBA 5 maps to PBN \d+, outside the data region/);
     await closeVol(v);
-    // Without saved counts, open scans the map and refuses the volume.
-    writeAt(p, sb.refsStart * BS, new Uint8Array(BS));
+    // Without a snapshot, open scans the map and refuses the volume.
+    for (const slot of [0, 1]) writeAt(p, slotBlock(sb, slot, 0) * BS, new Uint8Array(BS));
     expect((await failure(Volume.open(p, { ...small, readOnly: true }))).code).toBe('ECORRUPT');
   });
 
@@ -390,17 +386,17 @@ describe('checkVolume: damage is found and named where it is', () => {
     const r = await checkVolume(p);
     expect(r.dataBlocksUsed).toBe(1);
     expect(problemsAt(r, `PBN ${pbn}`).map((x) => x.what)).toEqual([
-      `has a saved reference count of 1; the block map references it ${MAP_ENTRIES_PER_PAGE} times (a clean open takes the saved counts)`,
+      expect.stringMatching(new RegExp(`^has a count of 1 in the reference count snapshot in slot [01] \\(blocks \\d+–\\d+, tag \\d+\\); the block map references it ${MAP_ENTRIES_PER_PAGE} times \\(a clean open takes the snapshot\\)$`)),
       `has ${MAP_ENTRIES_PER_PAGE} references, more than 254 (an open that rebuilds the counts fails: ECORRUPT); referenced by LBAs 0, 1, 2, 3 and ${MAP_ENTRIES_PER_PAGE - 4} more`,
       `is referenced both as an uncompressed block and as a packed block; referenced by LBAs 0, 1, 2, 3 and ${MAP_ENTRIES_PER_PAGE - 4} more`,
       expect.stringContaining('is referenced as a packed block but is not one'),
     ]);
-    // A clean open takes the saved counts: the forged entries (no data check recorded) read ECORRUPT, never the block's bytes.
+    // A clean open takes the count snapshot: the forged entries (no data check recorded) read ECORRUPT, never the block's bytes.
     const v = await track(Volume.open(p, { ...small, readOnly: true }));
     expect((await failure(v.read(1 * BS, BS))).code).toBe('ECORRUPT');
     expect((await failure(v.read(7 * BS, BS))).code).toBe('ECORRUPT');
     await closeVol(v);
-    writeAt(p, sb.refsStart * BS, new Uint8Array(BS));
+    for (const slot of [0, 1]) writeAt(p, slotBlock(sb, slot, 0) * BS, new Uint8Array(BS));
     expect((await failure(Volume.open(p, { ...small, readOnly: true }))).code).toBe('ECORRUPT');
   });
 

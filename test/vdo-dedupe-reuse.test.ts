@@ -29,12 +29,12 @@ const TREE_PAGES = 5;
 
 /**
  * A volume with `dataBlocks` data blocks (2 superblocks, 8 journal, the map's root, 2 index blocks,
- * 2 saved-counts blocks before them) besides its block map tree, placed first (zeroes written under
+ * two count snapshots of 2 blocks before them) besides its block map tree, placed first (zeroes written under
  * every leaf), so the allocator hands out data blocks from there on as the scenarios expect.
  */
 async function small(codec: 'lz4' | 'deflate', dataBlocks = DATA_BLOCKS): Promise<Volume> {
   const v = await Volume.create(new nvme.MemoryBackend({ size: 16 << 20 }), {
-    logicalSize: 4 << 20, physicalSize: (2 + 8 + 1 + 2 + 2 + TREE_PAGES + dataBlocks) * BS, journalBlocks: 8, codec, workers: 1, runtime: new Runtime(),
+    logicalSize: 4 << 20, physicalSize: (2 + 8 + 1 + 2 + 4 + TREE_PAGES + dataBlocks) * BS, journalBlocks: 8, codec, workers: 1, runtime: new Runtime(),
   });
   live.add(v);
   expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(TREE_PAGES + dataBlocks);

@@ -781,9 +781,9 @@ describe('vdo volume: out of space', () => {
   async function smallVolume(writePolicy: 'async' | 'sync'): Promise<{ v: Vol; backend: nvme.MemoryBackend }> {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
     // 2 superblocks + 8 journal + the block map root (1024 LBAs) + 2 saved-index blocks (header and
-    // a 128-entry index: 64 bytes of index memory per physical block at most) + 2 saved-counts
-    // blocks (header and a byte per block) + 3 blocks for the tree pages of leaf 0 + 64 data blocks.
-    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 1 + 2 + 2 + TREE_PAGES + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
+    // a 128-entry index: 64 bytes of index memory per physical block at most) + 2 reference count
+    // snapshots of 2 blocks (header and a byte per block) + 3 blocks for the tree pages of leaf 0 + 64 data blocks.
+    const v = await create(backend, { logicalSize: 4 << 20, physicalSize: (2 + 8 + 1 + 2 + 4 + TREE_PAGES + DATA_BLOCKS) * BS, journalBlocks: 8, codec: 'lz4', writePolicy });
     expect(v.sb.mapPages).toBe(1);
     expect(v.sb.indexBlocks).toBe(2);
     expect(v.sb.physicalBlocks - v.sb.dataStart).toBe(TREE_PAGES + DATA_BLOCKS);
@@ -1064,7 +1064,7 @@ describe('vdo volume: corrupt metadata is detected, never read as data', () => {
       expect(pbn, name).toBeGreaterThan(0);
       bytes.set(snapshot);
       bytes[pbn * BS + SECTOR_HEADER] ^= 0x01; // sector 0, slot 0: one bit of the child's PBN
-      // A clean open takes the saved counts without walking the map: the damage is met by the reads under it.
+      // A clean open takes the count snapshot without walking the map: the damage is met by the reads under it.
       const w = await open(backend);
       for (const lba of [...under0, ...beside]) expect(await outcome(w, lba), `${name} damaged: LBA ${lba}`).toBe(bad.includes(lba) ? 'ECORRUPT' : 'ok');
       await abandonVol(w);

@@ -40,6 +40,8 @@ export interface Replay {
   liveCorrupt: boolean;
   /** Changes that apply, in journal order, by block map page. */
   byPage: Map<number, Change[]>;
+  /** The head recovery starts at (the tag of the reference count snapshot it takes). */
+  head: number;
 }
 
 
@@ -150,7 +152,7 @@ export async function checkJournal(img: Image, sb: Superblock, problems: Problem
     // data never reached the media, so the previous mapping stays (Volume.recover()).
     for (const p of pending) if (checks.get(p.change.pbn * 16 + p.change.state) !== p.dataCheck) p.change.count = 0;
   }
-  return { entries: entries.length, liveCorrupt: liveCorrupt >= 0, byPage };
+  return { entries: entries.length, liveCorrupt: liveCorrupt >= 0, byPage, head: maxSeq > 0 ? maxHead : 0 };
 }
 
 /** An entry as the change recovery makes, or null (a problem: recovery stops with ECORRUPT there). */

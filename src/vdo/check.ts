@@ -12,8 +12,8 @@
  * every page's sectors, every child named once and in the data region) and
  * every leaf entry; reference counts recomputed from that map (tree pages at
  * MAX_REFERENCES, never also referenced by a mapping), checked against dm-vdo's bound of 254,
- * against the counts the last clean close saved (which a clean open takes
- * instead of a map scan) and against the packed blocks: every referenced slot
+ * against the reference count snapshot a clean open takes instead of a map
+ * scan (count-snapshots.ts) and against the packed blocks: every referenced slot
  * must exist in its block's header, lie within the block and (option
  * `decode`) decode to 4 KiB.
  * Option `scrub` also reads every referenced data block and checks what each
@@ -28,15 +28,14 @@ import type { Stats } from 'node:fs';
 import { badArgument, checkBoolean, checkFunction, checkOptions, fromOsError, hex32, invalid } from '../errors.js';
 import {
   BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAX_COMPRESSION_SLOTS, SECTOR_BYTES, STATE_COMPRESSED_BASE,
-  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, crc32cOfLarge, decodeSuperblock, encodePackedHeader, packedFragment, type Superblock,
+  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, SNAPSHOT_SLOTS, countBlocksFor, decodeSuperblock, encodePackedHeader, packedFragment, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
 import { Image, Problems, type CheckProblem } from './check-image.js';
 import { checkJournal, decodeSlot, type Replay } from './check-journal.js';
-import { dataCheckOf } from './repair.js';
-import { countsBytes, decodeCounts, refsRegionOf } from './refcount-store.js';
+import { dataCheckOf, usableSnapshot } from './repair.js';
+import { decodeCountBlock, decodeSnapshotHeader, slotBlock, type SnapshotHeader } from './count-snapshots.js';
 import { scanMap, walkTree, type Tree } from './check-map.js';
-import { savedCrc } from './saved-region.js';
 
 export type { CheckProblem } from './check-image.js';
 
@@ -212,7 +211,7 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
     if (refs.kinds[i] === (KIND_UNCOMPRESSED | KIND_PACKED)) findings.push({ pbn, slot: -1, what: 'is referenced both as an uncompressed block and as a packed block' });
   }
   // Saved counts are compared with a whole map only: a damaged one's recount is short, and reported already.
-  if (replay.entries === 0 && !replay.liveCorrupt && problems.count === beforeMap) await checkSavedCounts(img, sb, refs, logicalUsed, tree.pages.length, problems);
+  if (replay.entries === 0 && !replay.liveCorrupt && problems.count === beforeMap) await checkSnapshot(img, sb, replay, refs, logicalUsed, tree.pages.length, problems);
   await checkPacked(img, sb, refs, packed, decode, findings);
   if (scrub) await verifyData(img, sb, refs, recorded, findings);
   if (findings.length > 0) {
@@ -302,36 +301,48 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
 }
 
 /**
- * The reference counts the last clean close saved (refcount-store.ts), which
- * a clean open takes instead of a map scan: when their header and checksum
- * say they belong to this superblock, each must equal the count recomputed
- * from the map (the first few differences are named).
+ * The reference count snapshot a clean open takes instead of a map scan
+ * (count-snapshots.ts): the last one written, if tagged with the journal's head. Its
+ * sectors must be whole (else an open rebuilds the counts from the map), and
+ * each count, the logical blocks used and the tree pages must equal what the
+ * map says (the first few differences are named).
  */
-async function checkSavedCounts(img: Image, sb: Superblock, refs: References, logicalUsed: number, mapPages: number, problems: Problems): Promise<void> {
-  const payload = new Uint8Array((sb.refsBlocks - 1) * BLOCK_BYTES);
+async function checkSnapshot(img: Image, sb: Superblock, replay: Replay, refs: References, logicalUsed: number, mapPages: number, problems: Problems): Promise<void> {
   const head = new Uint8Array(BLOCK_BYTES);
-  img.total += sb.refsBlocks;
-  await img.read(sb.refsStart, 1, head);
-  const want = savedCrc(head, refsRegionOf(sb), sb.generation);
-  if (want === null) return;
-  await img.read(sb.refsStart + 1, sb.refsBlocks - 1, payload);
-  const where = `saved reference counts (blocks ${sb.refsStart}–${sb.refsStart + sb.refsBlocks - 1})`;
-  const crc = crc32cOfLarge(payload.subarray(0, countsBytes(sb)));
-  if (crc !== want) {
-    problems.add(where, `fail their checksum (CRC-32C ${hex32(crc)}, the header says ${hex32(want)}): a clean open rebuilds them from the block map`);
-    return;
+  const headers: SnapshotHeader[] = [];
+  img.total += SNAPSHOT_SLOTS;
+  for (let slot = 0; slot < SNAPSHOT_SLOTS; slot++) {
+    await img.read(slotBlock(sb, slot, 0), 1, head);
+    const h = decodeSnapshotHeader(head, sb, slot);
+    if (h !== null) headers.push(h);
   }
-  const { logicalUsed: savedUsed, mapPages: savedPages, counts } = decodeCounts(payload, sb);
-  if (savedUsed !== logicalUsed) problems.add(where, `say ${savedUsed} logical blocks used; the block map has ${logicalUsed} (a clean open takes the saved counts)`);
-  if (savedPages !== mapPages) problems.add(where, `say the block map has ${savedPages} tree pages; it has ${mapPages} (a clean open takes the saved counts)`);
+  // As recoverMetadata() chooses (none: an open rebuilds the counts from the map).
+  const h = usableSnapshot(headers, replay.head);
+  if (h === null) return;
+  const dataBlocks = sb.physicalBlocks - sb.dataStart;
+  const blocks = countBlocksFor(dataBlocks);
+  const counts = new Uint8Array(dataBlocks);
+  const where = `reference count snapshot in slot ${h.slot} (blocks ${slotBlock(sb, h.slot, 0)}–${slotBlock(sb, h.slot, blocks)}, tag ${h.tag})`;
+  img.total += blocks;
+  const buf = new Uint8Array(BLOCK_BYTES);
+  for (let k = 0; k < blocks; k++) {
+    await img.read(slotBlock(sb, h.slot, 1 + k), 1, buf);
+    if (!decodeCountBlock(buf, sb, h.slot, k, counts)) {
+      problems.add(where, `count block ${k} (block ${slotBlock(sb, h.slot, 1 + k)}) fails its checksum or belongs elsewhere: an open rebuilds the counts from the block map`);
+      return;
+    }
+  }
+  const say = '(a clean open takes the snapshot)';
+  if (h.logicalUsed !== logicalUsed) problems.add(where, `says ${h.logicalUsed} logical blocks used; the block map has ${logicalUsed} ${say}`);
+  if (h.mapPages !== mapPages) problems.add(where, `says the block map has ${h.mapPages} tree pages; it has ${mapPages} ${say}`);
   let named = 0;
   let differ = 0;
   for (let i = 0; i < counts.length; i++) {
     if (counts[i] === Math.min(refs.refs[i], 255)) continue;
     differ++;
-    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i}`, `has a saved reference count of ${counts[i]}; the block map references it ${refs.refs[i]} times (a clean open takes the saved counts)`);
+    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i}`, `has a count of ${counts[i]} in the ${where}; the block map references it ${refs.refs[i]} times ${say}`);
   }
-  if (differ > named) problems.add(where, `${differ - named} more blocks whose saved count differs from the block map's`);
+  if (differ > named) problems.add(where, `${differ - named} more blocks whose count differs from the block map's`);
 }
 
 /**

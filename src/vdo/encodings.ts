@@ -35,7 +35,8 @@ const SB_MAGIC = 0x4f445046; // "FPDO"
  * 3: every block map entry carries that data check too, and every read
  * verifies it (issue 17's checksum on every stored block).
  * 4: the block map is a tree of pages allocated on demand (map-tree.ts); the
- * map region holds its root only.
+ * map region holds its root only; the refs region holds two reference count
+ * snapshots that every checkpoint writes in turn (count-snapshots.ts).
  */
 export const SB_VERSION = 4;
 /** How to move a volume of an older format to this one (the message of the ENOTSUP that refuses it). */
@@ -87,7 +88,7 @@ export interface Geometry {
   indexBlocks: number;
   /** indexMemory of the saved index (the size a volume opens with unless told otherwise). */
   indexMemory: number;
-  /** The reference counts saved at a clean close: a header block, then refsPayloadBytes(physical) bytes. */
+  /** The reference count snapshots: refsBlocksFor(physical) blocks. */
   refsStart: number;
   refsBlocks: number;
   dataStart: number;
@@ -147,11 +148,6 @@ export function crc32cOfLarge(b: Uint8Array): number {
   for (let at = 0; at < b.length; at += 1 << 20) crc = crc32c(b.subarray(at, Math.min(b.length, at + (1 << 20))), crc);
   return crc;
 }
-
-/** Bytes of the saved reference counts for `physicalBlocks`: logical blocks used and tree pages (u64 each), then a byte per block (an upper bound on the data blocks). */
-export const refsPayloadBytes = (physicalBlocks: number): number => 16 + physicalBlocks;
-/** The refs region: a header block, then the payload. */
-export const refsBlocksFor = (physicalBlocks: number): number => 1 + Math.ceil(refsPayloadBytes(physicalBlocks) / BLOCK_BYTES);
 
 /** How decodeSuperblock's reason for a sound superblock of another format version begins. */
 export const FORMAT_VERSION_REASON = 'format version';
@@ -216,7 +212,7 @@ export const MAP_MAGIC = 0x4d42; // "BM"
  * the close that saved it, aux = CRC-32C of the payload (the blocks after it).
  */
 export const INDEX_MAGIC = 0x4958; // "XI"
-/** The saved reference counts' header sector: key = the superblock generation of the close that saved them, aux = CRC-32C of the payload. */
+/** A reference count snapshot's header sector (count-snapshots.ts). */
 export const REFS_MAGIC = 0x4652; // "RF"
 
 export interface SectorHeader {
@@ -384,3 +380,20 @@ export function packedFragment(b: Uint8Array, slot: number): [number, number] | 
   if (size === 0 || at + size > BLOCK_BYTES) return `fragment ${slot} of ${size} bytes at ${at} overruns the block`;
   return [at, at + size];
 }
+
+// ---- reference count snapshots (count-snapshots.ts) ------------------------------
+// The refs region: SNAPSHOT_SLOTS slots of slotBlocksFor(physical) blocks — a header block
+// (sector 0 sealed with REFS_MAGIC, key = tag, aux = slot; logical blocks used, tree pages
+// and data blocks as u64s after the sector header), then a byte per data block,
+// COUNTS_PER_SECTOR to a sector sealed with COUNTS_MAGIC (key = the sector's number in the
+// slot, aux = slot).
+export const SNAPSHOT_SLOTS = 2;
+export const COUNTS_MAGIC = 0x4e43; // "CN"
+export const COUNTS_PER_SECTOR = SECTOR_BYTES - SECTOR_HEADER_BYTES;
+export const COUNTS_PER_BLOCK = COUNTS_PER_SECTOR * SECTORS_PER_BLOCK;
+/** Blocks of counts a slot holds for up to `dataBlocks` data blocks. */
+export const countBlocksFor = (dataBlocks: number): number => Math.ceil(dataBlocks / COUNTS_PER_BLOCK);
+/** Blocks of one slot for a volume of `physicalBlocks` (an upper bound on its data blocks): a header and the counts. */
+export const slotBlocksFor = (physicalBlocks: number): number => 1 + countBlocksFor(physicalBlocks);
+/** The refs region. */
+export const refsBlocksFor = (physicalBlocks: number): number => SNAPSHOT_SLOTS * slotBlocksFor(physicalBlocks);

@@ -20,6 +20,7 @@ import type { DataVio } from './data-vio.js';
 import type { LogicalZone } from './logical-zone.js';
 import type { RecoveryJournal } from './recovery-journal.js';
 import type { SlabDepot } from './slab-depot.js';
+import type { CountSnapshots } from './count-snapshots.js';
 import { ENTRY_DISCARD, ENTRY_MAP, MAP_ENTRIES_PER_PAGE, STATE_UNMAPPED, ZERO_PBN, type JournalEntry } from './encodings.js';
 
 /** A promise-chain mutex: the metadata lock. */
@@ -39,6 +40,7 @@ export interface MappingOptions {
   dev: BlockDevice;
   zone: LogicalZone;
   meta: Mutex;
+  snapshots: CountSnapshots;
   /** Commit the journal after each pass (the sync policy). */
   sync: boolean;
   /** The write is over: mapped (err null), dropped, or failed. */
@@ -161,8 +163,13 @@ export class MappingStage {
     journal.append(e);
     map.set(page, lba, mapping, job.check);
     job.st.applied = job.gen;
+    // The map's own counts (count-snapshots.ts): the old block loses this LBA, the new one gains it.
     if (stateOf(old) === STATE_UNMAPPED) this.logicalUsed++;
-    else if (pbnOf(old) !== ZERO_PBN) depot.decrement(pbnOf(old));
+    else if (pbnOf(old) !== ZERO_PBN) {
+      depot.mapRef(pbnOf(old), -1);
+      depot.decrement(pbnOf(old));
+    }
+    if (pbnOf(mapping) !== ZERO_PBN) depot.mapRef(pbnOf(mapping), 1);
   }
 
   /** Unmaps [first, last) for the discard issued at `gen`; the caller holds the metadata lock. */
@@ -191,7 +198,10 @@ export class MappingStage {
             const old = map.get(page, l);
             map.set(page, l, 0, 0);
             this.logicalUsed--;
-            if (pbnOf(old) !== ZERO_PBN) depot.decrement(pbnOf(old));
+            if (pbnOf(old) !== ZERO_PBN) {
+              depot.mapRef(pbnOf(old), -1);
+              depot.decrement(pbnOf(old));
+            }
           }
         }
       } finally {
@@ -201,11 +211,17 @@ export class MappingStage {
     }
   }
 
-  /** Journal durable, then every dirty block map page written and flushed; recovery then starts at the next block. */
+  /**
+   * Journal durable; the counts the map implies saved as a snapshot tagged
+   * with the head recorded below (count-snapshots.ts: before any map page,
+   * so the media's map never runs ahead of the newest snapshot); every dirty
+   * block map page written and flushed; recovery then starts at the next block.
+   */
   async checkpoint(): Promise<void> {
     const { journal, map, dev } = this.o;
     await journal.commit();
     await dev.flush();
+    await this.o.snapshots.write(journal.nextHead, this.logicalUsed);
     await map.writeDirty();
     await dev.flush();
     await journal.advanceHead();

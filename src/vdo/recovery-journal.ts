@@ -21,6 +21,17 @@ import {
   SECTOR_VALID, decodeJournalEntry, encodeJournalEntry, openSector, sealSector, type JournalEntry, type SectorHeader,
 } from './encodings.js';
 
+/** What replay() found: the entries to replay, oldest first, and where they lie. */
+export interface JournalReplay {
+  entries: JournalEntry[];
+  /** The sequence number of the block each entry came from (parallel to entries). */
+  blockOf: number[];
+  /** The head the journal recorded: the oldest block whose changes may be missing from the on-disk block map. */
+  head: number;
+  /** Every change journaled in blocks before this one was replayed (the blocks from head up to it were whole or the last). */
+  through: number;
+}
+
 export interface JournalStats {
   entriesWritten: number;
   blocksWritten: number;
@@ -133,6 +144,11 @@ export class RecoveryJournal {
     if (this.failure !== null) throw this.failure;
   }
 
+  /** The head advanceHead() will set now: the block after the current one if it holds entries, else the current one. */
+  get nextHead(): number {
+    return this.entries > 0 ? this.seq + 1 : this.seq;
+  }
+
   /**
    * Checkpoint step: the block map now holds every change so far durably, so
    * recovery can start at the next block. Closes the current block.
@@ -157,7 +173,7 @@ export class RecoveryJournal {
    * positions the journal after everything it saw (new blocks begin past the
    * highest sequence found, so stale blocks can never be mistaken for new ones).
    */
-  async replay(): Promise<JournalEntry[]> {
+  async replay(): Promise<JournalReplay> {
     // The ring is read a staging buffer (128 blocks) per device read.
     const run = STAGING_BYTES / 4096;
     const desc = await this.pool.allocAsync(STAGING_BYTES);
@@ -194,8 +210,11 @@ export class RecoveryJournal {
       this.pool.free(desc);
     }
     const out: JournalEntry[] = [];
-    if (maxSeq === 0) return out;
+    const blockOf: number[] = [];
+    if (maxSeq === 0) return { entries: out, blockOf, head: 0, through: 0 };
     let seq = maxHead;
+    // The first block not replayed whole: a missing block, or one after the block that stopped the walk.
+    let through = -1;
     for (; seq <= maxSeq; seq++) {
       const i = seq % this.blocks;
       if (seqs[i] !== seq) break;
@@ -213,17 +232,23 @@ export class RecoveryJournal {
           const e: JournalEntry = { kind: 0, lba: 0, count: 0, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
           decodeJournalEntry(b, s * JOURNAL_ENTRIES_PER_SECTOR + k, e);
           out.push(e);
+          blockOf.push(seq);
         }
         if (c[s] < JOURNAL_ENTRIES_PER_SECTOR) {
           complete = false;
           break;
         }
       }
-      if (!complete) break;
+      if (!complete) {
+        // Its entries so far are in: a block a checkpoint closed early, or the one being filled.
+        through = seq + 1;
+        break;
+      }
     }
+    if (through < 0) through = seq;
     this.seq = maxSeq + 1;
     this.head = this.seq;
-    return out;
+    return { entries: out, blockOf, head: maxHead, through };
   }
 }
 

@@ -1,8 +1,10 @@
 /**
- * Recovery at open (dm-vdo's repair.c): the journal's mapping changes are
- * replayed into the block map, then every reference count is rebuilt from
- * the map (its tree pages counted as such), then the map pages replay made
- * are placed.
+ * Recovery at open (dm-vdo's repair.c): the newest usable reference count
+ * snapshot loaded (count-snapshots.ts), the journal's mapping changes
+ * replayed into the block map — those after the snapshot's tag adjusting
+ * the counts by what the map held before them — and, with no usable
+ * snapshot, every count rebuilt from the map (its tree pages counted as
+ * such); then the map pages replay made are placed.
  *
  * Invariants:
  * - an entry is applied only when the block (or packed slot) it maps to reads
@@ -21,9 +23,9 @@ import { fingerprint } from '../codec/fingerprint.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import { mappingOf, pbnOf, stateOf, type BlockMap } from './block-map.js';
-import type { RecoveryJournal } from './recovery-journal.js';
+import type { JournalReplay, RecoveryJournal } from './recovery-journal.js';
 import type { SlabDepot } from './slab-depot.js';
-import { eraseReferences, loadReferences } from './refcount-store.js';
+import type { CountSnapshots, SnapshotHeader } from './count-snapshots.js';
 import {
   ENTRY_DISCARD, ENTRY_MAP, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, type Superblock,
 } from './encodings.js';
@@ -41,31 +43,64 @@ export interface RepairContext {
   journal: RecoveryJournal;
   map: BlockMap;
   depot: SlabDepot;
+  snapshots: CountSnapshots;
   dev: BlockDevice;
   pool: SlabPool;
   /** Decodes `slot` of the packed block in buffer `buf` into buffer `into`: null, or why it cannot. */
   decodeSlot(buf: number, slot: number, into: number): string | null;
 }
 
-/**
- * An opening volume's metadata made whole: the journal replayed; the
- * reference counts the last clean close saved taken when nothing was
- * replayed, else rebuilt from the map (refcount-store.ts). A writable open
- * erases saved counts before anything is written. The caller checkpoints.
- */
-export async function recoverMetadata(r: RepairContext): Promise<{ logicalUsed: number; referencesLoaded: boolean }> {
-  const saved = await loadReferences(r.sb, r.dev, r.pool);
-  if (!r.readOnly) await eraseReferences(r.sb, r.dev, r.pool);
-  const replayed = await replayJournal(r);
-  if (replayed === 0 && saved !== null && r.depot.loadCounts(saved.counts, saved.mapPages)) return { logicalUsed: saved.logicalUsed, referencesLoaded: true };
-  const logicalUsed = await rebuildReferences(r.map, r.depot);
-  if (!r.readOnly) await r.map.placeAll();
-  return { logicalUsed, referencesLoaded: false };
+/** What recovery found: logical blocks mapped, whether the counts came from a snapshot, and the entries replayed. */
+export interface Recovered {
+  logicalUsed: number;
+  referencesLoaded: boolean;
+  replayed: number;
 }
 
-/** Replays the journal into the block map (pages stay dirty in its cache until the caller's checkpoint); returns the entries replayed. */
-export async function replayJournal(r: RepairContext): Promise<number> {
-  const entries = await r.journal.replay();
+/**
+ * An opening volume's metadata made whole: the last snapshot written, if
+ * its tag is the journal's head and its counts are whole, with the journal
+ * replayed on it; else the journal replayed and the counts rebuilt from the
+ * map. The caller checkpoints.
+ */
+export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
+  const jr = await r.journal.replay();
+  const headers = await r.snapshots.headers();
+  const h = usableSnapshot(headers, jr.head);
+  const counts = h === null ? null : await r.snapshots.read(h);
+  if (h !== null && counts !== null && r.depot.loadCounts(counts, h.mapPages)) {
+    const used = await replayJournal(r, jr, h.tag);
+    if (!r.readOnly) {
+      await r.map.placeAll();
+      await r.snapshots.opened(h.slot, headers, counts);
+    }
+    return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length };
+  }
+  await replayJournal(r, jr, Infinity);
+  const logicalUsed = await rebuildReferences(r.map, r.depot);
+  if (!r.readOnly) {
+    await r.map.placeAll();
+    await r.snapshots.opened(-1, headers, null);
+  }
+  return { logicalUsed, referencesLoaded: false, replayed: jr.entries.length };
+}
+
+/** The snapshot an open takes (count-snapshots.ts): the last one written, if its tag is the journal's head; else null. */
+export function usableSnapshot(headers: SnapshotHeader[], head: number): SnapshotHeader | null {
+  let newest: SnapshotHeader | null = null;
+  for (const h of headers) if (newest === null || h.generation > newest.generation) newest = h;
+  return newest !== null && newest.tag === head ? newest : null;
+}
+
+/**
+ * Replays the journal into the block map (pages stay dirty in its cache until
+ * the caller's checkpoint). Entries from blocks at or after `countFrom` also
+ * move the depot's counts from what the map held to what they map; returns
+ * the change in logical blocks mapped they make.
+ */
+export async function replayJournal(r: RepairContext, jr: JournalReplay, countFrom: number): Promise<number> {
+  const entries = jr.entries;
+  let used = 0;
   // mapping → data check of the logical block it holds now (−1: a slot that does not decode).
   const verified = new Map<number, number>();
   const pool = r.pool;
@@ -73,10 +108,12 @@ export async function replayJournal(r: RepairContext): Promise<number> {
   const plain = await pool.allocAsync(4096);
   let inBuffer = -1;
   try {
-    for (const e of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const counted = jr.blockOf[i] >= countFrom;
       if (e.kind === ENTRY_DISCARD) {
         if (e.lba + e.count > r.sb.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
-        for (let lba = e.lba; lba < e.lba + e.count; lba++) await setMapping(r.map, lba, 0, 0);
+        for (let lba = e.lba; lba < e.lba + e.count; lba++) used += await setMapping(r, lba, 0, 0, counted);
         continue;
       }
       if (e.kind !== ENTRY_MAP || e.lba >= r.sb.logicalBlocks || e.newState > STATE_COMPRESSED_BASE + 13 || (e.newState === STATE_UNMAPPED && e.newPbn !== 0)) {
@@ -98,21 +135,38 @@ export async function replayJournal(r: RepairContext): Promise<number> {
         // A mismatch means the data never reached the media: the previous mapping stays.
         if (check !== e.dataCheck) continue;
       }
-      await setMapping(r.map, e.lba, m, e.dataCheck);
+      used += await setMapping(r, e.lba, m, e.dataCheck, counted);
     }
   } finally {
     pool.free(d);
     pool.free(plain);
   }
-  return entries.length;
+  return used;
 }
 
-async function setMapping(map: BlockMap, lba: number, m: number, check: number): Promise<void> {
+/** Sets one mapping; `counted`: the depot's counts follow (the old block loses the LBA, the new one gains it). Returns the change in LBAs mapped. */
+async function setMapping(r: RepairContext, lba: number, m: number, check: number, counted: boolean): Promise<number> {
+  const { map, depot } = r;
   const p = await map.page(lba);
   try {
     // A discard replayed over a leaf never placed, and not filled by this replay, changes nothing: no page is made for it.
-    if (p.pbn === 0 && !p.dirty && m === 0) return;
+    if (p.pbn === 0 && !p.dirty && m === 0) return 0;
+    const old = map.get(p, lba);
     map.set(p, lba, m, check);
+    if (!counted || old === m) return 0;
+    if (pbnOf(old) !== ZERO_PBN) {
+      if (depot.mappedCounts()[pbnOf(old) - depot.dataStart] === 0 || depot.references(pbnOf(old)) === 0) {
+        throw new FlashpackError('ECORRUPT', `reference count snapshot: LBA ${lba} maps to PBN ${pbnOf(old)}, which the snapshot counts unreferenced`);
+      }
+      depot.mapRef(pbnOf(old), -1);
+      depot.decrement(pbnOf(old));
+    }
+    if (stateOf(m) !== STATE_UNMAPPED && pbnOf(m) !== ZERO_PBN) {
+      if (!depot.canShare(pbnOf(m))) throw new FlashpackError('ECORRUPT', `recovery journal: PBN ${pbnOf(m)} would be referenced more than 254 times`);
+      depot.increment(pbnOf(m));
+      depot.mapRef(pbnOf(m), 1);
+    }
+    return (stateOf(m) === STATE_UNMAPPED ? 0 : 1) - (stateOf(old) === STATE_UNMAPPED ? 0 : 1);
   } finally {
     map.unpin(p);
   }
@@ -132,5 +186,6 @@ export async function rebuildReferences(map: BlockMap, depot: SlabDepot): Promis
     if (!depot.canShare(pbn)) throw new FlashpackError('ECORRUPT', `block map: PBN ${pbn} is referenced more than 254 times`);
     depot.increment(pbn);
   }, (pbn) => depot.claimMapPage(pbn));
+  depot.syncMapped();
   return used;
 }

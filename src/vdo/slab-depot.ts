@@ -3,8 +3,10 @@
  * physical block (dm-vdo's bound: 254 references; a block at the bound is not
  * shared further), and allocation slab by slab.
  *
- * Reference counts live in memory and are rebuilt from the block map when a
- * volume opens. A block whose count drops to zero is not reusable at once: it
+ * Reference counts live in memory. Beside them the depot keeps the counts the
+ * block map alone implies (`mapped`: what references writes in flight hold
+ * left out), which every checkpoint saves (count-snapshots.ts) and an open
+ * loads, or rebuilds from the map. A block whose count drops to zero is not reusable at once: it
  * waits until the next completed flush, so a crash can never leave a journal
  * entry's old mapping pointing at a block that was already overwritten.
  *
@@ -21,6 +23,7 @@
  */
 import { FlashpackError } from '../errors.js';
 import { assertionFailed } from '../assert.js';
+import { COUNTS_PER_BLOCK, SNAPSHOT_SLOTS, countBlocksFor } from './encodings.js';
 
 export const MAX_REFERENCES = 254;
 
@@ -29,6 +32,10 @@ export class SlabDepot {
   readonly dataBlocks: number;
   readonly slabBlocks: number;
   private readonly refs: Uint8Array;
+  /** Per data block: references the block map holds (tree pages MAX_REFERENCES). */
+  private readonly mapped: Uint8Array;
+  /** Per snapshot slot, per count block: 1 if a mapped count in it changed since the slot was last written. */
+  private readonly dirty: Uint8Array[];
   private readonly slabFree: Int32Array;
   private pendingFree: number[] = [];
   private pendingMark: Uint8Array;
@@ -44,6 +51,8 @@ export class SlabDepot {
     this.dataBlocks = physicalBlocks - dataStart;
     this.slabBlocks = slabBlocks;
     this.refs = new Uint8Array(this.dataBlocks);
+    this.mapped = new Uint8Array(this.dataBlocks);
+    this.dirty = Array.from({ length: SNAPSHOT_SLOTS }, () => new Uint8Array(countBlocksFor(this.dataBlocks)).fill(1));
     this.pendingMark = new Uint8Array(this.dataBlocks);
     this.writing = new Uint8Array(this.dataBlocks);
     this.slabFree = new Int32Array(Math.ceil(this.dataBlocks / slabBlocks));
@@ -129,7 +138,37 @@ export class SlabDepot {
     this.refs[i] = MAX_REFERENCES;
     this.writing[i] = 0;
     this.treePages++;
+    this.setMapped(i, MAX_REFERENCES);
     return pbn;
+  }
+
+  private setMapped(i: number, n: number): void {
+    this.mapped[i] = n;
+    const k = Math.floor(i / COUNTS_PER_BLOCK);
+    for (const d of this.dirty) d[k] = 1;
+  }
+
+  /** The block map now references `pbn` once more (delta 1) or once less (−1): a mapping change, journaled. */
+  mapRef(pbn: number, delta: 1 | -1): void {
+    const i = this.at(pbn, 'mapRef');
+    const n = this.mapped[i] + delta;
+    if (n < 0 || n > MAX_REFERENCES) throw assertionFailed(`slab depot: the block map's references to PBN ${pbn} would be ${n}`);
+    this.setMapped(i, n);
+  }
+
+  /** The block map's count per data block (a snapshot writes it; read only). */
+  mappedCounts(): Uint8Array {
+    return this.mapped;
+  }
+
+  /** Snapshot slot `slot`'s changed count blocks (the writer clears what it wrote). */
+  mappedDirty(slot: number): Uint8Array {
+    return this.dirty[slot];
+  }
+
+  /** Every count block of `slot` to be written: what the slot holds is unknown. */
+  markAllMappedDirty(slot: number): void {
+    this.dirty[slot].fill(1);
   }
 
   /** Rebuild: `pbn` holds a tree page the block map names. ECORRUPT if anything else counted it already. */
@@ -141,6 +180,7 @@ export class SlabDepot {
     this.used++;
     this.treePages++;
     this.slabFree[Math.floor(i / this.slabBlocks)]--;
+    this.setMapped(i, MAX_REFERENCES);
   }
 
   /** One more reference to an allocated block. */
@@ -172,21 +212,17 @@ export class SlabDepot {
     for (const i of done) this.pendingMark[i] = 0;
   }
 
-  /** Every block's count, one byte per data block (saved at a clean close: refcount-store.ts). */
-  counts(): Uint8Array {
-    return this.refs;
-  }
-
   /**
-   * The counts a clean close saved, in place of a rebuild (open): false, and
-   * nothing changed, unless there is one per data block and none is over
-   * MAX_REFERENCES.
+   * The counts of a snapshot, in place of a rebuild (open; no write is in
+   * flight, so they are the block map's too): false, and nothing changed,
+   * unless there is one per data block and none is over MAX_REFERENCES.
    */
   loadCounts(counts: Uint8Array, treePages: number): boolean {
     if (counts.length !== this.dataBlocks) return false;
     for (let i = 0; i < counts.length; i++) if (counts[i] > MAX_REFERENCES) return false;
     this.resetAll();
     this.refs.set(counts);
+    this.mapped.set(counts);
     for (let i = 0; i < counts.length; i++) {
       if (counts[i] === 0) continue;
       this.used++;
@@ -196,9 +232,16 @@ export class SlabDepot {
     return true;
   }
 
+  /** Recovery, after a rebuild: the block map's counts are the counts (no write is in flight). */
+  syncMapped(): void {
+    this.mapped.set(this.refs);
+    for (const d of this.dirty) d.fill(1);
+  }
+
   /** Recovery: counts rebuilt from scratch (every block referenced by the block map). */
   resetAll(): void {
     this.refs.fill(0);
+    this.mapped.fill(0);
     this.pendingMark.fill(0);
     this.writing.fill(0);
     this.pendingFree = [];

@@ -56,7 +56,7 @@ import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
 import { recoverMetadata } from './repair.js';
 import { loadIndex, saveIndex } from './index-store.js';
-import { saveReferences } from './refcount-store.js';
+import { CountSnapshots } from './count-snapshots.js';
 import { FlushEpochs } from './flush.js';
 import { LogicalZone } from './logical-zone.js';
 import { Admission } from './admission.js';
@@ -91,10 +91,11 @@ export class Volume {
   private readonly reads: ReadPath;
   private readonly journal: RecoveryJournal;
   private readonly depot: SlabDepot;
+  private readonly snapshots: CountSnapshots;
   private readonly index: DedupeIndex;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
-  /** Open took the reference counts the last clean close saved (no map scan). */
+  /** Open took the reference counts from a snapshot (no map scan). */
   referencesLoaded = false;
   /** Packing and writing new data (store.ts). */
   private readonly stores: StoreStage;
@@ -139,8 +140,9 @@ export class Volume {
     this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
     // Recovery places no tree page before the depot's counts are whole (repair.ts).
     this.map.setAllocator(this.depot);
+    this.snapshots = new CountSnapshots(sb, dev, pool, this.depot);
     this.mapping = new MappingStage({
-      map: this.map, journal: this.journal, depot: this.depot, dev, zone: this.zone, meta: this.meta, sync: sb.writePolicy === 'sync',
+      map: this.map, journal: this.journal, depot: this.depot, dev, zone: this.zone, meta: this.meta, snapshots: this.snapshots, sync: sb.writePolicy === 'sync',
       finish: (job, err) => this.writes.finish(job, err),
     });
     const indexMemory = opts.indexMemory ?? (sb.dedupe ? sb.indexMemory : MIN_INDEX_MEMORY);
@@ -298,13 +300,13 @@ export class Volume {
   // ---- recovery -------------------------------------------------------------------
 
   /**
-   * Replays the journal (repair.ts); takes the reference counts the last
-   * clean close saved when nothing was replayed, else rebuilds them from the
-   * map (refcount-store.ts); then checkpoints.
+   * Takes the newest usable reference count snapshot and replays the journal
+   * on it, or replays and rebuilds the counts from the map (repair.ts,
+   * count-snapshots.ts); then checkpoints.
    */
   private async recover(): Promise<void> {
     const r = await recoverMetadata({
-      sb: this.sb, readOnly: this.readOnly, journal: this.journal, map: this.map, depot: this.depot, dev: this.dev, pool: this.engine.pool,
+      sb: this.sb, readOnly: this.readOnly, journal: this.journal, map: this.map, depot: this.depot, snapshots: this.snapshots, dev: this.dev, pool: this.engine.pool,
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
     });
     this.referencesLoaded = r.referencesLoaded;
@@ -557,7 +559,6 @@ export class Volume {
         await this.meta.run(() => this.mapping.checkpoint());
         const sb = { ...this.sb, generation: this.sb.generation + 1 };
         if (this.indexSaved) await saveIndex(this.index, this.sb, this.dev, this.engine.pool, sb.generation);
-        await saveReferences(this.depot, this.mapping.logicalUsed, this.sb, this.dev, this.engine.pool, sb.generation);
         await writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
         await this.dev.flush();
       }

@@ -2,11 +2,24 @@
  * The block map tree of a volume image, walked as the volume walks it
  * (map-tree.ts): for tests that read or damage map entries on the media.
  */
+import * as fs from 'node:fs';
 import { MAP_ENTRIES_PER_PAGE, mapEntryAt, type Superblock } from '../../dist/vdo/encodings.js';
 import { CHILDREN_PER_PAGE, ROOT_LEVEL, readChild } from '../../dist/vdo/map-tree.js';
 
 /** Reads one 4 KiB block of the image. */
 export type ReadBlock = (pbn: number) => Uint8Array;
+
+/** A reader over an image file (a block past its end reads as zeroes). */
+export const fileReader = (p: string): ReadBlock => (pbn) => {
+  const b = new Uint8Array(4096);
+  const fd = fs.openSync(p, 'r');
+  try {
+    fs.readSync(fd, b, 0, 4096, pbn * 4096);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return b;
+};
 
 /** A reader over a whole image held in memory. */
 export const imageReader = (img: Uint8Array): ReadBlock => (pbn) => img.subarray(pbn * 4096, (pbn + 1) * 4096);

@@ -1,0 +1,239 @@
+/**
+ * Reference count snapshots (issue 17; dm-vdo persists its reference blocks
+ * behind slab journals, this is the simpler equivalent): every checkpoint
+ * writes the counts the block map implies — the slab depot's `mapped`
+ * counts, which leave out references writes in flight hold — into one of two
+ * slots, tagged with the journal head the checkpoint is about to record. An
+ * open takes the newest usable snapshot and replays only the journal entries
+ * after its tag, adjusting the counts as it goes, so neither a clean nor a
+ * dirty open reads the block map to count; a dirty open costs the journal
+ * plus one read of the counts.
+ *
+ * Layout: the refs region of encodings.ts, two slots of a header and a byte
+ * of count per data block.
+ *
+ * Invariants:
+ * - a snapshot is written before the checkpoint writes any block map page,
+ *   so the map on the media never holds a change past the newest valid
+ *   snapshot's tag: entries from the tag on change counts by what the map
+ *   held before them;
+ * - a slot's header is erased (written through) before its counts change and
+ *   sealed after they are flushed: a valid header always has its whole
+ *   snapshot behind it;
+ * - the slot written is never the one holding the newest valid snapshot;
+ * - only the last snapshot written (the highest generation) is ever used,
+ *   and only when its tag is the journal's head: its checkpoint completed,
+ *   so every tree page it counts is named by a parent on the media. A
+ *   checkpoint cut short after its snapshot leaves that snapshot newest with
+ *   a tag past the head; it may count tree pages no parent names, and the
+ *   map pages it went on to write are not in the snapshot before it, so the
+ *   open rebuilds the counts from the map tree (as it does when the snapshot
+ *   is not whole).
+ */
+import type { SlabPool } from '../shm/slab.js';
+import type { BlockDevice } from './block-device.js';
+import type { SlabDepot } from './slab-depot.js';
+import { STAGING_BYTES } from './data-writer.js';
+import {
+  BLOCK_BYTES, COUNTS_MAGIC, COUNTS_PER_BLOCK, COUNTS_PER_SECTOR, REFS_MAGIC, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_HEADER_BYTES,
+  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, openSector, sealSector, slotBlocksFor, type SectorHeader, type Superblock,
+} from './encodings.js';
+
+/** A valid slot header. */
+export interface SnapshotHeader {
+  slot: number;
+  /** Snapshots are numbered as they are written, across opens: the highest is the last one written. */
+  generation: number;
+  /** The journal head the checkpoint that wrote it recorded (or was about to). */
+  tag: number;
+  logicalUsed: number;
+  mapPages: number;
+}
+
+const HEAD_LOGICAL = SECTOR_HEADER_BYTES;
+const HEAD_PAGES = SECTOR_HEADER_BYTES + 8;
+const HEAD_DATA_BLOCKS = SECTOR_HEADER_BYTES + 16;
+const HEAD_GENERATION = SECTOR_HEADER_BYTES + 24;
+
+const getU64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+const setU64 = (v: DataView, at: number, x: number): void => {
+  v.setUint32(at, x >>> 0, true);
+  v.setUint32(at + 4, Math.floor(x / 2 ** 32), true);
+};
+
+/** Block `at` of `slot` in the refs region. */
+export const slotBlock = (sb: Superblock, slot: number, at: number): number => sb.refsStart + slot * slotBlocksFor(sb.physicalBlocks) + at;
+
+/** Slot `slot`'s header decoded from `b` (4 KiB), if valid for this volume; else null. */
+export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number): SnapshotHeader | null {
+  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  if (openSector(b, 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.aux !== slot) return null;
+  const v = new DataView(b.buffer, b.byteOffset, SECTOR_BYTES);
+  if (getU64(v, HEAD_DATA_BLOCKS) !== sb.physicalBlocks - sb.dataStart) return null;
+  return { slot, generation: getU64(v, HEAD_GENERATION), tag: h.key, logicalUsed: getU64(v, HEAD_LOGICAL), mapPages: getU64(v, HEAD_PAGES) };
+}
+
+/**
+ * The counts of count block `k` of a slot decoded from `b` into `counts` (at
+ * k × COUNTS_PER_BLOCK): false if a sector is not this slot's.
+ */
+export function decodeCountBlock(b: Uint8Array, sb: Superblock, slot: number, k: number, counts: Uint8Array): boolean {
+  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+  for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+    const from = k * COUNTS_PER_BLOCK + s * COUNTS_PER_SECTOR;
+    if (from >= counts.length) break;
+    if (openSector(b, s, COUNTS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== k * SECTORS_PER_BLOCK + s || h.aux !== slot) return false;
+    const n = Math.min(COUNTS_PER_SECTOR, counts.length - from);
+    counts.set(b.subarray(s * SECTOR_BYTES + SECTOR_HEADER_BYTES, s * SECTOR_BYTES + SECTOR_HEADER_BYTES + n), from);
+  }
+  return true;
+}
+
+export class CountSnapshots {
+  private readonly sb: Superblock;
+  private readonly dev: BlockDevice;
+  private readonly pool: SlabPool;
+  private readonly depot: SlabDepot;
+  /** The slot holding the newest valid snapshot, or −1. */
+  private newest = -1;
+  /** The generation of the last snapshot written (or found at open). */
+  private generation = 0;
+
+  constructor(sb: Superblock, dev: BlockDevice, pool: SlabPool, depot: SlabDepot) {
+    this.sb = sb;
+    this.dev = dev;
+    this.pool = pool;
+    this.depot = depot;
+  }
+
+  /** The valid slot headers (open). */
+  async headers(): Promise<SnapshotHeader[]> {
+    const buf = await this.pool.allocAsync(BLOCK_BYTES);
+    const out: SnapshotHeader[] = [];
+    try {
+      for (let slot = 0; slot < SNAPSHOT_SLOTS; slot++) {
+        await this.dev.read(slotBlock(this.sb, slot, 0), buf);
+        const h = decodeSnapshotHeader(this.pool.bytes(buf, true).subarray(0, BLOCK_BYTES), this.sb, slot);
+        if (h !== null) out.push(h);
+      }
+    } finally {
+      this.pool.free(buf);
+    }
+    return out;
+  }
+
+  /** The counts of `h`'s slot, a byte per data block, if every sector is whole; else null. */
+  async read(h: SnapshotHeader): Promise<Uint8Array | null> {
+    const counts = new Uint8Array(this.depot.dataBlocks);
+    const blocks = countBlocksFor(counts.length);
+    const run = STAGING_BYTES / BLOCK_BYTES;
+    const buf = await this.pool.allocAsync(STAGING_BYTES);
+    try {
+      for (let k = 0; k < blocks; k += run) {
+        const n = Math.min(run, blocks - k);
+        await this.dev.read(slotBlock(this.sb, h.slot, 1 + k), buf, n);
+        const b = this.pool.bytes(buf, true);
+        for (let i = 0; i < n; i++) if (!decodeCountBlock(b.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES), this.sb, h.slot, k + i, counts)) return null;
+      }
+    } finally {
+      this.pool.free(buf);
+    }
+    return counts;
+  }
+
+  /**
+   * Open, once the depot's counts are whole: the newest snapshot is `slot`'s
+   * (−1: none usable; `loaded` its counts as read), and each count block of each slot is marked to be
+   * written where what the slot holds differs from the counts (a slot without
+   * a valid header: every block), so the next checkpoints write only that.
+   */
+  async opened(slot: number, headers: SnapshotHeader[], loaded: Uint8Array | null): Promise<void> {
+    this.newest = slot;
+    for (const h of headers) this.generation = Math.max(this.generation, h.generation);
+    const mapped = this.depot.mappedCounts();
+    for (let s = 0; s < SNAPSHOT_SLOTS; s++) {
+      const dirty = this.depot.mappedDirty(s);
+      const h = headers.find((x) => x.slot === s);
+      if (h === undefined) {
+        dirty.fill(1);
+        continue;
+      }
+      const held = s === slot && loaded !== null ? loaded : await this.read(h);
+      if (held === null) {
+        dirty.fill(1);
+        continue;
+      }
+      for (let k = 0; k < dirty.length; k++) {
+        const from = k * COUNTS_PER_BLOCK;
+        const to = Math.min(mapped.length, from + COUNTS_PER_BLOCK);
+        let same = true;
+        for (let i = from; i < to && same; i++) same = held[i] === mapped[i];
+        dirty[k] = same ? 0 : 1;
+      }
+    }
+  }
+
+  /**
+   * Checkpoint step, before any block map page is written: the depot's mapped
+   * counts, tagged `tag`, into the slot not holding the newest snapshot.
+   */
+  async write(tag: number, logicalUsed: number): Promise<void> {
+    const slot = this.newest === 0 ? 1 : 0;
+    const buf = await this.pool.allocAsync(STAGING_BYTES);
+    try {
+      const b = this.pool.bytes(buf, true);
+      // The header goes first, through the cache: a crash from here on finds this slot unusable.
+      b.fill(0, 0, BLOCK_BYTES);
+      await this.dev.write(slotBlock(this.sb, slot, 0), buf, true, 1);
+      try {
+        await this.writeCounts(slot, buf);
+      } catch (err) {
+        this.depot.markAllMappedDirty(slot);
+        throw err;
+      }
+      await this.dev.flush();
+      const head = this.pool.bytes(buf, true).subarray(0, BLOCK_BYTES);
+      head.fill(0);
+      const v = new DataView(head.buffer, head.byteOffset, SECTOR_BYTES);
+      setU64(v, HEAD_LOGICAL, logicalUsed);
+      setU64(v, HEAD_PAGES, this.depot.mapPages);
+      setU64(v, HEAD_DATA_BLOCKS, this.depot.dataBlocks);
+      setU64(v, HEAD_GENERATION, this.generation + 1);
+      sealSector(head, 0, REFS_MAGIC, this.sb.nonce, { index: 0, count: 0, key: tag, aux: slot });
+      await this.dev.write(slotBlock(this.sb, slot, 0), buf, true, 1);
+      this.newest = slot;
+      this.generation++;
+    } finally {
+      this.pool.free(buf);
+    }
+  }
+
+  /** Writes every count block of `slot` changed since the slot was last written, runs of consecutive blocks at a time. */
+  private async writeCounts(slot: number, buf: number): Promise<void> {
+    const dirty = this.depot.mappedDirty(slot);
+    const mapped = this.depot.mappedCounts();
+    const run = STAGING_BYTES / BLOCK_BYTES;
+    let k = 0;
+    while (k < dirty.length) {
+      if (dirty[k] === 0) {
+        k++;
+        continue;
+      }
+      let n = 0;
+      const b = this.pool.bytes(buf, true);
+      while (k + n < dirty.length && n < run && dirty[k + n] !== 0) {
+        const blk = b.subarray(n * BLOCK_BYTES, (n + 1) * BLOCK_BYTES);
+        blk.fill(0);
+        for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+          const from = (k + n) * COUNTS_PER_BLOCK + s * COUNTS_PER_SECTOR;
+          if (from < mapped.length) blk.set(mapped.subarray(from, Math.min(mapped.length, from + COUNTS_PER_SECTOR)), s * SECTOR_BYTES + SECTOR_HEADER_BYTES);
+          sealSector(blk, s, COUNTS_MAGIC, this.sb.nonce, { index: s, count: 0, key: (k + n) * SECTORS_PER_BLOCK + s, aux: slot });
+        }
+        dirty[k + n] = 0;
+        n++;
+      }
+      await this.dev.write(slotBlock(this.sb, slot, 1 + k), buf, false, n);
+      k += n;
+    }
+  }
+}
