@@ -12,7 +12,7 @@ export { Engine, jobs } from './engine/index.js';
 export * as nvme from './nvme/index.js';
 export { Volume, Packer, simulatePacking, checkVolume } from './vdo/index.js';
 export type { CheckReport, CheckProblem, CheckOptions } from './vdo/index.js';
-export type { VolumeOptions, OpenOptions, VolumeStats, VolumeExtent, ScrubOptions, ScrubReport, BadBlock, Codec, WritePolicy, PackerPolicy, PackingResult } from './vdo/index.js';
+export type { VolumeOptions, OpenOptions, VolumeStats, VolumeExtent, ScrubOptions, ScrubReport, ResizeOptions, BadBlock, Codec, WritePolicy, PackerPolicy, PackingResult } from './vdo/index.js';
 export type { EngineOptions, CloseOptions } from './engine/index.js';
 export type { WasmExports, WasmMemory, WasmModule, WasmGlobal } from './wasm/index.js';
 export * as nbd from './nbd/index.js';

@@ -70,7 +70,7 @@ afterAll(() => {
 describe('flashpack command line', () => {
   it('prints usage on stdout and exits 0 for --help, every subcommand --help, and --version', () => {
     expect(ok(['--help']).stdout).toMatch(/^usage: flashpack <command>/);
-    for (const cmd of ['create', 'stats', 'copy', 'check', 'serve']) {
+    for (const cmd of ['create', 'stats', 'copy', 'check', 'serve', 'resize']) {
       const r = ok([cmd, '--help']);
       expect(r.stdout).toMatch(new RegExp(`^usage: flashpack ${cmd} `));
       expect(r.stderr).toBe('');
@@ -89,6 +89,7 @@ describe('flashpack command line', () => {
       [['check', 'a', 'b'], /^flashpack check: usage: unexpected argument 'b'/],
       [['copy', 'a', 'b', '--bs', '1000'], /^flashpack copy: usage: --bs must be a multiple of 4096/],
       [['copy', 'a'], /^flashpack copy: usage: missing <dst>/],
+      [['resize', 'x.img'], /^flashpack resize: usage: --size is required/],
     ];
     for (const [args, first] of cases) {
       const r = flashpack(args);

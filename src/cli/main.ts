@@ -19,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   stats: { summary: "a volume's statistics, as vdostats prints them", load: async () => ({ run: (await import('./stats.js')).statsCommand }) },
   copy: { summary: 'copy a file or device into a volume, a volume out, or volume to volume', load: async () => ({ run: (await import('./copy.js')).copyCommand }) },
   check: { summary: "check a volume's metadata offline", load: async () => ({ run: (await import('./check.js')).checkCommand }) },
+  resize: { summary: "grow a volume's logical size", load: async () => ({ run: (await import('./resize.js')).resizeCommand }) },
   store: { summary: 'run a store daemon: replicas of cluster volumes, over etcd', load: async () => ({ run: (await import('./store.js')).storeCommand }) },
   cluster: { summary: 'replicated volumes: create-volume, status, verify', load: async () => ({ run: (await import('./cluster.js')).clusterCommand }) },
 };

@@ -70,9 +70,9 @@ export interface MapPageAllocator {
 }
 
 export class BlockMap {
-  readonly logicalBlocks: number;
+  logicalBlocks: number;
   /** Leaves the volume can have. */
-  readonly pages: number;
+  pages: number;
   readonly cachePages: number;
   readonly stats: BlockMapStats = { cacheHits: 0, cacheMisses: 0, pagesWritten: 0 };
   private readonly dev: BlockDevice;
@@ -104,6 +104,13 @@ export class BlockMap {
     // A soft bound: the pages of one lookup path are pinned together, and the cache grows past a bound smaller than that.
     this.cachePages = cachePages;
     this.mem = new Uint8Array(pool.memory.buffer);
+  }
+
+  /** The logical size grew (resize.ts): LBAs up to `logicalBlocks` have a place in the tree (it addresses up to 1 PiB). */
+  grow(logicalBlocks: number): void {
+    assert(logicalBlocks >= this.logicalBlocks, 'block map: the logical size never shrinks');
+    this.logicalBlocks = logicalBlocks;
+    this.pages = pagesAt(logicalBlocks, 0);
   }
 
   /** Where place() takes new tree pages from (the volume's slab depot, once its counts are known). */

@@ -3,7 +3,7 @@
  * packing) over the NVMe-style scheduler, crash-safe through a recovery journal.
  */
 export { Volume } from './volume.js';
-export type { VolumeOptions, OpenOptions, VolumeStats, VolumeExtent, ScrubOptions, ScrubReport, BadBlock } from './volume.js';
+export type { VolumeOptions, OpenOptions, VolumeStats, VolumeExtent, ScrubOptions, ScrubReport, ResizeOptions, BadBlock } from './volume.js';
 export { Packer, simulatePacking, DM_VDO_BINS, FLASHPACK_BINS } from './packer.js';
 export type { PackerPolicy, PackingResult } from './packer.js';
 export { MAX_REFERENCES } from './slab-depot.js';

@@ -166,6 +166,11 @@ export function checkOpenOptions(what: string, raw: unknown): OpenOptions {
 }
 
 /** The create options, checked; `logicalSize` is required. */
+/** A new logical size for resize: a whole number of blocks, 4 KiB to 1 PiB (EINVAL naming the value otherwise). */
+export function checkResizeSize(what: string, v: unknown): number {
+  return bytesMultiple(what, v, MAX_LOGICAL_BYTES);
+}
+
 export function checkCreateOptions(raw: unknown): VolumeOptions & OpenOptions {
   const what = 'Volume.create';
   if (raw === undefined) throw invalid(`${what}: options.logicalSize is required (the volume's size in bytes, a multiple of 4096), got no options`);

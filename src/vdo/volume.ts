@@ -63,6 +63,7 @@ import { Admission } from './admission.js';
 import { FragmentArena } from './fragment-arena.js';
 import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
+import { growLogical, resizeTarget, type ResizeOptions } from './resize.js';
 import { extentsOf, type VolumeExtent } from './extents.js';
 import { detach, holdAndAttach, readSuperblock, refuseUnlessBlank, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
@@ -78,6 +79,7 @@ import {
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
 export type { VolumeStats } from './stats.js';
 export type { ScrubOptions, ScrubReport } from './scrub.js';
+export type { ResizeOptions } from './resize.js';
 export type { BadBlock } from './read-path.js';
 
 export type { VolumeExtent } from './extents.js';
@@ -97,6 +99,8 @@ export class Volume {
   private readonly indexSaved: boolean;
   /** Open took the reference counts from a snapshot (no map scan). */
   referencesLoaded = false;
+  /** Journal entries the open replayed. */
+  entriesReplayed = 0;
   /** Packing and writing new data (store.ts). */
   private readonly stores: StoreStage;
   private readonly meta = new Mutex();
@@ -310,6 +314,7 @@ export class Volume {
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
     });
     this.referencesLoaded = r.referencesLoaded;
+    this.entriesReplayed = r.replayed;
     this.mapping.logicalUsed = r.logicalUsed;
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
@@ -535,6 +540,18 @@ export class Volume {
     const opts = checkOptions<ScrubOptions>('volume.scrub: options', options);
     if (opts.onProgress !== undefined) checkFunction('volume.scrub: options.onProgress', opts.onProgress);
     return scrubVolume(this.reads, this.map, opts);
+  }
+
+  /**
+   * Grows the logical size while I/O goes on (resize.ts); the superblocks name
+   * it before this returns. Errors: EINVAL (not a multiple of 4096, smaller
+   * than now, past 1 PiB), ENOTSUP (physicalSize), EROFS, ENXIO, EIO.
+   */
+  async resize(options: ResizeOptions): Promise<void> {
+    if (this.closed) throw new FlashpackError('ENXIO', 'volume.resize: the volume is closed (resize after close())');
+    const blocks = resizeTarget(this.sb, options);
+    if (this.readOnly) throw new FlashpackError('EROFS', `volume.resize: ${this.hold.name} is open read-only`);
+    await growLogical({ sb: this.sb, map: this.map, meta: this.meta, engine: this.engine, dev: this.dev }, blocks);
   }
 
   stats(): VolumeStats {
