@@ -1,15 +1,26 @@
 // Create and open cost against logical size (issue 17): a volume image file
-// of each logical size over the same data space, created, written a little,
-// closed, opened again (clean), then written, flushed and abandoned without a
-// close (a crash), and opened again (dirty: the journal replays, the counts
-// are rebuilt from the whole block map). Reports wall time, the device
-// commands each step issued (stats().biosOut) and the bytes the image file
-// holds on disk after create (a new image is sparse: what create wrote).
+// of each logical size over the same physical space, created, given a zero
+// block in each of its first OPEN_BENCH_LEAVES block map leaves (tree pages
+// for a map walk to read), closed, opened again (clean), then written — 64
+// blocks spread over the whole volume (a tree page per level for each) and a
+// run that nearly fills the recovery journal — flushed and abandoned without
+// a close (a crash). The dirty image is then opened read-only twice (no open
+// writes anything): as it is (the reference count snapshot of the last
+// checkpoint, the journal replayed on it), and with both snapshot headers
+// erased (the counts rebuilt by walking the block map tree); then writable,
+// to read it back. Reports wall time, the device commands each step issued
+// (stats().biosOut), the bytes the image file holds on disk after create (a
+// new image is sparse: what create wrote), the journal entries replayed and
+// the tree pages in use.
 //
 //   node bench/open.mjs            (npm run bench:open)
 //
-// Env: OPEN_BENCH_SIZES_GIB (default 64,256,1024), OPEN_BENCH_DATA_GIB (data
-// space beside the block map, default 4), OPEN_BENCH_DIR (default the OS temp dir).
+// Env: OPEN_BENCH_SIZES_GIB (default 64,1024,16384,65536: 64 GiB to 64 TiB),
+// OPEN_BENCH_DATA_GIB (physical size, default 4), OPEN_BENCH_LEAVES (default
+// 20000), OPEN_BENCH_JOURNAL_FILL (blocks written in the run, default 15000:
+// with the 64 scattered ones, nearly the 15,360 entries the default 256-block
+// journal takes before it checkpoints at half full), OPEN_BENCH_DIR (default
+// the OS temp dir).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,8 +30,11 @@ import { markdownTable } from './table.mjs';
 const GiB = 2 ** 30;
 const BS = 4096;
 const env = (name, dflt) => process.env[name] || dflt;
-const sizes = env('OPEN_BENCH_SIZES_GIB', '64,256,1024').split(',').map(Number);
+const sizes = env('OPEN_BENCH_SIZES_GIB', '64,1024,16384,65536').split(',').map(Number);
 const dataGiB = Number(env('OPEN_BENCH_DATA_GIB', '4'));
+const journalFill = Number(env('OPEN_BENCH_JOURNAL_FILL', '15000'));
+const leafCount = Number(env('OPEN_BENCH_LEAVES', '20000'));
+const LEAF_BLOCKS = 424;
 const dir = fs.mkdtempSync(path.join(env('OPEN_BENCH_DIR', os.tmpdir()), 'flashpack-open-bench-'));
 
 async function timed(f) {
@@ -34,25 +48,48 @@ try {
   for (const gib of sizes) {
     const p = path.join(dir, `v${gib}.img`);
     const logicalSize = gib * GiB;
-    // Room for the block map (one 4 KiB page per 424 logical blocks) plus the data space.
-    const physicalSize = Math.ceil(logicalSize / BS / 424) * BS + dataGiB * GiB;
+    const physicalSize = dataGiB * GiB;
     const created = await timed(() => Volume.create(p, { logicalSize, physicalSize }));
     const createWrites = created.v.stats().biosOut.write;
     const createBytes = fs.statSync(p).blocks * 512;
     await created.v.write(0, new Uint8Array(BS).fill(1));
     await created.v.write(logicalSize - BS, new Uint8Array(BS).fill(2));
+    const zero = new Uint8Array(BS);
+    for (let leaf = 1; leaf < leafCount; leaf++) await created.v.write(leaf * LEAF_BLOCKS * BS, zero);
     await created.v.close();
     const clean = await timed(() => Volume.open(p));
     const cleanReads = clean.v.stats().biosOut.read;
     for (let i = 1; i < 64; i++) await clean.v.write(Math.floor((i / 64) * (logicalSize / BS)) * BS, new Uint8Array(BS).fill(i));
+    // A run of distinct, compressible blocks: journal entries for the dirty open to replay.
+    const run = 16 * BS;
+    const buf = new Uint8Array(run);
+    const words = new Uint32Array(buf.buffer);
+    for (let b = 0; b < journalFill; b += run / BS) {
+      for (let w = 0; w < words.length; w++) words[w] = b * 1024 + (w >> 6);
+      await clean.v.write(GiB + b * BS, buf.subarray(0, Math.min(run, (journalFill - b) * BS)));
+    }
     await clean.v.flush();
     await clean.v.abandon();
-    const dirty = await timed(() => Volume.open(p));
+    const dirty = await timed(() => Volume.open(p, { readOnly: true }));
     const dirtyReads = dirty.v.stats().biosOut.read;
-    const right = (await dirty.v.read(logicalSize - BS, BS)).every((b) => b === 2);
+    const replayed = dirty.v.entriesReplayed;
+    const fromSnapshot = dirty.v.referencesLoaded;
     await dirty.v.close();
+    // The same dirty image without its snapshots: the counts come from a walk of the tree.
+    const fd = fs.openSync(p, 'r+');
+    const slotBlocks = dirty.v.sb.refsBlocks / 2;
+    for (const slot of [0, 1]) fs.writeSync(fd, new Uint8Array(BS), 0, BS, (dirty.v.sb.refsStart + slot * slotBlocks) * BS);
+    fs.closeSync(fd);
+    const walked = await timed(() => Volume.open(p, { readOnly: true }));
+    const walkReads = walked.v.stats().biosOut.read;
+    const walkedLoaded = walked.v.referencesLoaded;
+    await walked.v.close();
+    const v = await Volume.open(p);
+    const treePages = v.stats().overheadBlocksUsed - v.sb.dataStart;
+    const right = (await v.read(logicalSize - BS, BS)).every((b) => b === 2) && (await v.read(GiB + 5 * BS, BS)).some((b) => b !== 0);
+    await v.close();
     fs.rmSync(p, { force: true });
-    rows.push([`${gib} GiB`, created.ms.toFixed(0), createWrites, (createBytes / 1024).toFixed(0), clean.ms.toFixed(0), cleanReads, dirty.ms.toFixed(0), dirtyReads, right ? 'yes' : 'NO']);
+    rows.push([gib >= 1024 ? `${gib / 1024} TiB` : `${gib} GiB`, created.ms.toFixed(0), createWrites, (createBytes / 1024).toFixed(0), clean.ms.toFixed(0), cleanReads, dirty.ms.toFixed(0), dirtyReads, fromSnapshot ? 'yes' : 'NO', walked.ms.toFixed(0), walkReads, walkedLoaded ? 'YES' : 'no', replayed, treePages, right ? 'yes' : 'NO']);
     console.error(`${gib} GiB done`);
   }
 } finally {
@@ -62,8 +99,10 @@ console.log(markdownTable(
   [
     { title: 'logical size' }, { title: 'create ms', align: 'right' }, { title: 'create writes', align: 'right' },
     { title: 'KiB on disk after create', align: 'right' }, { title: 'clean open ms', align: 'right' }, { title: 'clean open reads', align: 'right' },
-    { title: 'dirty open ms', align: 'right' }, { title: 'dirty open reads', align: 'right' }, { title: 'reads back', align: 'right' },
+    { title: 'dirty open ms', align: 'right' }, { title: 'dirty open reads', align: 'right' }, { title: 'snapshot taken', align: 'right' },
+    { title: 'dirty open, map walk ms', align: 'right' }, { title: 'map walk reads', align: 'right' }, { title: 'snapshot taken', align: 'right' },
+    { title: 'entries replayed', align: 'right' }, { title: 'tree pages', align: 'right' }, { title: 'reads back', align: 'right' },
   ],
   rows,
 ));
-console.log(`\n${dataGiB} GiB of data space beside the block map; Node ${process.version}, ${os.cpus().length} CPUs.`);
+console.log(`\n${dataGiB} GiB physical; ${leafCount} leaves written; ${journalFill} blocks written after the last checkpoint; Node ${process.version}, ${os.cpus().length} CPUs.`);
