@@ -42,6 +42,8 @@ for (const [name, c] of Object.entries(CONFIGS)) VARIANTS[name] = { cfg: c, weig
 VARIANTS['lz4-dedupe-async/close'] = { cfg: { ...CONFIGS['lz4-dedupe-async'], cut: 'close', maxOps: 10, burst: 0 }, weight: 1, syncDurable: false };
 VARIANTS['none-nodedupe-async/close'] = { cfg: { ...CONFIGS['none-nodedupe-async'], cut: 'close', maxOps: 10, burst: 0 }, weight: 1, syncDurable: false };
 VARIANTS['lz4-dedupe-sync-checkpoints/checkpoint'] = { cfg: { ...CONFIGS['lz4-dedupe-sync-checkpoints'], cut: 'checkpoint', flushUs: 800 }, weight: 1, syncDurable: true };
+// The logical size grown by volume.resize() in the middle of the campaign (4 MiB up to 8 MiB).
+VARIANTS['lz4-dedupe-async/grow'] = { cfg: { ...CONFIGS['lz4-dedupe-async'], logicalSize: 4 << 20, growTo: 8 << 20 }, weight: 2, syncDurable: false };
 VARIANTS['lz4-nodedupe-async-tiny-cache/checkpoint'] = { cfg: { ...CONFIGS['lz4-nodedupe-async-tiny-cache'], cut: 'checkpoint', flushUs: 800 }, weight: 1, syncDurable: false };
 for (const [name, v] of Object.entries(VARIANTS)) v.cfg = { ...v.cfg, name };
 if (only !== null && VARIANTS[only] === undefined) {
@@ -58,7 +60,7 @@ for (let i = 0, left = total; left > 0; i++, left -= chunk) chunks.push({ index:
 
 const sum = {
   cuts: 0, modes: { tear: 0, drop: 0, keep: 0 }, ops: 0, flushes: 0, reads: 0, cutsWithUnflushed: 0, cutsDuringFlush: 0,
-  cutsWithOpsInFlight: 0, unflushedAtCut: 0, sectorsReverted: 0, closeCuts: 0, checkpointCuts: 0, retries: 0,
+  cutsWithOpsInFlight: 0, unflushedAtCut: 0, sectorsReverted: 0, closeCuts: 0, checkpointCuts: 0, retries: 0, resizes: 0,
 };
 const perVariant = {};
 const live = new Map(); // chunk index → cuts done so far
@@ -125,7 +127,7 @@ console.log(`\nOK: ${sum.cuts} power cuts in ${secs.toFixed(1)} s, no violation 
 console.log(`  modes: tear ${sum.modes.tear}, drop ${sum.modes.drop}, keep ${sum.modes.keep}`);
 console.log(`  cuts with unflushed writes on the device: ${sum.cutsWithUnflushed} (${sum.unflushedAtCut} writes, ${sum.sectorsReverted} sectors reverted)`);
 console.log(`  cuts during a flush/close: ${sum.cutsDuringFlush}; with operations in flight: ${sum.cutsWithOpsInFlight}; during close(): ${sum.closeCuts}; in a checkpoint: ${sum.checkpointCuts}`);
-console.log(`  operations: ${sum.ops} writes/discards (${sum.retries} rewrites of data a cut lost), ${sum.flushes} flushes, ${sum.reads} read-backs`);
+console.log(`  operations: ${sum.ops} writes/discards (${sum.retries} rewrites of data a cut lost), ${sum.flushes} flushes, ${sum.reads} read-backs, ${sum.resizes} resizes`);
 for (const [name, pv] of Object.entries(perVariant)) console.log(`  ${name}: ${pv.cuts} cuts in ${pv.chunks} campaign(s)`);
 // Workers of closed volumes are gone; nothing should keep the process alive.
 process.exit(0);

@@ -27,7 +27,7 @@ type Stats = Awaited<ReturnType<typeof runCampaign>>;
 const totals = { cuts: 0 };
 
 async function campaign(name: keyof typeof CONFIGS, cuts: number, seed: number, over: Record<string, unknown> = {}, syncDurable = false): Promise<Stats> {
-  const cfg = { ...CONFIGS[name], ...over, name: `${name}${over.cut ? ` (cut: ${String(over.cut)})` : ''}` };
+  const cfg = { ...CONFIGS[name], ...over, name: `${name}${over.cut ? ` (cut: ${String(over.cut)})` : ''}${over.growTo ? ' (grown)' : ''}` };
   const stats = await runCampaign(fp, cfg, { seed, cuts, syncDurable });
   totals.cuts += stats.cuts;
   return stats;
@@ -67,6 +67,12 @@ describe.concurrent('vdo volume: power cuts', () => {
   it('no compression, no dedupe, async, 4 KiB atomic writes: 20 cuts', async () => {
     const s = await campaign('none-nodedupe-async-atomic4k', 20, SEED + 7);
     expect(s.cuts).toBe(20);
+  });
+
+  it('lz4 + dedupe, async, the logical size grown by volume.resize() between and across cuts (4 → 8 MiB): 30 cuts', async () => {
+    const s = await campaign('lz4-dedupe-async', 30, SEED + 8, { logicalSize: 4 << 20, growTo: 8 << 20 });
+    expect(s.cuts).toBe(30);
+    expect(s.resizes).toBeGreaterThan(3);
   });
 
   it('survives a cut during close()', async () => {

@@ -24,11 +24,15 @@ export interface CrashConfig {
   flushUs?: number;
   /** The FaultBackend's atomic write unit (default 512). */
   sectorBytes?: number;
+  /** Grow the logical size with volume.resize() in the middle of the campaign, up to this many bytes. */
+  growTo?: number;
 }
 
 export const CONFIGS: Record<'lz4-dedupe-async' | 'deflate-dedupe-sync' | 'none-nodedupe-async' | 'lz4-nodedupe-async-tiny-cache' | 'none-nodedupe-async-atomic4k' | 'lz4-dedupe-sync-checkpoints', CrashConfig>;
 
 export interface CampaignStats {
+  /** volume.resize() calls issued. */
+  resizes: number;
   cuts: number;
   modes: { tear: number; drop: number; keep: number };
   inflightAtCut: number;

@@ -328,7 +328,8 @@ for (const [name, c] of Object.entries(CONFIGS)) c.name = name;
  *
  * @param {object} lib the library (import * from dist/index.js)
  * @param {object} cfg { name, logicalSize, physicalSize, codec, dedupe, writePolicy, journalBlocks, cachePages,
- *   maxOps (per cycle), burst (probability of a burst cycle), cut: 'random' | 'close' | 'checkpoint', flushUs, sectorBytes }
+ *   maxOps (per cycle), burst (probability of a burst cycle), cut: 'random' | 'close' | 'checkpoint', flushUs, sectorBytes,
+ *   growTo (grow the logical size up to this many bytes with volume.resize() in the middle of the campaign) }
  * @param {object} opts { seed, cuts, syncDurable, retryLost, edgeDiscardsInFlight, progress(cuts, stats), afterCut(fault, cfg) }
  *   (see crash-model.d.mts)
  */
@@ -337,8 +338,10 @@ export async function runCampaign(lib, cfg, opts) {
   const seed = opts.seed >>> 0;
   const rand = prng(seed);
   const data = new DataSource(prng(seed ^ 0x9e3779b9));
-  const blocks = cfg.logicalSize / BLOCK;
-  const model = new CrashModel(blocks, { syncDurable: opts.syncDurable ?? false });
+  // The logical size now (resize ops grow it up to cfg.growTo); the model covers the largest.
+  let size = cfg.logicalSize;
+  let blocks = size / BLOCK;
+  const model = new CrashModel(Math.max(cfg.logicalSize, cfg.growTo ?? 0) / BLOCK, { syncDurable: opts.syncDurable ?? false });
   const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: cfg.physicalSize }), { cacheBytes: 32 << 20, sectorBytes: cfg.sectorBytes ?? 512 });
   const openOpts = () => ({ workers: 1, cachePages: cfg.cachePages, maxInflight: cfg.maxInflight });
   const oplog = [];
@@ -346,7 +349,7 @@ export async function runCampaign(lib, cfg, opts) {
     oplog.push(s);
     if (oplog.length > 400) oplog.splice(0, oplog.length - 200);
   };
-  const stats = { cuts: 0, modes: { tear: 0, drop: 0, keep: 0 }, inflightAtCut: 0, unflushedAtCut: 0, sectorsReverted: 0, ops: 0, flushes: 0, reads: 0, closeCuts: 0, closedBeforeCut: 0, checkpointCuts: 0, cutsWithUnflushed: 0, cutsDuringFlush: 0, cutsWithOpsInFlight: 0, retries: 0 };
+  const stats = { resizes: 0, cuts: 0, modes: { tear: 0, drop: 0, keep: 0 }, inflightAtCut: 0, unflushedAtCut: 0, sectorsReverted: 0, ops: 0, flushes: 0, reads: 0, closeCuts: 0, closedBeforeCut: 0, checkpointCuts: 0, cutsWithUnflushed: 0, cutsDuringFlush: 0, cutsWithOpsInFlight: 0, retries: 0 };
   let cycle = -1;
   let retry = [];
   const fail = (what) => {
@@ -432,12 +435,32 @@ export async function runCampaign(lib, cfg, opts) {
 
     const burst = rand() < (cfg.burst ?? 0);
     const nOps = burst ? 120 + ((rand() * 200) | 0) : (rand() * ((cfg.maxOps ?? 16) + 1)) | 0;
+    // A resize in flight: the size it grows to (operations use the old size until it resolves).
+    let growing = 0;
+    let resizeFailure = null;
     const cutAt = quickCut ? 0 : cfg.cut === 'random' || cfg.cut === undefined ? (rand() * (nOps + 1)) | 0 : nOps;
     for (let i = 0; i < cutAt; i++) {
       const x = rand();
       let awaitIt = burst ? rand() < 0.2 : rand() < 0.6;
       let p = null;
-      if (x < 0.62 || burst) {
+      if (cfg.growTo !== undefined && growing === 0 && size < cfg.growTo && rand() < 0.06) {
+        const target = Math.min(cfg.growTo, size + (1 + ((rand() * 4) | 0)) * (256 << 10));
+        growing = target;
+        const id = model.nextOp++;
+        note(`#${id} resize ${size} → ${target}${awaitIt ? '' : ' [not awaited]'}`);
+        stats.resizes++;
+        const mine = cycle;
+        p = v.resize({ logicalSize: target }).then(() => {
+          if (model.frozen || cycle !== mine) return;
+          size = target;
+          blocks = size / BLOCK;
+          growing = 0;
+          note(`#${id} resize done`);
+        }, (err) => {
+          note(`#${id} resize failed: ${err.code ?? err.message}`);
+          if (!model.frozen && cycle === mine) resizeFailure ??= `resize to ${target} before any cut failed: ${err.code ?? ''} ${err.message}`;
+        });
+      } else if (x < 0.62 || burst) {
         // write: aligned (1–8 blocks) or unaligned (1 byte to ~3 blocks)
         let offset;
         let length;
@@ -447,7 +470,7 @@ export async function runCampaign(lib, cfg, opts) {
           length = n * BLOCK;
         } else {
           length = 1 + ((rand() < 0.3 ? rand() * 600 : rand() * 3 * BLOCK) | 0);
-          offset = (rand() * (cfg.logicalSize - length + 1)) | 0;
+          offset = (rand() * (size - length + 1)) | 0;
         }
         await waitFor(offset, length);
         const [bytes, kinds] = data.bytes(length, offset % BLOCK);
@@ -464,7 +487,7 @@ export async function runCampaign(lib, cfg, opts) {
           length = n * BLOCK;
         } else {
           length = 1 + ((rand() * 5 * BLOCK) | 0);
-          offset = (rand() * (cfg.logicalSize - length + 1)) | 0;
+          offset = (rand() * (size - length + 1)) | 0;
         }
         await waitFor(offset, length);
         // edgeDiscardsInFlight: false keeps unaligned discards that also unmap whole blocks
@@ -509,6 +532,7 @@ export async function runCampaign(lib, cfg, opts) {
       if (awaitIt) await noHang(p, 'an operation before the cut');
     }
 
+    if (resizeFailure !== null) fail(resizeFailure);
     // The cut, at a random moment.
     if (cfg.cut === 'close') {
       startFlush('close');
@@ -582,9 +606,17 @@ export async function runCampaign(lib, cfg, opts) {
     } catch (err) {
       fail(`Volume.open after the cut failed: ${err.code ?? ''} ${err.message}`);
     }
+    // The size: what it was, or what a resize in flight at the cut grew it to.
+    if (v.logicalSize !== size && !(growing !== 0 && v.logicalSize === growing)) {
+      fail(`the logical size after recovery is ${v.logicalSize}; it was ${size}${growing !== 0 ? ` with a resize to ${growing} in flight` : ''}`);
+    }
+    size = v.logicalSize;
+    blocks = size / BLOCK;
     let observed;
     try {
-      observed = await noHang(v.read(0, cfg.logicalSize), 'the read after recovery');
+      // Past the size, the model holds nothing written: zeroes.
+      observed = new Uint8Array(model.blocks * BLOCK);
+      observed.set(await noHang(v.read(0, size), 'the read after recovery'));
     } catch (err) {
       fail(`reading the volume after recovery failed: ${err.code ?? ''} ${err.message}`);
     }
