@@ -103,6 +103,20 @@ describe('engine', () => {
     await expect(engine.deflate.decompress(big, { format: 'gzip', originalSize: 100 })).rejects.toMatchObject({ code: 'ECORRUPT' });
   });
 
+  it('takes a pool carved from its runtime (shared with a controller), and refuses one from another memory', async () => {
+    const rt = new fp.Runtime();
+    const pool = fp.SlabPool.create(rt, [{ size: 4096, count: 16 }]);
+    const e = await Engine.start({ workers: 1, runtime: rt, pool });
+    try {
+      expect(e.pool).toBe(pool);
+      expect(await e.crc32(new Uint8Array(100).fill(7))).toBe(fp.crc32(new Uint8Array(100).fill(7)));
+    } finally {
+      await e.close();
+    }
+    const other = fp.SlabPool.create(new fp.Runtime(), [{ size: 4096, count: 16 }]);
+    await expect(Engine.start({ workers: 1, runtime: rt, pool: other })).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(/options\.pool/) });
+  });
+
   it('back-pressure: submit accepts no more than the rings hold', async () => {
     const small = await Engine.start({ workers: 1, runtime: new fp.Runtime(), ringCapacity: 8, classes: [{ size: 4096, count: 64 }] });
     try {

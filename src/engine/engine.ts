@@ -49,6 +49,8 @@ export interface EngineOptions {
   memory?: WasmMemory;
   /** Pool size classes (default 4096 × 4 KiB and 32 × 512 KiB). */
   classes?: readonly SizeClass[];
+  /** A pool already carved from `runtime`'s memory, instead of one made from `classes` (a volume shares it with its controller, started beside the engine). */
+  pool?: SlabPool;
   /** Slots of each worker's submission and completion ring (a power of two, default 1024). */
   ringCapacity?: number;
   /**
@@ -167,7 +169,8 @@ export class Engine {
     const rt = o.runtime ?? (o.memory ? new Runtime(o.memory) : processRuntime());
     const count = o.workers ?? (await defaultWorkerCount());
     const layout = readLayout(rt.exports);
-    const pool = SlabPool.create(rt, o.classes ?? DEFAULT_CLASSES);
+    if (o.pool !== undefined && (typeof o.pool?.checkAllocated !== 'function' || o.pool.memory !== rt.memory)) throw badArgument('Engine.start: options.pool', "a SlabPool in the runtime's memory", o.pool);
+    const pool = o.pool ?? SlabPool.create(rt, o.classes ?? DEFAULT_CLASSES);
     const doorbellAt = rt.reserve(DOORBELL_BYTES, 128);
     new Int32Array(rt.memory.buffer, doorbellAt, DOORBELL_BYTES >> 2).fill(0);
     const engine = new Engine(rt, pool, ringCapacity, doorbellAt, spins, [...jobModules]);

@@ -9,6 +9,7 @@ import { Engine } from '../engine/engine.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
 import { Runtime } from '../wasm/runtime.js';
+import { SlabPool } from '../shm/slab.js';
 import { availableCores } from '../wasm/spawn.js';
 import { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
@@ -83,20 +84,25 @@ export async function attach(backend: Backend, opts: OpenOptions): Promise<Attac
   const ioWorkers = opts.ioWorkers ?? Math.min(4, Math.max(1, cores - 1));
   const oversubscribed = 1 + workers + ioWorkers > cores;
   const rt = opts.runtime ?? new Runtime();
-  const engine = await Engine.start({ runtime: rt, workers, spinIterations: oversubscribed ? 0 : undefined, jobs: [PREPARE_JOB_MODULE], classes: [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: STAGING_BUFFERS }] });
+  const pool = SlabPool.create(rt, [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: STAGING_BUFFERS }]);
+  // The engine's workers and the device workers start side by side (each takes tens of ms to spawn).
+  const [started, opened] = await Promise.allSettled([
+    Engine.start({ runtime: rt, pool, workers, spinIterations: oversubscribed ? 0 : undefined, jobs: [PREPARE_JOB_MODULE] }),
+    Controller.open(backend, { runtime: rt, pool, ioWorkers }),
+  ]);
+  if (started.status === 'rejected' || opened.status === 'rejected') {
+    if (started.status === 'fulfilled') await started.value.close();
+    if (opened.status === 'fulfilled') await opened.value.close();
+    throw started.status === 'rejected' ? started.reason : (opened as PromiseRejectedResult).reason;
+  }
+  const engine = started.value;
+  const ctrlr = opened.value;
   // The main thread allocates and frees every buffer: it reuses the ones it freed
   // last (in the CPU cache, and in pages already faulted in) instead of cycling
   // through the whole pool. Enough for the pipeline's working set, faulted in
   // now rather than by the first writes.
-  engine.pool.keepFreed(4096, Math.min(buffers, 2 * inflight + KEPT_SPARE_BUFFERS), true);
-  engine.pool.keepFreed(STAGING_BYTES, STAGING_BUFFERS, true);
-  let ctrlr: Controller;
-  try {
-    ctrlr = await Controller.open(backend, { runtime: rt, pool: engine.pool, ioWorkers });
-  } catch (err) {
-    await engine.close();
-    throw err;
-  }
+  pool.keepFreed(4096, Math.min(buffers, 2 * inflight + KEPT_SPARE_BUFFERS), true);
+  pool.keepFreed(STAGING_BYTES, STAGING_BUFFERS, true);
   return { engine, ctrlr, dev: new BlockDevice(ctrlr), idleSpin: oversubscribed ? ctrlr.spinIterations : 0 };
 }
 
