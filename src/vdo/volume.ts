@@ -449,12 +449,11 @@ export class Volume {
   /**
    * How [offset, offset + length) is stored, as runs of whole blocks from the
    * block containing `offset` (NBD's base:allocation, SEEK_DATA/SEEK_HOLE):
-   * `hole` never written or discarded (reads zeroes, stores nothing), `zero`
-   * written as zeroes (mapped to the zero block), `data` anything else. A block
-   * with a write or discard still in flight is `data`: never claimed zero
-   * before it is. Scans at most EXTENTS_SCAN_BLOCKS_MAX blocks and returns at
-   * most `maxExtents` runs, so the runs may cover less than asked (at least
-   * one block). Errors: as read().
+   * `hole` never written or discarded, `zero` written as zeroes, `data` anything
+   * else or with a write or discard still in flight. Reads at most
+   * EXTENTS_SCAN_BLOCKS_MAX map entries (a subtree never written is one hole,
+   * whatever its size) and returns at most `maxExtents` runs, so they may
+   * cover less than asked (at least one block). Errors: as read().
    */
   async extents(offset: number, length: number, maxExtents = 1024): Promise<VolumeExtent[]> {
     this.check(offset, length, 'read');
@@ -542,11 +541,7 @@ export class Volume {
     return scrubVolume(this.reads, this.map, opts);
   }
 
-  /**
-   * Grows the logical size while I/O goes on (resize.ts); the superblocks name
-   * it before this returns. Errors: EINVAL (not a multiple of 4096, smaller
-   * than now, past 1 PiB), ENOTSUP (physicalSize), EROFS, ENXIO, EIO.
-   */
+  /** Grows the logical size while I/O goes on (resize.ts). Errors: EINVAL (not a multiple of 4096, smaller than now, past 1 PiB), ENOTSUP (physicalSize), EROFS, ENXIO, EIO. */
   async resize(options: ResizeOptions): Promise<void> {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume.resize: the volume is closed (resize after close())');
     const blocks = resizeTarget(this.sb, options);
