@@ -22,7 +22,7 @@ import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import {
   MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
-  mapEntryAt, openSector, recordedCheck, sealSector, type SectorHeader,
+  mapEntryAt, openSector, recordedCheck, sealSector, u32le, type SectorHeader,
 } from './encodings.js';
 import {
   CHILDREN_PER_PAGE, CHILDREN_PER_SECTOR, ROOT_LEVEL, lbasUnder, leafOf, leavesUnder, pageId, pageName, pagesAt, readChild, writeChild,
@@ -31,8 +31,6 @@ import {
 /** Leaves one device read covers when forEach() scans the map: a staging buffer's worth. */
 const SCAN_RUN_PAGES = STAGING_BYTES / 4096;
 
-/** The little-endian u32 at b[at]. */
-const u32le = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 
 /** A mapping as one number: pbn * 16 + state. */
 export const mappingOf = (pbn: number, state: number): number => pbn * 16 + state;
@@ -85,6 +83,8 @@ export class BlockMap {
   private dirtyCount = 0;
   private mem: Uint8Array;
   private allocator: MapPageAllocator | null = null;
+  /** What validate() reads a sector header into (one, reused). */
+  private readonly header: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
   /** Interior pages with an unplaced page that recovery changed under them (until placeAll()). */
   private readonly replayedUnder = new Set<number>();
 
@@ -220,7 +220,7 @@ export class BlockMap {
 
   /** Bit s set: sector s of a page read for (level, index) fails (checksum, or another page's sector). */
   private validate(b: Uint8Array, level: number, index: number): number {
-    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+    const h = this.header;
     let bad = 0;
     for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
       const r = openSector(b, s, MAP_MAGIC, this.nonce, h);

@@ -7,7 +7,7 @@
  */
 import {
   BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_CORRUPT,
-  SECTOR_VALID, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, mapEntryAt, openSector, type SectorHeader, type Superblock,
+  SECTOR_VALID, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, mapEntryAt, openSector, u32le, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { CHILDREN_PER_PAGE, CHILDREN_PER_SECTOR, ROOT_LEVEL, lbasUnder, pageName, pagesAt, readChild } from './map-tree.js';
 import { STATE_MAX, type Replay } from './check-journal.js';
@@ -93,9 +93,9 @@ export async function scanMap(
     const base = p * MAP_ENTRIES_PER_PAGE;
     for (let e = 0; e < MAP_ENTRIES_PER_PAGE; e++) {
       const at = mapEntryAt(e);
-      pbns[e] = u32(b, at);
+      pbns[e] = u32le(b, at);
       states[e] = b[at + 4];
-      checks[e] = u32(b, at + 5);
+      checks[e] = u32le(b, at + 5);
       journaled[e] = 0;
     }
     for (const c of replay.byPage.get(p) ?? []) {
@@ -140,8 +140,4 @@ export async function scanMap(
   const zeroes = new Uint8Array(BLOCK_BYTES);
   for (const leaf of replay.byPage.keys()) if (!tree.leaves.has(leaf)) scan(leaf, zeroes, 0);
   return used;
-}
-
-function u32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }

@@ -28,7 +28,7 @@ import type { Stats } from 'node:fs';
 import { badArgument, checkBoolean, checkFunction, checkOptions, fromOsError, hex32, invalid } from '../errors.js';
 import {
   BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAX_COMPRESSION_SLOTS, SECTOR_BYTES, STATE_COMPRESSED_BASE,
-  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, SNAPSHOT_SLOTS, countBlocksFor, decodeSuperblock, encodePackedHeader, packedFragment, type Superblock,
+  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, SNAPSHOT_SLOTS, countBlocksFor, decodeSuperblock, encodePackedHeader, packedFragment, u32le, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
 import { Image, Problems, type CheckProblem } from './check-image.js';
@@ -83,7 +83,7 @@ const PACKED_HEADER = ((): Uint8Array => {
   encodePackedHeader(h, 'none', 0, () => 0);
   return h;
 })();
-const PACKED_MAGIC = u32(PACKED_HEADER, 0);
+const PACKED_MAGIC = u32le(PACKED_HEADER, 0);
 const PACKED_VERSION = PACKED_HEADER[4];
 
 /**
@@ -273,7 +273,7 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
   const plain = new Uint8Array(BLOCK_BYTES);
   img.total += packed.length;
   await img.readEach(packed, (pbn, b) => {
-    const magic = u32(b, 0);
+    const magic = u32le(b, 0);
     if (magic !== PACKED_MAGIC) {
       findings.push({ pbn, slot: -1, what: `is referenced as a packed block but is not one (magic ${hex32(magic)}, not ${hex32(PACKED_MAGIC)})` });
       return;
@@ -394,8 +394,4 @@ async function referencesTo(img: Image, sb: Superblock, tree: Tree, replay: Repl
     note(pbn * 16 + state, lba);
   });
   return named;
-}
-
-function u32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }

@@ -36,7 +36,7 @@ import type { SlabDepot } from './slab-depot.js';
 import { STAGING_BYTES } from './data-writer.js';
 import {
   BLOCK_BYTES, COUNTS_MAGIC, COUNTS_PER_BLOCK, COUNTS_PER_SECTOR, REFS_MAGIC, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_HEADER_BYTES,
-  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, openSector, sealSector, slotBlocksFor, type SectorHeader, type Superblock,
+  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, getU64, openSector, sealSector, setU64, slotBlocksFor, type SectorHeader, type Superblock,
 } from './encodings.js';
 
 /** A valid slot header. */
@@ -55,11 +55,6 @@ const HEAD_PAGES = SECTOR_HEADER_BYTES + 8;
 const HEAD_DATA_BLOCKS = SECTOR_HEADER_BYTES + 16;
 const HEAD_GENERATION = SECTOR_HEADER_BYTES + 24;
 
-const getU64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
-const setU64 = (v: DataView, at: number, x: number): void => {
-  v.setUint32(at, x >>> 0, true);
-  v.setUint32(at + 4, Math.floor(x / 2 ** 32), true);
-};
 
 /** Block `at` of `slot` in the refs region. */
 export const slotBlock = (sb: Superblock, slot: number, at: number): number => sb.refsStart + slot * slotBlocksFor(sb.physicalBlocks) + at;

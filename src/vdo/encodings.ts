@@ -109,8 +109,10 @@ const put32 = (b: Uint8Array, at: number, x: number): void => {
   b[at + 2] = (x >>> 16) & 0xff;
   b[at + 3] = (x >>> 24) & 0xff;
 };
-const getU64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
-const setU64 = (v: DataView, at: number, x: number): void => {
+/** The little-endian u32 at b[at]. */
+export const u32le = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+export const getU64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+export const setU64 = (v: DataView, at: number, x: number): void => {
   v.setUint32(at, x >>> 0, true);
   v.setUint32(at + 4, Math.floor(x / 2 ** 32), true);
 };

@@ -21,7 +21,7 @@
  *   every LBA under it.
  */
 import { assert } from '../assert.js';
-import { MAX_LOGICAL_BLOCKS, MAP_ENTRIES_PER_PAGE, SECTOR_BYTES, SECTOR_HEADER_BYTES, SECTORS_PER_BLOCK } from './encodings.js';
+import { MAX_LOGICAL_BLOCKS, MAP_ENTRIES_PER_PAGE, u32le, SECTOR_BYTES, SECTOR_HEADER_BYTES, SECTORS_PER_BLOCK } from './encodings.js';
 
 export const ROOT_LEVEL = 3;
 export const CHILD_BYTES = 4;
@@ -50,8 +50,7 @@ export function childAt(slot: number): number {
 }
 
 export function readChild(b: Uint8Array, at: number, slot: number): number {
-  const o = at + childAt(slot);
-  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+  return u32le(b, at + childAt(slot));
 }
 
 export function writeChild(b: Uint8Array, at: number, slot: number, pbn: number): void {

@@ -24,12 +24,8 @@ import {
 /** What replay() found: the entries to replay, oldest first, and where they lie. */
 export interface JournalReplay {
   entries: JournalEntry[];
-  /** The sequence number of the block each entry came from (parallel to entries). */
-  blockOf: number[];
-  /** The head the journal recorded: the oldest block whose changes may be missing from the on-disk block map. */
+  /** The head the journal recorded: the oldest block whose changes may be missing from the on-disk block map (the tag of the count snapshot an open can take). */
   head: number;
-  /** Every change journaled in blocks before this one was replayed (the blocks from head up to it were whole or the last). */
-  through: number;
 }
 
 export interface JournalStats {
@@ -210,12 +206,8 @@ export class RecoveryJournal {
       this.pool.free(desc);
     }
     const out: JournalEntry[] = [];
-    const blockOf: number[] = [];
-    if (maxSeq === 0) return { entries: out, blockOf, head: 0, through: 0 };
-    let seq = maxHead;
-    // The first block not replayed whole: a missing block, or one after the block that stopped the walk.
-    let through = -1;
-    for (; seq <= maxSeq; seq++) {
+    if (maxSeq === 0) return { entries: out, head: 0 };
+    for (let seq = maxHead; seq <= maxSeq; seq++) {
       const i = seq % this.blocks;
       if (seqs[i] !== seq) break;
       const c = counts[i];
@@ -232,23 +224,17 @@ export class RecoveryJournal {
           const e: JournalEntry = { kind: 0, lba: 0, count: 0, newPbn: 0, newState: 0, oldPbn: 0, oldState: 0, dataCheck: 0 };
           decodeJournalEntry(b, s * JOURNAL_ENTRIES_PER_SECTOR + k, e);
           out.push(e);
-          blockOf.push(seq);
         }
         if (c[s] < JOURNAL_ENTRIES_PER_SECTOR) {
           complete = false;
           break;
         }
       }
-      if (!complete) {
-        // Its entries so far are in: a block a checkpoint closed early, or the one being filled.
-        through = seq + 1;
-        break;
-      }
+      if (!complete) break;
     }
-    if (through < 0) through = seq;
     this.seq = maxSeq + 1;
     this.head = this.seq;
-    return { entries: out, blockOf, head: maxHead, through };
+    return { entries: out, head: maxHead };
   }
 }
 

@@ -69,14 +69,15 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
   const h = usableSnapshot(headers, jr.head);
   const counts = h === null ? null : await r.snapshots.read(h);
   if (h !== null && counts !== null && r.depot.loadCounts(counts, h.mapPages)) {
-    const used = await replayJournal(r, jr, h.tag);
+    // The snapshot's tag is the head: every entry replayed came after it, and moves the counts.
+    const used = await replayJournal(r, jr, true);
     if (!r.readOnly) {
       await r.map.placeAll();
       await r.snapshots.opened(h.slot, headers, counts);
     }
     return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length };
   }
-  await replayJournal(r, jr, Infinity);
+  await replayJournal(r, jr, false);
   const logicalUsed = await rebuildReferences(r.map, r.depot);
   if (!r.readOnly) {
     await r.map.placeAll();
@@ -94,11 +95,11 @@ export function usableSnapshot(headers: SnapshotHeader[], head: number): Snapsho
 
 /**
  * Replays the journal into the block map (pages stay dirty in its cache until
- * the caller's checkpoint). Entries from blocks at or after `countFrom` also
- * move the depot's counts from what the map held to what they map; returns
- * the change in logical blocks mapped they make.
+ * the caller's checkpoint). `counted`: each entry also moves the depot's
+ * counts from what the map held to what it maps (the counts are a snapshot
+ * tagged with the journal head); returns the change in logical blocks mapped.
  */
-export async function replayJournal(r: RepairContext, jr: JournalReplay, countFrom: number): Promise<number> {
+export async function replayJournal(r: RepairContext, jr: JournalReplay, counted: boolean): Promise<number> {
   const entries = jr.entries;
   let used = 0;
   // mapping → data check of the logical block it holds now (−1: a slot that does not decode).
@@ -110,7 +111,6 @@ export async function replayJournal(r: RepairContext, jr: JournalReplay, countFr
   try {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
-      const counted = jr.blockOf[i] >= countFrom;
       if (e.kind === ENTRY_DISCARD) {
         if (e.lba + e.count > r.sb.logicalBlocks) throw new FlashpackError('ECORRUPT', `recovery journal: discard of ${e.count} blocks at LBA ${e.lba} past the logical size`);
         for (let lba = e.lba; lba < e.lba + e.count; lba++) used += await setMapping(r, lba, 0, 0, counted);

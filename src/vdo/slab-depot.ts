@@ -145,7 +145,7 @@ export class SlabDepot {
   private setMapped(i: number, n: number): void {
     this.mapped[i] = n;
     const k = Math.floor(i / COUNTS_PER_BLOCK);
-    for (const d of this.dirty) d[k] = 1;
+    for (let s = 0; s < SNAPSHOT_SLOTS; s++) this.dirty[s][k] = 1;
   }
 
   /** The block map now references `pbn` once more (delta 1) or once less (−1): a mapping change, journaled. */
