@@ -60,7 +60,7 @@ for (let i = 0, left = total; left > 0; i++, left -= chunk) chunks.push({ index:
 
 const sum = {
   cuts: 0, modes: { tear: 0, drop: 0, keep: 0 }, ops: 0, flushes: 0, reads: 0, cutsWithUnflushed: 0, cutsDuringFlush: 0,
-  cutsWithOpsInFlight: 0, unflushedAtCut: 0, sectorsReverted: 0, closeCuts: 0, checkpointCuts: 0, retries: 0, resizes: 0,
+  cutsWithOpsInFlight: 0, unflushedAtCut: 0, sectorsReverted: 0, closeCuts: 0, cleanOpens: 0, checkpointCuts: 0, retries: 0, resizes: 0,
 };
 const perVariant = {};
 const live = new Map(); // chunk index → cuts done so far
@@ -126,7 +126,7 @@ const secs = (performance.now() - t0) / 1000;
 console.log(`\nOK: ${sum.cuts} power cuts in ${secs.toFixed(1)} s, no violation (seed ${seed})`);
 console.log(`  modes: tear ${sum.modes.tear}, drop ${sum.modes.drop}, keep ${sum.modes.keep}`);
 console.log(`  cuts with unflushed writes on the device: ${sum.cutsWithUnflushed} (${sum.unflushedAtCut} writes, ${sum.sectorsReverted} sectors reverted)`);
-console.log(`  cuts during a flush/close: ${sum.cutsDuringFlush}; with operations in flight: ${sum.cutsWithOpsInFlight}; during close(): ${sum.closeCuts}; in a checkpoint: ${sum.checkpointCuts}`);
+console.log(`  cuts during a flush/close: ${sum.cutsDuringFlush}; with operations in flight: ${sum.cutsWithOpsInFlight}; during close(): ${sum.closeCuts} (${sum.cleanOpens} opens after it found the volume closed cleanly); in a checkpoint: ${sum.checkpointCuts}`);
 console.log(`  operations: ${sum.ops} writes/discards (${sum.retries} rewrites of data a cut lost), ${sum.flushes} flushes, ${sum.reads} read-backs, ${sum.resizes} resizes`);
 for (const [name, pv] of Object.entries(perVariant)) console.log(`  ${name}: ${pv.cuts} cuts in ${pv.chunks} campaign(s)`);
 // Workers of closed volumes are gone; nothing should keep the process alive.

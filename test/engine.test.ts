@@ -117,6 +117,19 @@ describe('engine', () => {
     await expect(Engine.start({ workers: 1, runtime: rt, pool: other })).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringMatching(/options\.pool/) });
   });
 
+  it('begin(): the engine is there at once; a job sent while its worker starts runs once it has (an open reads metadata meanwhile)', async () => {
+    const { engine: e, ready } = await Engine.begin({ workers: 1, runtime: new fp.Runtime(), classes: [{ size: 4096, count: 16 }] });
+    try {
+      const bytes = new Uint8Array(100).fill(9);
+      const early = e.crc32(bytes);
+      await ready;
+      expect(await early).toBe(fp.crc32(bytes));
+      expect(e.workers).toBe(1);
+    } finally {
+      await e.close();
+    }
+  });
+
   it('back-pressure: submit accepts no more than the rings hold', async () => {
     const small = await Engine.start({ workers: 1, runtime: new fp.Runtime(), ringCapacity: 8, classes: [{ size: 4096, count: 64 }] });
     try {

@@ -80,6 +80,8 @@ describe.concurrent('vdo volume: power cuts', () => {
     expect(s.closeCuts).toBe(20);
     // Most cuts land while close() is still flushing or checkpointing.
     expect(s.closedBeforeCut).toBeLessThan(20);
+    // A close that finished before its cut means a clean open (no journal read) after it.
+    expect(s.cleanOpens).toBeGreaterThanOrEqual(s.closedBeforeCut);
   });
 
   it('survives a cut during a checkpoint (block map pages being written)', async () => {

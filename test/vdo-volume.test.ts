@@ -585,12 +585,14 @@ describe('vdo volume: the dedupe index outlives close()', () => {
     const backend = new nvme.MemoryBackend({ size: 16 << 20 });
     const used = await written(backend);
     const v = await open(backend);
+    await v.loaded; // the saved index loads behind the open
     const s = await again(v);
     expect(s.dedupeAdviceValid).toBe(N);
     expect(s.dataBlocksUsed).toBe(used);
     // A crash after the reopen: the volume opens with the index saved by the last close.
     await abandonVol(v);
     const w = await open(backend);
+    await w.loaded;
     for (let i = 0; i < N; i++) await w.write((200 + i) * BS, data(i));
     await w.flush();
     expect(w.stats().dedupeAdviceValid).toBe(N);

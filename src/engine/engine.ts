@@ -154,6 +154,18 @@ export class Engine {
    * EWORKER or ETIMEDOUT when a worker does not start.
    */
   static async start(opts?: EngineOptions): Promise<Engine> {
+    const { engine, ready } = await Engine.begin(opts);
+    await ready;
+    return engine;
+  }
+
+  /**
+   * start() in two steps: the engine, its pool and rings, with its workers
+   * starting; and `ready`, which settles once they have (rejecting, after
+   * closing the engine, as start() would). Jobs submitted before then wait
+   * in the backlog. For callers with other work to do meanwhile.
+   */
+  static async begin(opts?: EngineOptions): Promise<{ engine: Engine; ready: Promise<void> }> {
     const o = checkOptions('Engine.start: options', opts);
     if (o.runtime !== undefined && typeof o.runtime?.reserve !== 'function') throw badArgument('Engine.start: options.runtime', 'a Runtime', o.runtime);
     if (o.memory !== undefined && !isSharedMemory(o.memory)) throw badArgument('Engine.start: options.memory', 'a shared WebAssembly.Memory', o.memory);
@@ -189,13 +201,15 @@ export class Engine {
         alive: false,
       });
     }
-    try {
-      await Promise.all(engine.slots.map((s) => engine.launch(s)));
-    } catch (err) {
-      await engine.close({ drain: false });
-      throw err;
-    }
-    return engine;
+    const ready = Promise.all(engine.slots.map((s) => engine.launch(s))).then(
+      () => {},
+      async (err: unknown) => {
+        await engine.close({ drain: false });
+        throw err;
+      },
+    );
+    ready.catch(() => {}); // handled here too: a caller may await it only later
+    return { engine, ready };
   }
 
   get workers(): number {

@@ -17,8 +17,6 @@
  * fail their data check is served and repaired from another replica
  * (read-repair.ts).
  */
-import process from 'node:process';
-import { FlashpackError } from '../errors.js';
 import type { Store } from './store.js';
 import { Replica, regionsOf } from './replica.js';
 import type { ShardInfo } from './metadata.js';

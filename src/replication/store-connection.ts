@@ -8,7 +8,7 @@
  */
 import type * as net from 'node:net';
 import {
-  FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INTERNAL, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake, statusOf,
+  FrameReader, HANDSHAKE_BYTES, PROTOCOL_VERSION, ST_INVALID_FIELD, checkRequest, decodeHandshake, encodeHandshake, statusOf,
   encodeReplyFrame, type Frame, type Head,
 } from './wire.js';
 import { WriteBatch } from './write-batch.js';

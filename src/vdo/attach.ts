@@ -1,10 +1,11 @@
 /**
  * Attaching a volume's machinery to its image: the lock, a fresh runtime with
  * the engine and its buffer classes sized from the options, the controller and
- * its device workers; and the superblock copies at blocks 0 and 1. Every step
- * that fails gives back what the steps before it took.
+ * its device workers; formatting a new image; and the superblock copies at
+ * blocks 0 and 1. Every step that fails gives back what the steps before it
+ * took.
  */
-import { FlashpackError } from '../errors.js';
+import { FlashpackError, invalid } from '../errors.js';
 import { Engine } from '../engine/engine.js';
 import { Controller } from '../nvme/controller.js';
 import type { Backend } from '../nvme/backend.js';
@@ -16,7 +17,7 @@ import { STAGING_BYTES } from './data-writer.js';
 import { PREPARE_JOB_MODULE } from './prepare-job.js';
 import { VolumeLock, takeBackend, type LockMode } from './volume-lock.js';
 import { EMPTY_PROBE_BYTES, describeHead } from './image-file.js';
-import { DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, type OpenOptions } from './volume-options.js';
+import { DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, layoutFor, type OpenOptions, type VolumeOptions } from './volume-options.js';
 import {
   BLOCK_BYTES, FORMAT_VERSION_REASON, OLDER_FORMAT_HOWTO, SUPERBLOCK_COPIES, decodeSuperblock, encodeSuperblock, type Superblock,
 } from './encodings.js';
@@ -34,7 +35,10 @@ export interface Hold {
 }
 
 export interface Attached {
+  /** Its workers may still be starting: see engineReady. */
   engine: Engine;
+  /** Settles when the engine's workers have started (rejects, the engine closed, when one cannot). */
+  engineReady: Promise<void>;
   ctrlr: Controller;
   dev: BlockDevice;
   /** Device-worker spin while writes are not streaming; 0 = leave the controller's setting alone (a core is free). */
@@ -85,30 +89,68 @@ export async function attach(backend: Backend, opts: OpenOptions): Promise<Attac
   const oversubscribed = 1 + workers + ioWorkers > cores;
   const rt = opts.runtime ?? new Runtime();
   const pool = SlabPool.create(rt, [{ size: 4096, count: buffers }, { size: STAGING_BYTES, count: STAGING_BUFFERS }]);
-  // The engine's workers and the device workers start side by side (each takes tens of ms to spawn).
-  const [started, opened] = await Promise.allSettled([
-    Engine.start({ runtime: rt, pool, workers, spinIterations: oversubscribed ? 0 : undefined, jobs: [PREPARE_JOB_MODULE] }),
-    Controller.open(backend, { runtime: rt, pool, ioWorkers }),
-  ]);
-  if (started.status === 'rejected' || opened.status === 'rejected') {
-    if (started.status === 'fulfilled') await started.value.close();
-    if (opened.status === 'fulfilled') await opened.value.close();
-    throw started.status === 'rejected' ? started.reason : (opened as PromiseRejectedResult).reason;
+  // The device workers and the engine's workers start side by side (each takes tens of ms
+  // to spawn); the caller waits for the device workers only, and for the engine's when it
+  // needs them (an open reads its metadata meanwhile).
+  const opening = Controller.open(backend, { runtime: rt, pool, ioWorkers });
+  opening.catch(() => {}); // awaited below, after the engine has begun
+  let begun: Awaited<ReturnType<typeof Engine.begin>>;
+  try {
+    begun = await Engine.begin({ runtime: rt, pool, workers, spinIterations: oversubscribed ? 0 : undefined, jobs: [PREPARE_JOB_MODULE] });
+  } catch (err) {
+    await opening.then((c) => c.close(), () => {});
+    throw err;
   }
-  const engine = started.value;
-  const ctrlr = opened.value;
+  const { engine, ready: engineReady } = begun;
   // The main thread allocates and frees every buffer: it reuses the ones it freed
   // last (in the CPU cache, and in pages already faulted in) instead of cycling
   // through the whole pool. Enough for the pipeline's working set, faulted in
-  // now rather than by the first writes.
+  // now, while the workers start, rather than by the first writes.
   pool.keepFreed(4096, Math.min(buffers, 2 * inflight + KEPT_SPARE_BUFFERS), true);
   pool.keepFreed(STAGING_BYTES, STAGING_BUFFERS, true);
-  return { engine, ctrlr, dev: new BlockDevice(ctrlr), idleSpin: oversubscribed ? ctrlr.spinIterations : 0 };
+  let ctrlr: Controller;
+  try {
+    ctrlr = await opening;
+  } catch (err) {
+    await engineReady.then(() => engine.close(), () => {});
+    throw err;
+  }
+  return { engine, engineReady, ctrlr, dev: new BlockDevice(ctrlr), idleSpin: oversubscribed ? ctrlr.spinIterations : 0 };
 }
 
-export async function detach(engine: Engine, ctrlr: Controller): Promise<void> {
+/** Closes the controller, then the engine once its workers have started (a start that failed closed it already). */
+export async function detach(engine: Engine, ctrlr: Controller, engineReady: Promise<void> = Promise.resolve()): Promise<void> {
   await ctrlr.close();
-  await engine.close();
+  if (await engineReady.then(() => true, () => false)) await engine.close();
+}
+
+/**
+ * Formats an attached image for `opts` (checked create options): the
+ * physical size against the backend's (EINVAL), a backend that must read as
+ * zeroes at its start (`probeBlank`: EEXIST otherwise), the metadata regions
+ * zeroed unless the image is a new file (`freshFile`: one hole), both
+ * superblock copies written and flushed. Returns the superblock.
+ */
+export async function formatImage(engine: Engine, dev: BlockDevice, opts: VolumeOptions, freshFile: boolean, probeBlank: boolean): Promise<Superblock> {
+  if (opts.physicalSize !== undefined && opts.physicalSize / BLOCK_BYTES > dev.blocks) {
+    throw invalid(`Volume.create: physicalSize ${opts.physicalSize} is more than the backend's ${dev.blocks * BLOCK_BYTES} bytes`);
+  }
+  if (probeBlank) await refuseUnlessBlank(engine, dev);
+  const l = layoutFor(opts, opts.physicalSize !== undefined ? opts.physicalSize / BLOCK_BYTES : dev.blocks);
+  const sb: Superblock = {
+    generation: 1,
+    cleanSeq: 0,
+    nonce: (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0,
+    logicalBlocks: l.logicalBlocks, physicalBlocks: l.physicalBlocks, journalStart: SUPERBLOCK_COPIES, journalBlocks: l.journalBlocks,
+    mapStart: SUPERBLOCK_COPIES + l.journalBlocks, mapPages: l.mapPages, indexStart: l.indexStart, indexBlocks: l.indexBlocks,
+    refsStart: l.refsStart, refsBlocks: l.refsBlocks,
+    indexMemory: l.indexMemory, dataStart: l.dataStart, slabBlocks: l.slabBlocks, codec: l.codec, dedupe: l.dedupe, writePolicy: l.writePolicy,
+  };
+  // Zero the journal, the block map and the index header: an all-zero sector means "never written".
+  if (!freshFile) await dev.writeZeroes(SUPERBLOCK_COPIES, sb.dataStart - SUPERBLOCK_COPIES);
+  await writeSuperblocks(engine, dev, sb, [0, 1]);
+  await dev.flush();
+  return sb;
 }
 
 /** A backend must read as zeroes at its start (EEXIST otherwise, naming what it holds). */

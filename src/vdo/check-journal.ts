@@ -152,6 +152,10 @@ export async function checkJournal(img: Image, sb: Superblock, problems: Problem
     // data never reached the media, so the previous mapping stays (Volume.recover()).
     for (const p of pending) if (checks.get(p.change.pbn * 16 + p.change.state) !== p.dataCheck) p.change.count = 0;
   }
+  if (sb.cleanSeq > 0 && (maxSeq !== sb.cleanSeq || maxHead !== sb.cleanSeq || entries.length > 0)) {
+    // An open checks the head block and the one after it only (RecoveryJournal.closedCleanlyAt).
+    problems.add('superblock', `says a clean close left the journal at block ${sb.cleanSeq}, but the journal's newest block is ${maxSeq} (head ${maxHead}, ${entries.length} entries to replay)`);
+  }
   return { entries: entries.length, liveCorrupt: liveCorrupt >= 0, byPage, head: maxSeq > 0 ? maxHead : 0 };
 }
 

@@ -246,10 +246,10 @@ async function checkSuperblocks(img: Image, problems: Problems): Promise<Superbl
   }
   if (valid.length === 0) return null;
   if (valid.length === SUPERBLOCK_COPIES) {
-    // Both copies describe one volume: only the generation may differ (close rewrites one copy).
+    // Both copies describe one volume: only the generation and the clean-close mark may differ (open and close rewrite one copy).
     const [a, bb] = valid;
     for (const k of Object.keys(a) as (keyof Superblock)[]) {
-      if (k !== 'generation' && a[k] !== bb[k]) problems.add('superblock copies A and B', `disagree on ${k}: ${a[k]} in A, ${bb[k]} in B`);
+      if (k !== 'generation' && k !== 'cleanSeq' && a[k] !== bb[k]) problems.add('superblock copies A and B', `disagree on ${k}: ${a[k]} in A, ${bb[k]} in B`);
     }
   }
   return valid.reduce((best, s) => (s.generation > best.generation ? s : best));

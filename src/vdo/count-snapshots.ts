@@ -7,7 +7,8 @@
  * open takes the newest usable snapshot and replays only the journal entries
  * after its tag, adjusting the counts as it goes, so neither a clean nor a
  * dirty open reads the block map to count; a dirty open costs the journal
- * plus one read of the counts.
+ * plus one read of the counts. The other slot is read behind the open, to
+ * learn which of its count blocks the next checkpoint must write there.
  *
  * Layout: the refs region of encodings.ts, two slots of a header and a byte
  * of count per data block.
@@ -93,6 +94,8 @@ export class CountSnapshots {
   private newest = -1;
   /** The generation of the last snapshot written (or found at open). */
   private generation = 0;
+  /** The open's comparison of the slots it did not load (opened()), until it is done. */
+  private compared: Promise<void> | null = null;
 
   constructor(sb: Superblock, dev: BlockDevice, pool: SlabPool, depot: SlabDepot) {
     this.sb = sb;
@@ -138,33 +141,44 @@ export class CountSnapshots {
 
   /**
    * Open, once the depot's counts are whole: the newest snapshot is `slot`'s
-   * (−1: none usable; `loaded` its counts as read), and each count block of each slot is marked to be
-   * written where what the slot holds differs from the counts (a slot without
-   * a valid header: every block), so the next checkpoints write only that.
+   * (−1: none usable; `loaded` its counts as read), and each count block of
+   * each slot is marked to be written where what the slot holds differs from
+   * the counts (a slot without a valid header: every block), so the next
+   * checkpoints write only that. A slot not loaded is read and compared in
+   * the background (the open does not wait for it); the next write() does.
    */
-  async opened(slot: number, headers: SnapshotHeader[], loaded: Uint8Array | null): Promise<void> {
+  opened(slot: number, headers: SnapshotHeader[], loaded: Uint8Array | null): void {
     this.newest = slot;
     for (const h of headers) this.generation = Math.max(this.generation, h.generation);
-    const mapped = this.depot.mappedCounts();
+    const pending: Promise<void>[] = [];
     for (let s = 0; s < SNAPSHOT_SLOTS; s++) {
-      const dirty = this.depot.mappedDirty(s);
       const h = headers.find((x) => x.slot === s);
-      if (h === undefined) {
-        dirty.fill(1);
-        continue;
-      }
-      const held = s === slot && loaded !== null ? loaded : await this.read(h);
-      if (held === null) {
-        dirty.fill(1);
-        continue;
-      }
-      for (let k = 0; k < dirty.length; k++) {
-        const from = k * COUNTS_PER_BLOCK;
-        const to = Math.min(mapped.length, from + COUNTS_PER_BLOCK);
-        let same = true;
-        for (let i = from; i < to && same; i++) same = held[i] === mapped[i];
-        dirty[k] = same ? 0 : 1;
-      }
+      if (h === undefined) this.depot.mappedDirty(s).fill(1);
+      else if (s === slot && loaded !== null) this.markChanged(s, loaded);
+      else pending.push(this.read(h).then((held) => this.markChanged(s, held), () => this.markChanged(s, null)));
+    }
+    this.compared = pending.length === 0 ? null : Promise.all(pending).then(() => {});
+  }
+
+  /** Settles when the open's comparison of the slots it did not load is done. */
+  get comparing(): Promise<void> {
+    return this.compared ?? Promise.resolve();
+  }
+
+  /** Marks each count block of `slot` that differs from what it holds (null: unreadable, so every block). Synchronous: no mapping moves a count meanwhile. */
+  private markChanged(slot: number, held: Uint8Array | null): void {
+    const dirty = this.depot.mappedDirty(slot);
+    if (held === null) {
+      dirty.fill(1);
+      return;
+    }
+    const mapped = this.depot.mappedCounts();
+    for (let k = 0; k < dirty.length; k++) {
+      const from = k * COUNTS_PER_BLOCK;
+      const to = Math.min(mapped.length, from + COUNTS_PER_BLOCK);
+      let same = true;
+      for (let i = from; i < to && same; i++) same = held[i] === mapped[i];
+      dirty[k] = same ? 0 : 1;
     }
   }
 
@@ -173,6 +187,10 @@ export class CountSnapshots {
    * counts, tagged `tag`, into the slot not holding the newest snapshot.
    */
   async write(tag: number, logicalUsed: number): Promise<void> {
+    if (this.compared !== null) {
+      await this.compared;
+      this.compared = null;
+    }
     const slot = this.newest === 0 ? 1 : 0;
     const buf = await this.pool.allocAsync(STAGING_BYTES);
     try {

@@ -18,6 +18,8 @@ import { CLOCK_AT, KEY_HI_AT, KEY_LO_AT, KNOWN_WAYS as WAYS, PBN_AT, STATE_AT, U
 /** Memory an entry costs, for sizing (its columns, and a share of the clock and of the rounding to a power of two). */
 export const INDEX_ENTRY_BYTES = 16;
 export const DEFAULT_INDEX_MEMORY = 16 << 20;
+/** Updates kept while a saved image loads, at most (more are advice lost, not data). */
+const KEPT_DURING_LOAD = 1 << 16;
 export const MIN_INDEX_MEMORY = INDEX_ENTRY_BYTES * WAYS;
 /** The volume keeps its index in its shared memory (2 GiB at most, with its buffer pools). */
 export const MAX_INDEX_MEMORY = 1 << 30;
@@ -34,6 +36,8 @@ export class DedupeIndex {
   /** The arrays, back to back (save()'s image). */
   private readonly image: Uint8Array;
   private size = 0;
+  /** Updates since beginLoad() (lo, hi, pbn, state each), while a saved image is read; else null. */
+  private sinceLoad: number[] | null = null;
 
   /** EINVAL unless `memoryBytes` is a size an index can have. */
   static check(memoryBytes: number): void {
@@ -84,6 +88,20 @@ export class DedupeIndex {
     out.set(this.image);
   }
 
+  /** A saved image is being read (loadIndex): updates are kept from now until finishLoad(), to apply again over it. */
+  beginLoad(): void {
+    this.sinceLoad = [];
+  }
+
+  /** Takes the image read (null: none usable), then the updates made since beginLoad() again. */
+  finishLoad(image: Uint8Array | null): void {
+    const kept = this.sinceLoad;
+    this.sinceLoad = null;
+    if (image === null || kept === null) return;
+    this.load(image);
+    for (let i = 0; i < kept.length; i += 4) this.update(kept[i], kept[i + 1], kept[i + 2], kept[i + 3]);
+  }
+
   /** Replaces the contents with an image save() wrote for an index of the same size. */
   load(image: Uint8Array): void {
     this.image.set(image.subarray(0, this.image.length));
@@ -115,6 +133,7 @@ export class DedupeIndex {
 
   /** Records where data with this fingerprint now lives (replacing older advice). */
   update(lo: number, hi: number, pbn: number, state: number): void {
+    if (this.sinceLoad !== null && this.sinceLoad.length < KEPT_DURING_LOAD * 4) this.sinceLoad.push(lo, hi, pbn, state);
     const bucket = lo & this.bucketMask;
     const base = bucket * WAYS;
     let slot = -1;

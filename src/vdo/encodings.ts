@@ -6,12 +6,16 @@
  * each sector wholly old or wholly new, and each is still readable on its own.
  *
  *   VB 0, 1       superblock copies A and B (PureFlash's head page): geometry,
- *                 codec, generation; the valid copy with the higher generation wins
+ *                 codec, generation, and where a clean close left the journal;
+ *                 the valid copy with the higher generation wins
  *   journal       ring of `journalBlocks` blocks of 8 sectors × 15 entries
- *   block map     flat array of pages, 8 sectors × 53 nine-byte entries each
- *                 (PBN, mapping state, and the data check of the block stored there)
- *   refs          the reference counts a clean close saved: a header block, then
- *                 a u64 of logical blocks used and one count byte per data block
+ *   block map     the root page of the block map tree (map-tree.ts); its other
+ *                 pages come from the data region: 8 sectors × 53 nine-byte
+ *                 leaf entries (PBN, mapping state, and the data check of the
+ *                 block stored there) or 968 child PBNs
+ *   index         the dedupe index a clean close saved (index-store.ts)
+ *   refs          two reference count snapshots, written in turn by every
+ *                 checkpoint (count-snapshots.ts)
  *   data          PBNs from dataStart; PBN 0 (a superblock's place) means "zero block"
  *
  * Format zeroes the journal and block map, so an all-zero sector is "never
@@ -37,6 +41,9 @@ const SB_MAGIC = 0x4f445046; // "FPDO"
  * 4: the block map is a tree of pages allocated on demand (map-tree.ts); the
  * map region holds its root only; the refs region holds two reference count
  * snapshots that every checkpoint writes in turn (count-snapshots.ts).
+ * Within 4, the superblock gained cleanSeq at offset 88: a copy written
+ * before reads 0 there (not closed cleanly), so it opens through the journal
+ * as before, and the next close writes the mark.
  */
 export const SB_VERSION = 4;
 /** How to move a volume of an older format to this one (the message of the ENOTSUP that refuses it). */
@@ -64,6 +71,7 @@ const SB_OFF_INDEX_BLOCKS = 72;
 const SB_OFF_INDEX_MEMORY = 76;
 const SB_OFF_REFS_START = 80;
 const SB_OFF_REFS_BLOCKS = 84;
+const SB_OFF_CLEAN_SEQ = 88; // u32 × 2
 
 /** Pages the block map region holds: the tree's root. */
 export const MAP_ROOT_PAGES = 1;
@@ -100,6 +108,13 @@ export interface Geometry {
 
 export interface Superblock extends Geometry {
   generation: number;
+  /**
+   * The journal block a clean close left as its head, empty, with nothing
+   * written after it (the tag of the count snapshot that close wrote): an open
+   * starts there without reading the journal. 0 while the volume is open for
+   * writing, after a crash, and on a volume never closed.
+   */
+  cleanSeq: number;
 }
 
 const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -141,6 +156,7 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   v.setUint32(SB_OFF_INDEX_MEMORY, sb.indexMemory, true);
   v.setUint32(SB_OFF_REFS_START, sb.refsStart, true);
   v.setUint32(SB_OFF_REFS_BLOCKS, sb.refsBlocks, true);
+  setU64(v, SB_OFF_CLEAN_SEQ, sb.cleanSeq);
   v.setUint32(SB_OFF_CRC, crc32c(b.subarray(0, SECTOR_BYTES)), true);
 }
 
@@ -168,6 +184,7 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
   if (codec === undefined) return `codec ${v.getUint8(SB_OFF_CODEC)}`;
   const sb: Superblock = {
     generation: getU64(v, SB_OFF_GENERATION),
+    cleanSeq: getU64(v, SB_OFF_CLEAN_SEQ),
     nonce: v.getUint32(SB_OFF_NONCE, true),
     logicalBlocks: getU64(v, SB_OFF_LOGICAL),
     physicalBlocks: getU64(v, SB_OFF_PHYSICAL),

@@ -4,9 +4,13 @@
  * of the close that wrote it and the image's CRC-32C).
  *
  * Invariant: an index is loaded only when both checks pass — the header's
- * generation is the current superblock's and the image's CRC matches — so a
- * torn save, or one whose superblock never landed, leaves the volume with an
- * empty index (its answers are advice; an empty one costs only dedupe).
+ * generation is that of the last clean close's superblock and the image's CRC
+ * matches — so a torn save, or one whose superblock never landed, leaves the
+ * volume with an empty index (its answers are advice; an empty one costs only
+ * dedupe).
+ *
+ * The load runs behind the open (dm-vdo's index, too, comes online after the
+ * volume): updates made meanwhile are kept and applied again over the image.
  */
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
@@ -24,9 +28,17 @@ export async function saveIndex(index: DedupeIndex, sb: Superblock, dev: BlockDe
   await writeSaved(regionOf(sb), dev, pool, image, bytes, generation);
 }
 
-/** Loads the index the close that wrote the current superblock saved, if it is whole; else leaves it empty. */
-export async function loadIndex(index: DedupeIndex, sb: Superblock, dev: BlockDevice, pool: SlabPool): Promise<void> {
+/**
+ * Starts loading the index the close that wrote superblock `generation`
+ * saved; settles once it is in (with the updates made meanwhile applied
+ * again) or found missing, torn or unreadable (the index keeps what it has).
+ * Never rejects.
+ */
+export function loadIndex(index: DedupeIndex, sb: Superblock, dev: BlockDevice, pool: SlabPool, generation: number): Promise<void> {
   const bytes = DedupeIndex.imageBytes(sb.indexMemory);
-  const image = await readSaved(regionOf(sb), dev, pool, Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES, bytes, sb.generation);
-  if (image !== null) index.load(image);
+  index.beginLoad();
+  return readSaved(regionOf(sb), dev, pool, Math.ceil(bytes / BLOCK_BYTES) * BLOCK_BYTES, bytes, generation).then(
+    (image) => index.finishLoad(image),
+    () => index.finishLoad(null),
+  );
 }

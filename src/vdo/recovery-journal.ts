@@ -11,13 +11,18 @@
  * oldest block whose changes may be missing from the on-disk block map).
  * Replay finds the highest head, then walks blocks head, head+1, … while their
  * sectors are valid, full and in sequence, and hands back the entries in order.
+ *
+ * A clean close ends with the head block written empty and nothing after it
+ * (`closedAt`), and the superblock records it: the next open resumes there
+ * (`resumeAt`) without reading the ring, filling that same block first, so
+ * a crash later replays from the head that close's count snapshot names.
  */
 import { FlashpackError, corrupt } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import {
-  JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC, SECTORS_PER_BLOCK, SECTOR_CORRUPT,
+  BLOCK_BYTES, JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC, SECTORS_PER_BLOCK, SECTOR_CORRUPT,
   SECTOR_VALID, decodeJournalEntry, encodeJournalEntry, openSector, sealSector, type JournalEntry, type SectorHeader,
 } from './encodings.js';
 
@@ -153,6 +158,59 @@ export class RecoveryJournal {
     if (this.entries > 0) await this.rollOver();
     await this.commit();
     this.head = this.seq;
+  }
+
+  /**
+   * Where a clean close leaves the journal, once its checkpoint is done: the
+   * head block, written empty, is the last block written (its sequence
+   * number, for the superblock's cleanSeq). 0 when entries came after the
+   * checkpoint (a write racing the close): the next open must replay them.
+   */
+  get closedAt(): number {
+    return this.entries === 0 && this.head === this.seq ? this.seq : 0;
+  }
+
+  /**
+   * Whether the ring agrees with a clean close at block `seq` (the
+   * superblock's cleanSeq): that block is there, whole, empty and its own
+   * head, and the block after it is older. Two blocks read, not the ring; an
+   * open that finds otherwise (a superblock copy older than the journal)
+   * reads the whole ring instead.
+   */
+  async closedCleanlyAt(seq: number): Promise<boolean> {
+    const desc = await this.pool.allocAsync(BLOCK_BYTES);
+    const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
+    try {
+      await this.dev.read(this.start + (seq % this.blocks), desc, 1);
+      let b = this.block(desc);
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+        if (openSector(b, s, JOURNAL_MAGIC, this.nonce, h) !== SECTOR_VALID || h.key !== seq || h.aux !== seq || h.count !== 0) return false;
+      }
+      if (this.blocks === 1) return true;
+      await this.dev.read(this.start + ((seq + 1) % this.blocks), desc, 1);
+      b = this.block(desc);
+      for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+        const r = openSector(b, s, JOURNAL_MAGIC, this.nonce, h);
+        if (r === SECTOR_CORRUPT || (r === SECTOR_VALID && h.key > seq)) return false;
+      }
+      return true;
+    } finally {
+      this.pool.free(desc);
+    }
+  }
+
+  /**
+   * Open after a clean close: block `seq` is the head, written empty and the
+   * last block written (the superblock's cleanSeq); entries go into it again.
+   * Replaces replay(), whose result would be no entries and this head.
+   */
+  resumeAt(seq: number): JournalReplay {
+    this.seq = seq;
+    this.head = seq;
+    this.entries = 0;
+    this.written = 0;
+    this.block().fill(0);
+    return { entries: [], head: seq };
   }
 
   /** Writes the (empty) block at the head, so recovery starts there without rereading older blocks. */

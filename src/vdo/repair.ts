@@ -50,21 +50,29 @@ export interface RepairContext {
   decodeSlot(buf: number, slot: number, into: number): string | null;
 }
 
-/** What recovery found: logical blocks mapped, whether the counts came from a snapshot, and the entries replayed. */
+/**
+ * What recovery found: logical blocks mapped, whether the counts came from a
+ * snapshot, the entries replayed, and whether the volume was closed cleanly
+ * (the journal resumed where that close left it, unread).
+ */
 export interface Recovered {
   logicalUsed: number;
   referencesLoaded: boolean;
   replayed: number;
+  clean: boolean;
 }
 
 /**
  * An opening volume's metadata made whole: the last snapshot written, if
  * its tag is the journal's head and its counts are whole, with the journal
  * replayed on it; else the journal replayed and the counts rebuilt from the
- * map. The caller checkpoints.
+ * map. After a clean close (sb.cleanSeq) the journal is not read: it holds
+ * nothing past the head that close recorded. The caller checkpoints, unless
+ * the close was clean and its snapshot usable (nothing to make durable).
  */
 export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
-  const jr = await r.journal.replay();
+  const clean = r.sb.cleanSeq > 0 && (await r.journal.closedCleanlyAt(r.sb.cleanSeq));
+  const jr = clean ? r.journal.resumeAt(r.sb.cleanSeq) : await r.journal.replay();
   const headers = await r.snapshots.headers();
   const h = usableSnapshot(headers, jr.head);
   const counts = h === null ? null : await r.snapshots.read(h);
@@ -73,17 +81,17 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
     const used = await replayJournal(r, jr, true);
     if (!r.readOnly) {
       await r.map.placeAll();
-      await r.snapshots.opened(h.slot, headers, counts);
+      r.snapshots.opened(h.slot, headers, counts);
     }
-    return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length };
+    return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length, clean };
   }
   await replayJournal(r, jr, false);
   const logicalUsed = await rebuildReferences(r.map, r.depot);
   if (!r.readOnly) {
     await r.map.placeAll();
-    await r.snapshots.opened(-1, headers, null);
+    r.snapshots.opened(-1, headers, null);
   }
-  return { logicalUsed, referencesLoaded: false, replayed: jr.entries.length };
+  return { logicalUsed, referencesLoaded: false, replayed: jr.entries.length, clean };
 }
 
 /** The snapshot an open takes (count-snapshots.ts): the last one written, if its tag is the journal's head; else null. */

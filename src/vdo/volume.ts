@@ -37,7 +37,7 @@
  * previous mapping; rebuilds reference counts from the block map; and
  * checkpoints.
  */
-import { FlashpackError, checkFunction, checkInteger, checkOptions, invalid } from '../errors.js';
+import { FlashpackError, checkFunction, checkInteger, checkOptions } from '../errors.js';
 import * as fs from 'node:fs';
 import { Engine } from '../engine/engine.js';
 import { PrepareStage } from './prepare.js';
@@ -65,7 +65,7 @@ import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
 import { growLogical, resizeTarget, type ResizeOptions } from './resize.js';
 import { extentsOf, type VolumeExtent } from './extents.js';
-import { detach, holdAndAttach, readSuperblock, refuseUnlessBlank, writeSuperblocks, type Hold } from './attach.js';
+import { detach, formatImage, holdAndAttach, readSuperblock, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
 import { inspect, refuseUnlessEmpty } from './image-file.js';
 import {
@@ -97,6 +97,19 @@ export class Volume {
   private readonly index: DedupeIndex;
   /** The index is loaded at open and saved at close (its size is the saved one's). */
   private readonly indexSaved: boolean;
+  /**
+   * Settles (never rejects) once what an open leaves to the background is
+   * done: loading the dedupe index the last clean close saved (an open does
+   * not wait for it, as dm-vdo comes online before its index: until then
+   * writes dedupe only against data written since the open; read-only opens
+   * load none), and reading the count snapshot slot the open did not take,
+   * to know what the next checkpoint writes there (count-snapshots.ts).
+   */
+  loaded: Promise<void> = Promise.resolve();
+  /** Settles when the engine's workers have started (an open does not wait for them; close() and abandon() do). */
+  private engineReady: Promise<void> = Promise.resolve();
+  /** Open found the volume closed cleanly: it read no journal, replayed nothing, and wrote only a superblock. */
+  openedClean = false;
   /** Open took the reference counts from a snapshot (no map scan). */
   referencesLoaded = false;
   /** Journal entries the open replayed. */
@@ -220,7 +233,7 @@ export class Volume {
       fileBlocks = found.kind === 'device' ? undefined : opts.physicalSize !== undefined ? opts.physicalSize / BLOCK_BYTES : layoutFor(opts).physicalBlocks;
       if (fileBlocks !== undefined) layoutFor(opts, fileBlocks);
     }
-    const { engine, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, 'write', opts, (path) => {
+    const { engine, engineReady, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, 'write', opts, (path) => {
       // Under the lock, look again: another process may have made something there meanwhile.
       const found = inspect(path);
       refuseUnlessEmpty(path, found, overwrite);
@@ -228,27 +241,12 @@ export class Volume {
       return new FileBackend(path, { blockSize: opts.blockSize ?? 4096, size: fileBlocks === undefined ? undefined : fileBlocks * BLOCK_BYTES });
     });
     try {
-      if (opts.physicalSize !== undefined && opts.physicalSize / BLOCK_BYTES > dev.blocks) {
-        throw invalid(`Volume.create: physicalSize ${opts.physicalSize} is more than the backend's ${dev.blocks * BLOCK_BYTES} bytes`);
-      }
-      if (typeof target !== 'string' && !overwrite) await refuseUnlessBlank(engine, dev);
-      const l = layoutFor(opts, opts.physicalSize !== undefined ? opts.physicalSize / BLOCK_BYTES : dev.blocks);
-      const sb: Superblock = {
-        generation: 1,
-        nonce: (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0,
-        logicalBlocks: l.logicalBlocks, physicalBlocks: l.physicalBlocks, journalStart: SUPERBLOCK_COPIES, journalBlocks: l.journalBlocks,
-        mapStart: SUPERBLOCK_COPIES + l.journalBlocks, mapPages: l.mapPages, indexStart: l.indexStart, indexBlocks: l.indexBlocks,
-        refsStart: l.refsStart, refsBlocks: l.refsBlocks,
-        indexMemory: l.indexMemory, dataStart: l.dataStart, slabBlocks: l.slabBlocks, codec: l.codec, dedupe: l.dedupe, writePolicy: l.writePolicy,
-      };
-      // Zero the journal, the block map and the index header: an all-zero sector means "never written".
-      // A new image file was made empty and grown under the lock: it is one hole, zeroes already.
-      if (typeof target !== 'string' || fileBlocks === undefined) await dev.writeZeroes(SUPERBLOCK_COPIES, sb.dataStart - SUPERBLOCK_COPIES);
-      await writeSuperblocks(engine, dev, sb, [0, 1]);
-      await dev.flush();
+      await engineReady;
+      // A new image file was made empty and grown under the lock: one hole, zeroes already.
+      const sb = await formatImage(engine, dev, opts, typeof target === 'string' && fileBlocks !== undefined, typeof target !== 'string' && !overwrite);
       return new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold).started();
     } catch (err) {
-      await detach(engine, ctrlr);
+      await detach(engine, ctrlr, engineReady);
       hold.release();
       throw err;
     }
@@ -277,7 +275,8 @@ export class Volume {
     checkTarget('Volume.open', target);
     const opts = checkOpenOptions('Volume.open', options);
     const mode = opts.readOnly === true ? 'read' : 'write';
-    const { engine, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, mode, opts, (path) =>
+    // The engine's workers finish starting while the metadata is read, and after (they are needed only for writes).
+    const { engine, engineReady, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, mode, opts, (path) =>
       new FileBackend(path, { blockSize: opts.blockSize ?? 4096, readOnly: mode === 'read' }));
     try {
       const sb = await readSuperblock(engine, dev);
@@ -285,11 +284,18 @@ export class Volume {
         throw new FlashpackError('ECORRUPT', `volume: superblock says ${sb.physicalBlocks} physical blocks; the backend has ${dev.blocks}`);
       }
       const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold);
+      // The index saved by the last clean close names that close's superblock: this one
+      // when it is clean, else the one before the open that marked it dirty.
+      const closedGeneration = sb.cleanSeq > 0 ? sb.generation : sb.generation - 1;
       await v.recover();
-      if (v.indexSaved) await loadIndex(v.index, v.sb, v.dev, v.engine.pool);
+      // Reads need no engine: writes wait in the prepare stage until its workers are up.
+      v.engineReady = engineReady;
+      v.prep.startAfter(engineReady);
+      const index = v.indexSaved && !v.readOnly ? loadIndex(v.index, v.sb, v.dev, v.engine.pool, closedGeneration) : undefined;
+      v.loaded = Promise.all([index, v.snapshots.comparing]).then(() => {});
       return v.started();
     } catch (err) {
-      await detach(engine, ctrlr);
+      await detach(engine, ctrlr, engineReady);
       hold.release();
       throw err;
     }
@@ -306,7 +312,10 @@ export class Volume {
   /**
    * Takes the newest usable reference count snapshot and replays the journal
    * on it, or replays and rebuilds the counts from the map (repair.ts,
-   * count-snapshots.ts); then checkpoints.
+   * count-snapshots.ts); then checkpoints. After a clean close there is
+   * nothing to replay or checkpoint: a writable open marks the superblock
+   * dirty (the next generation, durable before any journal write), so a
+   * crash from here on reads the journal again.
    */
   private async recover(): Promise<void> {
     const r = await recoverMetadata({
@@ -315,10 +324,17 @@ export class Volume {
     });
     this.referencesLoaded = r.referencesLoaded;
     this.entriesReplayed = r.replayed;
+    this.openedClean = r.clean;
     this.mapping.logicalUsed = r.logicalUsed;
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
-    if (!this.readOnly) await this.mapping.checkpoint();
+    if (this.readOnly) return;
+    if (this.sb.cleanSeq > 0) {
+      this.sb.generation++;
+      this.sb.cleanSeq = 0;
+      await writeSuperblocks(this.engine, this.dev, this.sb, [this.sb.generation % SUPERBLOCK_COPIES]);
+    }
+    if (!(r.clean && r.referencesLoaded)) await this.mapping.checkpoint();
   }
 
   // ---- public API -------------------------------------------------------------------
@@ -568,8 +584,9 @@ export class Volume {
     try {
       if (!this.readOnly) {
         await this.flush();
+        await this.loaded;
         await this.meta.run(() => this.mapping.checkpoint());
-        const sb = { ...this.sb, generation: this.sb.generation + 1 };
+        const sb = { ...this.sb, generation: this.sb.generation + 1, cleanSeq: this.journal.closedAt };
         if (this.indexSaved) await saveIndex(this.index, this.sb, this.dev, this.engine.pool, sb.generation);
         await writeSuperblocks(this.engine, this.dev, sb, [sb.generation % SUPERBLOCK_COPIES]);
         await this.dev.flush();
@@ -580,7 +597,7 @@ export class Volume {
       this.map.release();
       this.journal.release();
       try {
-        await detach(this.engine, this.ctrlr);
+        await detach(this.engine, this.ctrlr, this.engineReady);
       } finally {
         this.hold.release();
       }
@@ -594,9 +611,10 @@ export class Volume {
 
   /** Detaches without flushing (tests: what a crash leaves behind is on the backend); releases the lock. */
   async abandon(): Promise<void> {
+    await this.loaded;
     this.closed = true;
     forgetAtExit(this);
-    await detach(this.engine, this.ctrlr).catch(() => {});
+    await detach(this.engine, this.ctrlr, this.engineReady).catch(() => {});
     this.hold.release();
   }
 }

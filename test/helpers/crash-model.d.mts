@@ -43,6 +43,8 @@ export interface CampaignStats {
   reads: number;
   closeCuts: number;
   closedBeforeCut: number;
+  /** Opens after a cut that found the volume closed cleanly (the superblock's mark: no journal read). */
+  cleanOpens: number;
   checkpointCuts: number;
   cutsWithUnflushed: number;
   cutsDuringFlush: number;

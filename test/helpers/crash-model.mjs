@@ -349,7 +349,7 @@ export async function runCampaign(lib, cfg, opts) {
     oplog.push(s);
     if (oplog.length > 400) oplog.splice(0, oplog.length - 200);
   };
-  const stats = { resizes: 0, cuts: 0, modes: { tear: 0, drop: 0, keep: 0 }, inflightAtCut: 0, unflushedAtCut: 0, sectorsReverted: 0, ops: 0, flushes: 0, reads: 0, closeCuts: 0, closedBeforeCut: 0, checkpointCuts: 0, cutsWithUnflushed: 0, cutsDuringFlush: 0, cutsWithOpsInFlight: 0, retries: 0 };
+  const stats = { resizes: 0, cuts: 0, modes: { tear: 0, drop: 0, keep: 0 }, inflightAtCut: 0, unflushedAtCut: 0, sectorsReverted: 0, ops: 0, flushes: 0, reads: 0, closeCuts: 0, closedBeforeCut: 0, cleanOpens: 0, checkpointCuts: 0, cutsWithUnflushed: 0, cutsDuringFlush: 0, cutsWithOpsInFlight: 0, retries: 0 };
   let cycle = -1;
   let retry = [];
   const fail = (what) => {
@@ -606,6 +606,8 @@ export async function runCampaign(lib, cfg, opts) {
     } catch (err) {
       fail(`Volume.open after the cut failed: ${err.code ?? ''} ${err.message}`);
     }
+    // A close that finished before the cut left the mark a clean open takes (no journal read).
+    if (v.openedClean) stats.cleanOpens++;
     // The size: what it was, or what a resize in flight at the cut grew it to.
     if (v.logicalSize !== size && !(growing !== 0 && v.logicalSize === growing)) {
       fail(`the logical size after recovery is ${v.logicalSize}; it was ${size}${growing !== 0 ? ` with a resize to ${growing} in flight` : ''}`);
