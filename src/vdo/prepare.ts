@@ -5,8 +5,8 @@
  * synchronously through `prepared(job, status)`.
  *
  * Invariants: a write is added only in stage PREPARING (asserted) and is
- * either queued here (also while the engine's workers start), on the engine,
- * or handed back (prepared or failed) — exactly once per add; a write going back for compression is sent without
+ * either queued here, on the engine, or handed back (prepared or failed) —
+ * exactly once per add; a write going back for compression is sent without
  * the known table, so it is compressed whatever the index says.
  */
 import { FlashpackError } from '../errors.js';
@@ -38,8 +38,6 @@ export class PrepareStage {
   private pumping = false;
   /** The next write waits for a free 4 KiB buffer for its compressed form. */
   private waitingForOut = false;
-  /** The engine's workers are still starting (startAfter): writes queue here until they have. */
-  private starting: Promise<void> | null = null;
   private readonly batch: number[] = [];
 
   constructor(engine: Engine, codec: Codec, knownTable: number, log2Buckets: number,
@@ -52,24 +50,6 @@ export class PrepareStage {
     this.knownTable = knownTable;
     this.prepared = prepared;
     this.failed = failed;
-  }
-
-  /**
-   * An open returns while the engine's workers start (attach.ts): writes
-   * queue until `ready` settles, and fail with its error if they cannot start.
-   */
-  startAfter(ready: Promise<void>): void {
-    this.starting = ready;
-    ready.then(
-      () => {
-        this.starting = null;
-        this.dispatch();
-      },
-      (err: Error) => {
-        this.starting = null;
-        for (const job of this.queue.splice(0)) this.failed(job, err);
-      },
-    );
   }
 
   /** Queues a write for this wave's burst. */
@@ -87,7 +67,7 @@ export class PrepareStage {
   /** Sends what is queued as one burst, as far as output buffers and the rings allow. */
   private dispatch(): void {
     const jobs = this.queue;
-    if (jobs.length === 0 || this.waitingForOut || this.starting !== null) return;
+    if (jobs.length === 0 || this.waitingForOut) return;
     const pool = this.engine.pool;
     const batch = this.batch;
     batch.length = 0;

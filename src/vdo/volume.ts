@@ -106,8 +106,6 @@ export class Volume {
    * to know what the next checkpoint writes there (count-snapshots.ts).
    */
   loaded: Promise<void> = Promise.resolve();
-  /** Settles when the engine's workers have started (an open does not wait for them; close() and abandon() do). */
-  private engineReady: Promise<void> = Promise.resolve();
   /** Open found the volume closed cleanly: it read no journal, replayed nothing, and wrote only a superblock. */
   openedClean = false;
   /** Open took the reference counts from a snapshot (no map scan). */
@@ -275,7 +273,7 @@ export class Volume {
     checkTarget('Volume.open', target);
     const opts = checkOpenOptions('Volume.open', options);
     const mode = opts.readOnly === true ? 'read' : 'write';
-    // The engine's workers finish starting while the metadata is read, and after (they are needed only for writes).
+    // The engine's workers finish starting while the metadata is read (they are needed only for writes).
     const { engine, engineReady, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, mode, opts, (path) =>
       new FileBackend(path, { blockSize: opts.blockSize ?? 4096, readOnly: mode === 'read' }));
     try {
@@ -288,9 +286,7 @@ export class Volume {
       // when it is clean, else the one before the open that marked it dirty.
       const closedGeneration = sb.cleanSeq > 0 ? sb.generation : sb.generation - 1;
       await v.recover();
-      // Reads need no engine: writes wait in the prepare stage until its workers are up.
-      v.engineReady = engineReady;
-      v.prep.startAfter(engineReady);
+      await engineReady;
       const index = v.indexSaved && !v.readOnly ? loadIndex(v.index, v.sb, v.dev, v.engine.pool, closedGeneration) : undefined;
       v.loaded = Promise.all([index, v.snapshots.comparing]).then(() => {});
       return v.started();
@@ -597,7 +593,7 @@ export class Volume {
       this.map.release();
       this.journal.release();
       try {
-        await detach(this.engine, this.ctrlr, this.engineReady);
+        await detach(this.engine, this.ctrlr);
       } finally {
         this.hold.release();
       }
@@ -614,7 +610,7 @@ export class Volume {
     await this.loaded;
     this.closed = true;
     forgetAtExit(this);
-    await detach(this.engine, this.ctrlr, this.engineReady).catch(() => {});
+    await detach(this.engine, this.ctrlr).catch(() => {});
     this.hold.release();
   }
 }
