@@ -13,7 +13,7 @@
 // to read it back. Reports wall time, the device commands each step issued
 // (stats().biosOut), the bytes the image file holds on disk after create (a
 // new image is sparse: what create wrote), the journal entries replayed and
-// the tree pages in use.
+// the tree pages in use. A second table: clean open against physical size.
 //
 //   node bench/open.mjs            (npm run bench:open)
 //
@@ -22,8 +22,9 @@
 // 20000), OPEN_BENCH_JOURNAL_FILL (blocks written in the run, default 15000:
 // with the 64 scattered ones, nearly the 15,360 entries the default 256-block
 // journal takes before it checkpoints at half full), OPEN_BENCH_CLEAN_OPENS
-// (clean opens timed, each after a close; default 5), OPEN_BENCH_DIR (default
-// the OS temp dir).
+// (clean opens timed, each after a close; default 5), OPEN_BENCH_PHYSICAL_GIB
+// (the second table: clean open against physical size; default 4,64,256),
+// OPEN_BENCH_DIR (default the OS temp dir).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,7 @@ const dataGiB = Number(env('OPEN_BENCH_DATA_GIB', '4'));
 const journalFill = Number(env('OPEN_BENCH_JOURNAL_FILL', '15000'));
 const leafCount = Number(env('OPEN_BENCH_LEAVES', '20000'));
 const CLEAN_OPENS = Number(env('OPEN_BENCH_CLEAN_OPENS', '5'));
+const physicalSizes = env('OPEN_BENCH_PHYSICAL_GIB', '4,64,256').split(',').map(Number);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const LEAF_BLOCKS = 424;
 const dir = fs.mkdtempSync(path.join(env('OPEN_BENCH_DIR', os.tmpdir()), 'flashpack-open-bench-'));
@@ -125,3 +127,44 @@ console.log(markdownTable(
   rows,
 ));
 console.log(`\n${dataGiB} GiB physical; ${leafCount} leaves written; ${journalFill} blocks written after the last checkpoint; Node ${process.version}, ${os.cpus().length} CPUs.`);
+
+// Clean open against physical size: a 1 TiB volume over each, 2,000 blocks written, closed;
+// then CLEAN_OPENS times: open, a 4 KiB write acknowledged (it waits for the reference
+// counts, which load behind the open), everything the open left to the background done.
+const physRows = [];
+const physDir = fs.mkdtempSync(path.join(env('OPEN_BENCH_DIR', os.tmpdir()), 'flashpack-open-phys-'));
+try {
+  for (const gib of physicalSizes) {
+    const p = path.join(physDir, `p${gib}.img`);
+    const v0 = await Volume.create(p, { logicalSize: 1024 * GiB, physicalSize: gib * GiB });
+    for (let i = 0; i < 2000; i++) await v0.write(i * LEAF_BLOCKS * BS, new Uint8Array(BS).fill(i & 255));
+    await v0.close();
+    const open = [];
+    const firstWrite = [];
+    const all = [];
+    for (let r = 0; r < CLEAN_OPENS; r++) {
+      const t = performance.now();
+      const v = await Volume.open(p);
+      open.push(performance.now() - t);
+      await v.write(7 * BS, new Uint8Array(BS).fill(r));
+      firstWrite.push(performance.now() - t);
+      await v.loaded;
+      all.push(performance.now() - t);
+      await v.close();
+    }
+    fs.rmSync(p, { force: true });
+    physRows.push([`${gib} GiB`, median(open).toFixed(0), median(firstWrite).toFixed(0), median(all).toFixed(0)]);
+    console.error(`${gib} GiB physical done`);
+  }
+} finally {
+  fs.rmSync(physDir, { recursive: true, force: true });
+}
+console.log('');
+console.log(markdownTable(
+  [
+    { title: 'physical size' }, { title: 'clean open ms (median)', align: 'right' },
+    { title: 'open + first write acknowledged ms', align: 'right' }, { title: 'open + counts and index loaded ms', align: 'right' },
+  ],
+  physRows,
+));
+console.log(`\n1 TiB logical; 2,000 blocks written; ${CLEAN_OPENS} opens each.`);

@@ -146,10 +146,11 @@ describe('reference count snapshots', () => {
       { where: expect.stringMatching(/^reference count snapshot in slot [01] \(blocks \d+–\d+, tag \d+\)$/), what: expect.stringMatching(/^count block 0 \(block \d+\) fails its checksum or belongs elsewhere: an open rebuilds the counts from the block map$/) },
     ]);
     v = await track(Volume.open(p, { workers: 1 }));
+    await v.loaded; // a clean open loads the counts behind it
     expect(loaded(v)).toBe(false);
     expect({ lu: v.stats().logicalBlocksUsed, du: v.stats().dataBlocksUsed }).toEqual({ lu: before.logicalBlocksUsed, du: before.dataBlocksUsed });
     await untrack(v, 'close');
-    // The open checkpointed a whole new snapshot.
+    // The close checkpointed a whole new snapshot.
     expect((await checkVolume(p)).problems).toEqual([]);
   }, 60_000);
 

@@ -84,6 +84,11 @@ describe.concurrent('vdo volume: power cuts', () => {
     expect(s.cleanOpens).toBeGreaterThanOrEqual(s.closedBeforeCut);
   });
 
+  it('survives a cut right after a clean close and open, with writes waiting for the counts that load behind it', async () => {
+    const s = await campaign('lz4-dedupe-async', 20, SEED + 7, { cut: 'reopen', maxOps: 8, burst: 0 });
+    expect(s.cleanOpens).toBe(20);
+  });
+
   it('survives a cut during a checkpoint (block map pages being written)', async () => {
     const a = await campaign('lz4-dedupe-sync-checkpoints', 15, SEED + 5, { cut: 'checkpoint', flushUs: 800 }, true);
     const b = await campaign('lz4-nodedupe-async-tiny-cache', 15, SEED + 6, { cut: 'checkpoint', flushUs: 800 });

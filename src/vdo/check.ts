@@ -335,6 +335,11 @@ async function checkSnapshot(img: Image, sb: Superblock, replay: Replay, refs: R
   const say = '(a clean open takes the snapshot)';
   if (h.logicalUsed !== logicalUsed) problems.add(where, `says ${h.logicalUsed} logical blocks used; the block map has ${logicalUsed} ${say}`);
   if (h.mapPages !== mapPages) problems.add(where, `says the block map has ${h.mapPages} tree pages; it has ${mapPages} ${say}`);
+  if (h.usedBlocks !== null) {
+    let used = 0;
+    for (let i = 0; i < counts.length; i++) if (counts[i] !== 0) used++;
+    if (h.usedBlocks !== used) problems.add(where, `says ${h.usedBlocks} data blocks are referenced; its counts reference ${used} (stats() of a clean open reports the former until the counts load)`);
+  }
   let named = 0;
   let differ = 0;
   for (let i = 0; i < counts.length; i++) {

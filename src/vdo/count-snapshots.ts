@@ -31,6 +31,7 @@
  *   open rebuilds the counts from the map tree (as it does when the snapshot
  *   is not whole).
  */
+import { assert } from '../assert.js';
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import type { SlabDepot } from './slab-depot.js';
@@ -49,12 +50,16 @@ export interface SnapshotHeader {
   tag: number;
   logicalUsed: number;
   mapPages: number;
+  /** Data blocks its counts reference (tree pages included); null in a header written before it was recorded. */
+  usedBlocks: number | null;
 }
 
 const HEAD_LOGICAL = SECTOR_HEADER_BYTES;
 const HEAD_PAGES = SECTOR_HEADER_BYTES + 8;
 const HEAD_DATA_BLOCKS = SECTOR_HEADER_BYTES + 16;
 const HEAD_GENERATION = SECTOR_HEADER_BYTES + 24;
+/** usedBlocks + 1 (0: not recorded). */
+const HEAD_USED = SECTOR_HEADER_BYTES + 32;
 
 
 /** Block `at` of `slot` in the refs region. */
@@ -66,7 +71,11 @@ export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number
   if (openSector(b, 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.aux !== slot) return null;
   const v = new DataView(b.buffer, b.byteOffset, SECTOR_BYTES);
   if (getU64(v, HEAD_DATA_BLOCKS) !== sb.physicalBlocks - sb.dataStart) return null;
-  return { slot, generation: getU64(v, HEAD_GENERATION), tag: h.key, logicalUsed: getU64(v, HEAD_LOGICAL), mapPages: getU64(v, HEAD_PAGES) };
+  const used = getU64(v, HEAD_USED);
+  return {
+    slot, generation: getU64(v, HEAD_GENERATION), tag: h.key, logicalUsed: getU64(v, HEAD_LOGICAL), mapPages: getU64(v, HEAD_PAGES),
+    usedBlocks: used === 0 ? null : used - 1,
+  };
 }
 
 /**
@@ -191,6 +200,7 @@ export class CountSnapshots {
       await this.compared;
       this.compared = null;
     }
+    assert(this.depot.countsKnown, 'count snapshot: written before the counts were loaded');
     const slot = this.newest === 0 ? 1 : 0;
     const buf = await this.pool.allocAsync(STAGING_BYTES);
     try {
@@ -212,6 +222,7 @@ export class CountSnapshots {
       setU64(v, HEAD_PAGES, this.depot.mapPages);
       setU64(v, HEAD_DATA_BLOCKS, this.depot.dataBlocks);
       setU64(v, HEAD_GENERATION, this.generation + 1);
+      setU64(v, HEAD_USED, this.depot.mappedUsedBlocks + 1);
       sealSector(head, 0, REFS_MAGIC, this.sb.nonce, { index: 0, count: 0, key: tag, aux: slot });
       await this.dev.write(slotBlock(this.sb, slot, 0), buf, true, 1);
       this.newest = slot;

@@ -172,6 +172,27 @@ export class MappingStage {
     if (pbnOf(mapping) !== ZERO_PBN) depot.mapRef(pbnOf(mapping), 1);
   }
 
+  /**
+   * A discard of whole blocks [first, last) issued at generation `gen`:
+   * writes issued before it are superseded and reads see zeroes from now on;
+   * queued on the metadata lock now, so every write issued later maps after
+   * it (mapBatch holds back writes newer than a discard not yet applied).
+   */
+  discard(first: number, last: number, gen: number): Promise<void> {
+    const { zone, meta, journal } = this.o;
+    const pd = zone.discardIssued(first, last, gen);
+    return meta
+      .run(async () => {
+        try {
+          await this.applyDiscard(first, last, gen);
+        } finally {
+          pd.applied = true;
+        }
+        if (this.o.sync) await journal.commit();
+      })
+      .finally(() => zone.discardDone(pd));
+  }
+
   /** Unmaps [first, last) for the discard issued at `gen`; the caller holds the metadata lock. */
   async applyDiscard(first: number, last: number, gen: number): Promise<void> {
     const { map, journal, depot, zone } = this.o;

@@ -1,7 +1,7 @@
 /**
  * The volume's read path (dm-vdo's read data_vio): a logical range to bytes.
  * What a read returns, in order of precedence: a write or discard accepted and
- * not yet mapped (the volume's `pendingInto`), else the block map's mapping —
+ * not yet mapped (`pendingInto`), else the block map's mapping —
  * unmapped or the zero block reads as zeroes, an uncompressed block as itself,
  * a packed slot decoded.
  *
@@ -29,6 +29,7 @@ import { inflateRegion } from '../codec/deflate.js';
 import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import { pbnOf, stateOf, type BlockMap } from './block-map.js';
+import type { LogicalZone } from './logical-zone.js';
 import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, packedFragment, type Codec } from './encodings.js';
 
 const NO_BYTES = new Uint8Array(0);
@@ -47,12 +48,10 @@ export interface ReadSources {
   codec: Codec;
   /** A view of the whole shared memory (never detached: it only grows). */
   mem: Uint8Array;
-  /**
-   * Copies what block `lba` reads as before its mapping is consulted — a
-   * pending write's bytes [within, within + n), or nothing for a pending
-   * discard (`out` starts zeroed) — to out[dst …]; false if neither.
-   */
-  pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean;
+  /** Writes and discards issued and not yet mapped: a read sees them first (pendingInto). */
+  zone: LogicalZone;
+  /** 4 KiB of shared memory a fragment waiting in the packer is decoded into (used and done with synchronously). */
+  scratchAt: number;
 }
 
 /** A stored block that failed verification during a scrub. */
@@ -137,6 +136,29 @@ export class ReadPath {
     this.s = sources;
   }
 
+  /**
+   * Copies what block `lba` reads as before its mapping is consulted — a
+   * pending write's bytes [within, within + n), or nothing for a pending
+   * discard (`out` starts zeroed) — to out[dst …]; false if neither.
+   */
+  private pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean {
+    const p = this.s.zone.pendingAt(lba);
+    if (p === null) return false;
+    if (p === 'zero') return true;
+    const mem = this.s.mem;
+    if (p.desc >= 0) {
+      const at = this.s.pool.bufferOf(p.desc) + within;
+      out.set(mem.subarray(at, at + n), dst);
+    } else if (p.arenaAt >= 0) {
+      // Parked in the packer: only its compressed bytes are kept (fragment-arena.ts).
+      const at = this.s.scratchAt;
+      const why = this.decodeFragmentAt(p.arenaAt, p.size, at);
+      if (why !== null) throw new FlashpackError('EINTERNAL', `volume: LBA ${lba} waiting in the packer does not decode: ${why}`);
+      out.set(mem.subarray(at + within, at + within + n), dst);
+    }
+    return true;
+  }
+
   /** `length` bytes at `offset` (already checked against the volume). */
   read(offset: number, length: number): Promise<Uint8Array> {
     if (length === BLOCK_BYTES && offset % BLOCK_BYTES === 0) {
@@ -156,8 +178,8 @@ export class ReadPath {
 
   /** Reads block `lba` and copies its bytes [within, within + n) to out[dst …] (`out` starts zeroed). */
   async into(lba: number, out: Uint8Array, dst: number, within: number, n: number): Promise<void> {
-    const { pendingInto, map, pool, dev } = this.s;
-    if (pendingInto(lba, out, dst, within, n)) return;
+    const { map, pool, dev } = this.s;
+    if (this.pendingInto(lba, out, dst, within, n)) return;
     this.inFlight++;
     try {
       const page = await map.page(lba);
@@ -170,7 +192,7 @@ export class ReadPath {
         map.unpin(page);
       }
       // A write or discard accepted while the page loaded is newer than the mapping.
-      if (pendingInto(lba, out, dst, within, n)) return;
+      if (this.pendingInto(lba, out, dst, within, n)) return;
       const pbn = pbnOf(m);
       const state = stateOf(m);
       if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return;
@@ -264,9 +286,9 @@ export class ReadPath {
    * not hold (the caller goes block by block).
    */
   private blockNow(lba: number): Promise<Uint8Array> | null {
-    const { pendingInto, map, pool, dev } = this.s;
+    const { map, pool, dev } = this.s;
     const out = new Uint8Array(BLOCK_BYTES);
-    if (pendingInto(lba, out, 0, 0, BLOCK_BYTES)) return Promise.resolve(out);
+    if (this.pendingInto(lba, out, 0, 0, BLOCK_BYTES)) return Promise.resolve(out);
     const page = map.cachedPage(lba);
     if (page === null) return null;
     const m = map.get(page, lba);
@@ -348,7 +370,7 @@ export class ReadPath {
    * sector that fails is recorded there and the rest is still verified.
    */
   private async gathered(offset: number, length: number, tally: ScrubTally | null): Promise<Uint8Array> {
-    const { pendingInto, map } = this.s;
+    const { map } = this.s;
     // A scrub returns no bytes: it only asks whether a block is pending (copying none of it).
     const out = tally === null ? new Uint8Array(length) : NO_BYTES;
     const first = Math.floor(offset / BLOCK_BYTES);
@@ -365,7 +387,7 @@ export class ReadPath {
           for (; lba < pageEnd; lba++) {
             const from = Math.max(offset, lba * BLOCK_BYTES);
             const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
-            if (tally === null ? pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from) : pendingInto(lba, out, 0, 0, 0)) continue;
+            if (tally === null ? this.pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from) : this.pendingInto(lba, out, 0, 0, 0)) continue;
             let m: number;
             try {
               m = map.get(page, lba);

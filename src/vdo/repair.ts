@@ -60,6 +60,11 @@ export interface Recovered {
   referencesLoaded: boolean;
   replayed: number;
   clean: boolean;
+  /**
+   * After a clean close: the snapshot whose counts the caller loads behind
+   * the open (loadDeferred), none read yet; the depot holds its usage only.
+   */
+  deferred: { snapshot: SnapshotHeader; headers: SnapshotHeader[] } | null;
 }
 
 /**
@@ -75,6 +80,11 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
   const jr = clean ? r.journal.resumeAt(r.sb.cleanSeq) : await r.journal.replay();
   const headers = await r.snapshots.headers();
   const h = usableSnapshot(headers, jr.head);
+  if (clean && h !== null && h.usedBlocks !== null) {
+    // Nothing to replay: the counts are needed by the first write, not by reads.
+    r.depot.presetUsage(h.usedBlocks, h.mapPages);
+    return { logicalUsed: h.logicalUsed, referencesLoaded: true, replayed: 0, clean, deferred: { snapshot: h, headers } };
+  }
   const counts = h === null ? null : await r.snapshots.read(h);
   if (h !== null && counts !== null && r.depot.loadCounts(counts, h.mapPages)) {
     // The snapshot's tag is the head: every entry replayed came after it, and moves the counts.
@@ -83,7 +93,7 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
       await r.map.placeAll();
       r.snapshots.opened(h.slot, headers, counts);
     }
-    return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length, clean };
+    return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length, clean, deferred: null };
   }
   await replayJournal(r, jr, false);
   const logicalUsed = await rebuildReferences(r.map, r.depot);
@@ -91,7 +101,26 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
     await r.map.placeAll();
     r.snapshots.opened(-1, headers, null);
   }
-  return { logicalUsed, referencesLoaded: false, replayed: jr.entries.length, clean };
+  return { logicalUsed, referencesLoaded: false, replayed: jr.entries.length, clean, deferred: null };
+}
+
+/**
+ * The counts of a clean open's snapshot, loaded behind it (writes wait for
+ * them): the snapshot read, or — unreadable, torn or not this volume's — the
+ * counts rebuilt from the map tree (reads go on meanwhile; nothing writes).
+ * Then the slots are compared for the next checkpoint. True when the
+ * snapshot's counts were taken; rejects (ECORRUPT, EIO) only if the rebuild
+ * fails too.
+ */
+export async function loadDeferred(r: RepairContext, h: SnapshotHeader, headers: SnapshotHeader[]): Promise<boolean> {
+  const counts = await r.snapshots.read(h).catch(() => null);
+  if (counts !== null && r.depot.loadCounts(counts, h.mapPages)) {
+    r.snapshots.opened(h.slot, headers, counts);
+    return true;
+  }
+  await rebuildReferences(r.map, r.depot);
+  r.snapshots.opened(-1, headers, null);
+  return false;
 }
 
 /** The snapshot an open takes (count-snapshots.ts): the last one written, if its tag is the journal's head; else null. */

@@ -45,6 +45,10 @@ export class SlabDepot {
   private used = 0;
   /** Blocks holding block map tree pages (counted in usedBlocks too). */
   private treePages = 0;
+  /** Data blocks the block map references (mapped count > 0; tree pages included): a snapshot records it. */
+  private mappedUsed = 0;
+  /** Usage reported until the counts are loaded or rebuilt (presetUsage). */
+  private preset: { used: number; treePages: number } | null = null;
 
   constructor(dataStart: number, physicalBlocks: number, slabBlocks: number) {
     this.dataStart = dataStart;
@@ -61,12 +65,12 @@ export class SlabDepot {
 
   /** Data blocks holding data (count > 0). */
   get usedBlocks(): number {
-    return this.used;
+    return this.preset?.used ?? this.used;
   }
 
   /** Blocks holding block map tree pages: overhead, not data. */
   get mapPages(): number {
-    return this.treePages;
+    return this.preset?.treePages ?? this.treePages;
   }
 
   /** Blocks free now (not counting those waiting for a flush). */
@@ -143,6 +147,9 @@ export class SlabDepot {
   }
 
   private setMapped(i: number, n: number): void {
+    const was = this.mapped[i];
+    if (was === 0 && n !== 0) this.mappedUsed++;
+    else if (was !== 0 && n === 0) this.mappedUsed--;
     this.mapped[i] = n;
     const k = Math.floor(i / COUNTS_PER_BLOCK);
     for (let s = 0; s < SNAPSHOT_SLOTS; s++) this.dirty[s][k] = 1;
@@ -154,6 +161,25 @@ export class SlabDepot {
     const n = this.mapped[i] + delta;
     if (n < 0 || n > MAX_REFERENCES) throw assertionFailed(`slab depot: the block map's references to PBN ${pbn} would be ${n}`);
     this.setMapped(i, n);
+  }
+
+  /** Data blocks the block map references, tree pages included (what a snapshot's counts add up to). */
+  get mappedUsedBlocks(): number {
+    return this.mappedUsed;
+  }
+
+  /**
+   * Before the counts are loaded (a clean open loads them behind it): usage
+   * as the snapshot recorded it, so stats() is right meanwhile. loadCounts()
+   * or a rebuild sets it again from the counts themselves.
+   */
+  presetUsage(usedBlocks: number, treePages: number): void {
+    this.preset = { used: usedBlocks, treePages };
+  }
+
+  /** False from presetUsage() until the counts are loaded or rebuilt: nothing may count or snapshot them yet. */
+  get countsKnown(): boolean {
+    return this.preset === null;
   }
 
   /** The block map's count per data block (a snapshot writes it; read only). */
@@ -228,13 +254,17 @@ export class SlabDepot {
       this.used++;
       this.slabFree[Math.floor(i / this.slabBlocks)]--;
     }
+    this.mappedUsed = this.used;
     this.treePages = treePages;
+    this.preset = null;
     return true;
   }
 
   /** Recovery, after a rebuild: the block map's counts are the counts (no write is in flight). */
   syncMapped(): void {
     this.mapped.set(this.refs);
+    this.mappedUsed = this.used;
+    this.preset = null;
     for (const d of this.dirty) d.fill(1);
   }
 
@@ -247,6 +277,7 @@ export class SlabDepot {
     this.pendingFree = [];
     this.used = 0;
     this.treePages = 0;
+    this.mappedUsed = 0;
     for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(this.slabBlocks, this.dataBlocks - s * this.slabBlocks);
   }
 }

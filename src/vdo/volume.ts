@@ -54,7 +54,8 @@ import { BlockMap } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
 import { SlabDepot } from './slab-depot.js';
 import { DedupeIndex, MIN_INDEX_MEMORY } from './dedupe.js';
-import { recoverMetadata } from './repair.js';
+import { loadDeferred, recoverMetadata, type RepairContext } from './repair.js';
+import { CountsGate } from './counts-gate.js';
 import { loadIndex, saveIndex } from './index-store.js';
 import { CountSnapshots } from './count-snapshots.js';
 import { FlushEpochs } from './flush.js';
@@ -99,16 +100,20 @@ export class Volume {
   private readonly indexSaved: boolean;
   /**
    * Settles (never rejects) once what an open leaves to the background is
-   * done: loading the dedupe index the last clean close saved (an open does
-   * not wait for it, as dm-vdo comes online before its index: until then
-   * writes dedupe only against data written since the open; read-only opens
-   * load none), and reading the count snapshot slot the open did not take,
-   * to know what the next checkpoint writes there (count-snapshots.ts).
+   * done: after a clean close, the reference counts (counts-gate.ts: writes
+   * wait for them, reads do not; a read-only open never loads them); loading
+   * the dedupe index the last clean close saved (an open does not wait for
+   * it, as dm-vdo comes online before its index: until then writes dedupe
+   * only against data written since the open; read-only opens load none);
+   * and reading the count snapshot slot the open did not take, to know what
+   * the next checkpoint writes there (count-snapshots.ts).
    */
   loaded: Promise<void> = Promise.resolve();
+  /** A clean open's reference counts loading behind it: writes, discards and flushes wait (counts-gate.ts). */
+  private readonly counts = new CountsGate();
   /** Open found the volume closed cleanly: it read no journal, replayed nothing, and wrote only a superblock. */
   openedClean = false;
-  /** Open took the reference counts from a snapshot (no map scan). */
+  /** Open took the reference counts from a snapshot (no map scan); after a clean close, known once `loaded` settles. */
   referencesLoaded = false;
   /** Journal entries the open replayed. */
   entriesReplayed = 0;
@@ -176,7 +181,7 @@ export class Volume {
     this.mem = new Uint8Array(pool.memory.buffer);
     this.reads = new ReadPath({
       map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem,
-      pendingInto: (lba, out, dst, within, n) => this.pendingInto(lba, out, dst, within, n),
+      zone: this.zone, scratchAt: this.scratchAt,
     });
     this.stores = new StoreStage({
       pool, mem: this.mem, wasm: engine.runtime.exports, dev, depot: this.depot, index: this.index,
@@ -288,7 +293,7 @@ export class Volume {
       await v.recover();
       await engineReady;
       const index = v.indexSaved && !v.readOnly ? loadIndex(v.index, v.sb, v.dev, v.engine.pool, closedGeneration) : undefined;
-      v.loaded = Promise.all([index, v.snapshots.comparing]).then(() => {});
+      v.loaded = Promise.all([index, v.counts.settled.then(() => v.snapshots.comparing)]).then(() => {});
       return v.started();
     } catch (err) {
       await detach(engine, ctrlr, engineReady);
@@ -314,17 +319,26 @@ export class Volume {
    * crash from here on reads the journal again.
    */
   private async recover(): Promise<void> {
-    const r = await recoverMetadata({
+    const ctx: RepairContext = {
       sb: this.sb, readOnly: this.readOnly, journal: this.journal, map: this.map, depot: this.depot, snapshots: this.snapshots, dev: this.dev, pool: this.engine.pool,
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
-    });
+    };
+    const r = await recoverMetadata(ctx);
     this.referencesLoaded = r.referencesLoaded;
     this.entriesReplayed = r.replayed;
     this.openedClean = r.clean;
     this.mapping.logicalUsed = r.logicalUsed;
     // Read-only: the replayed mappings stay in the block map cache (dirty pages are
     // never evicted) and the image is left as it was.
+    // A read-only volume never needs the counts (stats() has the snapshot's usage).
     if (this.readOnly) return;
+    if (r.deferred !== null) {
+      const { snapshot, headers } = r.deferred;
+      const load = loadDeferred(ctx, snapshot, headers).then((taken) => {
+        this.referencesLoaded = taken;
+      });
+      this.counts.start(load, (err) => (this.writes.failure ??= err));
+    }
     if (this.sb.cleanSeq > 0) {
       this.sb.generation++;
       this.sb.cleanSeq = 0;
@@ -366,21 +380,6 @@ export class Volume {
   }
 
   /**
-   * Views of the shared memory as it was when the volume started. Shared memory
-   * is never detached when it grows, and the pool was carved before the volume,
-   * so these views cover every buffer the volume touches.
-   */
-  private bytes(): Uint8Array {
-    return this.mem;
-  }
-
-
-  private descBytes(d: number): Uint8Array {
-    const at = this.engine.pool.bufferOf(d);
-    return this.bytes().subarray(at, at + BLOCK_BYTES);
-  }
-
-  /**
    * Writes `data` at byte `offset`; unaligned edges are read-modify-write.
    * Every block's generation and place in line are taken when write() is
    * called, so overlapping writes and discards take effect in call order. A
@@ -402,6 +401,7 @@ export class Volume {
     } catch (err) {
       return Promise.reject(err);
     }
+    if (!this.counts.idle) return this.counts.after(() => this.writes.write(offset, data));
     return this.writes.write(offset, data);
   }
 
@@ -419,27 +419,8 @@ export class Volume {
       return Promise.reject(err);
     }
     this.counters.readIn++;
+    if (this.counts.holding) return this.counts.behind(() => this.reads.read(offset, length));
     return this.reads.read(offset, length);
-  }
-
-  /**
-   * Copies what block `lba` reads as before its mapping is consulted — a
-   * pending write's data, or zeroes of a pending discard (`out` starts zeroed)
-   * — into out[dst …] (its bytes [within, within + n)); false if neither.
-   */
-  private pendingInto(lba: number, out: Uint8Array, dst: number, within: number, n: number): boolean {
-    const p = this.zone.pendingAt(lba);
-    if (p === null) return false;
-    if (p === 'zero') return true;
-    if (p.desc >= 0) out.set(this.descBytes(p.desc).subarray(within, within + n), dst);
-    else if (p.arenaAt >= 0) {
-      // Parked in the packer: only its compressed bytes are kept (fragment-arena.ts).
-      const at = this.scratchAt;
-      const why = this.reads.decodeFragmentAt(p.arenaAt, p.size, at);
-      if (why !== null) throw new FlashpackError('EINTERNAL', `volume: LBA ${lba} waiting in the packer does not decode: ${why}`);
-      out.set(this.mem.subarray(at + within, at + within + n), dst);
-    }
-    return true;
   }
 
   /** A whole block as it reads now (read-modify-write of a partial block). */
@@ -470,7 +451,7 @@ export class Volume {
   async extents(offset: number, length: number, maxExtents = 1024): Promise<VolumeExtent[]> {
     this.check(offset, length, 'read');
     checkInteger('volume.extents: maxExtents', maxExtents, 1, 2 ** 31);
-    return extentsOf(this.map, this.zone, offset, length, maxExtents);
+    return this.counts.behind(() => extentsOf(this.map, this.zone, offset, length, maxExtents));
   }
 
   /**
@@ -480,6 +461,7 @@ export class Volume {
    */
   async discard(offset: number, length: number): Promise<void> {
     this.check(offset, length, 'discard');
+    if (!this.counts.idle) return this.counts.after(() => this.discard(offset, length));
     this.counters.discardIn++;
     const end = offset + length;
     const first = Math.ceil(offset / BLOCK_BYTES);
@@ -490,25 +472,7 @@ export class Volume {
       if (offset < first * BLOCK_BYTES) parts.push(this.write(offset, new Uint8Array(first * BLOCK_BYTES - offset)));
       if (last * BLOCK_BYTES < end) parts.push(this.write(last * BLOCK_BYTES, new Uint8Array(end - last * BLOCK_BYTES)));
     }
-    if (first < last) {
-      const gen = this.writes.nextGen();
-      // Writes issued before this discard are superseded; reads see zeroes from now on.
-      const pd = this.zone.discardIssued(first, last, gen);
-      // Queued on the metadata lock now, so every write issued later maps after it
-      // (mapBatch holds back writes newer than a discard not yet applied).
-      parts.push(
-        this.meta
-          .run(async () => {
-            try {
-              await this.mapping.applyDiscard(first, last, gen);
-            } finally {
-              pd.applied = true;
-            }
-            if (this.sb.writePolicy === 'sync') await this.journal.commit();
-          })
-          .finally(() => this.zone.discardDone(pd)),
-      );
-    }
+    if (first < last) parts.push(this.mapping.discard(first, last, this.writes.nextGen()));
     await Promise.all(parts);
   }
 
@@ -521,6 +485,7 @@ export class Volume {
   async flush(): Promise<void> {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume.flush: the volume is closed (flush after close())');
     if (this.readOnly) return; // nothing was written, so nothing to make durable
+    if (!this.counts.idle) return this.counts.after(() => this.flush());
     this.counters.flushIn++;
     const gen = this.writes.gen;
     const epoch = this.flushes.close();

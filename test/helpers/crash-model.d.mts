@@ -19,7 +19,7 @@ export interface CrashConfig {
   /** Probability that a cycle is a burst of 120–320 small writes (journal roll-over, checkpoints). */
   burst?: number;
   /** Where cuts land: at a random moment (default), during close(), or while a checkpoint writes block map pages. */
-  cut?: 'random' | 'close' | 'checkpoint';
+  cut?: 'random' | 'close' | 'reopen' | 'checkpoint';
   /** Device flush latency in microseconds (widens the window between a journal write and its flush). */
   flushUs?: number;
   /** The FaultBackend's atomic write unit (default 512). */
@@ -43,7 +43,7 @@ export interface CampaignStats {
   reads: number;
   closeCuts: number;
   closedBeforeCut: number;
-  /** Opens after a cut that found the volume closed cleanly (the superblock's mark: no journal read). */
+  /** Opens that found the volume closed cleanly (the superblock's mark: no journal read): after a cut, or the reopen cut style's own. */
   cleanOpens: number;
   checkpointCuts: number;
   cutsWithUnflushed: number;

@@ -328,7 +328,7 @@ for (const [name, c] of Object.entries(CONFIGS)) c.name = name;
  *
  * @param {object} lib the library (import * from dist/index.js)
  * @param {object} cfg { name, logicalSize, physicalSize, codec, dedupe, writePolicy, journalBlocks, cachePages,
- *   maxOps (per cycle), burst (probability of a burst cycle), cut: 'random' | 'close' | 'checkpoint', flushUs, sectorBytes,
+ *   maxOps (per cycle), burst (probability of a burst cycle), cut: 'random' | 'close' | 'reopen' | 'checkpoint', flushUs, sectorBytes,
  *   growTo (grow the logical size up to this many bytes with volume.resize() in the middle of the campaign) }
  * @param {object} opts { seed, cuts, syncDurable, retryLost, edgeDiscardsInFlight, progress(cuts, stats), afterCut(fault, cfg) }
  *   (see crash-model.d.mts)
@@ -538,6 +538,24 @@ export async function runCampaign(lib, cfg, opts) {
       startFlush('close');
       closed = true;
       stats.closeCuts++;
+    } else if (cfg.cut === 'reopen') {
+      // A clean close, a clean open, and writes at once: they wait for the reference
+      // counts loading behind the open, and the cut may come before they are in.
+      if (await startFlush('close')) {
+        v = await noHang(Volume.open(fault, openOpts()), 'Volume.open after a clean close');
+        if (v.openedClean) stats.cleanOpens++;
+        else fail('Volume.open after a clean close (no cut) did not find the volume closed cleanly');
+        for (let i = (rand() * 6) | 0; i > 0; i--) {
+          const n = 1 + ((rand() * 4) | 0);
+          const offset = ((rand() * (blocks - n + 1)) | 0) * BLOCK;
+          if (model.busy(offset, n * BLOCK)) continue;
+          const [bytes, kinds] = data.bytes(n * BLOCK, 0);
+          const op = model.begin('write', offset, n * BLOCK, bytes, kinds);
+          note(`#${op.id} write ${offset}+${n * BLOCK} right after the clean open ${kinds} [not awaited]`);
+          track(op, v.write(offset, bytes));
+          stats.ops++;
+        }
+      }
     }
     const cutStyle = rand();
     let waited = '';
