@@ -14,7 +14,7 @@ import { FlashpackError } from '../errors.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
   CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
-  CTRL_LIVE, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
+  CTRL_LIVE, CTRL_CLOSING, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
   TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout,
 } from './layout.js';
 import {
@@ -123,6 +123,9 @@ class DeviceLoop {
         continue;
       }
       const st = Atomics.load(i32(), state);
+      // Closing: a queue pair allocated after this pass loaded the table may hold
+      // commands submitted before the close; load it and drain it too.
+      if (st === CTRL_CLOSING && Atomics.load(i32(), genWord) !== this.tableGen) continue;
       if (st !== CTRL_LIVE) return; // closing (every SQ is drained) or failed
       if (++idle < Atomics.load(i32(), spinWord)) continue;
       // Park. The host rings the doorbell only when it sees a sleeper, so announce
