@@ -135,7 +135,9 @@ class DeviceLoop {
       const before = Atomics.load(i32(), bell);
       let found = 0;
       for (let k = 0; k < this.queues.length; k++) found += this.pending(this.queues[k]);
-      if (found === 0 && Atomics.load(i32(), state) === CTRL_LIVE) Atomics.wait(i32(), bell, before, PARK_TIMEOUT_MS);
+      // A queue pair allocated since the table was loaded is not in this look: go round again instead of parking.
+      const current = Atomics.load(i32(), genWord) === this.tableGen;
+      if (found === 0 && current && Atomics.load(i32(), state) === CTRL_LIVE) Atomics.wait(i32(), bell, before, PARK_TIMEOUT_MS);
       Atomics.sub(i32(), sleepers, 1);
       idle = 0;
     }
