@@ -80,17 +80,22 @@ async function expectModel(v: Volume, model: Map<number, Uint8Array>): Promise<v
   for (const [lba, d] of model) expect(Buffer.from(await v.read(lba * BS, BS)).equals(Buffer.from(d)), `LBA ${lba}`).toBe(true);
 }
 
+/** A new 64 GiB volume over `physicalSize`, filled (fill()), closed cleanly: its path, what it holds, and the superblock the close wrote. */
+async function closedVolume(seed: number, count: number, physicalSize = GiB, codec: 'lz4' | 'deflate' = 'lz4'): Promise<{ p: string; model: Map<number, Uint8Array>; closed: Superblock }> {
+  const p = image();
+  const v = await track(Volume.create(p, { logicalSize: 64 * GiB, physicalSize, codec, workers: 1 }));
+  const model = new Map<number, Uint8Array>();
+  await fill(v, model, seed, count);
+  await untrack(v, 'close');
+  return { p, model, closed: superblocks(p).current };
+}
+
 describe('clean open', () => {
   it('a clean close marks the superblock; the next open reads two journal blocks, not the ring, replays nothing and writes one superblock', async () => {
-    const p = image();
-    let v = await track(Volume.create(p, { logicalSize: 64 * GiB, physicalSize: GiB, codec: 'lz4', workers: 1 }));
-    const model = new Map<number, Uint8Array>();
-    await fill(v, model, 1, 400);
-    await untrack(v, 'close');
-    const { current: closed } = superblocks(p);
+    const { p, model, closed } = await closedVolume(1, 400);
     expect(closed.cleanSeq).toBeGreaterThan(0);
     // Every journal block but two fails to read: an open that read the ring would fail EIO.
-    v = await track(Volume.open(journalMostlyUnreadable(p, closed), { workers: 1 }));
+    let v = await track(Volume.open(journalMostlyUnreadable(p, closed), { workers: 1 }));
     expect(v.openedClean).toBe(true);
     expect(v.entriesReplayed).toBe(0);
     expect(v.referencesLoaded).toBe(true);
@@ -109,13 +114,8 @@ describe('clean open', () => {
   });
 
   it('a crash after a clean open: the next open reads the whole journal, replays on the snapshot the close wrote, and loses nothing flushed', async () => {
-    const p = image();
-    let v = await track(Volume.create(p, { logicalSize: 64 * GiB, physicalSize: GiB, codec: 'lz4', workers: 1 }));
-    const model = new Map<number, Uint8Array>();
-    await fill(v, model, 2, 300);
-    await untrack(v, 'close');
-    const closed = superblocks(p).current;
-    v = await track(Volume.open(p, { workers: 1 }));
+    const { p, model, closed } = await closedVolume(2, 300);
+    let v = await track(Volume.open(p, { workers: 1 }));
     expect(v.openedClean).toBe(true);
     await fill(v, model, 3, 300);
     await v.discard([...model.keys()][0] * BS, BS);
@@ -143,13 +143,9 @@ describe('clean open', () => {
   });
 
   it('a read-only open of a clean volume reads two journal blocks and writes nothing', async () => {
-    const p = image();
-    let v = await track(Volume.create(p, { logicalSize: 64 * GiB, physicalSize: 32 << 20, codec: 'deflate', workers: 1 }));
-    const model = new Map<number, Uint8Array>();
-    await fill(v, model, 4, 200);
-    await untrack(v, 'close');
+    const { p, model, closed } = await closedVolume(4, 200, 32 << 20, 'deflate');
     const before = digest(p);
-    v = await track(Volume.open(journalMostlyUnreadable(p, superblocks(p).current), { readOnly: true, workers: 1 }));
+    const v = await track(Volume.open(journalMostlyUnreadable(p, closed), { readOnly: true, workers: 1 }));
     expect(v.openedClean).toBe(true);
     await v.loaded;
     await expectModel(v, model);
@@ -159,13 +155,8 @@ describe('clean open', () => {
   });
 
   it('a clean mark the journal contradicts (the dirty copy lost) is not trusted: the ring is read, nothing flushed is lost, check reports it', async () => {
-    const p = image();
-    let v = await track(Volume.create(p, { logicalSize: 64 * GiB, physicalSize: GiB, codec: 'lz4', workers: 1 }));
-    const model = new Map<number, Uint8Array>();
-    await fill(v, model, 5, 200);
-    await untrack(v, 'close');
-    const closed = superblocks(p).current;
-    v = await track(Volume.open(p, { workers: 1 }));
+    const { p, model, closed } = await closedVolume(5, 200);
+    let v = await track(Volume.open(p, { workers: 1 }));
     await fill(v, model, 6, 200);
     await v.flush();
     await untrack(v, 'abandon');

@@ -451,7 +451,8 @@ export class Volume {
   async extents(offset: number, length: number, maxExtents = 1024): Promise<VolumeExtent[]> {
     this.check(offset, length, 'read');
     checkInteger('volume.extents: maxExtents', maxExtents, 1, 2 ** 31);
-    return this.counts.behind(() => extentsOf(this.map, this.zone, offset, length, maxExtents));
+    if (this.counts.holding) return this.counts.behind(() => extentsOf(this.map, this.zone, offset, length, maxExtents));
+    return extentsOf(this.map, this.zone, offset, length, maxExtents);
   }
 
   /**
