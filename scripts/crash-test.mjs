@@ -44,8 +44,12 @@ VARIANTS['none-nodedupe-async/close'] = { cfg: { ...CONFIGS['none-nodedupe-async
 // A clean close and open with writes at once (waiting for the counts that load behind the open), then the cut.
 VARIANTS['lz4-dedupe-async/reopen'] = { cfg: { ...CONFIGS['lz4-dedupe-async'], cut: 'reopen', maxOps: 10, burst: 0 }, weight: 1, syncDurable: false };
 VARIANTS['lz4-dedupe-sync-checkpoints/checkpoint'] = { cfg: { ...CONFIGS['lz4-dedupe-sync-checkpoints'], cut: 'checkpoint', flushUs: 800 }, weight: 1, syncDurable: true };
-// The logical size grown by volume.resize() in the middle of the campaign (4 MiB up to 8 MiB).
+// The logical size grown by volume.resize() in the middle of the campaign (4 MiB up to 8 MiB),
+// and in the second variant the physical size with it (6 MiB up to 10 MiB).
 VARIANTS['lz4-dedupe-async/grow'] = { cfg: { ...CONFIGS['lz4-dedupe-async'], logicalSize: 4 << 20, growTo: 8 << 20 }, weight: 2, syncDurable: false };
+VARIANTS['lz4-dedupe-async/grow-physical'] = {
+  cfg: { ...CONFIGS['lz4-dedupe-async'], logicalSize: 4 << 20, growTo: 8 << 20, physicalSize: 6 << 20, growPhysicalTo: 10 << 20 }, weight: 2, syncDurable: false,
+};
 VARIANTS['lz4-nodedupe-async-tiny-cache/checkpoint'] = { cfg: { ...CONFIGS['lz4-nodedupe-async-tiny-cache'], cut: 'checkpoint', flushUs: 800 }, weight: 1, syncDurable: false };
 for (const [name, v] of Object.entries(VARIANTS)) v.cfg = { ...v.cfg, name };
 if (only !== null && VARIANTS[only] === undefined) {

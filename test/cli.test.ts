@@ -89,7 +89,7 @@ describe('flashpack command line', () => {
       [['check', 'a', 'b'], /^flashpack check: usage: unexpected argument 'b'/],
       [['copy', 'a', 'b', '--bs', '1000'], /^flashpack copy: usage: --bs must be a multiple of 4096/],
       [['copy', 'a'], /^flashpack copy: usage: missing <dst>/],
-      [['resize', 'x.img'], /^flashpack resize: usage: --size is required/],
+      [['resize', 'x.img'], /^flashpack resize: usage: --size or --physical-size is required/],
     ];
     for (const [args, first] of cases) {
       const r = flashpack(args);

@@ -75,6 +75,12 @@ describe.concurrent('vdo volume: power cuts', () => {
     expect(s.resizes).toBeGreaterThan(3);
   });
 
+  it('lz4 + dedupe, async, the physical size grown with the logical size (6 → 10 MiB, the count region moving each time): 30 cuts', async () => {
+    const s = await campaign('lz4-dedupe-async', 30, SEED + 9, { logicalSize: 4 << 20, growTo: 8 << 20, physicalSize: 6 << 20, growPhysicalTo: 10 << 20 });
+    expect(s.cuts).toBe(30);
+    expect(s.resizes).toBeGreaterThan(3);
+  });
+
   it('survives a cut during close()', async () => {
     const s = await campaign('lz4-dedupe-async', 20, SEED + 4, { cut: 'close', maxOps: 10, burst: 0 });
     expect(s.closeCuts).toBe(20);

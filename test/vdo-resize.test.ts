@@ -1,7 +1,7 @@
 /**
  * Online growth of the logical size (Volume.resize, `flashpack resize`):
  * while writes go on, across a clean close, a crash and a power cut; what is
- * refused (shrinking, the physical size, a read-only or closed volume); and
+ * refused (shrinking, a read-only or closed volume); and
  * `check` finding both superblock copies in agreement afterwards.
  */
 import { describe, expect, it } from 'vitest';
@@ -86,7 +86,7 @@ describe('volume.resize', () => {
     }
   });
 
-  it('refuses to shrink, the physical size, a read-only or closed volume; the same size changes nothing', async () => {
+  it('refuses to shrink, a read-only or closed volume; the same size changes nothing', async () => {
     const p = image();
     const v = await track(Volume.create(p, { logicalSize: 64 * MiB, codec: 'lz4', workers: 1 }));
     const message = async (q: Promise<unknown>): Promise<string> => q.then(() => 'ok', (err: Error) => `${(err as { code?: string }).code}: ${err.message}`);
@@ -95,7 +95,6 @@ describe('volume.resize', () => {
     expect(await codeOf(v.resize({ logicalSize: 2 ** 51 }))).toBe('EINVAL');
     expect(await codeOf(v.resize({ logicalSize: '1G' as unknown as number }))).toBe('EINVAL');
     expect(await codeOf(v.resize({ size: 1 } as never))).toBe('EINVAL');
-    expect(await message(v.resize({ physicalSize: 1 << 30 }))).toMatch(/^ENOTSUP: volume\.resize: physicalSize 1073741824: growing the physical size is not supported/);
     const writes = v.stats().biosOut.write;
     await v.resize({ logicalSize: 64 * MiB });
     await v.resize({});
@@ -113,7 +112,7 @@ describe('volume.resize', () => {
     expect(run('create', p, '--size', '64M').status).toBe(0);
     const grown = run('resize', p, '--size', '1T', '--json');
     expect(grown.status).toBe(0);
-    expect(JSON.parse(grown.stdout)).toEqual({ path: p, from: 64 * MiB, logicalSize: TiB });
+    expect(JSON.parse(grown.stdout)).toMatchObject({ path: p, from: 64 * MiB, logicalSize: TiB });
     const shrunk = run('resize', p, '--size', '1G');
     expect(shrunk.status).toBe(1);
     expect(shrunk.stderr).toMatch(/^flashpack resize: EINVAL: volume\.resize: logicalSize 1073741824 is smaller than the volume's 1099511627776 bytes/);

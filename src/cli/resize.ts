@@ -1,22 +1,27 @@
 /**
- * `flashpack resize <path> --size n`: grows a volume's logical size
- * (Volume.resize) and closes it. The volume must not be open elsewhere (a
+ * `flashpack resize <path> [--size n] [--physical-size n]`: grows a volume's
+ * logical and/or physical size (Volume.resize) and closes it. The volume must not be open elsewhere (a
  * served volume is refused, EBUSY, naming who holds it); shrinking is refused.
  */
 import { Volume } from '../vdo/volume.js';
 import { fail, formatBytes, parseCommand, parseSize, print, printJson, runCommand, stringOption } from './args.js';
 
-export const resizeUsage = `usage: flashpack resize <path> --size <n> [options]
+export const resizeUsage = `usage: flashpack resize <path> [--size <n>] [--physical-size <n>] [options]
 
 Grows the logical size of a volume (writes its superblocks, nothing else: the
-block map grows on demand). Shrinking is refused, as is growing the physical
-size (copy the volume to a larger one instead).
+block map grows on demand), its physical size (extends the image file, or
+takes in a block device grown beforehand; moves the reference count region
+to the new end), or both. Shrinking is refused.
 
 options:
-  --size <n>    the new logical size: 64M, 1G, 1.5T … (a multiple of 4096, at
-                least the current size, at most 1 PiB; required)
-  --json        print the result as JSON
-  -h, --help    this help
+  --size <n>           the new logical size: 64M, 1G, 1.5T … (a multiple of
+                       4096, at least the current size, at most 1 PiB)
+  --physical-size <n>  the new physical size (a multiple of 4096, at least the
+                       current size, under 16 TiB)
+  --json               print the result as JSON
+  -h, --help           this help
+
+At least one of --size and --physical-size is required.
 `;
 
 export async function resizeCommand(argv: string[]): Promise<number> {
@@ -24,22 +29,30 @@ export async function resizeCommand(argv: string[]): Promise<number> {
     const { values, positionals } = parseCommand(argv, {
       name: 'resize',
       usage: resizeUsage,
-      options: { size: { type: 'string' }, json: { type: 'boolean' } },
+      options: { size: { type: 'string' }, 'physical-size': { type: 'string' }, json: { type: 'boolean' } },
       positionals: ['path'],
     });
     const [path] = positionals;
     const size = stringOption(values, 'size');
-    if (size === undefined) fail('--size is required');
-    const logicalSize = parseSize(size, '--size');
+    const physical = stringOption(values, 'physical-size');
+    if (size === undefined && physical === undefined) fail('--size or --physical-size is required');
+    const logicalSize = size === undefined ? undefined : parseSize(size, '--size');
+    const physicalSize = physical === undefined ? undefined : parseSize(physical, '--physical-size');
     const v = await Volume.open(path, { workers: 1, ioWorkers: 1 });
-    const from = v.logicalSize;
+    const from = { logicalSize: v.logicalSize, physicalSize: v.physicalSize };
     try {
-      await v.resize({ logicalSize });
+      await v.resize({ logicalSize, physicalSize });
     } finally {
       await v.close();
     }
-    if (values.json === true) printJson({ path, from, logicalSize });
-    else print(`resized ${path}: logical size ${formatBytes(from)} → ${formatBytes(logicalSize)} (${logicalSize} bytes)`);
+    const to = { logicalSize: logicalSize ?? from.logicalSize, physicalSize: physicalSize ?? from.physicalSize };
+    if (values.json === true) printJson({ path, from: from.logicalSize, logicalSize: to.logicalSize, fromPhysical: from.physicalSize, physicalSize: to.physicalSize });
+    else {
+      const parts: string[] = [];
+      if (logicalSize !== undefined) parts.push(`logical size ${formatBytes(from.logicalSize)} → ${formatBytes(to.logicalSize)} (${to.logicalSize} bytes)`);
+      if (physicalSize !== undefined) parts.push(`physical size ${formatBytes(from.physicalSize)} → ${formatBytes(to.physicalSize)} (${to.physicalSize} bytes)`);
+      print(`resized ${path}: ${parts.join('; ')}`);
+    }
     return 0;
   });
 }

@@ -46,6 +46,13 @@ export interface Backend {
    * use it to start writing back early; it never changes what flush() means.
    */
   wrote?(bytes: number): void;
+  /**
+   * Makes the namespace hold `blocks` blocks, more than now (online growth:
+   * a file is extended, a block device found grown). Throws a FlashpackError
+   * (ENOSPC: it cannot hold that many; EROFS) and changes nothing if it
+   * cannot. A backend without it cannot grow.
+   */
+  grow?(blocks: number): void;
 }
 
 export const BLOCK_SIZES: readonly number[] = [512, 4096];

@@ -21,7 +21,7 @@ import type { Backend } from './backend.js';
 import type { DeviceWorkerInit, DeviceWorkerReply } from './device-worker.js';
 import { IoQpair, type IoQpairOptions, type TimeoutCallback } from './qpair.js';
 import {
-  CTRL_BYTES, CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_BYTES, CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_CAPACITY, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
   CTRL_LIVE, CTRL_CLOSING, CTRL_FAILED, LINE_BYTES, qpairLayout,
 } from './layout.js';
 import { MAX_LBAS_PER_COMMAND } from './spec.js';
@@ -65,8 +65,8 @@ export class Namespace {
   readonly ctrlr: Controller;
   /** Logical block size in bytes (512 or 4096). */
   readonly blockSize: number;
-  /** Capacity in logical blocks. */
-  readonly blocks: number;
+  /** Capacity in logical blocks (Controller.growNamespace raises it). */
+  blocks: number;
   /** Blocks one command may move (MDTS). */
   readonly maxTransferBlocks: number;
   /** NOIOB in blocks (0 = none). */
@@ -149,6 +149,36 @@ export class Controller {
     this.i32 = () => (view.buffer.byteLength === memory.buffer.byteLength ? view : (view = new Int32Array(memory.buffer)));
     this.i32().fill(0, this.at >> 2, (this.at + CTRL_BYTES) >> 2);
     Atomics.store(this.i32(), (this.at + CTRL_SPIN) >> 2, spin);
+    this.publishCapacity(backend.blocks);
+  }
+
+  /** The namespace's capacity where the device workers read it (device-worker.ts). */
+  private publishCapacity(blocks: number): void {
+    const i32 = this.i32();
+    Atomics.store(i32, (this.at + CTRL_CAPACITY + 4) >> 2, Math.floor(blocks / 2 ** 32));
+    Atomics.store(i32, (this.at + CTRL_CAPACITY) >> 2, blocks >>> 0);
+  }
+
+  /**
+   * Grows namespace 1 to `blocks` logical blocks while commands run (NVMe's
+   * namespace attribute change after a capacity increase): the backend grows
+   * first (a file is extended), then the device workers learn the new bound,
+   * all before this returns, so a command submitted after it may address the
+   * new blocks. A size not above the current one changes nothing. Errors:
+   * EINVAL (blocks), ENXIO (not live), ENOTSUP (a backend that cannot grow),
+   * the backend's (ENOSPC, EROFS, EIO).
+   */
+  growNamespace(blocks: number): void {
+    checkInteger('controller.growNamespace: blocks', blocks, 1, Number.MAX_SAFE_INTEGER);
+    this.checkLive('controller.growNamespace');
+    const ns = this.namespaces[0];
+    if (blocks <= ns.blocks) return;
+    if (this.backend.grow === undefined) {
+      throw new FlashpackError('ENOTSUP', `controller.growNamespace: a ${this.backend.describe().kind} backend cannot grow (${ns.blocks} blocks; ${blocks} asked)`);
+    }
+    this.backend.grow(blocks);
+    ns.blocks = blocks;
+    this.publishCapacity(blocks);
   }
 
   /**

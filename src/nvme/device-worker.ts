@@ -13,7 +13,7 @@ import { bufferSpanning } from '../shm/growth.js';
 import { FlashpackError } from '../errors.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
-  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_CAPACITY, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
   CTRL_LIVE, CTRL_CLOSING, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
   TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout,
 } from './layout.js';
@@ -52,7 +52,8 @@ class DeviceLoop {
   private readonly ctrl: number; // Int32 index of the controller block
   private readonly dev: Device;
   private readonly blockSize: number;
-  private readonly blocks: number;
+  /** The namespace's capacity as last read (inRange() reads it again before refusing a command). */
+  private blocks: number;
   private queues: Queue[] = [];
   private tableGen = -1;
 
@@ -185,7 +186,7 @@ class DeviceLoop {
         case OPC_WRITE: {
           const lba = (cdw10 >>> 0) + (cdw11 >>> 0) * 2 ** 32;
           const nlb = (cdw12 & 0xffff) + 1;
-          if (lba + nlb > this.blocks) return STATUS_LBA_OUT_OF_RANGE;
+          if (!this.inRange(lba + nlb)) return STATUS_LBA_OUT_OF_RANGE;
           if (!this.mapped(ptr, nlb * this.blockSize)) return STATUS_DATA_TRANSFER_ERROR;
           return opc === OPC_READ
             ? this.dev.read(lba, nlb, this.u8, ptr)
@@ -196,7 +197,7 @@ class DeviceLoop {
         case OPC_WRITE_ZEROES: {
           const lba = (cdw10 >>> 0) + (cdw11 >>> 0) * 2 ** 32;
           const nlb = (cdw12 & 0xffff) + 1;
-          if (lba + nlb > this.blocks) return STATUS_LBA_OUT_OF_RANGE;
+          if (!this.inRange(lba + nlb)) return STATUS_LBA_OUT_OF_RANGE;
           return this.dev.writeZeroes(lba, nlb, (cdw12 & IO_FLAGS_FUA) !== 0);
         }
         case OPC_DATASET_MANAGEMENT: {
@@ -207,7 +208,7 @@ class DeviceLoop {
           for (let r = 0; r < ranges; r++) {
             const len = this.i32[w + r * 4 + 1] >>> 0;
             const lba = (this.i32[w + r * 4 + 2] >>> 0) + (this.i32[w + r * 4 + 3] >>> 0) * 2 ** 32;
-            if (lba + len > this.blocks) return STATUS_LBA_OUT_OF_RANGE;
+            if (!this.inRange(lba + len)) return STATUS_LBA_OUT_OF_RANGE;
           }
           for (let r = 0; r < ranges; r++) {
             const len = this.i32[w + r * 4 + 1] >>> 0;
@@ -224,6 +225,19 @@ class DeviceLoop {
     } catch {
       return STATUS_INTERNAL_DEVICE_ERROR;
     }
+  }
+
+  /**
+   * Whether blocks up to `end` (exclusive) are in the namespace. The host
+   * publishes a grown capacity before it submits a command past the old one,
+   * and we read the command after its SQ tail (both atomics), so a command
+   * past the bound we last read makes us read the bound again.
+   */
+  private inRange(end: number): boolean {
+    if (end <= this.blocks) return true;
+    const c = this.ctrl + (CTRL_CAPACITY >> 2);
+    this.blocks = (Atomics.load(this.i32, c) >>> 0) + Atomics.load(this.i32, c + 1) * 2 ** 32;
+    return end <= this.blocks;
   }
 
   /** Whether [ptr, ptr + len) lies inside the shared memory (4-byte aligned for range lists). */

@@ -15,7 +15,7 @@
  * it happened, so the device worker's next flush fails.
  */
 import * as fs from 'node:fs';
-import { describe, fromOsError, invalid } from '../errors.js';
+import { FlashpackError, describe, fromOsError, invalid } from '../errors.js';
 import { BLOCK_SIZES, type Backend, type BackendDescription, type Device } from './backend.js';
 import { STATUS_SUCCESS, STATUS_INTERNAL_DEVICE_ERROR, STATUS_UNRECOVERED_READ_ERROR, STATUS_WRITE_FAULT } from './spec.js';
 
@@ -38,7 +38,8 @@ const PROBE_READS_MAX = 64;
 export class FileBackend implements Backend {
   readonly path: string;
   readonly blockSize: number;
-  readonly blocks: number;
+  /** Capacity in blocks (grow() raises it). */
+  blocks: number;
   readonly epoch = 0;
   readonly bytesPerSync: number;
   readonly readOnly: boolean;
@@ -97,6 +98,37 @@ export class FileBackend implements Backend {
 
   present(): boolean {
     return true;
+  }
+
+  /**
+   * Extends a regular file to `blocks` blocks (a hole: it reads as zeroes), or
+   * takes a block device's new size once it has grown to at least that
+   * (lvextend, a resized LUN). ENOSPC if the device is smaller, EROFS when
+   * read-only, EIO for an OS error (its `cause`).
+   */
+  grow(blocks: number): void {
+    if (this.readOnly) throw new FlashpackError('EROFS', `file backend: ${this.path} is open read-only; it cannot grow`);
+    if (blocks <= this.blocks) return;
+    let fd: number;
+    try {
+      fd = fs.openSync(this.path, fs.constants.O_RDWR);
+    } catch (err) {
+      throw fromOsError(err, `file backend: cannot open ${this.path} to grow it`);
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.isBlockDevice()) {
+        const bytes = probeSize(fd);
+        if (bytes < blocks * this.blockSize) {
+          throw new FlashpackError('ENOSPC', `file backend: the block device ${this.path} holds ${bytes} bytes, less than the ${blocks * this.blockSize} asked (grow the device first)`);
+        }
+      } else if (st.size < blocks * this.blockSize) fs.ftruncateSync(fd, blocks * this.blockSize);
+    } catch (err) {
+      throw err instanceof FlashpackError ? err : fromOsError(err, `file backend: cannot grow ${this.path} to ${blocks * this.blockSize} bytes`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.blocks = blocks;
   }
 
   wrote(bytes: number): void {

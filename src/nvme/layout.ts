@@ -10,6 +10,8 @@
  *   CTRL_SLEEPERS   device workers parked on the doorbell
  *   CTRL_SPIN       idle scans a device worker makes before parking (host writes, any time)
  *   CTRL_TABLE_GEN  bumped when the qpair table changes
+ *   CTRL_CAPACITY   the namespace's blocks, low and high u32 (host writes before
+ *                   any command addresses a block past the old capacity)
  *   CTRL_TABLE      MAX_QPAIRS entries of [base, entries, trackers, active]
  *
  * Queue pair region:
@@ -31,6 +33,7 @@ export const CTRL_DOORBELL = 128;
 export const CTRL_SLEEPERS = 132;
 export const CTRL_SPIN = 136;
 export const CTRL_TABLE_GEN = 256;
+export const CTRL_CAPACITY = 264;
 export const CTRL_TABLE = 384;
 export const CTRL_TABLE_ENTRY_BYTES = 16;
 export const CTRL_BYTES = CTRL_TABLE + MAX_QPAIRS * CTRL_TABLE_ENTRY_BYTES;

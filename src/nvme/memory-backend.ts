@@ -12,11 +12,14 @@ export interface MemoryBackendOptions {
   blockSize?: number;
   /** Capacity in bytes, a multiple of the block size. */
   size: number;
+  /** Bytes held in reserve for grow(): a multiple of the block size, at least `size` (default `size`: it cannot grow). */
+  maxSize?: number;
 }
 
 export class MemoryBackend implements Backend {
   readonly blockSize: number;
-  readonly blocks: number;
+  /** Capacity in blocks (grow() raises it, up to maxSize). */
+  blocks: number;
   readonly storage: SharedArrayBuffer;
   readonly epoch = 0;
 
@@ -33,13 +36,24 @@ export class MemoryBackend implements Backend {
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0 || size % bs !== 0) {
       throw badArgument('nvme.MemoryBackend: options.size', `a positive multiple of the ${bs}-byte block size`, size);
     }
+    const max = o.maxSize ?? size;
+    if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < size || max % bs !== 0) {
+      throw badArgument('nvme.MemoryBackend: options.maxSize', `a multiple of the ${bs}-byte block size, at least size ${size}`, max);
+    }
     this.blockSize = bs;
     this.blocks = size / bs;
     try {
-      this.storage = new SharedArrayBuffer(size);
+      this.storage = new SharedArrayBuffer(max);
     } catch (err) {
-      throw new FlashpackError('ENOMEM', `nvme.MemoryBackend: cannot allocate ${size} bytes`, { cause: err });
+      throw new FlashpackError('ENOMEM', `nvme.MemoryBackend: cannot allocate ${max} bytes`, { cause: err });
     }
+  }
+
+  /** Raises the capacity to `blocks` within maxSize (ENOSPC past it). */
+  grow(blocks: number): void {
+    const max = this.storage.byteLength / this.blockSize;
+    if (blocks > max) throw new FlashpackError('ENOSPC', `nvme.MemoryBackend: ${blocks} blocks is more than its maxSize of ${max} blocks (${this.storage.byteLength} bytes)`);
+    if (blocks > this.blocks) this.blocks = blocks;
   }
 
   describe(): BackendDescription {

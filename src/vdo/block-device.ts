@@ -51,8 +51,10 @@ export class BlockDevice {
   readonly qp: IoQpair;
   /** Namespace blocks per 4 KiB volume block (1 or 8). */
   readonly lbasPerBlock: number;
-  /** Volume blocks on the namespace. */
-  readonly blocks: number;
+  /** Volume blocks on the namespace (it may grow: Controller.growNamespace). */
+  get blocks(): number {
+    return Math.floor(this.ns.blocks / this.lbasPerBlock);
+  }
   readonly counts: IoCounts = { reads: 0, writes: 0, flushes: 0, blocksWritten: 0 };
   private readonly backlog: DeviceIo[] = [];
   private readonly free: DeviceIo[] = [];
@@ -63,7 +65,6 @@ export class BlockDevice {
     this.ns = ctrlr.ns(1);
     if (BLOCK_BYTES % this.ns.blockSize !== 0) throw new FlashpackError('EINVAL', `volume: namespace block size ${this.ns.blockSize} does not divide 4096`);
     this.lbasPerBlock = BLOCK_BYTES / this.ns.blockSize;
-    this.blocks = Math.floor(this.ns.blocks / this.lbasPerBlock);
     this.qp = ctrlr.allocIoQpair({ ioQueueSize: 256, ioQueueRequests: 1024 });
   }
 

@@ -88,13 +88,13 @@ export class BlockMap {
   /** Interior pages with an unplaced page that recovery changed under them (until placeAll()). */
   private readonly replayedUnder = new Set<number>();
 
-  /** [dataStart, physicalBlocks): where a mapping or a tree page may point (besides PBN 0, the zero block or no page). */
+  /** [dataStart, dataEnd): where a mapping or a tree page may point (besides PBN 0, the zero block or no page). */
   private readonly dataStart: number;
-  private readonly physicalBlocks: number;
+  private dataEnd: number;
 
-  constructor(dev: BlockDevice, pool: SlabPool, rootPbn: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, physicalBlocks = 2 ** 32) {
+  constructor(dev: BlockDevice, pool: SlabPool, rootPbn: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, dataEnd = 2 ** 32) {
     this.dataStart = dataStart;
-    this.physicalBlocks = physicalBlocks;
+    this.dataEnd = dataEnd;
     this.dev = dev;
     this.pool = pool;
     this.rootPbn = rootPbn;
@@ -111,6 +111,12 @@ export class BlockMap {
     assert(logicalBlocks >= this.logicalBlocks, 'block map: the logical size never shrinks');
     this.logicalBlocks = logicalBlocks;
     this.pages = pagesAt(logicalBlocks, 0);
+  }
+
+  /** The data region now ends at `dataEnd` (the physical size grew). */
+  growData(dataEnd: number): void {
+    assert(dataEnd >= this.dataEnd, 'block map: the data region never shrinks');
+    this.dataEnd = dataEnd;
   }
 
   /** Where place() takes new tree pages from (the volume's slab depot, once its counts are known). */
@@ -246,8 +252,8 @@ export class BlockMap {
       throw corrupt(`${pageName(parent.level, parent.index)} sector ${s} fails its checksum: ${lbasUnder(parent.level - 1, child)} are unreadable`);
     }
     const pbn = readChild(this.bytes(), this.pool.bufferOf(parent.desc), slot);
-    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.physicalBlocks)) {
-      throw corrupt(`${pageName(parent.level, parent.index)} names PBN ${pbn} for ${pageName(parent.level - 1, child)}, outside the data region [${this.dataStart}, ${this.physicalBlocks})`);
+    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.dataEnd)) {
+      throw corrupt(`${pageName(parent.level, parent.index)} names PBN ${pbn} for ${pageName(parent.level - 1, child)}, outside the data region [${this.dataStart}, ${this.dataEnd})`);
     }
     return pbn;
   }
@@ -331,8 +337,8 @@ export class BlockMap {
     const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
     const pbn = u32le(b, at);
     // A clean open takes saved counts without scanning the map, so an entry is vouched for here, where it is used.
-    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.physicalBlocks)) {
-      throw corrupt(`block map: LBA ${lba} maps to PBN ${pbn}, outside the data region [${this.dataStart}, ${this.physicalBlocks})`);
+    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.dataEnd)) {
+      throw corrupt(`block map: LBA ${lba} maps to PBN ${pbn}, outside the data region [${this.dataStart}, ${this.dataEnd})`);
     }
     return mappingOf(pbn, b[at + 4] & 15);
   }

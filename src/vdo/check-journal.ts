@@ -13,7 +13,7 @@ import {
   BLOCK_BYTES, ENTRY_DISCARD, ENTRY_MAP, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC,
   MAP_ENTRIES_PER_PAGE, SECTORS_PER_BLOCK, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED,
   STATE_UNMAPPED, ZERO_PBN, decodeJournalEntry, openSector, packedFragment, recordedCheck,
-  type Codec, type JournalEntry, type SectorHeader, type Superblock,
+  dataEndOf, type Codec, type JournalEntry, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { READ_RUN_BLOCKS_MAX, type Image, type Problems } from './check-image.js';
 
@@ -172,8 +172,8 @@ function checkEntry(e: JournalEntry, sb: Superblock, where: string, problems: Pr
     problems.add(where, `entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume (${sb.logicalBlocks} logical blocks); recovery fails here (ECORRUPT)`);
     return null;
   }
-  if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN && (e.newPbn < sb.dataStart || e.newPbn >= sb.physicalBlocks)) {
-    problems.add(where, `LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region [${sb.dataStart}, ${sb.physicalBlocks}); recovery fails here (ECORRUPT)`);
+  if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN && (e.newPbn < sb.dataStart || e.newPbn >= dataEndOf(sb))) {
+    problems.add(where, `LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region [${sb.dataStart}, ${dataEndOf(sb)}); recovery fails here (ECORRUPT)`);
     return null;
   }
   return { lba: e.lba, count: 1, pbn: e.newPbn, state: e.newState, check: recordedCheck(e.newPbn, e.newState, e.dataCheck) };

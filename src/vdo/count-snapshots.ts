@@ -38,7 +38,7 @@ import type { SlabDepot } from './slab-depot.js';
 import { STAGING_BYTES } from './data-writer.js';
 import {
   BLOCK_BYTES, COUNTS_MAGIC, COUNTS_PER_BLOCK, COUNTS_PER_SECTOR, REFS_MAGIC, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_HEADER_BYTES,
-  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, getU64, openSector, sealSector, setU64, slotBlocksFor, type SectorHeader, type Superblock,
+  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, dataBlocksOf, getU64, openSector, sealSector, setU64, slotBlocksFor, type SectorHeader, type Superblock,
 } from './encodings.js';
 
 /** A valid slot header. */
@@ -70,7 +70,7 @@ export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number
   const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
   if (openSector(b, 0, REFS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.aux !== slot) return null;
   const v = new DataView(b.buffer, b.byteOffset, SECTOR_BYTES);
-  if (getU64(v, HEAD_DATA_BLOCKS) !== sb.physicalBlocks - sb.dataStart) return null;
+  if (getU64(v, HEAD_DATA_BLOCKS) !== dataBlocksOf(sb)) return null;
   const used = getU64(v, HEAD_USED);
   return {
     slot, generation: getU64(v, HEAD_GENERATION), tag: h.key, logicalUsed: getU64(v, HEAD_LOGICAL), mapPages: getU64(v, HEAD_PAGES),
@@ -172,6 +172,18 @@ export class CountSnapshots {
   /** Settles when the open's comparison of the slots it did not load is done. */
   get comparing(): Promise<void> {
     return this.compared ?? Promise.resolve();
+  }
+
+  /**
+   * The refs region moved (the physical size grew, resize.ts; the superblock
+   * names the new place, whose slot headers are zeroed): no slot holds a
+   * snapshot, so the next checkpoint writes every count block. The caller
+   * awaited `comparing` first.
+   */
+  moved(): void {
+    this.compared = null;
+    this.newest = -1;
+    for (let s = 0; s < SNAPSHOT_SLOTS; s++) this.depot.markAllMappedDirty(s);
   }
 
   /** Marks each count block of `slot` that differs from what it holds (null: unreadable, so every block). Synchronous: no mapping moves a count meanwhile. */

@@ -18,6 +18,11 @@
  *                 checkpoint (count-snapshots.ts)
  *   data          PBNs from dataStart; PBN 0 (a superblock's place) means "zero block"
  *
+ * Growing the physical size (resize.ts) moves the refs region to the image's
+ * new tail, past the data region, since it grows with the physical size: data
+ * is then [dataStart, refsStart) (dataEndOf), and the region the refs held
+ * before, between the index and dataStart, is left unused.
+ *
  * Format zeroes the journal and block map, so an all-zero sector is "never
  * written" and any other sector that fails validation is corruption.
  *
@@ -43,7 +48,9 @@ const SB_MAGIC = 0x4f445046; // "FPDO"
  * snapshots that every checkpoint writes in turn (count-snapshots.ts).
  * Within 4, the superblock gained cleanSeq at offset 88: a copy written
  * before reads 0 there (not closed cleanly), so it opens through the journal
- * as before, and the next close writes the mark.
+ * as before, and the next close writes the mark. Also within 4, a volume
+ * whose physical size grew has its refs region at its tail (refsStart past
+ * dataStart); a build before that refuses it as an inconsistent geometry.
  */
 export const SB_VERSION = 4;
 /** How to move a volume of an older format to this one (the message of the ENOTSUP that refuses it). */
@@ -116,6 +123,12 @@ export interface Superblock extends Geometry {
    */
   cleanSeq: number;
 }
+
+/** The end (exclusive) of the data region: the refs region once growth moved it to the tail, else the image's end. */
+export const dataEndOf = (g: Geometry): number => (g.refsStart > g.dataStart ? g.refsStart : g.physicalBlocks);
+
+/** Data blocks: [dataStart, dataEndOf). */
+export const dataBlocksOf = (g: Geometry): number => dataEndOf(g) - g.dataStart;
 
 const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
 const put32 = (b: Uint8Array, at: number, x: number): void => {
@@ -203,13 +216,18 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
     dedupe: v.getUint8(SB_OFF_DEDUPE) === 1,
     writePolicy: v.getUint8(SB_OFF_POLICY) === 1 ? 'sync' : 'async',
   };
+  const metaEnd = sb.indexStart + sb.indexBlocks;
+  const refsOk =
+    sb.refsBlocks === refsBlocksFor(sb.physicalBlocks) &&
+    // as formatted: the refs between the index and the data
+    ((sb.refsStart === metaEnd && sb.dataStart === sb.refsStart + sb.refsBlocks && sb.dataStart < sb.physicalBlocks) ||
+      // grown: the refs at the tail, past the data
+      (sb.dataStart > metaEnd && sb.refsStart > sb.dataStart && sb.refsStart + sb.refsBlocks === sb.physicalBlocks));
   const geometryOk =
     sb.journalStart === SUPERBLOCK_COPIES && sb.journalBlocks > 0 &&
     sb.mapStart === sb.journalStart + sb.journalBlocks &&
     sb.mapPages === MAP_ROOT_PAGES && sb.logicalBlocks > 0 && sb.logicalBlocks <= MAX_LOGICAL_BLOCKS &&
-    sb.indexStart === sb.mapStart + sb.mapPages && sb.refsStart === sb.indexStart + sb.indexBlocks &&
-    sb.refsBlocks === refsBlocksFor(sb.physicalBlocks) && sb.dataStart === sb.refsStart + sb.refsBlocks &&
-    sb.dataStart < sb.physicalBlocks && sb.slabBlocks > 0;
+    sb.indexStart === sb.mapStart + sb.mapPages && refsOk && sb.slabBlocks > 0;
   return geometryOk ? sb : 'inconsistent geometry';
 }
 

@@ -20,6 +20,9 @@
  *
  * Every method that takes a PBN asserts it is in the data region (EINTERNAL):
  * the metadata and the zero block have no reference count to change.
+ *
+ * The data region grows at its end (grow(): the physical size grew); the
+ * last slab, if short, is filled out first, and new slabs follow.
  */
 import { FlashpackError } from '../errors.js';
 import { assertionFailed } from '../assert.js';
@@ -29,18 +32,19 @@ export const MAX_REFERENCES = 254;
 
 export class SlabDepot {
   readonly dataStart: number;
-  readonly dataBlocks: number;
+  /** Blocks in the data region (grow() raises it). */
+  dataBlocks: number;
   readonly slabBlocks: number;
-  private readonly refs: Uint8Array;
+  private refs: Uint8Array;
   /** Per data block: references the block map holds (tree pages MAX_REFERENCES). */
-  private readonly mapped: Uint8Array;
+  private mapped: Uint8Array;
   /** Per snapshot slot, per count block: 1 if a mapped count in it changed since the slot was last written. */
-  private readonly dirty: Uint8Array[];
-  private readonly slabFree: Int32Array;
+  private dirty: Uint8Array[];
+  private slabFree: Int32Array;
   private pendingFree: number[] = [];
   private pendingMark: Uint8Array;
   /** 1 from allocate() until written(): the block's new data is not on the device yet. */
-  private readonly writing: Uint8Array;
+  private writing: Uint8Array;
   private cursor = 0;
   private used = 0;
   /** Blocks holding block map tree pages (counted in usedBlocks too). */
@@ -50,9 +54,10 @@ export class SlabDepot {
   /** Usage reported until the counts are loaded or rebuilt (presetUsage). */
   private preset: { used: number; treePages: number } | null = null;
 
-  constructor(dataStart: number, physicalBlocks: number, slabBlocks: number) {
+  /** The data region [dataStart, dataEnd) cut into slabs of `slabBlocks`. */
+  constructor(dataStart: number, dataEnd: number, slabBlocks: number) {
     this.dataStart = dataStart;
-    this.dataBlocks = physicalBlocks - dataStart;
+    this.dataBlocks = dataEnd - dataStart;
     this.slabBlocks = slabBlocks;
     this.refs = new Uint8Array(this.dataBlocks);
     this.mapped = new Uint8Array(this.dataBlocks);
@@ -61,6 +66,41 @@ export class SlabDepot {
     this.writing = new Uint8Array(this.dataBlocks);
     this.slabFree = new Int32Array(Math.ceil(this.dataBlocks / slabBlocks));
     for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(slabBlocks, this.dataBlocks - s * slabBlocks);
+  }
+
+  /**
+   * The data region now ends at `dataEnd` (later than now): every per-block
+   * array grows, the new blocks free, their count blocks marked for every
+   * snapshot slot. Synchronous, so no allocation or count change sees half of it.
+   */
+  grow(dataEnd: number): void {
+    const n = dataEnd - this.dataStart;
+    if (!(n > this.dataBlocks)) throw assertionFailed(`slab depot grow: ${n} data blocks, not more than ${this.dataBlocks}`);
+    const widen = (a: Uint8Array): Uint8Array => {
+      const b = new Uint8Array(n);
+      b.set(a);
+      return b;
+    };
+    this.refs = widen(this.refs);
+    this.mapped = widen(this.mapped);
+    this.pendingMark = widen(this.pendingMark);
+    this.writing = widen(this.writing);
+    this.dirty = this.dirty.map((d) => {
+      const b = new Uint8Array(countBlocksFor(n)).fill(1);
+      b.set(d);
+      // The count block that held the old end gains counts the slot never held.
+      if (d.length > 0) b[d.length - 1] = 1;
+      return b;
+    });
+    const free = new Int32Array(Math.ceil(n / this.slabBlocks));
+    free.set(this.slabFree);
+    for (let s = 0; s < free.length; s++) {
+      const size = Math.min(this.slabBlocks, n - s * this.slabBlocks);
+      const was = s < this.slabFree.length ? Math.min(this.slabBlocks, this.dataBlocks - s * this.slabBlocks) : 0;
+      free[s] = (s < this.slabFree.length ? this.slabFree[s] : 0) + size - was;
+    }
+    this.slabFree = free;
+    this.dataBlocks = n;
   }
 
   /** Data blocks holding data (count > 0). */

@@ -12,7 +12,7 @@ import type { AdmissionCounters } from './admission.js';
 import type { DedupeCounters } from './hash-lock.js';
 import type { StoreCounters } from './store.js';
 import { isThin } from './volume-options.js';
-import type { Superblock } from './encodings.js';
+import { dataBlocksOf, type Superblock } from './encodings.js';
 
 export interface VolumeStats {
   logicalBlocks: number;
@@ -84,7 +84,7 @@ export function volumeStats(p: StatsSources): VolumeStats {
     logicalBlocks: p.sb.logicalBlocks,
     physicalBlocks: p.sb.physicalBlocks,
     dataBlocksUsed: dataUsed,
-    overheadBlocksUsed: p.sb.dataStart + p.depot.mapPages,
+    overheadBlocksUsed: p.sb.physicalBlocks - dataBlocksOf(p.sb) + p.depot.mapPages,
     logicalBlocksUsed: p.logicalUsed,
     savingPercent: p.logicalUsed === 0 ? 0 : Math.round(((p.logicalUsed - dataUsed) / p.logicalUsed) * 1000) / 10,
     dedupeAdviceValid: c.adviceValid,

@@ -11,7 +11,7 @@
  */
 import { FlashpackError, badArgument, describe, invalid } from '../errors.js';
 import { DedupeIndex, DEFAULT_INDEX_MEMORY, MIN_INDEX_MEMORY, MAX_INDEX_MEMORY } from './dedupe.js';
-import { BLOCK_BYTES, MAP_ROOT_PAGES, MAX_LOGICAL_BLOCKS, SUPERBLOCK_COPIES, CODECS, refsBlocksFor, type Codec, type WritePolicy } from './encodings.js';
+import { BLOCK_BYTES, MAP_ROOT_PAGES, MAX_LOGICAL_BLOCKS, SUPERBLOCK_COPIES, CODECS, dataBlocksOf, refsBlocksFor, type Codec, type Geometry, type WritePolicy } from './encodings.js';
 import { treePagesFor } from './map-tree.js';
 import type { PackerPolicy } from './packer.js';
 import type { Runtime } from '../wasm/runtime.js';
@@ -241,8 +241,8 @@ function defaultPhysical(logicalBlocks: number, metadataFor: (physical: number) 
 }
 
 /** Whether a layout can fail to hold its whole logical size with nothing reduced. */
-export function isThin(l: { logicalBlocks: number; physicalBlocks: number; dataStart: number }): boolean {
-  return l.physicalBlocks - l.dataStart < l.logicalBlocks + treePagesFor(l.logicalBlocks);
+export function isThin(g: Geometry): boolean {
+  return dataBlocksOf(g) < g.logicalBlocks + treePagesFor(g.logicalBlocks);
 }
 
 /** Bytes as a Uint8Array view (no copy): any ArrayBufferView or ArrayBuffer; EINVAL otherwise. */

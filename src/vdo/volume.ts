@@ -64,7 +64,7 @@ import { Admission } from './admission.js';
 import { FragmentArena } from './fragment-arena.js';
 import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
-import { growLogical, resizeTarget, type ResizeOptions } from './resize.js';
+import { growLogical, growPhysical, resizeTarget, type ResizeOptions } from './resize.js';
 import { extentsOf, type VolumeExtent } from './extents.js';
 import { detach, formatImage, holdAndAttach, readSuperblock, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
@@ -74,7 +74,7 @@ import {
   type OpenOptions, type VolumeOptions,
 } from './volume-options.js';
 import {
-  BLOCK_BYTES, SUPERBLOCK_COPIES, type Codec, type Superblock,
+  BLOCK_BYTES, SUPERBLOCK_COPIES, dataEndOf, type Codec, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -155,9 +155,9 @@ export class Volume {
     this.hold = hold;
     this.readOnly = opts.readOnly === true;
     const pool = engine.pool;
-    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, sb.physicalBlocks);
+    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, dataEndOf(sb));
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
-    this.depot = new SlabDepot(sb.dataStart, sb.physicalBlocks, sb.slabBlocks);
+    this.depot = new SlabDepot(sb.dataStart, dataEndOf(sb), sb.slabBlocks);
     // Recovery places no tree page before the depot's counts are whole (repair.ts).
     this.map.setAllocator(this.depot);
     this.snapshots = new CountSnapshots(sb, dev, pool, this.depot);
@@ -353,6 +353,11 @@ export class Volume {
     return this.sb.logicalBlocks * BLOCK_BYTES;
   }
 
+  /** The image's size in bytes: metadata and data region (resize() grows it). */
+  get physicalSize(): number {
+    return this.sb.physicalBlocks * BLOCK_BYTES;
+  }
+
   get codec(): Codec {
     return this.sb.codec;
   }
@@ -519,12 +524,25 @@ export class Volume {
     return scrubVolume(this.reads, this.map, opts);
   }
 
-  /** Grows the logical size while I/O goes on (resize.ts). Errors: EINVAL (not a multiple of 4096, smaller than now, past 1 PiB), ENOTSUP (physicalSize), EROFS, ENXIO, EIO. */
+  /**
+   * Grows the logical size, the physical size, or both, while I/O goes on
+   * (resize.ts): the physical size grows the device first (an image file is
+   * extended). Errors: EINVAL (not a multiple of 4096, smaller than now, past
+   * the bounds, a physical growth too small to move the reference count
+   * region), ENOSPC (a block device not grown yet), ENOTSUP (a backend that
+   * cannot grow), EROFS, ENXIO, EIO.
+   */
   async resize(options: ResizeOptions): Promise<void> {
     if (this.closed) throw new FlashpackError('ENXIO', 'volume.resize: the volume is closed (resize after close())');
-    const blocks = resizeTarget(this.sb, options);
+    const target = resizeTarget(this.sb, options);
     if (this.readOnly) throw new FlashpackError('EROFS', `volume.resize: ${this.hold.name} is open read-only`);
-    await growLogical({ sb: this.sb, map: this.map, meta: this.meta, engine: this.engine, dev: this.dev }, blocks);
+    if (!this.counts.idle) return this.counts.after(() => this.resize(options));
+    const v = {
+      sb: this.sb, map: this.map, meta: this.meta, engine: this.engine, dev: this.dev, ctrlr: this.ctrlr, depot: this.depot, snapshots: this.snapshots,
+      checkpoint: () => this.mapping.checkpoint(),
+    };
+    if (target.physicalBlocks > this.sb.physicalBlocks) await growPhysical(v, target.physicalBlocks);
+    await growLogical(v, target.logicalBlocks);
   }
 
   stats(): VolumeStats {

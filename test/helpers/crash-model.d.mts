@@ -26,6 +26,8 @@ export interface CrashConfig {
   sectorBytes?: number;
   /** Grow the logical size with volume.resize() in the middle of the campaign, up to this many bytes. */
   growTo?: number;
+  /** With growTo: grow the physical size too at each resize (to 2 MiB past the logical size), up to this many bytes. */
+  growPhysicalTo?: number;
 }
 
 export const CONFIGS: Record<'lz4-dedupe-async' | 'deflate-dedupe-sync' | 'none-nodedupe-async' | 'lz4-nodedupe-async-tiny-cache' | 'none-nodedupe-async-atomic4k' | 'lz4-dedupe-sync-checkpoints', CrashConfig>;

@@ -329,7 +329,9 @@ for (const [name, c] of Object.entries(CONFIGS)) c.name = name;
  * @param {object} lib the library (import * from dist/index.js)
  * @param {object} cfg { name, logicalSize, physicalSize, codec, dedupe, writePolicy, journalBlocks, cachePages,
  *   maxOps (per cycle), burst (probability of a burst cycle), cut: 'random' | 'close' | 'reopen' | 'checkpoint', flushUs, sectorBytes,
- *   growTo (grow the logical size up to this many bytes with volume.resize() in the middle of the campaign) }
+ *   growTo (grow the logical size up to this many bytes with volume.resize() in the middle of the campaign),
+ *   growPhysicalTo (with growTo: each resize grows the physical size too, to 2 MiB past the logical size, up to this
+ *   many bytes; the backend holds that much from the start, the volume is created with physicalSize) }
  * @param {object} opts { seed, cuts, syncDurable, retryLost, edgeDiscardsInFlight, progress(cuts, stats), afterCut(fault, cfg) }
  *   (see crash-model.d.mts)
  */
@@ -342,7 +344,9 @@ export async function runCampaign(lib, cfg, opts) {
   let size = cfg.logicalSize;
   let blocks = size / BLOCK;
   const model = new CrashModel(Math.max(cfg.logicalSize, cfg.growTo ?? 0) / BLOCK, { syncDurable: opts.syncDurable ?? false });
-  const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: cfg.physicalSize }), { cacheBytes: 32 << 20, sectorBytes: cfg.sectorBytes ?? 512 });
+  // The physical size now (resize ops grow it up to cfg.growPhysicalTo, within the backend).
+  let physical = cfg.physicalSize;
+  const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: cfg.growPhysicalTo ?? cfg.physicalSize }), { cacheBytes: 32 << 20, sectorBytes: cfg.sectorBytes ?? 512 });
   const openOpts = () => ({ workers: 1, cachePages: cfg.cachePages, maxInflight: cfg.maxInflight });
   const oplog = [];
   const note = (s) => {
@@ -359,7 +363,7 @@ export async function runCampaign(lib, cfg, opts) {
 
   let v = await Volume.create(fault, {
     logicalSize: cfg.logicalSize, codec: cfg.codec, dedupe: cfg.dedupe, writePolicy: cfg.writePolicy,
-    journalBlocks: cfg.journalBlocks, ...openOpts(),
+    journalBlocks: cfg.journalBlocks, ...openOpts(), ...(cfg.growPhysicalTo === undefined ? {} : { physicalSize: cfg.physicalSize }),
   });
   if (cfg.flushUs) fault.setLatency({ flushUs: cfg.flushUs });
 
@@ -437,6 +441,7 @@ export async function runCampaign(lib, cfg, opts) {
     const nOps = burst ? 120 + ((rand() * 200) | 0) : (rand() * ((cfg.maxOps ?? 16) + 1)) | 0;
     // A resize in flight: the size it grows to (operations use the old size until it resolves).
     let growing = 0;
+    let growingPhysical = 0;
     let resizeFailure = null;
     const cutAt = quickCut ? 0 : cfg.cut === 'random' || cfg.cut === undefined ? (rand() * (nOps + 1)) | 0 : nOps;
     for (let i = 0; i < cutAt; i++) {
@@ -445,16 +450,20 @@ export async function runCampaign(lib, cfg, opts) {
       let p = null;
       if (cfg.growTo !== undefined && growing === 0 && size < cfg.growTo && rand() < 0.06) {
         const target = Math.min(cfg.growTo, size + (1 + ((rand() * 4) | 0)) * (256 << 10));
+        const targetPhysical = cfg.growPhysicalTo === undefined ? physical : Math.max(physical, Math.min(cfg.growPhysicalTo, target + (2 << 20)));
         growing = target;
+        growingPhysical = targetPhysical;
         const id = model.nextOp++;
-        note(`#${id} resize ${size} → ${target}${awaitIt ? '' : ' [not awaited]'}`);
+        note(`#${id} resize ${size} → ${target}${targetPhysical !== physical ? `, physical ${physical} → ${targetPhysical}` : ''}${awaitIt ? '' : ' [not awaited]'}`);
         stats.resizes++;
         const mine = cycle;
-        p = v.resize({ logicalSize: target }).then(() => {
+        p = v.resize({ logicalSize: target, physicalSize: targetPhysical }).then(() => {
           if (model.frozen || cycle !== mine) return;
           size = target;
           blocks = size / BLOCK;
+          physical = targetPhysical;
           growing = 0;
+          growingPhysical = 0;
           note(`#${id} resize done`);
         }, (err) => {
           note(`#${id} resize failed: ${err.code ?? err.message}`);
@@ -632,6 +641,10 @@ export async function runCampaign(lib, cfg, opts) {
     }
     size = v.logicalSize;
     blocks = size / BLOCK;
+    if (v.physicalSize !== physical && !(growingPhysical !== 0 && v.physicalSize === growingPhysical)) {
+      fail(`the physical size after recovery is ${v.physicalSize}; it was ${physical}${growingPhysical !== 0 ? ` with a resize to ${growingPhysical} in flight` : ''}`);
+    }
+    physical = v.physicalSize;
     let observed;
     try {
       // Past the size, the model holds nothing written: zeroes.
