@@ -245,5 +245,45 @@ describe('reference count snapshots', () => {
     expect(counts).not.toBeNull();
     expect(counts![pbn - dataStart]).toBe(1);
     expect(counts!.reduce((a, b) => a + b, 0)).toBe(1);
+
+    // An open takes slot 0 (tag 9): the slot it loaded needs nothing written, and slot 1 (tag 8) is compared and found equal.
+    const depot2 = new SlabDepot(dataStart, sb.physicalBlocks, 1024);
+    const snaps2 = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot2);
+    expect(depot2.loadCounts(counts!, 0)).toBe(true);
+    expect(depot2.usedBlocks).toBe(1);
+    snaps2.opened(0, headers, counts);
+    await snaps2.comparing;
+    await snaps2.write(10, 1);
+    expect(log.splice(0)).toEqual([`${slot1} fua`, 'flush', `${slot1} fua`]);
+    // A change in count block 1 goes to the slot written longest ago (0) alone, then to 1.
+    depot2.increment(dataStart + COUNTS_PER_BLOCK + 2);
+    depot2.mapRef(dataStart + COUNTS_PER_BLOCK + 2, 1);
+    await snaps2.write(11, 2);
+    expect(log.splice(0)).toEqual(['10 fua', '12', 'flush', '10 fua']);
+  });
+
+  it('loadCounts takes valid counts four at a time and refuses any count over 254, changing nothing', () => {
+    const rand = prng(5);
+    for (const n of [1, 3, 4, 5, 4096 + 3, 3 * 8192 + 1]) {
+      const counts = new Uint8Array(n);
+      for (let i = 0; i < n; i++) if (rand() < 0.3) counts[i] = 1 + Math.floor(rand() * 254);
+      const used = counts.reduce((a, c) => a + (c > 0 ? 1 : 0), 0);
+      const depot = new SlabDepot(100, 100 + n, 8192);
+      expect(depot.loadCounts(counts.slice(), 0), `n ${n}`).toBe(true);
+      expect(depot.usedBlocks).toBe(used);
+      expect(depot.freeBlocks).toBe(n - used);
+      for (let i = 0; i < n; i++) if (counts[i] !== depot.references(100 + i)) throw new Error(`n ${n}: block ${i} counts ${depot.references(100 + i)}, not ${counts[i]}`);
+      // Allocation finds exactly the free blocks.
+      for (let k = 0; k < n - used; k++) expect(counts[depot.allocate() - 100]).toBe(0);
+      expect(() => depot.allocate()).toThrow(/all \d+ data blocks are in use/);
+      for (const at of [0, n - 1, Math.floor(n / 2)]) {
+        const bad = counts.slice();
+        bad[at] = 255;
+        const fresh = new SlabDepot(100, 100 + n, 8192);
+        expect(fresh.loadCounts(bad, 0), `n ${n}, 255 at ${at}`).toBe(false);
+        expect(fresh.freeBlocks).toBe(n);
+      }
+      expect(new SlabDepot(100, 100 + n, 8192).loadCounts(new Uint8Array(n + 1), 0)).toBe(false);
+    }
   });
 });

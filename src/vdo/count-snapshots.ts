@@ -163,7 +163,8 @@ export class CountSnapshots {
     for (let s = 0; s < SNAPSHOT_SLOTS; s++) {
       const h = headers.find((x) => x.slot === s);
       if (h === undefined) this.depot.mappedDirty(s).fill(1);
-      else if (s === slot && loaded !== null) this.markChanged(s, loaded);
+      // The depot loaded these counts (loadCounts marked every block unchanged); what a replay changed since is marked.
+      else if (s === slot && loaded !== null) continue;
       else pending.push(this.read(h).then((held) => this.markChanged(s, held), () => this.markChanged(s, null)));
     }
     this.compared = pending.length === 0 ? null : Promise.all(pending).then(() => {});
@@ -194,11 +195,23 @@ export class CountSnapshots {
       return;
     }
     const mapped = this.depot.mappedCounts();
+    // Four counts at a time where both arrays allow it (COUNTS_PER_BLOCK is a multiple of 4).
+    const aligned = held.byteOffset % 4 === 0 && mapped.byteOffset % 4 === 0;
+    const a = aligned ? new Uint32Array(held.buffer, held.byteOffset, held.length >>> 2) : null;
+    const b = aligned ? new Uint32Array(mapped.buffer, mapped.byteOffset, mapped.length >>> 2) : null;
     for (let k = 0; k < dirty.length; k++) {
       const from = k * COUNTS_PER_BLOCK;
       const to = Math.min(mapped.length, from + COUNTS_PER_BLOCK);
+      let i = from;
       let same = true;
-      for (let i = from; i < to && same; i++) same = held[i] === mapped[i];
+      if (a !== null && b !== null) {
+        const end = to >>> 2;
+        let w = from >>> 2;
+        while (w < end && a[w] === b[w]) w++;
+        same = w === end;
+        i = end * 4;
+      }
+      for (; i < to && same; i++) same = held[i] === mapped[i];
       dirty[k] = same ? 0 : 1;
     }
   }

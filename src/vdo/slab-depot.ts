@@ -46,6 +46,8 @@ export class SlabDepot {
   /** 1 from allocate() until written(): the block's new data is not on the device yet. */
   private writing: Uint8Array;
   private cursor = 0;
+  /** Some block was allocated since the last resetAll() (so `writing` may hold ones). */
+  private allocated = false;
   private used = 0;
   /** Blocks holding block map tree pages (counted in usedBlocks too). */
   private treePages = 0;
@@ -167,6 +169,7 @@ export class SlabDepot {
       if (this.refs[i] === 0 && this.pendingMark[i] === 0) {
         this.refs[i] = 1;
         this.writing[i] = 1;
+        this.allocated = true;
         this.used++;
         this.slabFree[Math.floor(i / this.slabBlocks)]--;
         return this.dataStart + i;
@@ -282,21 +285,49 @@ export class SlabDepot {
    * The counts of a snapshot, in place of a rebuild (open; no write is in
    * flight, so they are the block map's too): false, and nothing changed,
    * unless there is one per data block and none is over MAX_REFERENCES.
+   * Every slot's count blocks are marked unchanged: the slot loaded holds
+   * exactly these counts, and CountSnapshots.opened() sets the others. The
+   * depot takes `counts` as its own: the caller must not change it after.
    */
   loadCounts(counts: Uint8Array, treePages: number): boolean {
     if (counts.length !== this.dataBlocks) return false;
-    for (let i = 0; i < counts.length; i++) if (counts[i] > MAX_REFERENCES) return false;
+    // One pass counts and checks; nothing changes until it found every count valid.
+    const per = this.slabBlocks;
+    const free = new Int32Array(this.slabFree.length);
+    for (let s = 0; s < free.length; s++) free[s] = Math.min(per, this.dataBlocks - s * per);
+    let used = 0;
+    const take = (i: number, n: number): boolean => {
+      if (n === 0) return true;
+      if (n > MAX_REFERENCES) return false;
+      used++;
+      free[Math.floor(i / per)]--;
+      return true;
+    };
+    // Four counts at a time: a volume's counts are mostly zero (free) or mostly small.
+    const words = counts.byteOffset % 4 === 0 ? new Uint32Array(counts.buffer, counts.byteOffset, counts.length >>> 2) : null;
+    const tail = words === null ? 0 : words.length * 4;
+    const word = (w: number, x: number): boolean =>
+      take(w * 4, x & 0xff) && take(w * 4 + 1, (x >>> 8) & 0xff) && take(w * 4 + 2, (x >>> 16) & 0xff) && take(w * 4 + 3, x >>> 24);
+    if (words !== null) {
+      let w = 0;
+      for (; w + 1 < words.length; w += 2) {
+        const x = words[w];
+        const y = words[w + 1];
+        if ((x | y) !== 0 && !(word(w, x) && word(w + 1, y))) return false;
+      }
+      if (w < words.length && !word(w, words[w])) return false;
+    }
+    for (let i = tail; i < counts.length; i++) if (!take(i, counts[i])) return false;
     this.resetAll();
     this.refs.set(counts);
-    this.mapped.set(counts);
-    for (let i = 0; i < counts.length; i++) {
-      if (counts[i] === 0) continue;
-      this.used++;
-      this.slabFree[Math.floor(i / this.slabBlocks)]--;
-    }
-    this.mappedUsed = this.used;
+    // The depot keeps the array as its mapped counts (no second copy to fault in).
+    this.mapped = counts;
+    this.slabFree = free;
+    this.used = used;
+    this.mappedUsed = used;
     this.treePages = treePages;
     this.preset = null;
+    for (const d of this.dirty) d.fill(0);
     return true;
   }
 
@@ -310,10 +341,12 @@ export class SlabDepot {
 
   /** Recovery: counts rebuilt from scratch (every block referenced by the block map). */
   resetAll(): void {
-    this.refs.fill(0);
-    this.mapped.fill(0);
-    this.pendingMark.fill(0);
-    this.writing.fill(0);
+    // Arrays that can hold only zeroes are not written (at open they are new: zeroed pages not yet touched).
+    if (this.used !== 0 || this.treePages !== 0) this.refs.fill(0);
+    if (this.mappedUsed !== 0) this.mapped.fill(0);
+    if (this.pendingFree.length !== 0) this.pendingMark.fill(0);
+    if (this.allocated) this.writing.fill(0);
+    this.allocated = false;
     this.pendingFree = [];
     this.used = 0;
     this.treePages = 0;
