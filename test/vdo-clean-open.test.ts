@@ -81,6 +81,12 @@ async function expectModel(v: Volume, model: Map<number, Uint8Array>): Promise<v
 }
 
 /** A new 64 GiB volume over `physicalSize`, filled (fill()), closed cleanly: its path, what it holds, and the superblock the close wrote. */
+/** Bytes of the slab depot's per-block arrays (references, mapped counts, pending frees, writes in flight). */
+function depotArrayBytes(v: Volume): number {
+  const d = (v as unknown as { depot: Record<'refs' | 'mapped' | 'pendingMark' | 'writing', Uint8Array> }).depot;
+  return d.refs.length + d.mapped.length + d.pendingMark.length + d.writing.length;
+}
+
 async function closedVolume(seed: number, count: number, physicalSize = GiB, codec: 'lz4' | 'deflate' = 'lz4'): Promise<{ p: string; model: Map<number, Uint8Array>; closed: Superblock }> {
   const p = image();
   const v = await track(Volume.create(p, { logicalSize: 64 * GiB, physicalSize, codec, workers: 1 }));
@@ -188,6 +194,8 @@ describe('clean open', () => {
     await v.loaded;
     await expectModel(v, model);
     expect([v.stats().dataBlocksUsed, v.stats().overheadBlocksUsed, v.stats().logicalBlocksUsed]).toEqual([before.dataBlocksUsed, before.overheadBlocksUsed, before.logicalBlocksUsed]);
+    // Nor is memory for them allocated (a byte array per count kind, one byte per data block, once loaded).
+    expect(depotArrayBytes(v)).toBe(0);
     await untrack(v, 'close');
     // Writable: the open and the reads do not wait for the counts; stats() has the snapshot's usage meanwhile.
     v = await track(Volume.open(countsUnreadable(p, sb), { workers: 1 }));
@@ -209,6 +217,7 @@ describe('clean open', () => {
     await v.flush();
     await v.loaded;
     await expectModel(v, model);
+    expect(depotArrayBytes(v)).toBe(4 * ((256 << 20) / BS - sb.dataStart));
     await untrack(v, 'close');
     // The counts the rebuild made, and the snapshot the close wrote from them, are exact.
     expect((await checkVolume(p)).problems).toEqual([]);

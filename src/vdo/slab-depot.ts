@@ -56,16 +56,22 @@ export class SlabDepot {
   /** Usage reported until the counts are loaded or rebuilt (presetUsage). */
   private preset: { used: number; treePages: number } | null = null;
 
-  /** The data region [dataStart, dataEnd) cut into slabs of `slabBlocks`. */
-  constructor(dataStart: number, dataEnd: number, slabBlocks: number) {
+  /**
+   * The data region [dataStart, dataEnd) cut into slabs of `slabBlocks`.
+   * `empty`: every block free (a new volume). Otherwise (an open) the
+   * per-block arrays are allocated only when counts are loaded or rebuilt
+   * (loadCounts, resetAll): a clean open that never writes never holds them.
+   */
+  constructor(dataStart: number, dataEnd: number, slabBlocks: number, empty = true) {
     this.dataStart = dataStart;
     this.dataBlocks = dataEnd - dataStart;
     this.slabBlocks = slabBlocks;
-    this.refs = new Uint8Array(this.dataBlocks);
-    this.mapped = new Uint8Array(this.dataBlocks);
+    const n = empty ? this.dataBlocks : 0;
+    this.refs = new Uint8Array(n);
+    this.mapped = new Uint8Array(n);
     this.dirty = Array.from({ length: SNAPSHOT_SLOTS }, () => new Uint8Array(countBlocksFor(this.dataBlocks)).fill(1));
-    this.pendingMark = new Uint8Array(this.dataBlocks);
-    this.writing = new Uint8Array(this.dataBlocks);
+    this.pendingMark = new Uint8Array(n);
+    this.writing = new Uint8Array(n);
     this.slabFree = new Int32Array(Math.ceil(this.dataBlocks / slabBlocks));
     for (let s = 0; s < this.slabFree.length; s++) this.slabFree[s] = Math.min(slabBlocks, this.dataBlocks - s * slabBlocks);
   }
@@ -77,6 +83,7 @@ export class SlabDepot {
    */
   grow(dataEnd: number): void {
     const n = dataEnd - this.dataStart;
+    if (this.refs.length !== this.dataBlocks) throw assertionFailed('slab depot grow: before the counts were loaded');
     if (!(n > this.dataBlocks)) throw assertionFailed(`slab depot grow: ${n} data blocks, not more than ${this.dataBlocks}`);
     const widen = (a: Uint8Array): Uint8Array => {
       const b = new Uint8Array(n);
@@ -136,7 +143,8 @@ export class SlabDepot {
   /** The index of data block `pbn`, asserted in the data region. */
   private at(pbn: number, what: string): number {
     const i = pbn - this.dataStart;
-    if (!(i >= 0 && i < this.dataBlocks)) {
+    if (!(i >= 0 && i < this.dataBlocks && this.refs.length === this.dataBlocks)) {
+      if (this.refs.length !== this.dataBlocks) throw assertionFailed(`slab depot ${what}: PBN ${pbn} before the counts were loaded`);
       throw assertionFailed(`slab depot ${what}: PBN ${pbn} outside the data region ${this.dataStart}..${this.dataStart + this.dataBlocks - 1}`);
     }
     return i;
@@ -163,6 +171,7 @@ export class SlabDepot {
   /** A free block with one reference, marked being written until written(), or ENOSPC. Allocation fills a slab before moving on. */
   allocate(): number {
     const n = this.dataBlocks;
+    if (this.refs.length !== n) throw assertionFailed('slab depot allocate: before the counts were loaded');
     for (let scanned = 0; scanned < n; scanned++) {
       const i = this.cursor;
       this.cursor = this.cursor + 1 === n ? 0 : this.cursor + 1;
@@ -341,6 +350,13 @@ export class SlabDepot {
 
   /** Recovery: counts rebuilt from scratch (every block referenced by the block map). */
   resetAll(): void {
+    if (this.refs.length !== this.dataBlocks) {
+      // An open's depot: the arrays come now, zeroed.
+      this.refs = new Uint8Array(this.dataBlocks);
+      this.mapped = new Uint8Array(this.dataBlocks);
+      this.pendingMark = new Uint8Array(this.dataBlocks);
+      this.writing = new Uint8Array(this.dataBlocks);
+    }
     // Arrays that can hold only zeroes are not written (at open they are new: zeroed pages not yet touched).
     if (this.used !== 0 || this.treePages !== 0) this.refs.fill(0);
     if (this.mappedUsed !== 0) this.mapped.fill(0);

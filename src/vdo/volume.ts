@@ -147,7 +147,7 @@ export class Volume {
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
   };
 
-  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, opts: OpenOptions, hold: Hold) {
+  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, opts: OpenOptions, hold: Hold, created = false) {
     this.sb = sb;
     this.engine = engine;
     this.ctrlr = ctrlr;
@@ -157,7 +157,7 @@ export class Volume {
     const pool = engine.pool;
     this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, dataEndOf(sb));
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
-    this.depot = new SlabDepot(sb.dataStart, dataEndOf(sb), sb.slabBlocks);
+    this.depot = new SlabDepot(sb.dataStart, dataEndOf(sb), sb.slabBlocks, created);
     // Recovery places no tree page before the depot's counts are whole (repair.ts).
     this.map.setAllocator(this.depot);
     this.snapshots = new CountSnapshots(sb, dev, pool, this.depot);
@@ -247,7 +247,7 @@ export class Volume {
       await engineReady;
       // A new image file was made empty and grown under the lock: one hole, zeroes already.
       const sb = await formatImage(engine, dev, opts, typeof target === 'string' && fileBlocks !== undefined, typeof target !== 'string' && !overwrite);
-      return new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold).started();
+      return new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold, true).started();
     } catch (err) {
       await detach(engine, ctrlr, engineReady);
       hold.release();
@@ -290,7 +290,7 @@ export class Volume {
       // The index saved by the last clean close names that close's superblock: this one
       // when it is clean, else the one before the open that marked it dirty.
       const closedGeneration = sb.cleanSeq > 0 ? sb.generation : sb.generation - 1;
-      await v.recover();
+      await v.recover(engineReady);
       await engineReady;
       const index = v.indexSaved && !v.readOnly ? loadIndex(v.index, v.sb, v.dev, v.engine.pool, closedGeneration) : undefined;
       v.loaded = Promise.all([index, v.counts.settled.then(() => v.snapshots.comparing)]).then(() => {});
@@ -318,7 +318,7 @@ export class Volume {
    * dirty (the next generation, durable before any journal write), so a
    * crash from here on reads the journal again.
    */
-  private async recover(): Promise<void> {
+  private async recover(engineReady: Promise<void>): Promise<void> {
     const ctx: RepairContext = {
       sb: this.sb, readOnly: this.readOnly, journal: this.journal, map: this.map, depot: this.depot, snapshots: this.snapshots, dev: this.dev, pool: this.engine.pool,
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into),
@@ -334,7 +334,8 @@ export class Volume {
     if (this.readOnly) return;
     if (r.deferred !== null) {
       const { snapshot, headers } = r.deferred;
-      const load = loadDeferred(ctx, snapshot, headers).then((taken) => {
+      // Once the engine's workers are up: on two cores the load would slow their start, and so the open.
+      const load = engineReady.then(() => loadDeferred(ctx, snapshot, headers)).then((taken) => {
         this.referencesLoaded = taken;
       });
       this.counts.start(load, (err) => (this.writes.failure ??= err));
