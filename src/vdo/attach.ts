@@ -24,6 +24,8 @@ import {
 
 /** Staging buffers for gathered data writes (data-writer.ts). */
 const STAGING_BUFFERS = 16;
+/** Staging buffers faulted in at attach: what an open's background loads take at once. */
+const WARM_STAGING_BUFFERS = 2;
 /** 4 KiB buffers kept for reuse beyond the pipeline's two per write: reads, dedupe checks, journal and map I/O. */
 const KEPT_SPARE_BUFFERS = 256;
 
@@ -116,7 +118,11 @@ export async function attach(backend: Backend, opts: OpenOptions): Promise<Attac
   // under Deno, with the machine loaded, 2 of 10 `flashpack serve` runs then
   // never completed a write; 0 of 12 with this order. Not yet understood.)
   pool.keepFreed(4096, Math.min(buffers, 2 * inflight + KEPT_SPARE_BUFFERS), true);
-  pool.keepFreed(STAGING_BYTES, STAGING_BUFFERS, true);
+  // Of the staging buffers, only those an open uses at once (the counts, the index) are
+  // faulted in now: the other 14 MiB take ~256 faults each at their first gathered write,
+  // not every open and create (10–20 ms of it here).
+  pool.keepFreed(STAGING_BYTES, WARM_STAGING_BUFFERS, true);
+  pool.keepFreed(STAGING_BYTES, STAGING_BUFFERS);
   return { engine, engineReady, ctrlr, dev: new BlockDevice(ctrlr), idleSpin: oversubscribed ? ctrlr.spinIterations : 0 };
 }
 
