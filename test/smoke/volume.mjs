@@ -1,7 +1,7 @@
 // Volume smoke suite under Node, Deno and Bun (run by test/runtimes.test.ts):
 // a volume on a file (create, unaligned and duplicate writes, zero blocks,
-// discard, flush, close, reopen) and one on a fault backend (power cut after a
-// flush, recovery). Prints one JSON line; exits non-zero on any failure.
+// discard, flush, close, reopen), one on a fault backend (power cut after a
+// flush, recovery), and one whose logical and physical sizes grow online. Prints one JSON line; exits non-zero on any failure.
 // Deno needs --allow-read --allow-write (the file), --allow-env (temp dir) and
 // --allow-run (a child that writes and exits without close).
 import * as fs from 'node:fs';
@@ -89,6 +89,26 @@ try {
   for (let i = 0; i < 64; i++) kept &&= (await x.read(i * 4096, 4096)).every((b) => b === i + 1);
   check('every acknowledged write survives a clean exit without close', kept);
   await x.close();
+
+  // Online growth of both sizes: the image file is extended, the device workers take the new blocks.
+  const grown = path.join(dir, 'grown.img');
+  let g = await Volume.create(grown, { logicalSize: 8 << 20, physicalSize: 4 << 20, workers: 1 });
+  const noise = (i) => {
+    const b = new Uint8Array(4096);
+    let x = (i + 1) * 2654435761;
+    for (let k = 0; k < 4096; k++) b[k] = (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24;
+    return b;
+  };
+  for (let i = 0; i < 700; i++) await g.write(i * 4096, noise(i));
+  await g.resize({ logicalSize: 16 << 20, physicalSize: 16 << 20 });
+  check('resize extends the image file', fs.statSync(grown).size === 16 << 20 && g.physicalSize === 16 << 20);
+  for (let i = 700; i < 2500; i++) await g.write(i * 4096, noise(i));
+  await g.close();
+  g = await Volume.open(grown, { workers: 1 });
+  let all = g.physicalSize === 16 << 20 && g.logicalSize === 16 << 20;
+  for (let i = 0; i < 2500; i += 7) all &&= equal(await g.read(i * 4096, 4096), noise(i));
+  check('a grown volume reopens with every block', all);
+  await g.close();
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }
