@@ -65,8 +65,7 @@ export class Namespace {
   readonly ctrlr: Controller;
   /** Logical block size in bytes (512 or 4096). */
   readonly blockSize: number;
-  /** Capacity in logical blocks (Controller.growNamespace raises it). */
-  blocks: number;
+  private capacity: number;
   /** Blocks one command may move (MDTS). */
   readonly maxTransferBlocks: number;
   /** NOIOB in blocks (0 = none). */
@@ -76,9 +75,19 @@ export class Namespace {
   constructor(ctrlr: Controller, blockSize: number, blocks: number, maxTransferBlocks: number, boundaryBlocks: number) {
     this.ctrlr = ctrlr;
     this.blockSize = blockSize;
-    this.blocks = blocks;
+    this.capacity = blocks;
     this.maxTransferBlocks = maxTransferBlocks;
     this.boundaryBlocks = boundaryBlocks;
+  }
+
+  /** Capacity in logical blocks (Controller.growNamespace raises it). */
+  get blocks(): number {
+    return this.capacity;
+  }
+
+  /** @internal Controller.growNamespace */
+  grown(blocks: number): void {
+    this.capacity = blocks;
   }
 
   get sizeBytes(): number {
@@ -177,7 +186,7 @@ export class Controller {
       throw new FlashpackError('ENOTSUP', `controller.growNamespace: a ${this.backend.describe().kind} backend cannot grow (${ns.blocks} blocks; ${blocks} asked)`);
     }
     this.backend.grow(blocks);
-    ns.blocks = blocks;
+    ns.grown(blocks);
     this.publishCapacity(blocks);
   }
 

@@ -334,7 +334,7 @@ export class Volume {
     if (this.readOnly) return;
     if (r.deferred !== null) {
       const { snapshot, headers } = r.deferred;
-      // Once the engine's workers are up: on two cores the load would slow their start, and so the open.
+      // Once the engine's workers are up, so its reads and decoding do not compete with their start (2 cores here).
       const load = engineReady.then(() => loadDeferred(ctx, snapshot, headers)).then((taken) => {
         this.referencesLoaded = taken;
       });
