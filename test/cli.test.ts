@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { Volume } from '../dist/index.js';
+import { FlashpackError, Volume } from '../dist/index.js';
 import { MAP_ENTRIES_PER_PAGE, decodeSuperblock } from '../dist/vdo/encodings.js';
 import { VolumeLock, lockDirOf } from '../dist/vdo/volume-lock.js';
 import { entryOffset, imageReader, leafBlock } from './helpers/map-image.js';
@@ -326,7 +326,29 @@ describe('control socket (stats of a served volume)', () => {
         c.on('error', () => resolve(got));
       });
       expect(await talk('x'.repeat(REQUEST_BYTES_MAX + 100))).toBe('');
-      expect(JSON.parse(await talk('{"op":"format"}\n'))).toMatchObject({ ok: false, code: 'EINVAL' });
+      expect(JSON.parse(await talk('{"op":"format"}\n'))).toMatchObject({ ok: false, code: 'EINVAL', message: 'control: unknown op "format" (known: stats, resize)' });
+      // A server without a resize handler says so.
+      expect(JSON.parse(await talk('{"op":"resize","logicalSize":1}\n'))).toMatchObject({ ok: false, code: 'ENOTSUP' });
+    } finally {
+      await control.close();
+    }
+  });
+
+  it('passes a resize request to its handler, only the two sizes, and its error back with the code', async () => {
+    const image = at('resized.img');
+    const asked: unknown[] = [];
+    const control = await startControl(image, {
+      stats: () => ({}),
+      resize: async (sizes) => {
+        asked.push(sizes);
+        if (sizes.logicalSize === 1) throw new FlashpackError('EINVAL', 'too small');
+        return { grown: true };
+      },
+    });
+    try {
+      expect(await askServer(image, 'resize', { logicalSize: 1 << 30, physicalSize: 1 << 29, other: 5 } as never)).toEqual({ grown: true });
+      expect(asked).toEqual([{ logicalSize: 1 << 30, physicalSize: 1 << 29 }]);
+      await expect(askServer(image, 'resize', { logicalSize: 1 })).rejects.toMatchObject({ code: 'EINVAL', message: `server (pid ${process.pid}): too small` });
     } finally {
       await control.close();
     }

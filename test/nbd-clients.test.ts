@@ -395,6 +395,42 @@ describe("fio's nbd engine", () => {
   });
 });
 
+describe('flashpack resize of a served volume', () => {
+  it('the server grows both sizes; a new connection sees the new size and writes past the old end; the old data stays', async () => {
+    const img = await createVolume('grown.img', '16M', ['--physical-size', '8M']);
+    const s = await start(img);
+    try {
+      const before = randomBytes(6 * MiB, prng(31));
+      fs.writeFileSync(at('grown-before.bin'), before);
+      ok(await run('nbdcopy', [at('grown-before.bin'), s.uri]));
+      const r = ok(await flashpack(['resize', img, '--size', '64M', '--physical-size', '32M', '--json']));
+      expect(JSON.parse(r.stdout)).toEqual({ path: img, from: 16 * MiB, logicalSize: 64 * MiB, fromPhysical: 8 * MiB, physicalSize: 32 * MiB, served: true });
+      expect(fs.statSync(img).size).toBe(32 * MiB);
+      const info = JSON.parse(ok(await run('nbdinfo', ['--json', s.uri])).stdout) as { exports: Record<string, unknown>[] };
+      expect(info.exports[0]['export-size']).toBe(64 * MiB);
+      // The whole new size through a new connection: the old data, zeroes, and 20 MiB of random data past
+      // the old end (more than the old physical size could hold).
+      const after = randomBytes(20 * MiB, prng(32));
+      const whole = new Uint8Array(64 * MiB);
+      whole.set(before, 0);
+      whole.set(after, 40 * MiB);
+      fs.writeFileSync(at('grown-in.bin'), whole);
+      ok(await run('nbdcopy', [at('grown-in.bin'), s.uri]));
+      ok(await run('nbdcopy', [s.uri, at('grown.out')]));
+      const out = new Uint8Array(fs.readFileSync(at('grown.out')));
+      expect(out.length).toBe(64 * MiB);
+      expect(Buffer.compare(out.subarray(0, 6 * MiB), before)).toBe(0);
+      expect(Buffer.compare(out.subarray(40 * MiB, 60 * MiB), after)).toBe(0);
+      // Shrinking is refused by the server, with its code.
+      const shrunk = await flashpack(['resize', img, '--size', '32M']);
+      expect(shrunk.code).toBe(1);
+      expect(shrunk.stderr).toMatch(/^flashpack resize: EINVAL: server \(pid \d+\): volume\.resize: logicalSize 33554432 is smaller/);
+    } finally {
+      await stop(s);
+    }
+  });
+});
+
 describe('after all of it', () => {
   it('every server stops on SIGTERM with exit 0 and every image passes flashpack check', async () => {
     for (const s of [...servers]) await stop(s);

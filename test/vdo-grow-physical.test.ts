@@ -186,7 +186,7 @@ describe('volume.resize({ physicalSize })', () => {
     expect(run('create', p, '--size', '64M', '--physical-size', '8M').status).toBe(0);
     const grown = run('resize', p, '--physical-size', '32M', '--json');
     expect(grown.stderr).toBe('');
-    expect(JSON.parse(grown.stdout)).toEqual({ path: p, from: 64 * MiB, logicalSize: 64 * MiB, fromPhysical: 8 * MiB, physicalSize: 32 * MiB });
+    expect(JSON.parse(grown.stdout)).toEqual({ path: p, from: 64 * MiB, logicalSize: 64 * MiB, fromPhysical: 8 * MiB, physicalSize: 32 * MiB, served: false });
     expect(fs.statSync(p).size).toBe(32 * MiB);
     expect(run('check', p).status).toBe(0);
     const shrunk = run('resize', p, '--physical-size', '16M');

@@ -2,13 +2,13 @@
  * `flashpack serve <path>`: the volume over NBD until SIGINT or SIGTERM,
  * then a clean close (every acknowledged write flushed, the superblock
  * marked clean). While it serves, the volume is locked for writing, and
- * `flashpack stats` asks this process for live numbers over its control
+ * `flashpack stats` and `flashpack resize` ask this process over its control
  * socket instead of opening the image. `--etcd --volume` serves a replicated
  * volume instead: its stores hold the data, so there is no image, lock or
  * control socket here, and the close flushes every written shard.
  */
 import process from 'node:process';
-import { Volume } from '../vdo/volume.js';
+import { Volume, type ResizeOptions } from '../vdo/volume.js';
 import { NbdServer, isLoopback, type NbdServerOptions } from '../nbd/server.js';
 import type { ExportTarget } from '../nbd/connection.js';
 import { startControl } from '../nbd/control.js';
@@ -188,7 +188,15 @@ async function openImage(path: string, readOnly: boolean): Promise<Source> {
     description: `flashpack volume ${path}`,
     target: volume,
     async started(server) {
-      control = await startControl(path, { stats: () => ({ ...volume.stats(), nbd: server.stats() }) });
+      control = await startControl(path, {
+        stats: () => ({ ...volume.stats(), nbd: server.stats() }),
+        // `flashpack resize` of this image: new connections see the new size (NBD has no resize notice).
+        resize: async (sizes) => {
+          const from = { logicalSize: volume.logicalSize, physicalSize: volume.physicalSize };
+          await volume.resize(sizes as ResizeOptions);
+          return { from, logicalSize: volume.logicalSize, physicalSize: volume.physicalSize };
+        },
+      });
     },
     async close() {
       await control?.close().catch(() => {});

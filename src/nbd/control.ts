@@ -9,8 +9,10 @@
  * `<image>.lock/serve.<pid>.json` ({pid, socket, since}) beside the volume
  * lock's holder files (volume-lock.ts ignores names it does not parse).
  *
- * Protocol: one request per connection, a JSON line `{"op":"stats"}`, answered
- * by one JSON line `{"ok":true,"stats":…}` or `{"ok":false,"code":…,"message":…}`.
+ * Protocol: one request per connection, a JSON line — `{"op":"stats"}`, or
+ * `{"op":"resize","logicalSize":n,"physicalSize":n}` (either size may be
+ * left out: `flashpack resize` of a served volume) — answered by one JSON
+ * line `{"ok":true,"<op>":…}` or `{"ok":false,"code":…,"message":…}`.
  * Bounds: a request over REQUEST_BYTES_MAX closes the connection, so does
  * IDLE_TIMEOUT_MS of silence; at most CONNECTIONS_MAX at once; a client waits
  * at most ASK_TIMEOUT_MS and reads at most REPLY_BYTES_MAX.
@@ -29,10 +31,21 @@ export const IDLE_TIMEOUT_MS = 5000;
 export const ASK_TIMEOUT_MS = 2000;
 export const CONNECTIONS_MAX = 16;
 
-export type ControlOp = 'stats';
+/** How long a client waits for a resize (it writes superblocks and a checkpoint; growing a file may take a while). */
+export const RESIZE_TIMEOUT_MS = 120_000;
+
+export type ControlOp = 'stats' | 'resize';
+
+/** The sizes a resize request names (Volume.resize checks them). */
+export interface ResizeRequest {
+  logicalSize?: unknown;
+  physicalSize?: unknown;
+}
 
 export interface ControlHandlers {
   stats(): unknown;
+  /** Grows the served volume; answers what to report (absent: ENOTSUP, the server cannot resize). */
+  resize?(sizes: ResizeRequest): Promise<unknown>;
 }
 
 interface Pointer {
@@ -136,9 +149,17 @@ async function answer(line: string, handlers: ControlHandlers): Promise<unknown>
     } catch {
       throw new FlashpackError('EINVAL', 'control: the request is not a JSON line');
     }
-    const op = (req as { op?: unknown } | null)?.op;
-    if (op !== 'stats') throw new FlashpackError('EINVAL', `control: unknown op ${JSON.stringify(op)} (known: stats)`);
-    return { ok: true, stats: await handlers.stats() };
+    const r = req as ({ op?: unknown } & ResizeRequest) | null;
+    const op = r?.op;
+    if (op === 'stats') return { ok: true, stats: await handlers.stats() };
+    if (op === 'resize') {
+      if (handlers.resize === undefined) throw new FlashpackError('ENOTSUP', 'control: this server cannot resize what it serves');
+      const sizes: ResizeRequest = {};
+      if (r?.logicalSize !== undefined) sizes.logicalSize = r.logicalSize;
+      if (r?.physicalSize !== undefined) sizes.physicalSize = r.physicalSize;
+      return { ok: true, resize: await handlers.resize(sizes) };
+    }
+    throw new FlashpackError('EINVAL', `control: unknown op ${JSON.stringify(op)} (known: stats, resize)`);
   } catch (err) {
     const code = err instanceof FlashpackError ? err.code : 'EINTERNAL';
     return { ok: false, code, message: err instanceof Error ? err.message : String(err) };
@@ -147,11 +168,11 @@ async function answer(line: string, handlers: ControlHandlers): Promise<unknown>
 
 /**
  * Asks the server serving `image`, if any: its answer (for 'stats', the
- * stats), or null when there is no pointer file or nobody answers within
+ * stats; for 'resize', what its handler reports), or null when there is no pointer file or nobody answers within
  * ASK_TIMEOUT_MS. A pointer file of a dead pid is removed. A server that
  * answers with an error throws it (a FlashpackError with the server's code).
  */
-export async function askServer(image: string, op: ControlOp): Promise<unknown | null> {
+export async function askServer(image: string, op: ControlOp, args: ResizeRequest = {}): Promise<unknown | null> {
   const dir = lockDirOf(image);
   let names: string[];
   try {
@@ -169,7 +190,7 @@ export async function askServer(image: string, op: ControlOp): Promise<unknown |
       removeQuietly(file);
       continue;
     }
-    const reply = await request(pointer.socket, op);
+    const reply = await request(pointer.socket, { ...args, op }, op === 'resize' ? RESIZE_TIMEOUT_MS : ASK_TIMEOUT_MS);
     if (reply === null) continue;
     if (reply.ok === true) return reply[op] ?? null;
     const code = typeof reply.code === 'string' ? (reply.code as FlashpackErrorCode) : 'EINTERNAL';
@@ -198,8 +219,8 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** One request on one connection; null on any failure or after ASK_TIMEOUT_MS. */
-function request(socketPath: string, op: ControlOp): Promise<Record<string, unknown> | null> {
+/** One request on one connection; null on any failure or after `timeoutMs`. */
+function request(socketPath: string, req: { op: ControlOp } & ResizeRequest, timeoutMs: number): Promise<Record<string, unknown> | null> {
   return new Promise((resolve) => {
     let got = '';
     let settled = false;
@@ -211,9 +232,9 @@ function request(socketPath: string, op: ControlOp): Promise<Record<string, unkn
       resolve(v);
     };
     const socket = net.createConnection(socketPath);
-    const timer = setTimeout(() => finish(null), ASK_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(null), timeoutMs);
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(JSON.stringify({ op }) + '\n'));
+    socket.on('connect', () => socket.write(JSON.stringify(req) + '\n'));
     socket.on('error', () => finish(null));
     socket.on('data', (chunk: string) => {
       got += chunk;
