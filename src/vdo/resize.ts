@@ -148,3 +148,9 @@ export async function growPhysical(v: PhysicalResizable, blocks: number): Promis
     await v.checkpoint();
   });
 }
+
+/** Grows to `target` (resizeTarget()): the physical size first, so a larger logical size finds the room. */
+export async function growTo(v: PhysicalResizable, target: ResizeTarget): Promise<void> {
+  if (target.physicalBlocks > v.sb.physicalBlocks) await growPhysical(v, target.physicalBlocks);
+  await growLogical(v, target.logicalBlocks);
+}

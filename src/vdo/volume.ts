@@ -64,7 +64,7 @@ import { Admission } from './admission.js';
 import { FragmentArena } from './fragment-arena.js';
 import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
-import { growLogical, growPhysical, resizeTarget, type ResizeOptions } from './resize.js';
+import { growTo, resizeTarget, type ResizeOptions } from './resize.js';
 import { extentsOf, type VolumeExtent } from './extents.js';
 import { detach, formatImage, holdAndAttach, readSuperblock, writeSuperblocks, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
@@ -538,12 +538,8 @@ export class Volume {
     const target = resizeTarget(this.sb, options);
     if (this.readOnly) throw new FlashpackError('EROFS', `volume.resize: ${this.hold.name} is open read-only`);
     if (!this.counts.idle) return this.counts.after(() => this.resize(options));
-    const v = {
-      sb: this.sb, map: this.map, meta: this.meta, engine: this.engine, dev: this.dev, ctrlr: this.ctrlr, depot: this.depot, snapshots: this.snapshots,
-      checkpoint: () => this.mapping.checkpoint(),
-    };
-    if (target.physicalBlocks > this.sb.physicalBlocks) await growPhysical(v, target.physicalBlocks);
-    await growLogical(v, target.logicalBlocks);
+    const { sb, map, meta, engine, dev, ctrlr, depot, snapshots } = this;
+    await growTo({ sb, map, meta, engine, dev, ctrlr, depot, snapshots, checkpoint: () => this.mapping.checkpoint() }, target);
   }
 
   stats(): VolumeStats {
