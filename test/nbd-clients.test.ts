@@ -434,7 +434,7 @@ describe('flashpack resize of a served volume', () => {
 describe('after all of it', () => {
   it('every server stops on SIGTERM with exit 0 and every image passes flashpack check', async () => {
     for (const s of [...servers]) await stop(s);
-    expect(images.length).toBe(3);
+    expect(images.length).toBe(4); // ext4, nbdcopy, fio, grown
     for (const img of images) {
       const r = ok(await flashpack(['check', img, '--quiet'], { timeoutMs: 60_000 }));
       expect(r.stdout).toMatch(/clean, 0 problems/);
