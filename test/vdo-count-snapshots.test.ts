@@ -222,7 +222,7 @@ describe('reference count snapshots', () => {
     const sb = { refsStart: 10, physicalBlocks: dataStart + 5 * COUNTS_PER_BLOCK, dataStart, nonce: 77 } as Superblock;
     const depot = new SlabDepot(dataStart, sb.physicalBlocks, 1024);
     const snaps = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot);
-    await snaps.opened(-1, [], null);
+    snaps.opened(-1, []);
     const slot1 = slotBlock(sb, 1, 0);
     expect(slot1).toBe(10 + 1 + 6); // a header and a count block per 3,872 physical blocks (an upper bound on the data blocks)
     await snaps.write(5, 0);
@@ -251,7 +251,7 @@ describe('reference count snapshots', () => {
     const snaps2 = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot2);
     expect(depot2.loadCounts(counts!, 0)).toBe(true);
     expect(depot2.usedBlocks).toBe(1);
-    snaps2.opened(0, headers, counts);
+    snaps2.opened(0, headers);
     await snaps2.comparing;
     await snaps2.write(10, 1);
     expect(log.splice(0)).toEqual([`${slot1} fua`, 'flush', `${slot1} fua`]);

@@ -21,8 +21,8 @@ import type { Backend } from './backend.js';
 import type { DeviceWorkerInit, DeviceWorkerReply } from './device-worker.js';
 import { IoQpair, type IoQpairOptions, type TimeoutCallback } from './qpair.js';
 import {
-  CTRL_BYTES, CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_CAPACITY, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
-  CTRL_LIVE, CTRL_CLOSING, CTRL_FAILED, LINE_BYTES, qpairLayout,
+  CTRL_BYTES, CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_LIVE, CTRL_CLOSING, CTRL_FAILED, LINE_BYTES, qpairLayout, storeCapacity,
 } from './layout.js';
 import { MAX_LBAS_PER_COMMAND } from './spec.js';
 
@@ -163,9 +163,7 @@ export class Controller {
 
   /** The namespace's capacity where the device workers read it (device-worker.ts). */
   private publishCapacity(blocks: number): void {
-    const i32 = this.i32();
-    Atomics.store(i32, (this.at + CTRL_CAPACITY + 4) >> 2, Math.floor(blocks / 2 ** 32));
-    Atomics.store(i32, (this.at + CTRL_CAPACITY) >> 2, blocks >>> 0);
+    storeCapacity(this.i32(), this.at, blocks);
   }
 
   /**

@@ -13,9 +13,9 @@ import { bufferSpanning } from '../shm/growth.js';
 import { FlashpackError } from '../errors.js';
 import type { BackendDescription, Device } from './backend.js';
 import {
-  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_CAPACITY, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
+  CTRL_STATE, CTRL_DOORBELL, CTRL_SLEEPERS, CTRL_SPIN, CTRL_TABLE_GEN, CTRL_TABLE, CTRL_TABLE_ENTRY_BYTES, MAX_QPAIRS,
   CTRL_LIVE, CTRL_CLOSING, QP_SQ_TAIL, QP_SQ_HEAD, QP_CQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS,
-  TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout,
+  TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout, loadCapacity,
 } from './layout.js';
 import {
   OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, DSM_ATTR_DEALLOCATE,
@@ -235,8 +235,7 @@ class DeviceLoop {
    */
   private inRange(end: number): boolean {
     if (end <= this.blocks) return true;
-    const c = this.ctrl + (CTRL_CAPACITY >> 2);
-    this.blocks = (Atomics.load(this.i32, c) >>> 0) + Atomics.load(this.i32, c + 1) * 2 ** 32;
+    this.blocks = loadCapacity(this.i32, this.ctrl * 4);
     return end <= this.blocks;
   }
 

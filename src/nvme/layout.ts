@@ -34,6 +34,17 @@ export const CTRL_SLEEPERS = 132;
 export const CTRL_SPIN = 136;
 export const CTRL_TABLE_GEN = 256;
 export const CTRL_CAPACITY = 264;
+
+/** Publishes the namespace's capacity (host; before any command addresses a block past the old one). */
+export function storeCapacity(i32: Int32Array, ctrlAt: number, blocks: number): void {
+  Atomics.store(i32, (ctrlAt + CTRL_CAPACITY + 4) >> 2, Math.floor(blocks / 2 ** 32));
+  Atomics.store(i32, (ctrlAt + CTRL_CAPACITY) >> 2, blocks >>> 0);
+}
+
+/** The namespace's capacity as the host last published it (device workers). */
+export function loadCapacity(i32: Int32Array, ctrlAt: number): number {
+  return (Atomics.load(i32, (ctrlAt + CTRL_CAPACITY) >> 2) >>> 0) + Atomics.load(i32, (ctrlAt + CTRL_CAPACITY + 4) >> 2) * 2 ** 32;
+}
 export const CTRL_TABLE = 384;
 export const CTRL_TABLE_ENTRY_BYTES = 16;
 export const CTRL_BYTES = CTRL_TABLE + MAX_QPAIRS * CTRL_TABLE_ENTRY_BYTES;

@@ -28,7 +28,7 @@ import type { Stats } from 'node:fs';
 import { badArgument, checkBoolean, checkFunction, checkOptions, fromOsError, hex32, invalid } from '../errors.js';
 import {
   BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAX_COMPRESSION_SLOTS, SECTOR_BYTES, STATE_COMPRESSED_BASE,
-  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, SNAPSHOT_SLOTS, countBlocksFor, decodeSuperblock, encodePackedHeader, packedFragment, u32le, dataEndOf, type Superblock,
+  STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, SNAPSHOT_SLOTS, countBlocksFor, decodeSuperblock, encodePackedHeader, packedFragment, u32le, dataBlocksOf, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
 import { Image, Problems, type CheckProblem } from './check-image.js';
@@ -136,7 +136,7 @@ class References {
   readonly dataStart: number;
 
   constructor(sb: Superblock) {
-    const n = dataEndOf(sb) - sb.dataStart;
+    const n = dataBlocksOf(sb);
     this.dataStart = sb.dataStart;
     this.refs = new Uint16Array(n);
     this.kinds = new Uint8Array(n);
@@ -319,7 +319,7 @@ async function checkSnapshot(img: Image, sb: Superblock, replay: Replay, refs: R
   // As recoverMetadata() chooses (none: an open rebuilds the counts from the map).
   const h = usableSnapshot(headers, replay.head);
   if (h === null) return;
-  const dataBlocks = dataEndOf(sb) - sb.dataStart;
+  const dataBlocks = dataBlocksOf(sb);
   const blocks = countBlocksFor(dataBlocks);
   const counts = new Uint8Array(dataBlocks);
   const where = `reference count snapshot in slot ${h.slot} (blocks ${slotBlock(sb, h.slot, 0)}–${slotBlock(sb, h.slot, blocks)}, tag ${h.tag})`;

@@ -150,13 +150,13 @@ export class CountSnapshots {
 
   /**
    * Open, once the depot's counts are whole: the newest snapshot is `slot`'s
-   * (−1: none usable; `loaded` its counts as read), and each count block of
+   * (−1: none usable; else the depot loaded its counts), and each count block of
    * each slot is marked to be written where what the slot holds differs from
    * the counts (a slot without a valid header: every block), so the next
    * checkpoints write only that. A slot not loaded is read and compared in
    * the background (the open does not wait for it); the next write() does.
    */
-  opened(slot: number, headers: SnapshotHeader[], loaded: Uint8Array | null): void {
+  opened(slot: number, headers: SnapshotHeader[]): void {
     this.newest = slot;
     for (const h of headers) this.generation = Math.max(this.generation, h.generation);
     const pending: Promise<void>[] = [];
@@ -164,7 +164,7 @@ export class CountSnapshots {
       const h = headers.find((x) => x.slot === s);
       if (h === undefined) this.depot.mappedDirty(s).fill(1);
       // The depot loaded these counts (loadCounts marked every block unchanged); what a replay changed since is marked.
-      else if (s === slot && loaded !== null) continue;
+      else if (s === slot) continue;
       else pending.push(this.read(h).then((held) => this.markChanged(s, held), () => this.markChanged(s, null)));
     }
     this.compared = pending.length === 0 ? null : Promise.all(pending).then(() => {});

@@ -91,7 +91,7 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
     const used = await replayJournal(r, jr, true);
     if (!r.readOnly) {
       await r.map.placeAll();
-      r.snapshots.opened(h.slot, headers, counts);
+      r.snapshots.opened(h.slot, headers);
     }
     return { logicalUsed: h.logicalUsed + used, referencesLoaded: true, replayed: jr.entries.length, clean, deferred: null };
   }
@@ -99,7 +99,7 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
   const logicalUsed = await rebuildReferences(r.map, r.depot);
   if (!r.readOnly) {
     await r.map.placeAll();
-    r.snapshots.opened(-1, headers, null);
+    r.snapshots.opened(-1, headers);
   }
   return { logicalUsed, referencesLoaded: false, replayed: jr.entries.length, clean, deferred: null };
 }
@@ -115,11 +115,11 @@ export async function recoverMetadata(r: RepairContext): Promise<Recovered> {
 export async function loadDeferred(r: RepairContext, h: SnapshotHeader, headers: SnapshotHeader[]): Promise<boolean> {
   const counts = await r.snapshots.read(h).catch(() => null);
   if (counts !== null && r.depot.loadCounts(counts, h.mapPages)) {
-    r.snapshots.opened(h.slot, headers, counts);
+    r.snapshots.opened(h.slot, headers);
     return true;
   }
   await rebuildReferences(r.map, r.depot);
-  r.snapshots.opened(-1, headers, null);
+  r.snapshots.opened(-1, headers);
   return false;
 }
 

@@ -106,19 +106,31 @@ function physicalTarget(sb: Superblock, physicalSize: unknown): number {
   return blocks;
 }
 
+/**
+ * Both superblock copies with `change`, written through one after the other
+ * (generation + 1, then + 2) and flushed (the caller holds the metadata
+ * lock). The new generation: the caller applies it and `change` to the
+ * volume's superblock in the same synchronous step as its other in-memory
+ * changes, so no call sees half of them.
+ */
+async function writeBothCopies(v: Resizable, change: Partial<Superblock>): Promise<number> {
+  const g = v.sb.generation;
+  const next: Superblock = { ...v.sb, ...change, generation: g + 1 };
+  await writeSuperblocks(v.engine, v.dev, next, [(g + 1) % SUPERBLOCK_COPIES]);
+  next.generation = g + 2;
+  await writeSuperblocks(v.engine, v.dev, next, [(g + 2) % SUPERBLOCK_COPIES]);
+  await v.dev.flush();
+  return g + 2;
+}
+
 /** Grows the logical size to `blocks` (see the module comment). */
 export async function growLogical(v: Resizable, blocks: number): Promise<void> {
   await v.meta.run(async () => {
     if (blocks <= v.sb.logicalBlocks) return;
-    const g = v.sb.generation;
-    const next: Superblock = { ...v.sb, logicalBlocks: blocks, generation: g + 1 };
-    await writeSuperblocks(v.engine, v.dev, next, [(g + 1) % SUPERBLOCK_COPIES]);
-    next.generation = g + 2;
-    await writeSuperblocks(v.engine, v.dev, next, [(g + 2) % SUPERBLOCK_COPIES]);
-    await v.dev.flush();
+    const change = { logicalBlocks: blocks };
+    const generation = await writeBothCopies(v, change);
+    Object.assign(v.sb, change, { generation });
     v.map.grow(blocks);
-    v.sb.logicalBlocks = blocks;
-    v.sb.generation = g + 2;
   });
 }
 
@@ -134,14 +146,10 @@ export async function growPhysical(v: PhysicalResizable, blocks: number): Promis
     const refsStart = blocks - refsBlocks;
     for (let slot = 0; slot < SNAPSHOT_SLOTS; slot++) await v.dev.writeZeroes(refsStart + slot * slotBlocksFor(blocks), 1);
     await v.dev.flush();
-    const g = v.sb.generation;
-    const next: Superblock = { ...v.sb, physicalBlocks: blocks, refsStart, refsBlocks, generation: g + 1 };
-    await writeSuperblocks(v.engine, v.dev, next, [(g + 1) % SUPERBLOCK_COPIES]);
-    next.generation = g + 2;
-    await writeSuperblocks(v.engine, v.dev, next, [(g + 2) % SUPERBLOCK_COPIES]);
-    await v.dev.flush();
+    const change = { physicalBlocks: blocks, refsStart, refsBlocks };
+    const generation = await writeBothCopies(v, change);
     // In memory, in one synchronous step: allocation may use the new blocks from here on.
-    Object.assign(v.sb, { physicalBlocks: blocks, refsStart, refsBlocks, generation: g + 2 });
+    Object.assign(v.sb, change, { generation });
     v.depot.grow(refsStart);
     v.map.growData(refsStart);
     v.snapshots.moved();
