@@ -50,6 +50,11 @@ VARIANTS['lz4-dedupe-async/grow'] = { cfg: { ...CONFIGS['lz4-dedupe-async'], log
 VARIANTS['lz4-dedupe-async/grow-physical'] = {
   cfg: { ...CONFIGS['lz4-dedupe-async'], logicalSize: 4 << 20, growTo: 8 << 20, physicalSize: 6 << 20, growPhysicalTo: 10 << 20 }, weight: 2, syncDurable: false,
 };
+// Both sizes grown at 64 KiB blocks (the data region's end need not fall on a block boundary).
+VARIANTS['lz4-nodedupe-async-64k/grow-physical'] = {
+  cfg: { ...CONFIGS['lz4-nodedupe-async-64k'], logicalSize: 4 << 20, growTo: 8 << 20, physicalSize: 6 << 20, growPhysicalTo: 11 << 20 }, weight: 2, syncDurable: false,
+};
+VARIANTS['lz4-dedupe-async-8k/close'] = { cfg: { ...CONFIGS['lz4-dedupe-async-8k'], cut: 'close', maxOps: 10, burst: 0 }, weight: 1, syncDurable: false };
 VARIANTS['lz4-nodedupe-async-tiny-cache/checkpoint'] = { cfg: { ...CONFIGS['lz4-nodedupe-async-tiny-cache'], cut: 'checkpoint', flushUs: 800 }, weight: 1, syncDurable: false };
 for (const [name, v] of Object.entries(VARIANTS)) v.cfg = { ...v.cfg, name };
 if (only !== null && VARIANTS[only] === undefined) {

@@ -57,7 +57,7 @@ function journalMostlyUnreadable(p: string, sb: Superblock): InstanceType<typeof
 /** A fault backend over the image whose count snapshots fail every read but their headers (a read of the counts fails). */
 function countsUnreadable(p: string, sb: Superblock): InstanceType<typeof nvme.FaultBackend> {
   const fault = new nvme.FaultBackend(new nvme.FileBackend(p, { blockSize: BS }));
-  const slot = slotBlocksFor(sb.physicalBlocks);
+  const slot = slotBlocksFor(sb.physicalBlocks, sb.blockBytes);
   for (const s of [0, 1]) fault.injectMediaError(slotBlock(sb, s, 1), slot - 1, 'read');
   return fault;
 }

@@ -219,7 +219,7 @@ describe('reference count snapshots', () => {
       },
     };
     const dataStart = 100;
-    const sb = { refsStart: 10, physicalBlocks: dataStart + 5 * COUNTS_PER_BLOCK, dataStart, nonce: 77 } as Superblock;
+    const sb = { refsStart: 10, physicalBlocks: dataStart + 5 * COUNTS_PER_BLOCK, dataStart, nonce: 77, blockBytes: 4096 } as Superblock;
     const depot = new SlabDepot(dataStart, sb.physicalBlocks, 1024);
     const snaps = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot);
     snaps.opened(-1, []);

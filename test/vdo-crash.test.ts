@@ -81,6 +81,23 @@ describe.concurrent('vdo volume: power cuts', () => {
     expect(s.resizes).toBeGreaterThan(3);
   });
 
+  it('8 KiB volume blocks, lz4 + dedupe, async: 25 cuts', async () => {
+    const s = await campaign('lz4-dedupe-async-8k', 25, SEED + 10);
+    expect(s.cuts).toBe(25);
+  });
+
+  it('64 KiB volume blocks, deflate + dedupe, sync: 20 cuts', async () => {
+    const s = await campaign('deflate-dedupe-sync-64k', 20, SEED + 11, {}, true);
+    expect(s.cuts).toBe(20);
+  });
+
+  it('64 KiB volume blocks, lz4, async, both sizes grown across cuts (data region ends off a block boundary): 20 cuts', async () => {
+    const s = await campaign('lz4-nodedupe-async-64k', 20, SEED + 12, { logicalSize: 4 << 20, growTo: 8 << 20, physicalSize: 6 << 20, growPhysicalTo: 11 << 20 });
+    expect(s.cuts).toBe(20);
+    expect(s.resizes).toBeGreaterThan(1);
+    expect(s.cutsWithUnflushed).toBeGreaterThan(0);
+  });
+
   it('survives a cut during close()', async () => {
     const s = await campaign('lz4-dedupe-async', 20, SEED + 4, { cut: 'close', maxOps: 10, burst: 0 });
     expect(s.closeCuts).toBe(20);

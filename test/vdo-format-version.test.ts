@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { FlashpackError, Runtime, Volume, nvme } from '../dist/index.js';
 import { crc32c } from '../dist/codec/checksum.js';
-import { SB_VERSION, SECTOR_BYTES } from '../dist/vdo/encodings.js';
+import { SB_VERSION, SB_VERSION_BLOCK_BYTES, SECTOR_BYTES } from '../dist/vdo/encodings.js';
 
 const BS = 4096;
 
@@ -22,7 +22,7 @@ function setVersion(img: Uint8Array, version: number): void {
 }
 
 describe('format version', () => {
-  for (const other of [2, SB_VERSION - 1, SB_VERSION + 1]) {
+  for (const other of [2, SB_VERSION - 1, SB_VERSION_BLOCK_BYTES + 1]) {
     it(`a volume of format version ${other} is refused with ENOTSUP naming the version and how to copy its data`, async () => {
       const backend = new nvme.MemoryBackend({ size: 8 << 20 });
       const v = await Volume.create(backend, { logicalSize: 1 << 20, codec: 'lz4', workers: 1, runtime: new Runtime() });
@@ -38,7 +38,7 @@ describe('format version', () => {
       }
       expect(err).toBeInstanceOf(FlashpackError);
       expect((err as FlashpackError).code).toBe('ENOTSUP');
-      expect((err as Error).message).toContain(`format version ${other} (this build reads ${SB_VERSION})`);
+      expect((err as Error).message).toContain(`format version ${other} (this build reads ${SB_VERSION} and ${SB_VERSION_BLOCK_BYTES})`);
       expect((err as Error).message).toContain('flashpack copy');
       // Refused, not damaged: with its version back, it opens and reads what was written.
       setVersion(backend.bytes(), SB_VERSION);

@@ -6,7 +6,7 @@
  *   file → volume       written into the volume from offset 0 (ENOSPC if the
  *                       file is larger than the logical size); the rest of
  *                       the volume is left as it was (dd's conv=notrunc)
- *   file → nothing      a new volume of the file's size (rounded up to 4096)
+ *   file → nothing      a new volume of the file's size (rounded up to its block size)
  *   volume → file       a raw image of the logical size; a regular file is
  *                       written sparse (zero 4 KiB blocks become holes), a
  *                       block device is written whole
@@ -35,7 +35,7 @@ Copies a file or block device into a volume, a volume out to a file or block
 device, or one volume into another. A volume is recognised by its superblock.
 
   file   → volume     written from offset 0 (the file must fit the logical size)
-  file   → new path   creates a volume of the file's size (rounded up to 4096)
+  file   → new path   creates a volume of the file's size (rounded up to its block size)
   volume → file       a raw image of the logical size (sparse for a regular file)
   volume → volume     the logical blocks of one into the other
 
@@ -45,8 +45,8 @@ options:
   --json                print the summary as JSON
   --quiet               no progress on stderr
   when copy creates the volume (file → new path), also:
-  --size <n>            logical size (default: the file's size rounded up to 4096)
-  --physical-size <n>, --codec lz4|deflate|none, --no-dedupe, --sync
+  --size <n>            logical size (default: the file's size rounded up to the block size)
+  --block-size <n>, --physical-size <n>, --codec lz4|deflate|none, --no-dedupe, --sync
                         as for flashpack create
   -h, --help            this help
 
@@ -84,7 +84,7 @@ export async function copyCommand(argv: string[]): Promise<number> {
     });
     const bs = chunkBytes(stringOption(values, 'bs'));
     const settings = newVolumeSettings(values);
-    const createFlags = ['size', 'physical-size', 'codec', 'no-dedupe', 'sync'].filter((k) => values[k] !== undefined);
+    const createFlags = ['size', 'block-size', 'physical-size', 'codec', 'no-dedupe', 'sync'].filter((k) => values[k] !== undefined);
     const overwrite = values.overwrite === true;
     const src = look(positionals[0]);
     const dst = look(positionals[1]);
@@ -121,10 +121,12 @@ export async function copyCommand(argv: string[]): Promise<number> {
             throw new FlashpackError('ENOSPC', `${src.path} is ${src.bytes} bytes, more than the ${v.logicalSize}-byte logical size of ${dst.path}`);
           }
         } else {
-          const logicalSize = settings.logicalSize ?? Math.max(BLOCK_BYTES, Math.ceil(src.bytes / BLOCK_BYTES) * BLOCK_BYTES);
+          const bb = settings.blockBytes ?? BLOCK_BYTES;
+          const logicalSize = settings.logicalSize ?? Math.max(bb, Math.ceil(src.bytes / bb) * bb);
           if (logicalSize < src.bytes) throw new FlashpackError('ENOSPC', `--size ${logicalSize} is less than the ${src.bytes} bytes of ${src.path}`);
           v = await busyHint(() => Volume.create(dst.path, {
             logicalSize,
+            ...(settings.blockBytes !== undefined ? { blockBytes: settings.blockBytes } : {}),
             ...(settings.physicalSize !== undefined ? { physicalSize: settings.physicalSize } : {}),
             codec: settings.codec, dedupe: settings.dedupe, writePolicy: settings.writePolicy, overwrite,
           }));

@@ -21,7 +21,7 @@ connection. Shrinking is refused.
 
 options:
   --size <n>           the new logical size: 64M, 1G, 1.5T … (a multiple of
-                       4096, at least the current size, at most 1 PiB)
+                       the block size, at least the current size, at most 1 PiB)
   --physical-size <n>  the new physical size (a multiple of 4096, at least the
                        current size, under 16 TiB)
   --json               print the result as JSON ("served": grown by its server)

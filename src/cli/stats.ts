@@ -27,7 +27,8 @@ options:
   -h, --help         this help
 `;
 
-const BLOCK_BYTES = 4096;
+/** The volume block of stats `s` (a server of a build before block sizes sends none: 4 KiB). */
+const blockBytesOf = (s: VolumeStats): number => s.blockBytes ?? 4096;
 
 export interface DfNumbers {
   kBlocks: number;
@@ -40,10 +41,11 @@ export interface DfNumbers {
 /** vdostats' getDFStats, in 1K-blocks. */
 export function dfNumbers(s: VolumeStats): DfNumbers {
   const used = s.dataBlocksUsed + s.overheadBlocksUsed;
+  const kb = blockBytesOf(s) / 1024;
   return {
-    kBlocks: s.physicalBlocks * (BLOCK_BYTES / 1024),
-    used: used * (BLOCK_BYTES / 1024),
-    available: (s.physicalBlocks - used) * (BLOCK_BYTES / 1024),
+    kBlocks: s.physicalBlocks * kb,
+    used: used * kb,
+    available: (s.physicalBlocks - used) * kb,
     usePercent: s.physicalBlocks === 0 ? 0 : Math.round((100 * used) / s.physicalBlocks),
     savingPercent: Math.round(s.savingPercent),
   };
@@ -89,7 +91,7 @@ export function verboseLines(device: string, s: VolumeStats, extra: { writePolic
     ['1K-blocks available', d.available],
     ['used percent', d.usePercent],
     ['saving percent', s.logicalBlocksUsed === 0 ? 'N/A' : d.savingPercent],
-    ['block size', BLOCK_BYTES],
+    ['block size', blockBytesOf(s)],
     ...(extra.writePolicy !== undefined ? [['write policy', extra.writePolicy] as [string, string]] : []),
     ['thin', s.thin ? 'yes' : 'no'],
     ['source', extra.source],

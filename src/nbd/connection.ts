@@ -27,6 +27,8 @@ import {
 /** What an export serves: a Volume, or anything with its interface (a replicated volume). */
 export interface ExportTarget {
   readonly logicalSize: number;
+  /** The block it reads and writes whole (unaligned writes are read-modify-write): advertised as the preferred block size (default 4 KiB). */
+  readonly blockBytes?: number;
   read(offset: number, length: number): Promise<Uint8Array>;
   write(offset: number, data: Uint8Array): Promise<void>;
   discard(offset: number, length: number): Promise<void>;

@@ -10,7 +10,7 @@ import type { TlsConfig } from './tls.js';
 import {
   CLIENT_FLAG_FIXED_NEWSTYLE, CLIENT_FLAG_NO_ZEROES, IHAVEOPT, INFO_BLOCK_SIZE, INFO_DESCRIPTION, INFO_NAME, META_BASE_ALLOCATION,
   META_ID_BASE_ALLOCATION, OPTIONS_MAX, OPTION_BYTES_MAX, OPT_ABORT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO, OPT_LIST, OPT_LIST_META_CONTEXT,
-  OPT_SET_META_CONTEXT, OPT_STARTTLS, OPT_STRUCTURED_REPLY, OptionError, OptionReader, PAYLOAD_BYTES_MAX, PREFERRED_BLOCK_BYTES, QUERIES_MAX,
+  OPT_SET_META_CONTEXT, OPT_STARTTLS, OPT_STRUCTURED_REPLY, OptionError, OptionReader, PAYLOAD_BYTES_MAX, QUERIES_MAX,
   REP_ACK, REP_ERR_INVALID, REP_ERR_POLICY, REP_ERR_SHUTDOWN, REP_ERR_TLS_REQD, REP_ERR_TOO_BIG, REP_ERR_UNKNOWN, REP_ERR_UNSUP,
   encodeExportNameReply, encodeGreeting, encodeInfoBlockSize, encodeInfoExport, encodeInfoString, encodeMetaContext, encodeOptionError,
   encodeOptionReply, encodeServerReply,
@@ -21,6 +21,8 @@ export interface ExportInfo {
   readonly name: string;
   readonly description: string;
   size(): number;
+  /** The preferred block size to advertise. */
+  preferredBlock(): number;
   /** Transmission flags. */
   flags(): number;
 }
@@ -131,8 +133,8 @@ export async function negotiate<E extends ExportInfo>(ch: Channel, ctx: Negotiat
             break;
           }
           reply(encodeInfoExport(option, exp.size(), exp.flags()));
-          // Any block size works (unaligned I/O is read-modify-write), 4 KiB is best.
-          reply(encodeInfoBlockSize(option, 1, PREFERRED_BLOCK_BYTES, PAYLOAD_BYTES_MAX));
+          // Any block size works (unaligned I/O is read-modify-write); the volume's block is best.
+          reply(encodeInfoBlockSize(option, 1, exp.preferredBlock(), PAYLOAD_BYTES_MAX));
           if (infos.includes(INFO_NAME)) reply(encodeInfoString(option, INFO_NAME, exp.name));
           if (infos.includes(INFO_DESCRIPTION) && exp.description !== '') reply(encodeInfoString(option, INFO_DESCRIPTION, exp.description));
           void INFO_BLOCK_SIZE; // sent whether asked for or not

@@ -103,7 +103,7 @@ export const NBD_ESHUTDOWN = 108;
 // ---- limits -------------------------------------------------------------------------------
 /** Largest READ or WRITE payload (advertised as the maximum block size; nbdkit's default). */
 export const PAYLOAD_BYTES_MAX = 32 << 20;
-/** Preferred block size advertised: the volume's block. */
+/** Preferred block size advertised for a target that does not name its block (a volume does: Volume.blockBytes). */
 export const PREFERRED_BLOCK_BYTES = 4096;
 /** Largest option payload accepted during negotiation (names and queries are at most 4 KiB each). */
 export const OPTION_BYTES_MAX = 64 << 10;

@@ -17,7 +17,7 @@ import { Connection, closeGently, type ExportTarget, type ServerCounters } from 
 import { negotiate, ProtocolViolation, type ExportInfo } from './negotiation.js';
 import {
   TFLAG_CAN_MULTI_CONN, TFLAG_HAS_FLAGS, TFLAG_READ_ONLY, TFLAG_SEND_CACHE, TFLAG_SEND_FAST_ZERO, TFLAG_SEND_FLUSH, TFLAG_SEND_FUA,
-  TFLAG_SEND_TRIM, TFLAG_SEND_WRITE_ZEROES,
+  TFLAG_SEND_TRIM, TFLAG_SEND_WRITE_ZEROES, PREFERRED_BLOCK_BYTES,
 } from './protocol.js';
 import { TlsConfig, type TlsOptions } from './tls.js';
 
@@ -231,6 +231,7 @@ function served(e: NbdExport): Served {
     target: e.target,
     readOnly,
     size: () => e.target.logicalSize,
+    preferredBlock: () => e.target.blockBytes ?? PREFERRED_BLOCK_BYTES,
     flags: () =>
       TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH | TFLAG_SEND_FUA | TFLAG_SEND_CACHE | TFLAG_CAN_MULTI_CONN |
       (readOnly ? TFLAG_READ_ONLY : TFLAG_SEND_TRIM | TFLAG_SEND_WRITE_ZEROES | TFLAG_SEND_FAST_ZERO),

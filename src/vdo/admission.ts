@@ -38,7 +38,7 @@ import type { SlabDepot } from './slab-depot.js';
 import type { FlushEpochs } from './flush.js';
 import type { LbaTicket, LogicalZone } from './logical-zone.js';
 import { mappingOf } from './block-map.js';
-import { BLOCK_BYTES, STATE_UNCOMPRESSED, ZERO_PBN } from './encodings.js';
+import { STATE_UNCOMPRESSED, ZERO_PBN } from './encodings.js';
 
 /** Flushes a write waits through for a free block before it gives up with ENOSPC. */
 const SPACE_WAIT_FLUSHES = 64;
@@ -82,6 +82,8 @@ export interface AdmissionOptions {
   depot: SlabDepot;
   flushes: FlushEpochs;
   maxInflight: number;
+  /** The volume block: writes are cut at its boundaries, and pieces of one are read-modify-write. */
+  blockBytes: number;
   /** Records beyond maxInflight, for writes parked in the packer (StoreStage.parkable). */
   parkable: number;
   sync: boolean;
@@ -132,20 +134,20 @@ export class Admission {
    * common case allocates no promise and no async frame.
    */
   write(offset: number, data: Uint8Array): Promise<void> {
-    const { zone } = this.o;
+    const { zone, blockBytes: bb } = this.o;
     this.o.counters.writeIn++;
     const call: WriteCall | null = this.o.sync ? { remaining: 0, error: null, wake: null } : null;
     let slow: SlowPiece[] | null = null;
     try {
       for (let pos = 0; pos < data.length;) {
         const at = offset + pos;
-        const lba = Math.floor(at / BLOCK_BYTES);
-        const within = at % BLOCK_BYTES;
-        const n = Math.min(BLOCK_BYTES - within, data.length - pos);
+        const lba = Math.floor(at / bb);
+        const within = at % bb;
+        const n = Math.min(bb - within, data.length - pos);
         const gen = ++this.gen;
         const st = zone.hold(lba);
         st.latest = gen;
-        if (slow !== null || n !== BLOCK_BYTES || zone.queued(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
+        if (slow !== null || n !== bb || zone.queued(lba) || !this.tryAccept(lba, pos === 0 && n === data.length ? data : data.subarray(pos, pos + n), gen, st, call)) {
           (slow ??= []).push({ lba, within, pos, n, gen, st, ticket: zone.enqueue(lba), taken: false });
         }
         pos += n;
@@ -172,7 +174,7 @@ export class Admission {
         await p.ticket.prev;
         try {
           let block = data.subarray(p.pos, p.pos + p.n);
-          if (p.n !== BLOCK_BYTES) {
+          if (p.n !== this.o.blockBytes) {
             const whole = await this.o.readWhole(p.lba);
             whole.set(block, p.within);
             block = whole;
@@ -196,7 +198,7 @@ export class Admission {
   private tryAccept(lba: number, data: Uint8Array, gen: number, st: LbaState, call: WriteCall | null): boolean {
     if (this.vios.freeSlots - this.slotsHeld <= 0 || this.slotWaiters.length > 0) return false;
     const pool = this.o.engine.pool;
-    let desc = pool.tryAlloc(BLOCK_BYTES);
+    let desc = pool.tryAlloc(this.o.blockBytes);
     if (desc < 0) return false;
     // Copied first and checked for zeroes in place: one pass over the caller's bytes.
     const at = pool.bufferOf(desc);
@@ -224,9 +226,9 @@ export class Admission {
     return (zero ? 0 : 1) + (this.o.leafPlaced(lba) ? 0 : ROOT_LEVEL);
   }
 
-  /** Whether the 4 KiB at byte address `at` are all zero (the module's SIMD check). */
+  /** Whether the block at byte address `at` is all zero (the module's SIMD check). */
   private zeroAt(at: number): boolean {
-    return this.o.engine.runtime.exports.allZero(at, BLOCK_BYTES) === 1;
+    return this.o.engine.runtime.exports.allZero(at, this.o.blockBytes) === 1;
   }
 
   /** Accepts one whole block (its generation and LBA state taken by write()), waiting for room and a buffer. */
@@ -246,8 +248,8 @@ export class Admission {
       // Copied first and checked for zeroes in place, in the pool's aligned buffer (the
       // caller's bytes may sit at any offset of their buffer).
       const pool = this.o.engine.pool;
-      desc = pool.tryAlloc(BLOCK_BYTES);
-      if (desc < 0) desc = await pool.allocAsync(BLOCK_BYTES);
+      desc = pool.tryAlloc(this.o.blockBytes);
+      if (desc < 0) desc = await pool.allocAsync(this.o.blockBytes);
       const at = pool.bufferOf(desc);
       this.o.mem.set(data, at);
       const zero = this.zeroAt(at);

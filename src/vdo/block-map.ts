@@ -88,13 +88,15 @@ export class BlockMap {
   /** Interior pages with an unplaced page that recovery changed under them (until placeAll()). */
   private readonly replayedUnder = new Set<number>();
 
-  /** [dataStart, dataEnd): where a mapping or a tree page may point (besides PBN 0, the zero block or no page). */
+  /** [dataStart, dataEnd): where a mapping or a tree page may point (besides PBN 0, the zero block or no page): a data block's first PBN, `unit` PBNs each. */
   private readonly dataStart: number;
   private dataEnd: number;
+  private readonly unit: number;
 
-  constructor(dev: BlockDevice, pool: SlabPool, rootPbn: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, dataEnd = 2 ** 32) {
+  constructor(dev: BlockDevice, pool: SlabPool, rootPbn: number, logicalBlocks: number, nonce: number, cachePages: number, dataStart = 1, dataEnd = 2 ** 32, unit = 1) {
     this.dataStart = dataStart;
     this.dataEnd = dataEnd;
+    this.unit = unit;
     this.dev = dev;
     this.pool = pool;
     this.rootPbn = rootPbn;
@@ -111,6 +113,11 @@ export class BlockMap {
     assert(logicalBlocks >= this.logicalBlocks, 'block map: the logical size never shrinks');
     this.logicalBlocks = logicalBlocks;
     this.pages = pagesAt(logicalBlocks, 0);
+  }
+
+  /** Whether `pbn` is the first PBN of a whole data block. */
+  private isDataBlock(pbn: number): boolean {
+    return pbn >= this.dataStart && pbn + this.unit <= this.dataEnd && (pbn - this.dataStart) % this.unit === 0;
   }
 
   /** The data region now ends at `dataEnd` (the physical size grew). */
@@ -252,7 +259,7 @@ export class BlockMap {
       throw corrupt(`${pageName(parent.level, parent.index)} sector ${s} fails its checksum: ${lbasUnder(parent.level - 1, child)} are unreadable`);
     }
     const pbn = readChild(this.bytes(), this.pool.bufferOf(parent.desc), slot);
-    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.dataEnd)) {
+    if (pbn !== 0 && !this.isDataBlock(pbn)) {
       throw corrupt(`${pageName(parent.level, parent.index)} names PBN ${pbn} for ${pageName(parent.level - 1, child)}, outside the data region [${this.dataStart}, ${this.dataEnd})`);
     }
     return pbn;
@@ -337,7 +344,7 @@ export class BlockMap {
     const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
     const pbn = u32le(b, at);
     // A clean open takes saved counts without scanning the map, so an entry is vouched for here, where it is used.
-    if (pbn !== 0 && (pbn < this.dataStart || pbn >= this.dataEnd)) {
+    if (pbn !== 0 && !this.isDataBlock(pbn)) {
       throw corrupt(`block map: LBA ${lba} maps to PBN ${pbn}, outside the data region [${this.dataStart}, ${this.dataEnd})`);
     }
     return mappingOf(pbn, b[at + 4] & 15);

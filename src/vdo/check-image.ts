@@ -75,22 +75,24 @@ export class Image {
   }
 
   /**
-   * Reads the blocks in `pbns` (ascending) in runs of up to READ_RUN_BLOCKS_MAX,
-   * reading through small gaps, and hands each wanted block to `visit`.
+   * Reads the blocks of `span` PBNs (a data block's, or 1) at `pbns`
+   * (ascending) in runs of up to READ_RUN_BLOCKS_MAX, reading through small
+   * gaps, and hands each wanted block to `visit`. The caller counts `span`
+   * blocks in `total` for each.
    */
-  async readEach(pbns: ArrayLike<number>, visit: (pbn: number, block: Uint8Array) => void): Promise<void> {
-    const buf = new Uint8Array(READ_RUN_BLOCKS_MAX * BLOCK_BYTES);
+  async readEach(pbns: ArrayLike<number>, visit: (pbn: number, block: Uint8Array) => void, span = 1): Promise<void> {
+    const buf = new Uint8Array(Math.max(READ_RUN_BLOCKS_MAX, span) * BLOCK_BYTES);
     let i = 0;
     while (i < pbns.length) {
       const first = pbns[i];
       let j = i + 1;
-      while (j < pbns.length && pbns[j] - first < READ_RUN_BLOCKS_MAX && pbns[j] - pbns[j - 1] <= READ_GAP_BLOCKS_MAX + 1) j++;
-      const blocks = pbns[j - 1] - first + 1;
-      this.total += blocks - (j - i); // the gap blocks read in passing
+      while (j < pbns.length && pbns[j] - first + span <= READ_RUN_BLOCKS_MAX && pbns[j] - pbns[j - 1] <= READ_GAP_BLOCKS_MAX + span) j++;
+      const blocks = pbns[j - 1] - first + span;
+      this.total += blocks - (j - i) * span; // the gap blocks read in passing
       await this.read(first, blocks, buf);
       for (let k = i; k < j; k++) {
         const at = (pbns[k] - first) * BLOCK_BYTES;
-        visit(pbns[k], buf.subarray(at, at + BLOCK_BYTES));
+        visit(pbns[k], buf.subarray(at, at + span * BLOCK_BYTES));
       }
       i = j;
     }

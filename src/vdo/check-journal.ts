@@ -13,7 +13,7 @@ import {
   BLOCK_BYTES, ENTRY_DISCARD, ENTRY_MAP, JOURNAL_ENTRIES_PER_SECTOR, JOURNAL_MAGIC,
   MAP_ENTRIES_PER_PAGE, SECTORS_PER_BLOCK, SECTOR_CORRUPT, SECTOR_VALID, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED,
   STATE_UNMAPPED, ZERO_PBN, decodeJournalEntry, openSector, packedFragment, recordedCheck,
-  dataEndOf, type Codec, type JournalEntry, type SectorHeader, type Superblock,
+  blockPbns, dataRegionOf, isDataBlockOf, type Codec, type JournalEntry, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { READ_RUN_BLOCKS_MAX, type Image, type Problems } from './check-image.js';
 
@@ -46,9 +46,9 @@ export interface Replay {
 
 
 /**
- * Decodes `slot` of packed block `b` into `out` (4 KiB) as Volume.decodeSlot
- * does (raw deflate for a deflate volume, else an LZ4 block): null, or why it
- * does not decode to exactly 4 KiB.
+ * Decodes `slot` of packed block `b` into `out` (a volume block) as
+ * Volume.decodeSlot does (raw deflate for a deflate volume, else an LZ4
+ * block): null, or why it does not decode to exactly out.length bytes.
  */
 export function decodeSlot(b: Uint8Array, slot: number, codec: Codec, out: Uint8Array): string | null {
   const range = packedFragment(b, slot);
@@ -60,7 +60,7 @@ export function decodeSlot(b: Uint8Array, slot: number, codec: Codec, out: Uint8
   } catch (err) {
     return (err as Error).message;
   }
-  return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not ${BLOCK_BYTES}`;
+  return n === out.length ? null : `fragment decodes to ${n} bytes, not ${out.length}`;
 }
 
 /** Scans the journal ring, reports bad sectors, and returns what recovery would apply. */
@@ -147,7 +147,7 @@ export async function checkJournal(img: Image, sb: Superblock, problems: Problem
     addChange(byPage, change);
   }
   if (pending.length > 0) {
-    const checks = await dataChecks(img, sb.codec, toVerify);
+    const checks = await dataChecks(img, sb, toVerify);
     // The journal holds the data check of the logical block: a mismatch means the
     // data never reached the media, so the previous mapping stays (Volume.recover()).
     for (const p of pending) if (checks.get(p.change.pbn * 16 + p.change.state) !== p.dataCheck) p.change.count = 0;
@@ -172,8 +172,8 @@ function checkEntry(e: JournalEntry, sb: Superblock, where: string, problems: Pr
     problems.add(where, `entry kind ${e.kind} for LBA ${e.lba} state ${e.newState} is not valid for this volume (${sb.logicalBlocks} logical blocks); recovery fails here (ECORRUPT)`);
     return null;
   }
-  if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN && (e.newPbn < sb.dataStart || e.newPbn >= dataEndOf(sb))) {
-    problems.add(where, `LBA ${e.lba} maps to PBN ${e.newPbn}, outside the data region [${sb.dataStart}, ${dataEndOf(sb)}); recovery fails here (ECORRUPT)`);
+  if (e.newState !== STATE_UNMAPPED && e.newPbn !== ZERO_PBN && !isDataBlockOf(sb, e.newPbn)) {
+    problems.add(where, `LBA ${e.lba} maps to PBN ${e.newPbn}, outside ${dataRegionOf(sb)}; recovery fails here (ECORRUPT)`);
     return null;
   }
   return { lba: e.lba, count: 1, pbn: e.newPbn, state: e.newState, check: recordedCheck(e.newPbn, e.newState, e.dataCheck) };
@@ -191,11 +191,13 @@ function addChange(byPage: Map<number, Change[]>, change: Change): void {
 }
 
 /** mapping → data check of the block or slot it names (−1: a slot that does not decode), reading PBNs in order. */
-async function dataChecks(img: Image, codec: Codec, toVerify: Map<number, number[]>): Promise<Map<number, number>> {
+async function dataChecks(img: Image, sb: Superblock, toVerify: Map<number, number[]>): Promise<Map<number, number>> {
+  const codec = sb.codec;
   const pbns = Float64Array.from(toVerify.keys()).sort();
-  img.total += pbns.length;
+  const span = blockPbns(sb);
+  img.total += pbns.length * span;
   const checks = new Map<number, number>();
-  const plain = new Uint8Array(BLOCK_BYTES);
+  const plain = new Uint8Array(sb.blockBytes);
   await img.readEach(pbns, (pbn, block) => {
     for (const m of toVerify.get(pbn)!) {
       const state = m % 16;
@@ -203,6 +205,6 @@ async function dataChecks(img: Image, codec: Codec, toVerify: Map<number, number
         : decodeSlot(block, state - STATE_COMPRESSED_BASE, codec, plain) === null ? dataCheckOf(plain) : -1;
       checks.set(m, check);
     }
-  });
+  }, span);
   return checks;
 }

@@ -7,7 +7,7 @@
  */
 import {
   BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_CORRUPT,
-  SECTOR_VALID, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, mapEntryAt, openSector, u32le, dataEndOf, type SectorHeader, type Superblock,
+  SECTOR_VALID, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, mapEntryAt, openSector, u32le, dataRegionOf, isDataBlockOf, type SectorHeader, type Superblock,
 } from './encodings.js';
 import { CHILDREN_PER_PAGE, CHILDREN_PER_SECTOR, ROOT_LEVEL, lbasUnder, pageName, pagesAt, readChild } from './map-tree.js';
 import { STATE_MAX, type Replay } from './check-journal.js';
@@ -55,8 +55,8 @@ export async function walkTree(img: Image, sb: Superblock, problems: Problems | 
       if (child === 0) continue;
       const where = `${pageName(level, index)} (PBN ${pbn}) slot ${slot}`;
       if (first + slot >= end) problems?.add(where, `names PBN ${child} for ${pageName(level - 1, first + slot)}, past the logical size`);
-      else if (child < sb.dataStart || child >= dataEndOf(sb)) {
-        problems?.add(where, `names PBN ${child} for ${pageName(level - 1, first + slot)}, outside the data region [${sb.dataStart}, ${dataEndOf(sb)}) (reads of ${lbasUnder(level - 1, first + slot)} are ECORRUPT)`);
+      else if (!isDataBlockOf(sb, child)) {
+        problems?.add(where, `names PBN ${child} for ${pageName(level - 1, first + slot)}, outside ${dataRegionOf(sb)} (reads of ${lbasUnder(level - 1, first + slot)} are ECORRUPT)`);
       } else if (seen.has(child)) problems?.add(where, `names PBN ${child}, which another slot of the tree names too`);
       else {
         seen.add(child);
@@ -122,8 +122,8 @@ export async function scanMap(
       else if (pbn === ZERO_PBN) {
         if (state === STATE_UNCOMPRESSED) used++;
         else report(where, `maps to slot ${state - 2} of PBN 0, the zero block`);
-      } else if (pbn < sb.dataStart || pbn >= dataEndOf(sb)) {
-        report(where, `maps to PBN ${pbn}, outside the data region [${sb.dataStart}, ${dataEndOf(sb)}) (ECORRUPT when read, or at an open that rebuilds the counts)`);
+      } else if (!isDataBlockOf(sb, pbn)) {
+        report(where, `maps to PBN ${pbn}, outside ${dataRegionOf(sb)} (ECORRUPT when read, or at an open that rebuilds the counts)`);
       } else {
         used++;
         visit(lba, pbn, state, checks[e]);

@@ -27,7 +27,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { badArgument, checkBoolean, checkFunction, checkOptions, fromOsError, hex32, invalid } from '../errors.js';
 import {
-  BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, CODECS, MAX_COMPRESSION_SLOTS, SECTOR_BYTES, STATE_COMPRESSED_BASE,
+  BLOCK_BYTES, CB_HEADER_BYTES, blockPbns, cbCapacity, CODECS, MAX_COMPRESSION_SLOTS, SECTOR_BYTES, STATE_COMPRESSED_BASE,
   STATE_UNCOMPRESSED, SUPERBLOCK_COPIES, SNAPSHOT_SLOTS, countBlocksFor, decodeSuperblock, encodePackedHeader, packedFragment, u32le, dataBlocksOf, type Superblock,
 } from './encodings.js';
 import { MAX_REFERENCES } from './slab-depot.js';
@@ -47,8 +47,11 @@ export interface CheckReport {
   /** Closed cleanly: the journal holds no entries to replay (and no bad sector where they would be). */
   clean: boolean;
   journalEntriesToReplay: number;
+  /** The volume block in bytes (0: no valid superblock); the counts of blocks here are of these, as stats() counts them. */
+  blockBytes: number;
   logicalBlocks: number;
   physicalBlocks: number;
+  /** The data region's first PBN (4 KiB). */
   dataStart: number;
   /** Generation of the superblock copy in use (0: neither copy is valid). */
   generation: number;
@@ -134,23 +137,31 @@ class References {
   readonly kinds: Uint8Array;
   readonly slots: Uint16Array;
   readonly dataStart: number;
+  /** PBNs per data block. */
+  readonly span: number;
 
   constructor(sb: Superblock) {
     const n = dataBlocksOf(sb);
     this.dataStart = sb.dataStart;
+    this.span = blockPbns(sb);
     this.refs = new Uint16Array(n);
     this.kinds = new Uint8Array(n);
     this.slots = new Uint16Array(n);
   }
 
+  /** The index of data block `pbn`. */
+  at(pbn: number): number {
+    return (pbn - this.dataStart) / this.span;
+  }
+
   addMapPage(pbn: number): void {
-    const i = pbn - this.dataStart;
+    const i = this.at(pbn);
     this.refs[i] = Math.min(REFS_SATURATED, this.refs[i] + MAX_REFERENCES);
     this.kinds[i] |= KIND_MAP;
   }
 
   add(pbn: number, state: number): void {
-    const i = pbn - this.dataStart;
+    const i = this.at(pbn);
     if (this.refs[i] < REFS_SATURATED) this.refs[i]++;
     if (state === STATE_UNCOMPRESSED) this.kinds[i] |= KIND_UNCOMPRESSED;
     else {
@@ -167,7 +178,7 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
   if (sb === null) {
     img.progress(true);
     return {
-      ok: false, problems: problems.list(), clean: false, journalEntriesToReplay: 0, logicalBlocks: 0, physicalBlocks: 0, dataStart: 0,
+      ok: false, problems: problems.list(), clean: false, journalEntriesToReplay: 0, blockBytes: 0, logicalBlocks: 0, physicalBlocks: 0, dataStart: 0,
       generation: 0, logicalBlocksUsed: 0, dataBlocksUsed: 0, packedBlocks: 0, blocksRead: img.blocksRead,
     };
   }
@@ -198,7 +209,7 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
   for (let i = 0; i < refs.refs.length; i++) {
     const n = refs.refs[i];
     if (n === 0) continue;
-    const pbn = sb.dataStart + i;
+    const pbn = sb.dataStart + i * refs.span;
     if ((refs.kinds[i] & KIND_MAP) !== 0) {
       if (refs.kinds[i] !== KIND_MAP) findings.push({ pbn, slot: -1, what: 'is a block map tree page and is referenced by a mapping too' });
       continue;
@@ -226,7 +237,7 @@ async function check(img: Image, st: Stats, decode: boolean, scrub: boolean): Pr
   img.progress(true);
   return {
     ok: problems.count === 0, problems: problems.list(), clean: replay.entries === 0 && !replay.liveCorrupt, journalEntriesToReplay: replay.entries,
-    logicalBlocks: sb.logicalBlocks, physicalBlocks: sb.physicalBlocks, dataStart: sb.dataStart, generation: sb.generation,
+    blockBytes: sb.blockBytes, logicalBlocks: sb.logicalBlocks, physicalBlocks: Math.floor(sb.physicalBlocks / refs.span), dataStart: sb.dataStart, generation: sb.generation,
     logicalBlocksUsed: logicalUsed, dataBlocksUsed: dataUsed, packedBlocks: packed.length, blocksRead: img.blocksRead,
   };
 }
@@ -270,8 +281,9 @@ async function checkLength(img: Image, st: Stats, sb: Superblock, problems: Prob
 /** Reads every packed block the map references and checks its header and each referenced slot. */
 async function checkPacked(img: Image, sb: Superblock, refs: References, packed: number[], decode: boolean, findings: Finding[]): Promise<void> {
   const codec = CODECS.indexOf(sb.codec);
-  const plain = new Uint8Array(BLOCK_BYTES);
-  img.total += packed.length;
+  const plain = new Uint8Array(sb.blockBytes);
+  const capacity = cbCapacity(sb.blockBytes);
+  img.total += packed.length * refs.span;
   await img.readEach(packed, (pbn, b) => {
     const magic = u32le(b, 0);
     if (magic !== PACKED_MAGIC) {
@@ -285,9 +297,9 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
     else {
       let bytes = 0;
       for (let i = 0; i < count; i++) bytes += b[8 + i * 2] | (b[9 + i * 2] << 8);
-      if (bytes > CB_CAPACITY) findings.push({ pbn, slot: -1, what: `packed block fragments total ${bytes} bytes; a block holds ${CB_CAPACITY}` });
+      if (bytes > capacity) findings.push({ pbn, slot: -1, what: `packed block fragments total ${bytes} bytes; a block holds ${capacity}` });
     }
-    const slots = refs.slots[pbn - sb.dataStart];
+    const slots = refs.slots[refs.at(pbn)];
     for (let slot = 0; slot < MAX_COMPRESSION_SLOTS; slot++) {
       if ((slots & (1 << slot)) === 0) continue;
       const range = packedFragment(b, slot);
@@ -297,7 +309,7 @@ async function checkPacked(img: Image, sb: Superblock, refs: References, packed:
         if (why !== null) findings.push({ pbn, slot, what: `does not decode: ${why}` });
       }
     }
-  });
+  }, refs.span);
 }
 
 /**
@@ -345,7 +357,7 @@ async function checkSnapshot(img: Image, sb: Superblock, replay: Replay, refs: R
   for (let i = 0; i < counts.length; i++) {
     if (counts[i] === Math.min(refs.refs[i], 255)) continue;
     differ++;
-    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i}`, `has a count of ${counts[i]} in the ${where}; the block map references it ${refs.refs[i]} times ${say}`);
+    if (named++ < LBAS_NAMED_MAX) problems.add(`PBN ${sb.dataStart + i * refs.span}`, `has a count of ${counts[i]} in the ${where}; the block map references it ${refs.refs[i]} times ${say}`);
   }
   if (differ > named) problems.add(where, `${differ - named} more blocks whose count differs from the block map's`);
 }
@@ -357,9 +369,9 @@ async function checkSnapshot(img: Image, sb: Superblock, replay: Replay, refs: R
  */
 async function verifyData(img: Image, sb: Superblock, refs: References, recorded: Map<number, { check: number; lba: number }>, findings: Finding[]): Promise<void> {
   const pbns: number[] = [];
-  for (let i = 0; i < refs.refs.length; i++) if (refs.refs[i] > 0) pbns.push(sb.dataStart + i);
-  const plain = new Uint8Array(BLOCK_BYTES);
-  img.total += pbns.length;
+  for (let i = 0; i < refs.refs.length; i++) if (refs.refs[i] > 0) pbns.push(sb.dataStart + i * refs.span);
+  const plain = new Uint8Array(sb.blockBytes);
+  img.total += pbns.length * refs.span;
   const compare = (pbn: number, state: number, data: Uint8Array): void => {
     const want = recorded.get(pbn * 16 + state);
     if (want === undefined || want.check === -1) return;
@@ -369,13 +381,13 @@ async function verifyData(img: Image, sb: Superblock, refs: References, recorded
     }
   };
   await img.readEach(pbns, (pbn, b) => {
-    const i = pbn - sb.dataStart;
+    const i = refs.at(pbn);
     if ((refs.kinds[i] & KIND_UNCOMPRESSED) !== 0) compare(pbn, STATE_UNCOMPRESSED, b);
     if ((refs.kinds[i] & KIND_PACKED) === 0) return;
     for (let slot = 0; slot < MAX_COMPRESSION_SLOTS; slot++) {
       if ((refs.slots[i] & (1 << slot)) !== 0 && decodeSlot(b, slot, sb.codec, plain) === null) compare(pbn, STATE_COMPRESSED_BASE + slot, plain);
     }
-  });
+  }, refs.span);
 }
 
 /**

@@ -63,7 +63,7 @@ const HEAD_USED = SECTOR_HEADER_BYTES + 32;
 
 
 /** Block `at` of `slot` in the refs region. */
-export const slotBlock = (sb: Superblock, slot: number, at: number): number => sb.refsStart + slot * slotBlocksFor(sb.physicalBlocks) + at;
+export const slotBlock = (sb: Superblock, slot: number, at: number): number => sb.refsStart + slot * slotBlocksFor(sb.physicalBlocks, sb.blockBytes) + at;
 
 /** Slot `slot`'s header decoded from `b` (4 KiB), if valid for this volume; else null. */
 export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number): SnapshotHeader | null {

@@ -27,27 +27,33 @@ export class DataWriter {
   private readonly dev: BlockDevice;
   private readonly pool: SlabPool;
   private readonly fua: boolean;
+  /** Bytes and PBNs of a data block. */
+  private readonly blockBytes: number;
+  private readonly pbns: number;
+  /** Blocks per staging buffer. */
   private readonly capacity: number;
   private run: Run | null = null;
   private waveQueued = false;
   /** Runs written (device commands before MDTS splitting), for stats. */
   runsWritten = 0;
 
-  constructor(dev: BlockDevice, pool: SlabPool, fua: boolean) {
+  constructor(dev: BlockDevice, pool: SlabPool, fua: boolean, blockBytes = BLOCK_BYTES) {
     this.dev = dev;
     this.pool = pool;
     this.fua = fua;
-    this.capacity = Math.floor(Math.min(STAGING_BYTES, pool.classSizeFor(STAGING_BYTES)) / BLOCK_BYTES);
+    this.blockBytes = blockBytes;
+    this.pbns = blockBytes / BLOCK_BYTES;
+    this.capacity = Math.floor(Math.min(STAGING_BYTES, pool.classSizeFor(STAGING_BYTES)) / blockBytes);
   }
 
   /**
-   * The byte address in shared memory where the 4 KiB for `pbn` go, or −1 when
+   * The byte address in shared memory where the data block at `pbn` goes, or −1 when
    * no staging buffer is free (write the block on its own then). Fill it, then
    * call added() before asking for another slot.
    */
   slot(pbn: number): number {
     let r = this.run;
-    if (r !== null && (pbn !== r.start + r.count || r.count === this.capacity)) {
+    if (r !== null && (pbn !== r.start + r.count * this.pbns || r.count === this.capacity)) {
       this.submit();
       r = null;
     }
@@ -60,7 +66,7 @@ export class DataWriter {
         queueMicrotask(this.endWave);
       }
     }
-    return r.at + r.count * BLOCK_BYTES;
+    return r.at + r.count * this.blockBytes;
   }
 
   /** The slot is filled: it goes out with its run, and done(err, arg) is called once the run is written. */
@@ -85,8 +91,8 @@ export class DataWriter {
       return;
     }
     this.runsWritten++;
-    this.pool.setLength(r.desc, r.count * BLOCK_BYTES);
-    this.dev.writeThen(r.start, r.desc, this.fua, this.written, r, r.count);
+    this.pool.setLength(r.desc, r.count * this.blockBytes);
+    this.dev.writeThen(r.start, r.desc, this.fua, this.written, r, r.count * this.pbns);
   }
 
   private readonly written = (err: FlashpackError | null, r: Run): void => {

@@ -1,6 +1,7 @@
 /**
  * Every on-disk layout of a flashpack volume, in one place (dm-vdo keeps its
- * in encodings.c). The volume block is 4 KiB. Every metadata structure is made
+ * in encodings.c). Metadata blocks and PBNs are 4 KiB; the volume block (an
+ * LBA's data) is chosen at format, 4 KiB to 64 KiB. Every metadata structure is made
  * of self-validating 512-byte sectors (magic, volume nonce, CRC-32C), because
  * a device may tear a 4 KiB write at any 512-byte boundary: a torn write leaves
  * each sector wholly old or wholly new, and each is still readable on its own.
@@ -31,8 +32,11 @@
  */
 import { crc32c } from '../codec/checksum.js';
 
+/** The metadata block, and the unit of every PBN: data blocks are `blockBytes` (4 KiB to 64 KiB), blockPbns(g) aligned PBNs each. */
 export const BLOCK_BYTES = 4096;
 export const SECTOR_BYTES = 512;
+/** The volume block sizes a format may choose (the default first). */
+export const BLOCK_BYTES_CHOICES: readonly number[] = [4096, 8192, 16384, 32768, 65536];
 export const SECTORS_PER_BLOCK = BLOCK_BYTES / SECTOR_BYTES;
 
 // ---- superblock -------------------------------------------------------------
@@ -53,6 +57,12 @@ const SB_MAGIC = 0x4f445046; // "FPDO"
  * dataStart); a build before that refuses it as an inconsistent geometry.
  */
 export const SB_VERSION = 4;
+/**
+ * 5: as 4, with a volume block larger than 4 KiB (offset 96). A volume of
+ * 4 KiB blocks is still written as 4, so builds before block sizes open it;
+ * they refuse a 5 instead of misreading its blocks.
+ */
+export const SB_VERSION_BLOCK_BYTES = 5;
 /** How to move a volume of an older format to this one (the message of the ENOTSUP that refuses it). */
 export const OLDER_FORMAT_HOWTO =
   'copy its data out with the flashpack release that wrote it (`flashpack copy <volume> disk.raw`), ' +
@@ -79,6 +89,8 @@ const SB_OFF_INDEX_MEMORY = 76;
 const SB_OFF_REFS_START = 80;
 const SB_OFF_REFS_BLOCKS = 84;
 const SB_OFF_CLEAN_SEQ = 88; // u32 × 2
+/** Within 4: the volume block size; a superblock written before it reads 0 there, meaning 4 KiB. */
+const SB_OFF_BLOCK_BYTES = 96;
 
 /** Pages the block map region holds: the tree's root. */
 export const MAP_ROOT_PAGES = 1;
@@ -111,6 +123,13 @@ export interface Geometry {
   codec: Codec;
   dedupe: boolean;
   writePolicy: WritePolicy;
+  /**
+   * The volume block (what an LBA, a map entry, a fingerprint, a compressed
+   * form and a packed block cover): one of BLOCK_BYTES_CHOICES. logicalBlocks
+   * counts these; physicalBlocks, every start and every PBN count 4 KiB
+   * blocks, and a data block is blockPbns aligned PBNs from dataStart.
+   */
+  blockBytes: number;
 }
 
 export interface Superblock extends Geometry {
@@ -124,11 +143,22 @@ export interface Superblock extends Geometry {
   cleanSeq: number;
 }
 
+/** 4 KiB PBNs per volume block. */
+export const blockPbns = (g: { blockBytes: number }): number => g.blockBytes / BLOCK_BYTES;
+
 /** The end (exclusive) of the data region: the refs region once growth moved it to the tail, else the image's end. */
 export const dataEndOf = (g: Geometry): number => (g.refsStart > g.dataStart ? g.refsStart : g.physicalBlocks);
 
-/** Data blocks: [dataStart, dataEndOf). */
-export const dataBlocksOf = (g: Geometry): number => dataEndOf(g) - g.dataStart;
+/** Data blocks (volume blocks of blockPbns PBNs each) in [dataStart, dataEndOf); a partial one at the end is not used. */
+export const dataBlocksOf = (g: Geometry): number => Math.floor((dataEndOf(g) - g.dataStart) / blockPbns(g));
+
+/** Whether `pbn` is the first PBN of one of the data blocks: where a mapping or a tree page may point. */
+export const isDataBlockOf = (g: Geometry, pbn: number): boolean =>
+  pbn >= g.dataStart && (pbn - g.dataStart) % blockPbns(g) === 0 && (pbn - g.dataStart) / blockPbns(g) < dataBlocksOf(g);
+
+/** How a check names the data region (and its block boundaries, when a block is more than one PBN). */
+export const dataRegionOf = (g: Geometry): string =>
+  `the data region [${g.dataStart}, ${dataEndOf(g)})${blockPbns(g) > 1 ? ` (or not on one of its ${blockPbns(g)}-PBN block boundaries)` : ''}`;
 
 const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
 const put32 = (b: Uint8Array, at: number, x: number): void => {
@@ -150,7 +180,7 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   b.fill(0, 0, BLOCK_BYTES);
   const v = dv(b);
   v.setUint32(SB_OFF_MAGIC, SB_MAGIC, true);
-  v.setUint32(SB_OFF_VERSION, SB_VERSION, true);
+  v.setUint32(SB_OFF_VERSION, sb.blockBytes === BLOCK_BYTES ? SB_VERSION : SB_VERSION_BLOCK_BYTES, true);
   setU64(v, SB_OFF_GENERATION, sb.generation);
   v.setUint32(SB_OFF_NONCE, sb.nonce, true);
   setU64(v, SB_OFF_LOGICAL, sb.logicalBlocks);
@@ -170,6 +200,7 @@ export function encodeSuperblock(sb: Superblock, b: Uint8Array): void {
   v.setUint32(SB_OFF_REFS_START, sb.refsStart, true);
   v.setUint32(SB_OFF_REFS_BLOCKS, sb.refsBlocks, true);
   setU64(v, SB_OFF_CLEAN_SEQ, sb.cleanSeq);
+  v.setUint32(SB_OFF_BLOCK_BYTES, sb.blockBytes === BLOCK_BYTES ? 0 : sb.blockBytes, true);
   v.setUint32(SB_OFF_CRC, crc32c(b.subarray(0, SECTOR_BYTES)), true);
 }
 
@@ -192,7 +223,8 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
   new DataView(copy.buffer).setUint32(SB_OFF_CRC, 0, true);
   const want = crc32c(copy);
   if (crc !== want) return `checksum 0x${crc.toString(16)} != 0x${want.toString(16)}`;
-  if (v.getUint32(SB_OFF_VERSION, true) !== SB_VERSION) return `${FORMAT_VERSION_REASON} ${v.getUint32(SB_OFF_VERSION, true)} (this build reads ${SB_VERSION})`;
+  const version = v.getUint32(SB_OFF_VERSION, true);
+  if (version !== SB_VERSION && version !== SB_VERSION_BLOCK_BYTES) return `${FORMAT_VERSION_REASON} ${version} (this build reads ${SB_VERSION} and ${SB_VERSION_BLOCK_BYTES})`;
   const codec = CODECS[v.getUint8(SB_OFF_CODEC)];
   if (codec === undefined) return `codec ${v.getUint8(SB_OFF_CODEC)}`;
   const sb: Superblock = {
@@ -215,19 +247,23 @@ export function decodeSuperblock(b: Uint8Array): Superblock | string {
     codec,
     dedupe: v.getUint8(SB_OFF_DEDUPE) === 1,
     writePolicy: v.getUint8(SB_OFF_POLICY) === 1 ? 'sync' : 'async',
+    blockBytes: v.getUint32(SB_OFF_BLOCK_BYTES, true) || BLOCK_BYTES,
   };
+  if (!BLOCK_BYTES_CHOICES.includes(sb.blockBytes) || (version === SB_VERSION) !== (sb.blockBytes === BLOCK_BYTES)) return `block size ${sb.blockBytes} in format version ${version}`;
   const metaEnd = sb.indexStart + sb.indexBlocks;
   const refsOk =
-    sb.refsBlocks === refsBlocksFor(sb.physicalBlocks) &&
+    sb.refsBlocks === refsBlocksFor(sb.physicalBlocks, sb.blockBytes) &&
     // as formatted: the refs between the index and the data
-    ((sb.refsStart === metaEnd && sb.dataStart === sb.refsStart + sb.refsBlocks && sb.dataStart < sb.physicalBlocks) ||
+    // (the data region starting at the next data block boundary)
+    ((sb.refsStart === metaEnd && sb.dataStart === Math.ceil((sb.refsStart + sb.refsBlocks) / blockPbns(sb)) * blockPbns(sb) && sb.dataStart < sb.physicalBlocks) ||
       // grown: the refs at the tail, past the data
       (sb.dataStart > metaEnd && sb.refsStart > sb.dataStart && sb.refsStart + sb.refsBlocks === sb.physicalBlocks));
   const geometryOk =
     sb.journalStart === SUPERBLOCK_COPIES && sb.journalBlocks > 0 &&
     sb.mapStart === sb.journalStart + sb.journalBlocks &&
     sb.mapPages === MAP_ROOT_PAGES && sb.logicalBlocks > 0 && sb.logicalBlocks <= MAX_LOGICAL_BLOCKS &&
-    sb.indexStart === sb.mapStart + sb.mapPages && refsOk && sb.slabBlocks > 0;
+    sb.indexStart === sb.mapStart + sb.mapPages && refsOk && sb.slabBlocks > 0 &&
+    sb.dataStart % blockPbns(sb) === 0 && dataBlocksOf(sb) > 0;
   return geometryOk ? sb : 'inconsistent geometry';
 }
 
@@ -303,7 +339,7 @@ export function openSector(b: Uint8Array, s: number, magic: number, nonce: numbe
 // Sector: header (key = block sequence, aux = head sequence, count = entries), then
 // 15 entries of 32 bytes: [kind u8][newState u8][oldState u8][0][lba u32 × 2]
 // [newPbn u32][oldPbn u32][dataCheck u32][count u32][0 × 4]. dataCheck is bits 64–95 of
-// the XXH3-128 of the logical block's 4 KiB (for a compressed slot, of what the slot
+// the XXH3-128 of the logical block's bytes (for a compressed slot, of what the slot
 // decompresses to): the engine computes it with the fingerprint.
 export const JOURNAL_ENTRY_BYTES = 32;
 export const JOURNAL_ENTRIES_PER_SECTOR = Math.floor((SECTOR_BYTES - SECTOR_HEADER_BYTES) / JOURNAL_ENTRY_BYTES);
@@ -388,8 +424,8 @@ export function mapEntryAt(index: number): number {
 // ---- compressed block --------------------------------------------------------------------
 const CB_MAGIC = 0x42435046; // "FPCB"
 export const CB_HEADER_BYTES = 36;
-/** Bytes of fragments one packed block holds. */
-export const CB_CAPACITY = BLOCK_BYTES - CB_HEADER_BYTES;
+/** Bytes of fragments one packed block of `blockBytes` holds (a fragment's u16 size always fits: blockBytes ≤ 64 KiB). */
+export const cbCapacity = (blockBytes: number): number => blockBytes - CB_HEADER_BYTES;
 
 /** Writes a packed block's header at `b[at…]`: `count` fragments, fragment i being sizeOf(i) bytes. */
 export function encodePackedHeader(b: Uint8Array, codec: Codec, count: number, sizeOf: (i: number) => number, at = 0): void {
@@ -405,7 +441,7 @@ export function encodePackedHeader(b: Uint8Array, codec: Codec, count: number, s
   }
 }
 
-/** Byte range [from, to) of `slot`'s fragment in a packed block, or a reason it has none. */
+/** Byte range [from, to) of `slot`'s fragment in the packed block `b` (the whole volume block), or a reason it has none. */
 export function packedFragment(b: Uint8Array, slot: number): [number, number] | string {
   const v = dv(b);
   if (v.getUint32(0, true) !== CB_MAGIC) return 'not a packed block (bad magic)';
@@ -414,7 +450,7 @@ export function packedFragment(b: Uint8Array, slot: number): [number, number] | 
   let at = CB_HEADER_BYTES;
   for (let i = 0; i < slot; i++) at += v.getUint16(8 + i * 2, true);
   const size = v.getUint16(8 + slot * 2, true);
-  if (size === 0 || at + size > BLOCK_BYTES) return `fragment ${slot} of ${size} bytes at ${at} overruns the block`;
+  if (size === 0 || at + size > b.length) return `fragment ${slot} of ${size} bytes at ${at} overruns the block`;
   return [at, at + size];
 }
 
@@ -430,7 +466,7 @@ export const COUNTS_PER_SECTOR = SECTOR_BYTES - SECTOR_HEADER_BYTES;
 export const COUNTS_PER_BLOCK = COUNTS_PER_SECTOR * SECTORS_PER_BLOCK;
 /** Blocks of counts a slot holds for up to `dataBlocks` data blocks. */
 export const countBlocksFor = (dataBlocks: number): number => Math.ceil(dataBlocks / COUNTS_PER_BLOCK);
-/** Blocks of one slot for a volume of `physicalBlocks` (an upper bound on its data blocks): a header and the counts. */
-export const slotBlocksFor = (physicalBlocks: number): number => 1 + countBlocksFor(physicalBlocks);
+/** Blocks of one slot for a volume of `physicalBlocks` 4 KiB blocks (an upper bound on its data blocks): a header and the counts. */
+export const slotBlocksFor = (physicalBlocks: number, blockBytes: number): number => 1 + countBlocksFor(Math.ceil(physicalBlocks / (blockBytes / BLOCK_BYTES)));
 /** The refs region. */
-export const refsBlocksFor = (physicalBlocks: number): number => SNAPSHOT_SLOTS * slotBlocksFor(physicalBlocks);
+export const refsBlocksFor = (physicalBlocks: number, blockBytes: number): number => SNAPSHOT_SLOTS * slotBlocksFor(physicalBlocks, blockBytes);

@@ -7,7 +7,7 @@
 import type { BlockMap } from './block-map.js';
 import { pbnOf, stateOf } from './block-map.js';
 import type { LogicalZone } from './logical-zone.js';
-import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, STATE_UNMAPPED, ZERO_PBN } from './encodings.js';
+import { MAP_ENTRIES_PER_PAGE, STATE_UNMAPPED, ZERO_PBN } from './encodings.js';
 
 /** A run of whole blocks and how it is stored (Volume.extents). */
 export interface VolumeExtent {
@@ -16,7 +16,7 @@ export interface VolumeExtent {
   type: 'data' | 'zero' | 'hole';
 }
 
-/** Stored blocks one extents() call looks at, entry by entry (4 GiB): a client asking about a whole large volume gets an answer in parts. Unmapped subtrees cost nothing to skip. */
+/** Stored blocks one extents() call looks at, entry by entry (4 GiB of 4 KiB blocks): a client asking about a whole large volume gets an answer in parts. Unmapped subtrees cost nothing to skip. */
 export const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
 
 /**
@@ -25,18 +25,18 @@ export const EXTENTS_SCAN_BLOCKS_MAX = 1 << 20;
  * EXTENTS_SCAN_BLOCKS_MAX blocks; between them the map holds nothing, and the
  * gap is one hole (less the blocks with writes in flight) whatever its size.
  */
-export async function extentsOf(map: BlockMap, zone: LogicalZone, offset: number, length: number, maxExtents: number): Promise<VolumeExtent[]> {
+export async function extentsOf(map: BlockMap, zone: LogicalZone, offset: number, length: number, maxExtents: number, blockBytes: number): Promise<VolumeExtent[]> {
   const out: VolumeExtent[] = [];
   /** Appends [from, to) of `type`; false once the list is full. */
   const add = (type: VolumeExtent['type'], from: number, to: number): boolean => {
     const last = out[out.length - 1];
-    if (last !== undefined && last.type === type) last.length += (to - from) * BLOCK_BYTES;
+    if (last !== undefined && last.type === type) last.length += (to - from) * blockBytes;
     else if (out.length === maxExtents) return false;
-    else out.push({ offset: from * BLOCK_BYTES, length: (to - from) * BLOCK_BYTES, type });
+    else out.push({ offset: from * blockBytes, length: (to - from) * blockBytes, type });
     return true;
   };
-  const first = Math.floor(offset / BLOCK_BYTES);
-  const end = Math.ceil((offset + Math.max(length, 1)) / BLOCK_BYTES);
+  const first = Math.floor(offset / blockBytes);
+  const end = Math.ceil((offset + Math.max(length, 1)) / blockBytes);
   let lba = first;
   let scanned = 0;
   while (lba < end && scanned < EXTENTS_SCAN_BLOCKS_MAX) {

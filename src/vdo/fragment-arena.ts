@@ -1,7 +1,7 @@
 /**
  * The fragment arena: where compressed fragments wait for their packed block,
  * so a waiting write gives its pipeline slot and both of its 4 KiB buffers
- * back (packer.ts). A region of the shared memory cut into 4 KiB pages; each
+ * back (packer.ts). A region of the shared memory cut into pages of a volume block; each
  * packer bin holding fragments owns one page and its fragments lie in it one
  * after another, so waiting costs only the compressed bytes.
  *
@@ -21,6 +21,8 @@ export class FragmentArena implements PageSource {
   /** Byte address of page 0 in the shared memory. */
   readonly at: number;
   readonly pages: number;
+  /** Bytes of a page: the volume block (a packed block's fragments fit one). */
+  readonly pageBytes: number;
   /** Fragments in each page whose writes have not finished. */
   private readonly refs: Int32Array;
   /** 1 while a packer bin fills the page. */
@@ -28,14 +30,15 @@ export class FragmentArena implements PageSource {
   private readonly free: Int32Array;
   private freeCount: number;
 
-  static bytesFor(pages: number): number {
-    return pages * BLOCK_BYTES;
+  static bytesFor(pages: number, pageBytes = BLOCK_BYTES): number {
+    return pages * pageBytes;
   }
 
-  constructor(at: number, pages: number) {
+  constructor(at: number, pages: number, pageBytes = BLOCK_BYTES) {
     assert(at % 64 === 0 && pages > 0, 'fragment arena: a 64-aligned region of at least one page');
     this.at = at;
     this.pages = pages;
+    this.pageBytes = pageBytes;
     this.refs = new Int32Array(pages);
     this.owned = new Uint8Array(pages);
     this.free = new Int32Array(pages);
@@ -76,6 +79,6 @@ export class FragmentArena implements PageSource {
 
   /** Byte address of `offset` in `page`. */
   address(page: number, offset: number): number {
-    return this.at + page * BLOCK_BYTES + offset;
+    return this.at + page * this.pageBytes + offset;
   }
 }

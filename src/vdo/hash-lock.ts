@@ -56,7 +56,7 @@ export interface DedupeWiring {
   enter(job: DataVio): void;
   /** Decodes `slot` of the packed block in buffer `buf` into buffer `into`: null, or why not. */
   decodeSlot(buf: number, slot: number, into: number): string | null;
-  /** Decodes `size` compressed bytes at byte address `from` into the 4 KiB at `to`: null, or why not. */
+  /** Decodes `size` compressed bytes at byte address `from` into the block at `to`: null, or why not. */
   decodeFragment(from: number, size: number, to: number): string | null;
   /** Sends out the packer bin the write waits in. */
   evict(job: DataVio): void;
@@ -83,12 +83,14 @@ export class DedupeStage {
 
   constructor(
     pool: SlabPool,
-    /** The module's kernels: 4 KiB comparisons in SIMD. */
+    /** The module's kernels: block comparisons in SIMD. */
     private readonly wasm: WasmExports,
     private readonly index: DedupeIndex,
     private readonly depot: SlabDepot,
     private readonly dev: BlockDevice,
     private readonly counters: DedupeCounters,
+    /** The volume block: what a fingerprint covers, and what a dedupe check reads and compares. */
+    private readonly blockBytes: number,
     private readonly w: DedupeWiring,
   ) {
     this.pool = pool;
@@ -159,9 +161,9 @@ export class DedupeStage {
     }
     job.move(Stage.ADVICE, FROM_PREPARING);
     job.adviceMapping = mapping;
-    const buf = this.pool.tryAlloc(BLOCK_BYTES);
+    const buf = this.pool.tryAlloc(this.blockBytes);
     if (buf >= 0) this.readAdvice(job, buf);
-    else this.pool.allocAsync(BLOCK_BYTES).then((b) => this.readAdvice(job, b), (err: Error) => this.w.failJob(job, err));
+    else this.pool.allocAsync(this.blockBytes).then((b) => this.readAdvice(job, b), (err: Error) => this.w.failJob(job, err));
   }
 
   /** Reads the advised block, checked again as the read is issued, under the read path's inFlight. */
@@ -176,7 +178,7 @@ export class DedupeStage {
       return;
     }
     job.adviceBuf = buf;
-    this.dev.readThen(pbnOf(job.adviceMapping), buf, this.adviceRead, job);
+    this.dev.readThen(pbnOf(job.adviceMapping), buf, this.adviceRead, job, this.blockBytes / BLOCK_BYTES);
   }
 
   /**
@@ -228,12 +230,12 @@ export class DedupeStage {
     const state = stateOf(mapping);
     if (state === STATE_UNCOMPRESSED) return this.sameData(buf, job.desc);
     const at = this.pool.bufferOf(buf);
-    const range = packedFragment(this.mem.subarray(at, at + BLOCK_BYTES), state - STATE_COMPRESSED_BASE);
+    const range = packedFragment(this.mem.subarray(at, at + this.blockBytes), state - STATE_COMPRESSED_BASE);
     if (typeof range === 'string') return false;
     if (job.out >= 0 && job.size === range[1] - range[0] && this.sameBytes(at + range[0], this.pool.bufferOf(job.out), job.size)) return true;
     // No compressed form (the engine skipped it: STATUS_KNOWN), or another one: decode
     // the slot. With no buffer free the advice counts as stale (a copy is stored).
-    const scratch = this.pool.tryAlloc(BLOCK_BYTES);
+    const scratch = this.pool.tryAlloc(this.blockBytes);
     if (scratch < 0) return false;
     const same = this.w.decodeSlot(buf, state - STATE_COMPRESSED_BASE, scratch) === null && this.sameData(scratch, job.desc);
     this.pool.free(scratch);
@@ -296,16 +298,16 @@ export class DedupeStage {
     if (holderAt < 0 || holderSize <= 0) return false;
     // The same compressed bytes are the same data (decompression is a function of its input).
     if (job.out >= 0 && job.size === holderSize && this.sameBytes(holderAt, this.pool.bufferOf(job.out), holderSize)) return true;
-    const scratch = this.pool.tryAlloc(BLOCK_BYTES);
+    const scratch = this.pool.tryAlloc(this.blockBytes);
     if (scratch < 0) return false;
     const same = this.w.decodeFragment(holderAt, holderSize, this.pool.bufferOf(scratch)) === null && this.sameData(scratch, job.desc);
     this.pool.free(scratch);
     return same;
   }
 
-  /** Whether two 4 KiB buffers hold the same bytes. */
+  /** Whether two block buffers hold the same bytes. */
   private sameData(a: number, b: number): boolean {
-    return this.wasm.bytesEqual(this.pool.bufferOf(a), this.pool.bufferOf(b), BLOCK_BYTES) === 1;
+    return this.wasm.bytesEqual(this.pool.bufferOf(a), this.pool.bufferOf(b), this.blockBytes) === 1;
   }
 
   /** Whether `n` bytes at byte addresses a and b are equal. */

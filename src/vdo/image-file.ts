@@ -52,7 +52,7 @@ export function describeHead(head: Uint8Array): string {
   for (let c = 0; c < SUPERBLOCK_COPIES && (c + 1) * BLOCK_BYTES <= head.length; c++) {
     const sb = decodeSuperblock(head.subarray(c * BLOCK_BYTES, (c + 1) * BLOCK_BYTES));
     if (typeof sb !== 'string') {
-      return `a flashpack volume (logical size ${sb.logicalBlocks * BLOCK_BYTES} bytes, codec ${sb.codec}, generation ${sb.generation})`;
+      return `a flashpack volume (logical size ${sb.logicalBlocks * sb.blockBytes} bytes, codec ${sb.codec}, generation ${sb.generation})`;
     }
   }
   if (head.every((b) => b === 0)) return `zeroes in its first ${head.length} bytes`;

@@ -23,7 +23,7 @@
  * source frees it once the fragments written from it are done with it). A
  * fragment for an empty bin when no page is free is refused (stored raw).
  */
-import { CB_CAPACITY, MAX_COMPRESSION_SLOTS } from './encodings.js';
+import { BLOCK_BYTES, MAX_COMPRESSION_SLOTS, cbCapacity } from './encodings.js';
 import { assert, assertionFailed } from '../assert.js';
 import { BinIndex } from './bin-index.js';
 
@@ -65,15 +65,21 @@ export const FLASHPACK_BINS = 1024;
 /** Fragments waiting at most (policy 'flashpack'): past it, the fullest bin goes out. */
 export const FLASHPACK_WAITING_MAX = 4096;
 
-/** The policy's number of bins. */
-export function binsFor(policy: PackerPolicy): number {
-  return policy === 'dm-vdo' ? DM_VDO_BINS : FLASHPACK_BINS;
+/** The policy's number of bins: flashpack's holds as many bytes of bins at any block size (1,024 of 4 KiB, 64 of 64 KiB). */
+export function binsFor(policy: PackerPolicy, blockBytes = BLOCK_BYTES): number {
+  return policy === 'dm-vdo' ? DM_VDO_BINS : Math.max(DM_VDO_BINS, (FLASHPACK_BINS * BLOCK_BYTES) / blockBytes);
+}
+
+/** Fragments waiting at most under the policy at this block size (none for 'dm-vdo': its 16 bins bound it). */
+export function waitingMaxFor(policy: PackerPolicy, blockBytes = BLOCK_BYTES): number {
+  return policy === 'dm-vdo' ? binsFor(policy) * MAX_COMPRESSION_SLOTS : Math.max(256, (FLASHPACK_WAITING_MAX * BLOCK_BYTES) / blockBytes);
 }
 
 export interface PackerOptions {
   bins?: number;
   /** Fragments waiting at most; past it the fullest bin is written. Default: no bound for 'dm-vdo' (16 bins bound it), FLASHPACK_WAITING_MAX for 'flashpack'. */
   waitingMax?: number;
+  /** Bytes of fragments a bin holds (default: a 4 KiB packed block's, cbCapacity). */
   capacity?: number;
   pages?: PageSource;
 }
@@ -91,7 +97,7 @@ export class Packer<T> {
 
   constructor(policy: PackerPolicy = 'flashpack', o: PackerOptions = {}) {
     this.policy = policy;
-    const capacity = (this.capacity = o.capacity ?? CB_CAPACITY);
+    const capacity = (this.capacity = o.capacity ?? cbCapacity(BLOCK_BYTES));
     const bins = o.bins ?? binsFor(policy);
     this.waitingMax = o.waitingMax ?? (policy === 'dm-vdo' ? bins * MAX_COMPRESSION_SLOTS : FLASHPACK_WAITING_MAX);
     this.pages = o.pages ?? null;

@@ -14,13 +14,15 @@ import { assertionFailed } from '../assert.js';
 import type { Engine } from '../engine/engine.js';
 import { Stage, STAGE_NAMES, type DataVio } from './data-vio.js';
 import { OP_PREPARE_BLOCK, PREPARE_CODEC_DEFLATE, PREPARE_CODEC_LZ4, PREPARE_CODEC_NONE, prepareArg } from './prepare-job.js';
-import { BLOCK_BYTES, type Codec } from './encodings.js';
+import type { Codec } from './encodings.js';
 
 /** Deflate level of a volume's compression (speed over ratio, as LZ4's default). */
 const DEFLATE_LEVEL = 1;
 
 export class PrepareStage {
   private readonly engine: Engine;
+  /** The volume block: each write's data, and the buffer its compressed form may fill. */
+  private readonly blockBytes: number;
   private readonly compress: boolean;
   /** DESC_ARG without and with the known table. */
   private readonly arg: number;
@@ -36,13 +38,14 @@ export class PrepareStage {
   private readonly onEngine: (DataVio | undefined)[] = [];
   private onEngineCount = 0;
   private pumping = false;
-  /** The next write waits for a free 4 KiB buffer for its compressed form. */
+  /** The next write waits for a free block buffer for its compressed form. */
   private waitingForOut = false;
   private readonly batch: number[] = [];
 
-  constructor(engine: Engine, codec: Codec, knownTable: number, log2Buckets: number,
+  constructor(engine: Engine, blockBytes: number, codec: Codec, knownTable: number, log2Buckets: number,
     prepared: (job: DataVio, status: number) => void, failed: (job: DataVio, err: Error) => void) {
     this.engine = engine;
+    this.blockBytes = blockBytes;
     this.compress = codec !== 'none';
     const c = codec === 'lz4' ? PREPARE_CODEC_LZ4 : codec === 'deflate' ? PREPARE_CODEC_DEFLATE : PREPARE_CODEC_NONE;
     this.arg = prepareArg(c, DEFLATE_LEVEL, 0);
@@ -73,13 +76,13 @@ export class PrepareStage {
     batch.length = 0;
     for (const job of jobs) {
       if (this.compress && job.out < 0) {
-        job.out = pool.tryAlloc(BLOCK_BYTES);
+        job.out = pool.tryAlloc(this.blockBytes);
         if (job.out < 0) {
           this.awaitOut(job);
           break;
         }
       }
-      pool.setLength(job.desc, BLOCK_BYTES);
+      pool.setLength(job.desc, this.blockBytes);
       const out = job.out >= 0 ? job.out : 0;
       if (job.recompressing || this.knownTable === 0) this.engine.prepare(job.desc, OP_PREPARE_BLOCK, out, this.arg);
       else this.engine.prepare(job.desc, OP_PREPARE_BLOCK, out, this.withTable, this.knownTable);
@@ -101,10 +104,10 @@ export class PrepareStage {
     if (sent > 0) this.pump();
   }
 
-  /** The pool is out of 4 KiB buffers: the burst resumes when one is freed. */
+  /** The pool is out of block buffers: the burst resumes when one is freed. */
   private awaitOut(job: DataVio): void {
     this.waitingForOut = true;
-    this.engine.pool.allocAsync(BLOCK_BYTES).then(
+    this.engine.pool.allocAsync(this.blockBytes).then(
       (out) => {
         job.out = out;
         this.waitingForOut = false;

@@ -11,13 +11,13 @@
  *   blocks for reuse only when no read is in flight, so no read sees a block
  *   that was freed and rewritten after its mapping was read.
  * - Every buffer taken from the pool is freed exactly once, on success and on
- *   error; the 4 KiB decode buffer is taken before a staging buffer when a read
+ *   error; the block decode buffer is taken before a staging buffer when a read
  *   must wait for them (the order the data writer takes them in).
  * - No byte of a stored block reaches a caller unless its data check (bits of
- *   the XXH3-128 of the logical 4 KiB, after any decoding) equals the one the
+ *   the XXH3-128 of the logical block, after any decoding) equals the one the
  *   block map recorded with the mapping: a mismatch is ECORRUPT naming LBA and
  *   PBN, counted in `checkFailures`, and the read returns nothing.
- * - A whole aligned block whose map page is cached (a 4 KiB random read) and a
+ * - A whole aligned block whose map page is cached (a one-block random read) and a
  *   read of many blocks each cost one promise: device reads complete into
  *   callbacks, not one async frame per block.
  */
@@ -36,8 +36,8 @@ const NO_BYTES = new Uint8Array(0);
 
 /** Reads of at least this many blocks gather their device reads (gathered()); shorter ones go block by block. */
 const READ_GATHER_BLOCKS_MIN = 4;
-/** Consecutive PBNs one gathered device read covers: a staging buffer. */
-const READ_RUN_BLOCKS_MAX = STAGING_BYTES / BLOCK_BYTES;
+/** Consecutive PBNs (4 KiB) one gathered device read covers: a staging buffer. */
+const READ_RUN_PBNS_MAX = STAGING_BYTES / BLOCK_BYTES;
 
 /** What the read path needs of the volume. */
 export interface ReadSources {
@@ -50,8 +50,10 @@ export interface ReadSources {
   mem: Uint8Array;
   /** Writes and discards issued and not yet mapped: a read sees them first (pendingInto). */
   zone: LogicalZone;
-  /** 4 KiB of shared memory a fragment waiting in the packer is decoded into (used and done with synchronously). */
+  /** A block of shared memory a fragment waiting in the packer is decoded into (used and done with synchronously). */
   scratchAt: number;
+  /** The volume block: an LBA's bytes; a data block is blockBytes / 4 KiB PBNs. */
+  blockBytes: number;
 }
 
 /** A stored block that failed verification during a scrub. */
@@ -74,6 +76,7 @@ export interface ScrubTally {
 interface Run {
   g: Gather;
   pbn: number;
+  /** PBNs read (4 KiB each). */
   blocks: number;
   from: number;
   to: number;
@@ -104,7 +107,7 @@ interface Gather {
   reject: (err: unknown) => void;
 }
 
-/** A 4 KiB read of blockNow() whose device read is out; records are reused, so such a read makes no closure of its own. */
+/** A one-block read of blockNow() whose device read is out; records are reused, so such a read makes no closure of its own. */
 class BlockRead {
   lba = 0;
   mapping = 0;
@@ -118,6 +121,9 @@ class BlockRead {
 
 export class ReadPath {
   private readonly s: ReadSources;
+  /** The volume block's bytes and PBNs. */
+  private readonly bb: number;
+  private readonly k: number;
   /** Reads holding a mapping whose device read has not completed (see the module header); the volume's dedupe advice reads hold it too. */
   inFlight = 0;
   /** Stored blocks whose bytes failed their data check (or did not decode) when read. */
@@ -134,6 +140,8 @@ export class ReadPath {
 
   constructor(sources: ReadSources) {
     this.s = sources;
+    this.bb = sources.blockBytes;
+    this.k = sources.blockBytes / BLOCK_BYTES;
   }
 
   /**
@@ -161,17 +169,18 @@ export class ReadPath {
 
   /** `length` bytes at `offset` (already checked against the volume). */
   read(offset: number, length: number): Promise<Uint8Array> {
-    if (length === BLOCK_BYTES && offset % BLOCK_BYTES === 0) {
+    const bb = this.bb;
+    if (length === bb && offset % bb === 0) {
       let now: Promise<Uint8Array> | null;
       try {
-        now = this.blockNow(offset / BLOCK_BYTES);
+        now = this.blockNow(offset / bb);
       } catch (err) {
         return Promise.reject(err); // a map sector that fails its checksum
       }
       if (now !== null) return now;
     }
-    const first = Math.floor(offset / BLOCK_BYTES);
-    const blocks = length === 0 ? 0 : Math.floor((offset + length - 1) / BLOCK_BYTES) - first + 1;
+    const first = Math.floor(offset / bb);
+    const blocks = length === 0 ? 0 : Math.floor((offset + length - 1) / bb) - first + 1;
     if (blocks >= READ_GATHER_BLOCKS_MIN) return this.gathered(offset, length, null);
     return this.byBlock(offset, length);
   }
@@ -196,13 +205,13 @@ export class ReadPath {
       const pbn = pbnOf(m);
       const state = stateOf(m);
       if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return;
-      const buf = await pool.allocAsync(BLOCK_BYTES);
+      const buf = await pool.allocAsync(this.bb);
       let plain = -1;
       try {
-        await dev.read(pbn, buf);
+        await dev.read(pbn, buf, this.k);
         if (state !== STATE_UNCOMPRESSED) {
-          plain = pool.tryAlloc(BLOCK_BYTES);
-          if (plain < 0) plain = await pool.allocAsync(BLOCK_BYTES);
+          plain = pool.tryAlloc(this.bb);
+          if (plain < 0) plain = await pool.allocAsync(this.bb);
         }
         this.copyBlock(lba, m, check, pool.bufferOf(buf), plain, out, dst, within, n);
       } finally {
@@ -217,37 +226,37 @@ export class ReadPath {
   /**
    * Decodes slot `slot` of the packed block at byte address `at` of the shared
    * memory into buffer `into` (a pool descriptor): null, or why it does not
-   * decode to 4 KiB.
+   * decode to a whole block.
    */
   decodeSlotAt(at: number, slot: number, into: number): string | null {
-    const range = packedFragment(this.s.mem.subarray(at, at + BLOCK_BYTES), slot);
+    const range = packedFragment(this.s.mem.subarray(at, at + this.bb), slot);
     if (typeof range === 'string') return range;
     return this.decodeFragmentAt(at + range[0], range[1] - range[0], this.s.pool.bufferOf(into));
   }
 
   /**
-   * Decodes the `size` compressed bytes at byte address `from` into the 4 KiB
+   * Decodes the `size` compressed bytes at byte address `from` into the block
    * at byte address `to` (a packed slot, or a fragment waiting in the arena):
-   * null, or why they do not decode to 4 KiB.
+   * null, or why they do not decode to exactly a block.
    */
   decodeFragmentAt(from: number, size: number, to: number): string | null {
     const rt = this.s.runtime;
     let n: number;
     try {
       n = this.s.codec === 'deflate'
-        ? inflateRegion(rt, rt.inflateScratch, from, size, to, BLOCK_BYTES, 0)
-        : decompressRegion(rt, from, size, to, BLOCK_BYTES, rt.ctx);
+        ? inflateRegion(rt, rt.inflateScratch, from, size, to, this.bb, 0)
+        : decompressRegion(rt, from, size, to, this.bb, rt.ctx);
     } catch (err) {
       return (err as Error).message;
     }
-    return n === BLOCK_BYTES ? null : `fragment decodes to ${n} bytes, not 4096`;
+    return n === this.bb ? null : `fragment decodes to ${n} bytes, not ${this.bb}`;
   }
 
   /**
    * Copies bytes [within, within + n) of block `lba`, stored as mapping `m` at
    * byte address `at` of the shared memory, to out[dst …]: as they are, or a
    * packed slot decoded into buffer `plain` first; either way only once the
-   * logical 4 KiB matches `check` (ECORRUPT if it does not, or does not decode).
+   * logical block matches `check` (ECORRUPT if it does not, or does not decode).
    */
   private copyBlock(lba: number, m: number, check: number, at: number, plain: number, out: Uint8Array, dst: number, within: number, n: number): void {
     const from = this.verified(lba, m, check, at, plain);
@@ -255,7 +264,7 @@ export class ReadPath {
   }
 
   /**
-   * The byte address of block `lba`'s logical 4 KiB, stored as mapping `m` at
+   * The byte address of block `lba`'s logical bytes, stored as mapping `m` at
    * byte address `at` (a packed slot is decoded into buffer `plain`), once it
    * has matched `check`; ECORRUPT naming LBA, PBN and slot otherwise.
    */
@@ -269,7 +278,7 @@ export class ReadPath {
     }
     if (why === null) {
       const rt = this.s.runtime;
-      const got = rt.exports.dataCheck(from, BLOCK_BYTES, rt.ctx) >>> 0;
+      const got = rt.exports.dataCheck(from, this.bb, rt.ctx) >>> 0;
       if (got === check) return from;
       why = `data check ${hex32(got)} does not match the block map's ${hex32(check)}`;
     }
@@ -280,15 +289,15 @@ export class ReadPath {
 
   /**
    * One aligned block whose map page is cached and whose buffers are free now
-   * (the common 4 KiB random read): the mapping read synchronously, one device
+   * (the common one-block random read): the mapping read synchronously, one device
    * read completing into a callback with a reused record (BlockRead), one
    * promise (the caller's). Null when any of that does
    * not hold (the caller goes block by block).
    */
   private blockNow(lba: number): Promise<Uint8Array> | null {
     const { map, pool, dev } = this.s;
-    const out = new Uint8Array(BLOCK_BYTES);
-    if (this.pendingInto(lba, out, 0, 0, BLOCK_BYTES)) return Promise.resolve(out);
+    const out = new Uint8Array(this.bb);
+    if (this.pendingInto(lba, out, 0, 0, this.bb)) return Promise.resolve(out);
     const page = map.cachedPage(lba);
     if (page === null) return null;
     const m = map.get(page, lba);
@@ -296,11 +305,11 @@ export class ReadPath {
     const state = stateOf(m);
     if (state === STATE_UNMAPPED || pbn === ZERO_PBN) return Promise.resolve(out);
     const check = map.checkOf(page, lba);
-    const buf = pool.tryAlloc(BLOCK_BYTES);
+    const buf = pool.tryAlloc(this.bb);
     if (buf < 0) return null;
     let plain = -1;
     if (state !== STATE_UNCOMPRESSED) {
-      plain = pool.tryAlloc(BLOCK_BYTES);
+      plain = pool.tryAlloc(this.bb);
       if (plain < 0) {
         pool.free(buf);
         return null;
@@ -317,7 +326,7 @@ export class ReadPath {
     this.making = r;
     const done = new Promise<Uint8Array>(this.executor);
     this.making = null;
-    dev.readThen(pbn, buf, this.blockRead, r);
+    dev.readThen(pbn, buf, this.blockRead, r, this.k);
     return done;
   }
 
@@ -330,7 +339,7 @@ export class ReadPath {
     try {
       if (err !== null) reject(err);
       else {
-        this.copyBlock(r.lba, r.mapping, r.check, pool.bufferOf(r.buf), r.plain, out, 0, 0, BLOCK_BYTES);
+        this.copyBlock(r.lba, r.mapping, r.check, pool.bufferOf(r.buf), r.plain, out, 0, 0, this.bb);
         resolve(out);
       }
     } catch (e) {
@@ -351,9 +360,9 @@ export class ReadPath {
     const parts: Promise<void>[] = [];
     for (let pos = 0; pos < length;) {
       const at = offset + pos;
-      const lba = Math.floor(at / BLOCK_BYTES);
-      const within = at % BLOCK_BYTES;
-      const n = Math.min(BLOCK_BYTES - within, length - pos);
+      const lba = Math.floor(at / this.bb);
+      const within = at % this.bb;
+      const n = Math.min(this.bb - within, length - pos);
       parts.push(this.into(lba, out, pos, within, n));
       pos += n;
     }
@@ -373,8 +382,9 @@ export class ReadPath {
     const { map } = this.s;
     // A scrub returns no bytes: it only asks whether a block is pending (copying none of it).
     const out = tally === null ? new Uint8Array(length) : NO_BYTES;
-    const first = Math.floor(offset / BLOCK_BYTES);
-    const end = Math.floor((offset + length - 1) / BLOCK_BYTES) + 1;
+    const bb = this.bb;
+    const first = Math.floor(offset / bb);
+    const end = Math.floor((offset + length - 1) / bb) + 1;
     const maps = new Float64Array(end - first).fill(-1);
     const checks = new Uint32Array(end - first);
     this.inFlight++;
@@ -385,9 +395,9 @@ export class ReadPath {
         try {
           // Pending writes and the mapping are read in one synchronous pass: a write is either still pending or mapped.
           for (; lba < pageEnd; lba++) {
-            const from = Math.max(offset, lba * BLOCK_BYTES);
-            const to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
-            if (tally === null ? this.pendingInto(lba, out, from - offset, from - lba * BLOCK_BYTES, to - from) : this.pendingInto(lba, out, 0, 0, 0)) continue;
+            const from = Math.max(offset, lba * bb);
+            const to = Math.min(offset + length, (lba + 1) * bb);
+            if (tally === null ? this.pendingInto(lba, out, from - offset, from - lba * bb, to - from) : this.pendingInto(lba, out, 0, 0, 0)) continue;
             let m: number;
             try {
               m = map.get(page, lba);
@@ -420,10 +430,10 @@ export class ReadPath {
           let j = i + 1;
           for (; j < order.length; j++) {
             const p = pbnOf(maps[order[j]]);
-            if (p !== last && (p !== last + 1 || p - start + 1 > READ_RUN_BLOCKS_MAX)) break;
+            if (p !== last && (p !== last + this.k || p - start + this.k > READ_RUN_PBNS_MAX)) break;
             last = p;
           }
-          g.runs.push({ g, pbn: start, blocks: last - start + 1, from: i, to: j, buf: -1, plain: -1 });
+          g.runs.push({ g, pbn: start, blocks: last - start + this.k, from: i, to: j, buf: -1, plain: -1 });
           i = j;
         }
         this.issue(g);
@@ -443,8 +453,8 @@ export class ReadPath {
     while (g.next < g.runs.length && g.failure === null && !g.waiting) {
       const r = g.runs[g.next];
       const needsPlain = this.needsPlain(r);
-      const size = r.blocks === 1 ? BLOCK_BYTES : STAGING_BYTES;
-      if (needsPlain && r.plain < 0) r.plain = pool.tryAlloc(BLOCK_BYTES);
+      const size = r.blocks === this.k ? this.bb : STAGING_BYTES;
+      if (needsPlain && r.plain < 0) r.plain = pool.tryAlloc(this.bb);
       if (r.buf < 0 && (!needsPlain || r.plain >= 0)) r.buf = pool.tryAlloc(size);
       if (r.buf < 0 || (needsPlain && r.plain < 0)) {
         if (g.inFlight > 0) return;
@@ -470,7 +480,7 @@ export class ReadPath {
 
   private async waitForBuffers(r: Run, needsPlain: boolean, size: number): Promise<void> {
     const pool = this.s.pool;
-    if (needsPlain && r.plain < 0) r.plain = await pool.allocAsync(BLOCK_BYTES);
+    if (needsPlain && r.plain < 0) r.plain = await pool.allocAsync(this.bb);
     if (r.buf < 0) r.buf = await pool.allocAsync(size);
   }
 
@@ -516,9 +526,9 @@ export class ReadPath {
       const m = maps[k];
       const lba = first + k;
       const at = base + (pbnOf(m) - r.pbn) * BLOCK_BYTES;
-      const from = Math.max(offset, lba * BLOCK_BYTES);
-      let to = Math.min(offset + length, (lba + 1) * BLOCK_BYTES);
-      const within = from - lba * BLOCK_BYTES;
+      const from = Math.max(offset, lba * this.bb);
+      let to = Math.min(offset + length, (lba + 1) * this.bb);
+      const within = from - lba * this.bb;
       if (tally !== null) {
         try {
           this.verified(lba, m, checks[k], at, r.plain);
@@ -534,10 +544,10 @@ export class ReadPath {
       }
       this.verified(lba, m, checks[k], at, -1);
       // Blocks next to each other both logically and on the device: one copy, each verified.
-      while (i + 1 < r.to && order[i + 1] === order[i] + 1 && stateOf(maps[order[i + 1]]) === STATE_UNCOMPRESSED && pbnOf(maps[order[i + 1]]) === pbnOf(maps[order[i]]) + 1) {
+      while (i + 1 < r.to && order[i + 1] === order[i] + 1 && stateOf(maps[order[i + 1]]) === STATE_UNCOMPRESSED && pbnOf(maps[order[i + 1]]) === pbnOf(maps[order[i]]) + this.k) {
         i++;
         this.verified(first + order[i], maps[order[i]], checks[order[i]], base + (pbnOf(maps[order[i]]) - r.pbn) * BLOCK_BYTES, -1);
-        to = Math.min(offset + length, (first + order[i] + 1) * BLOCK_BYTES);
+        to = Math.min(offset + length, (first + order[i] + 1) * this.bb);
       }
       out.set(mem.subarray(at + within, at + within + to - from), from - offset);
     }
@@ -556,7 +566,7 @@ export class ReadPath {
    * each that fails, and each map sector that fails, in `tally`.
    */
   async scrub(first: number, count: number, tally: ScrubTally): Promise<void> {
-    if (count > 0) await this.gathered(first * BLOCK_BYTES, count * BLOCK_BYTES, tally);
+    if (count > 0) await this.gathered(first * this.bb, count * this.bb, tally);
   }
 
   private fail(g: Gather, err: unknown): void {

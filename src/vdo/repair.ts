@@ -27,7 +27,7 @@ import type { JournalReplay, RecoveryJournal } from './recovery-journal.js';
 import type { SlabDepot } from './slab-depot.js';
 import type { CountSnapshots, SnapshotHeader } from './count-snapshots.js';
 import {
-  ENTRY_DISCARD, ENTRY_MAP, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, type Superblock,
+  BLOCK_BYTES, ENTRY_DISCARD, ENTRY_MAP, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, type Superblock,
 } from './encodings.js';
 
 /** The journal's data check of a logical block: bits 64–95 of its XXH3-128 (the engine's prepare job computes the same). */
@@ -142,8 +142,9 @@ export async function replayJournal(r: RepairContext, jr: JournalReplay, counted
   // mapping → data check of the logical block it holds now (−1: a slot that does not decode).
   const verified = new Map<number, number>();
   const pool = r.pool;
-  const d = await pool.allocAsync(4096);
-  const plain = await pool.allocAsync(4096);
+  const bb = r.sb.blockBytes;
+  const d = await pool.allocAsync(bb);
+  const plain = await pool.allocAsync(bb);
   let inBuffer = -1;
   try {
     for (let i = 0; i < entries.length; i++) {
@@ -162,11 +163,11 @@ export async function replayJournal(r: RepairContext, jr: JournalReplay, counted
         let check = verified.get(m);
         if (check === undefined) {
           if (inBuffer !== e.newPbn) {
-            await r.dev.read(e.newPbn, d);
+            await r.dev.read(e.newPbn, d, bb / BLOCK_BYTES);
             inBuffer = e.newPbn;
           }
-          if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(pool.bytes(d, true).subarray(0, 4096));
-          else check = r.decodeSlot(d, e.newState - STATE_COMPRESSED_BASE, plain) === null ? dataCheckOf(pool.bytes(plain, true).subarray(0, 4096)) : -1;
+          if (e.newState === STATE_UNCOMPRESSED) check = dataCheckOf(pool.bytes(d, true).subarray(0, bb));
+          else check = r.decodeSlot(d, e.newState - STATE_COMPRESSED_BASE, plain) === null ? dataCheckOf(pool.bytes(plain, true).subarray(0, bb)) : -1;
           verified.set(m, check);
         }
         // A mismatch means the data never reached the media: the previous mapping stays.
@@ -192,7 +193,7 @@ async function setMapping(r: RepairContext, lba: number, m: number, check: numbe
     map.set(p, lba, m, check);
     if (!counted || old === m) return 0;
     if (pbnOf(old) !== ZERO_PBN) {
-      if (depot.mappedCounts()[pbnOf(old) - depot.dataStart] === 0 || depot.references(pbnOf(old)) === 0) {
+      if (depot.mappedCounts()[(pbnOf(old) - depot.dataStart) / depot.unit] === 0 || depot.references(pbnOf(old)) === 0) {
         throw new FlashpackError('ECORRUPT', `reference count snapshot: LBA ${lba} maps to PBN ${pbnOf(old)}, which the snapshot counts unreferenced`);
       }
       depot.mapRef(pbnOf(old), -1);

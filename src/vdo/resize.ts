@@ -39,10 +39,10 @@ import type { SlabDepot } from './slab-depot.js';
 import type { CountSnapshots } from './count-snapshots.js';
 import { writeSuperblocks } from './attach.js';
 import { checkResizeSize } from './volume-options.js';
-import { BLOCK_BYTES, SNAPSHOT_SLOTS, SUPERBLOCK_COPIES, dataEndOf, refsBlocksFor, slotBlocksFor, type Superblock } from './encodings.js';
+import { BLOCK_BYTES, SNAPSHOT_SLOTS, SUPERBLOCK_COPIES, blockPbns, dataBlocksOf, refsBlocksFor, slotBlocksFor, type Superblock } from './encodings.js';
 
 export interface ResizeOptions {
-  /** The new logical size in bytes: a multiple of 4096, at least the current one, at most 1 PiB. */
+  /** The new logical size in bytes: a multiple of the volume block size, at least the current one, at most 1 PiB. */
   logicalSize?: number;
   /** The new physical size in bytes: a multiple of 4096, at least the current one, under 2^32 blocks; the device grows to it (an image file is extended). */
   physicalSize?: number;
@@ -78,11 +78,11 @@ export function resizeTarget(sb: Superblock, options: ResizeOptions | undefined)
   for (const k of Object.keys(o)) if (k !== 'logicalSize' && k !== 'physicalSize') throw invalid(`volume.resize: unknown option ${JSON.stringify(k)} (options: logicalSize, physicalSize)`);
   const target: ResizeTarget = { logicalBlocks: sb.logicalBlocks, physicalBlocks: sb.physicalBlocks };
   if (o.logicalSize !== undefined) {
-    const size = checkResizeSize('volume.resize: logicalSize', o.logicalSize);
-    if (size < sb.logicalBlocks * BLOCK_BYTES) {
-      throw invalid(`volume.resize: logicalSize ${size} is smaller than the volume's ${sb.logicalBlocks * BLOCK_BYTES} bytes; shrinking is refused (it would drop the data past the new end)`);
+    const size = checkResizeSize('volume.resize: logicalSize', o.logicalSize, sb.blockBytes);
+    if (size < sb.logicalBlocks * sb.blockBytes) {
+      throw invalid(`volume.resize: logicalSize ${size} is smaller than the volume's ${sb.logicalBlocks * sb.blockBytes} bytes; shrinking is refused (it would drop the data past the new end)`);
     }
-    target.logicalBlocks = size / BLOCK_BYTES;
+    target.logicalBlocks = size / sb.blockBytes;
   }
   if (o.physicalSize !== undefined) target.physicalBlocks = physicalTarget(sb, o.physicalSize);
   return target;
@@ -91,17 +91,19 @@ export function resizeTarget(sb: Superblock, options: ResizeOptions | undefined)
 /** A physical size to grow to, in blocks: EINVAL unless it grows the data region (or is the current size). */
 function physicalTarget(sb: Superblock, physicalSize: unknown): number {
   const what = 'volume.resize: physicalSize';
-  const size = checkResizeSize(what, physicalSize);
+  const size = checkResizeSize(what, physicalSize, BLOCK_BYTES);
   const blocks = size / BLOCK_BYTES;
   const now = sb.physicalBlocks * BLOCK_BYTES;
   if (blocks === sb.physicalBlocks) return blocks;
   if (blocks < sb.physicalBlocks) throw invalid(`${what} ${size} is smaller than the volume's ${now} bytes; shrinking is refused (data may live past the new end)`);
   if (blocks >= 2 ** 32) throw invalid(`${what} ${size} is ${blocks} blocks, more than the 2^32 − 1 a block map entry can address`);
-  // The refs region moves to the new tail: the data region must end later than it does now.
+  // The refs region moves to the new tail: the data region must hold more data blocks than it does now.
+  const bb = sb.blockBytes;
+  const want = sb.dataStart + (dataBlocksOf(sb) + 1) * blockPbns(sb); // the end of one more data block
   let least = sb.physicalBlocks + 1;
-  while (least - refsBlocksFor(least) <= dataEndOf(sb)) least += dataEndOf(sb) - (least - refsBlocksFor(least)) + 1;
+  while (least - refsBlocksFor(least, bb) < want) least += want - (least - refsBlocksFor(least, bb));
   if (blocks < least) {
-    throw invalid(`${what} ${size} grows the volume by less than its reference count region moved to the new end takes (${refsBlocksFor(blocks)} blocks); grow it to at least ${least * BLOCK_BYTES} bytes`);
+    throw invalid(`${what} ${size} grows the volume by less than its reference count region moved to the new end takes (${refsBlocksFor(blocks, bb)} blocks); grow it to at least ${least * BLOCK_BYTES} bytes`);
   }
   return blocks;
 }
@@ -142,9 +144,9 @@ export async function growPhysical(v: PhysicalResizable, blocks: number): Promis
   await v.meta.run(async () => {
     if (blocks <= v.sb.physicalBlocks) return;
     await v.snapshots.comparing;
-    const refsBlocks = refsBlocksFor(blocks);
+    const refsBlocks = refsBlocksFor(blocks, v.sb.blockBytes);
     const refsStart = blocks - refsBlocks;
-    for (let slot = 0; slot < SNAPSHOT_SLOTS; slot++) await v.dev.writeZeroes(refsStart + slot * slotBlocksFor(blocks), 1);
+    for (let slot = 0; slot < SNAPSHOT_SLOTS; slot++) await v.dev.writeZeroes(refsStart + slot * slotBlocksFor(blocks, v.sb.blockBytes), 1);
     await v.dev.flush();
     const change = { physicalBlocks: blocks, refsStart, refsBlocks };
     const generation = await writeBothCopies(v, change);

@@ -23,6 +23,10 @@
  *
  * The data region grows at its end (grow(): the physical size grew); the
  * last slab, if short, is filled out first, and new slabs follow.
+ *
+ * A data block is a volume block: `unit` aligned 4 KiB PBNs from dataStart
+ * (encodings.ts blockPbns). Counts, slabs and every "block" here count data
+ * blocks; PBNs in and out are a data block's first PBN (asserted aligned).
  */
 import { FlashpackError } from '../errors.js';
 import { assertionFailed } from '../assert.js';
@@ -32,6 +36,8 @@ export const MAX_REFERENCES = 254;
 
 export class SlabDepot {
   readonly dataStart: number;
+  /** PBNs per data block. */
+  readonly unit: number;
   /** Blocks in the data region (grow() raises it). */
   dataBlocks: number;
   readonly slabBlocks: number;
@@ -57,14 +63,16 @@ export class SlabDepot {
   private preset: { used: number; treePages: number } | null = null;
 
   /**
-   * The data region [dataStart, dataEnd) cut into slabs of `slabBlocks`.
+   * The data region [dataStart, dataEnd) (PBNs) cut into data blocks of `unit` PBNs and those into slabs of `slabBlocks`.
    * `empty`: every block free (a new volume). Otherwise (an open) the
    * per-block arrays are allocated only when counts are loaded or rebuilt
    * (loadCounts, resetAll): a clean open that never writes never holds them.
    */
-  constructor(dataStart: number, dataEnd: number, slabBlocks: number, empty = true) {
+  constructor(dataStart: number, dataEnd: number, slabBlocks: number, empty = true, unit = 1) {
+    if (dataStart % unit !== 0) throw assertionFailed(`slab depot: data region start ${dataStart} not aligned to ${unit} PBNs`);
     this.dataStart = dataStart;
-    this.dataBlocks = dataEnd - dataStart;
+    this.unit = unit;
+    this.dataBlocks = Math.floor((dataEnd - dataStart) / unit);
     this.slabBlocks = slabBlocks;
     const n = empty ? this.dataBlocks : 0;
     this.refs = new Uint8Array(n);
@@ -82,7 +90,7 @@ export class SlabDepot {
    * snapshot slot. Synchronous, so no allocation or count change sees half of it.
    */
   grow(dataEnd: number): void {
-    const n = dataEnd - this.dataStart;
+    const n = Math.floor((dataEnd - this.dataStart) / this.unit);
     if (this.refs.length !== this.dataBlocks) throw assertionFailed('slab depot grow: before the counts were loaded');
     if (!(n > this.dataBlocks)) throw assertionFailed(`slab depot grow: ${n} data blocks, not more than ${this.dataBlocks}`);
     const widen = (a: Uint8Array): Uint8Array => {
@@ -137,15 +145,16 @@ export class SlabDepot {
   }
 
   isData(pbn: number): boolean {
-    return pbn >= this.dataStart && pbn < this.dataStart + this.dataBlocks;
+    return pbn >= this.dataStart && pbn < this.dataStart + this.dataBlocks * this.unit && (pbn - this.dataStart) % this.unit === 0;
   }
 
   /** The index of data block `pbn`, asserted in the data region. */
   private at(pbn: number, what: string): number {
-    const i = pbn - this.dataStart;
-    if (!(i >= 0 && i < this.dataBlocks && this.refs.length === this.dataBlocks)) {
+    const i = (pbn - this.dataStart) / this.unit;
+    if (!(i >= 0 && i < this.dataBlocks && this.refs.length === this.dataBlocks && Number.isInteger(i))) {
       if (this.refs.length !== this.dataBlocks) throw assertionFailed(`slab depot ${what}: PBN ${pbn} before the counts were loaded`);
-      throw assertionFailed(`slab depot ${what}: PBN ${pbn} outside the data region ${this.dataStart}..${this.dataStart + this.dataBlocks - 1}`);
+      const bound = this.unit > 1 ? ` or not on one of its ${this.unit}-PBN block boundaries` : '';
+      throw assertionFailed(`slab depot ${what}: PBN ${pbn} outside the data region ${this.dataStart}..${this.dataStart + this.dataBlocks * this.unit - 1}${bound}`);
     }
     return i;
   }
@@ -181,7 +190,7 @@ export class SlabDepot {
         this.allocated = true;
         this.used++;
         this.slabFree[Math.floor(i / this.slabBlocks)]--;
-        return this.dataStart + i;
+        return this.dataStart + i * this.unit;
       }
     }
     throw new FlashpackError('ENOSPC', `slab depot: all ${n} data blocks are in use${this.pendingFree.length ? ` (${this.pendingFree.length} free after the next flush)` : ''}`);
@@ -190,7 +199,7 @@ export class SlabDepot {
   /** A free block for a block map tree page, counted MAX_REFERENCES for good (ENOSPC when none). */
   allocateMapPage(): number {
     const pbn = this.allocate();
-    const i = pbn - this.dataStart;
+    const i = (pbn - this.dataStart) / this.unit;
     this.refs[i] = MAX_REFERENCES;
     this.writing[i] = 0;
     this.treePages++;
@@ -251,8 +260,8 @@ export class SlabDepot {
 
   /** Rebuild: `pbn` holds a tree page the block map names. ECORRUPT if anything else counted it already. */
   claimMapPage(pbn: number): void {
-    if (!this.isData(pbn)) throw new FlashpackError('ECORRUPT', `block map: a tree page at PBN ${pbn}, outside the data region`);
-    const i = pbn - this.dataStart;
+    if (!this.isData(pbn)) throw new FlashpackError('ECORRUPT', `block map: a tree page at PBN ${pbn}, not a data block of the data region`);
+    const i = (pbn - this.dataStart) / this.unit;
     if (this.refs[i] !== 0) throw new FlashpackError('ECORRUPT', `block map: PBN ${pbn} is named as a tree page and is ${this.refs[i] === MAX_REFERENCES ? 'another tree page or full' : 'referenced by a mapping'} too`);
     this.refs[i] = MAX_REFERENCES;
     this.used++;

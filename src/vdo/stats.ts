@@ -12,14 +12,18 @@ import type { AdmissionCounters } from './admission.js';
 import type { DedupeCounters } from './hash-lock.js';
 import type { StoreCounters } from './store.js';
 import { isThin } from './volume-options.js';
-import { dataBlocksOf, type Superblock } from './encodings.js';
+import { blockPbns, dataBlocksOf, type Superblock } from './encodings.js';
 
+/** Every count of blocks here is of volume blocks (blockBytes each), as vdostats counts its 4 KiB blocks. */
 export interface VolumeStats {
+  /** The volume block in bytes. */
+  blockBytes: number;
   logicalBlocks: number;
+  /** The image's size in blocks (a partial block at its end not counted). */
   physicalBlocks: number;
   /** Physical blocks holding data. */
   dataBlocksUsed: number;
-  /** Physical blocks of metadata (superblocks, journal, block map). */
+  /** Physical blocks of metadata (superblocks, journal, block map, reference counts, and any part of the image no data block can use). */
   overheadBlocksUsed: number;
   /** Logical blocks mapped (including those mapped to the zero block). */
   logicalBlocksUsed: number;
@@ -80,11 +84,14 @@ export function volumeStats(p: StatsSources): VolumeStats {
   // Block map tree pages live in the data region but are overhead, as vdostats counts them.
   const dataUsed = p.depot.usedBlocks - p.depot.mapPages;
   const io = p.io;
+  const k = blockPbns(p.sb);
+  const physicalBlocks = Math.floor(p.sb.physicalBlocks / k);
   return {
+    blockBytes: p.sb.blockBytes,
     logicalBlocks: p.sb.logicalBlocks,
-    physicalBlocks: p.sb.physicalBlocks,
+    physicalBlocks,
     dataBlocksUsed: dataUsed,
-    overheadBlocksUsed: p.sb.physicalBlocks - dataBlocksOf(p.sb) + p.depot.mapPages,
+    overheadBlocksUsed: physicalBlocks - dataBlocksOf(p.sb) + p.depot.mapPages,
     logicalBlocksUsed: p.logicalUsed,
     savingPercent: p.logicalUsed === 0 ? 0 : Math.round(((p.logicalUsed - dataUsed) / p.logicalUsed) * 1000) / 10,
     dedupeAdviceValid: c.adviceValid,
@@ -104,7 +111,8 @@ export function volumeStats(p: StatsSources): VolumeStats {
     maxViosInProgress: p.vios.peak,
     biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },
     biosOut: { read: io.reads, write: io.writes, flush: io.flushes },
-    writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.blocksWritten / c.blocksWrittenIn) * 1000) / 1000,
+    // The device counts 4 KiB blocks written.
+    writeAmplification: c.blocksWrittenIn === 0 ? 0 : Math.round((io.blocksWritten / (k * c.blocksWrittenIn)) * 1000) / 1000,
     thin: isThin(p.sb),
     readOnly: p.readOnly,
   };

@@ -43,9 +43,9 @@ import type { DataWriter } from './data-writer.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
 import { FROM_DEDUPING, FROM_PACKING, FROM_STORING, Stage, type DataVio } from './data-vio.js';
-import { Packer, binsFor, type Batch, type PackerPolicy } from './packer.js';
+import { Packer, binsFor, waitingMaxFor, type Batch, type PackerPolicy } from './packer.js';
 import { FragmentArena } from './fragment-arena.js';
-import { BLOCK_BYTES, CB_CAPACITY, CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, encodePackedHeader, type Codec } from './encodings.js';
+import { CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, blockPbns, cbCapacity, encodePackedHeader, type Codec } from './encodings.js';
 
 
 export interface StoreCounters {
@@ -61,7 +61,7 @@ export interface StoreWiring {
   failJob(job: DataVio, err: Error): void;
   /** The write's fragment is in the arena: it gives its pipeline slot back. */
   park(job: DataVio): void;
-  /** Decodes `size` compressed bytes at byte address `from` into the 4 KiB at `to`: null, or why not. */
+  /** Decodes `size` compressed bytes at byte address `from` into the block at `to`: null, or why not. */
   decodeFragment(from: number, size: number, to: number): string | null;
 }
 
@@ -77,10 +77,12 @@ export interface StoreOptions {
   /** Data writes are FUA (the sync policy). */
   fua: boolean;
   packer: PackerPolicy;
-  /** Byte address of the fragment arena's region (FragmentArena.bytesFor(StoreStage.arenaPages(policy))). */
+  /** Byte address of the fragment arena's region (FragmentArena.bytesFor(StoreStage.arenaPages(policy, blockBytes), blockBytes)). */
   arenaAt: number;
+  /** The volume block: a raw data block, a packed block and an arena page. */
+  blockBytes: number;
   /**
-   * 4 KiB buffers the pool keeps free for everything but parked writes (the
+   * Block buffers the pool keeps free for everything but parked writes (the
    * pipeline's, the block map cache's, reads'): a parked write keeps its data
    * only while more than this many are free (keepsData).
    */
@@ -106,8 +108,8 @@ export class StoreStage {
   private readonly arena: FragmentArena;
 
   /** Pages of fragment arena the policy uses: one per bin, as many again and 256 more for bins written but not yet mapped (none free: a fragment is stored raw). */
-  static arenaPages(policy: PackerPolicy): number {
-    return 2 * binsFor(policy) + 256;
+  static arenaPages(policy: PackerPolicy, blockBytes: number): number {
+    return 2 * binsFor(policy, blockBytes) + Math.max(16, (256 * 4096) / blockBytes);
   }
 
   /** Every bin goes out now (a new write found every record taken by parked writes). */
@@ -117,8 +119,10 @@ export class StoreStage {
 
   constructor(o: StoreOptions) {
     this.o = o;
-    this.arena = new FragmentArena(o.arenaAt, StoreStage.arenaPages(o.packer));
-    this.packer = new Packer<DataVio>(o.packer, { pages: this.arena });
+    this.arena = new FragmentArena(o.arenaAt, StoreStage.arenaPages(o.packer, o.blockBytes), o.blockBytes);
+    this.packer = new Packer<DataVio>(o.packer, {
+      pages: this.arena, capacity: cbCapacity(o.blockBytes), bins: binsFor(o.packer, o.blockBytes), waitingMax: waitingMaxFor(o.packer, o.blockBytes),
+    });
   }
 
   /**
@@ -176,18 +180,18 @@ export class StoreStage {
   }
 
   /**
-   * Whether a parked fragment of `size` bytes keeps its 4 KiB of data. One
+   * Whether a parked fragment of `size` bytes keeps its block of data. One
    * bigger than half a packed block shares its block with no fragment of its
    * own size, so it is the one that ends a flush alone in a bin, to be
    * written raw: with its data kept, it is not decoded back on the main
-   * thread (a 4 KiB LZ4 decode per bin of one made a flush after a pass of
+   * thread (a block's LZ4 decode per bin of one made a flush after a pass of
    * writes ~1.4x longer). It keeps it only while the pool has buffers to
    * spare beyond retainFloor, so parked writes never take the buffers the
    * pipeline and reads need (the default pool has room for every waiting
    * fragment).
    */
   private keepsData(size: number): boolean {
-    return 2 * size > CB_CAPACITY && this.o.pool.available(BLOCK_BYTES) > this.o.retainFloor;
+    return 2 * size > cbCapacity(this.o.blockBytes) && this.o.pool.available(this.o.blockBytes) > this.o.retainFloor;
   }
 
   /** The bin holding `job` (if it waits in the packer) goes out now: a newer write of its LBA was admitted, or a write waits on its hash lock. */
@@ -287,11 +291,11 @@ export class StoreStage {
     job.mapping = mappingOf(pbn, STATE_UNCOMPRESSED);
     const at = this.o.writer.slot(pbn);
     if (at < 0) {
-      this.o.dev.writeThen(pbn, job.desc, this.o.fua, this.rawWritten, job);
+      this.o.dev.writeThen(pbn, job.desc, this.o.fua, this.rawWritten, job, blockPbns(this.o));
       return;
     }
     const src = this.o.pool.bufferOf(job.desc);
-    this.o.mem.copyWithin(at, src, src + BLOCK_BYTES);
+    this.o.mem.copyWithin(at, src, src + this.o.blockBytes);
     this.o.writer.added(this.rawWritten, job);
   }
 
@@ -318,9 +322,9 @@ export class StoreStage {
       this.unparked(job);
       this.writeRaw(job);
     };
-    const buf = pool.tryAlloc(BLOCK_BYTES);
+    const buf = pool.tryAlloc(this.o.blockBytes);
     if (buf >= 0) decode(buf);
-    else pool.allocAsync(BLOCK_BYTES).then(decode, (err: Error) => this.o.wiring.failJob(job, err));
+    else pool.allocAsync(this.o.blockBytes).then(decode, (err: Error) => this.o.wiring.failJob(job, err));
   }
 
   /**
@@ -373,12 +377,12 @@ export class StoreStage {
       dev.writeThen(pbn, block, this.o.fua, (err) => {
         pool.free(block);
         this.packedWritten(batch, pbn, err);
-      }, null);
+      }, null, blockPbns(this.o));
     };
-    const block = pool.tryAlloc(BLOCK_BYTES);
+    const block = pool.tryAlloc(this.o.blockBytes);
     if (block >= 0) single(block);
     else {
-      pool.allocAsync(BLOCK_BYTES).then(single, (err: Error) => {
+      pool.allocAsync(this.o.blockBytes).then(single, (err: Error) => {
         depot.written(pbn);
         depot.decrement(pbn);
         for (const f of batch) this.o.wiring.failJob(f.item, err);
@@ -395,7 +399,7 @@ export class StoreStage {
       wasm.copyBytes(to, f.item.arenaAt, f.size);
       to += f.size;
     }
-    wasm.zeroBytes(to, at + BLOCK_BYTES - to);
+    wasm.zeroBytes(to, at + this.o.blockBytes - to);
   }
 
   private packedWritten(batch: Batch<DataVio>, pbn: number, err: FlashpackError | null): void {

@@ -11,14 +11,23 @@
  */
 import { FlashpackError, badArgument, describe, invalid } from '../errors.js';
 import { DedupeIndex, DEFAULT_INDEX_MEMORY, MIN_INDEX_MEMORY, MAX_INDEX_MEMORY } from './dedupe.js';
-import { BLOCK_BYTES, MAP_ROOT_PAGES, MAX_LOGICAL_BLOCKS, SUPERBLOCK_COPIES, CODECS, dataBlocksOf, refsBlocksFor, type Codec, type Geometry, type WritePolicy } from './encodings.js';
+import {
+  BLOCK_BYTES, BLOCK_BYTES_CHOICES, MAP_ROOT_PAGES, MAX_LOGICAL_BLOCKS, SUPERBLOCK_COPIES, CODECS, dataBlocksOf, refsBlocksFor, type Codec, type Geometry, type WritePolicy,
+} from './encodings.js';
 import { treePagesFor } from './map-tree.js';
 import type { PackerPolicy } from './packer.js';
 import type { Runtime } from '../wasm/runtime.js';
 
 export interface VolumeOptions {
-  /** Logical size in bytes (a positive multiple of 4096, at most 2^44 bytes = 16 TiB). Required. */
+  /** Logical size in bytes (a positive multiple of the block size, at most 1 PiB). Required. */
   logicalSize: number;
+  /**
+   * The volume block in bytes: 4096 (default), 8192, 16384, 32768 or 65536.
+   * Each LBA's data is deduplicated, compressed and packed as one block of
+   * this size; a write of less is read-modify-write. Larger blocks compress
+   * better and need less metadata per byte; smaller ones rewrite less.
+   */
+  blockBytes?: number;
   /**
    * Physical size in bytes to use on the backend. Default for a new image file:
    * room for the whole logical size with nothing reduced, plus metadata and a
@@ -41,7 +50,7 @@ export interface VolumeOptions {
   indexMemory?: number;
   /** Recovery journal blocks (default 256 = 1 MiB; 4 to 65,536). */
   journalBlocks?: number;
-  /** Blocks per slab (default 8192). */
+  /** Data blocks (of blockBytes) per slab (default 8192). */
   slabBlocks?: number;
   /** Format over whatever the path or backend holds (default false: EEXIST unless it is absent or empty). */
   overwrite?: boolean;
@@ -101,11 +110,12 @@ export interface Layout {
   dedupe: boolean;
   codec: Codec;
   writePolicy: WritePolicy;
+  blockBytes: number;
 }
 
 type Keys<T> = { [K in keyof Required<T>]: true };
 const CREATE_KEYS: Keys<VolumeOptions & OpenOptions> = {
-  logicalSize: true, physicalSize: true, codec: true, dedupe: true, writePolicy: true, indexMemory: true, journalBlocks: true,
+  logicalSize: true, blockBytes: true, physicalSize: true, codec: true, dedupe: true, writePolicy: true, indexMemory: true, journalBlocks: true,
   slabBlocks: true, overwrite: true, readOnly: true, cachePages: true, workers: true, ioWorkers: true, packer: true,
   maxInflight: true, runtime: true, blockSize: true,
 };
@@ -126,9 +136,9 @@ function wholeIn(what: string, v: unknown, lo: number, hi: number, unit = ''): n
   return v;
 }
 
-function bytesMultiple(what: string, v: unknown, max: number): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v % BLOCK_BYTES !== 0 || v > max) {
-    throw badArgument(what, `a positive multiple of 4096 bytes up to ${max}`, v);
+function bytesMultiple(what: string, v: unknown, max: number, unit = BLOCK_BYTES): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v % unit !== 0 || v > max) {
+    throw badArgument(what, `a positive multiple of ${unit} bytes up to ${max}`, v);
   }
   return v;
 }
@@ -147,7 +157,7 @@ function flag(what: string, v: unknown): boolean {
 export function checkOpenOptions(what: string, raw: unknown): OpenOptions {
   const o = options<OpenOptions & Partial<VolumeOptions>>(what, raw);
   if (what.endsWith('open')) {
-    for (const k of ['logicalSize', 'physicalSize', 'codec', 'dedupe', 'writePolicy', 'journalBlocks', 'slabBlocks', 'overwrite'] as const) {
+    for (const k of ['logicalSize', 'blockBytes', 'physicalSize', 'codec', 'dedupe', 'writePolicy', 'journalBlocks', 'slabBlocks', 'overwrite'] as const) {
       if (o[k] !== undefined) throw invalid(`${what}: option '${k}' is fixed when the volume is created (Volume.create)`);
     }
   }
@@ -166,17 +176,20 @@ export function checkOpenOptions(what: string, raw: unknown): OpenOptions {
 }
 
 /** The create options, checked; `logicalSize` is required. */
-/** A new logical size for resize: a whole number of blocks, 4 KiB to 1 PiB (EINVAL naming the value otherwise). */
-export function checkResizeSize(what: string, v: unknown): number {
-  return bytesMultiple(what, v, MAX_LOGICAL_BYTES);
+/** A new logical size for resize: a whole number of `blockBytes` blocks up to 1 PiB (EINVAL naming the value otherwise). */
+export function checkResizeSize(what: string, v: unknown, blockBytes: number): number {
+  return bytesMultiple(what, v, MAX_LOGICAL_BYTES, blockBytes);
 }
 
 export function checkCreateOptions(raw: unknown): VolumeOptions & OpenOptions {
   const what = 'Volume.create';
-  if (raw === undefined) throw invalid(`${what}: options.logicalSize is required (the volume's size in bytes, a multiple of 4096), got no options`);
+  if (raw === undefined) throw invalid(`${what}: options.logicalSize is required (the volume's size in bytes, a multiple of the block size), got no options`);
   const o = checkOpenOptions(what, raw) as VolumeOptions & OpenOptions;
-  if (o.logicalSize === undefined) throw invalid(`${what}: options.logicalSize is required (the volume's size in bytes, a multiple of 4096)`);
-  bytesMultiple(`${what}: logicalSize`, o.logicalSize, MAX_LOGICAL_BYTES);
+  if (o.blockBytes !== undefined && !BLOCK_BYTES_CHOICES.includes(o.blockBytes)) {
+    throw badArgument(`${what}: blockBytes`, `one of ${BLOCK_BYTES_CHOICES.join(', ')}`, o.blockBytes);
+  }
+  if (o.logicalSize === undefined) throw invalid(`${what}: options.logicalSize is required (the volume's size in bytes, a multiple of the block size)`);
+  bytesMultiple(`${what}: logicalSize`, o.logicalSize, MAX_LOGICAL_BYTES, o.blockBytes ?? BLOCK_BYTES);
   if (o.physicalSize !== undefined) bytesMultiple(`${what}: physicalSize`, o.physicalSize, 2 ** 32 * BLOCK_BYTES);
   if (o.codec !== undefined) oneOf(`${what}: codec`, o.codec, CODECS);
   if (o.dedupe !== undefined) flag(`${what}: dedupe`, o.dedupe);
@@ -194,7 +207,10 @@ export function checkCreateOptions(raw: unknown): VolumeOptions & OpenOptions {
  * block, naming the minimum.
  */
 export function layoutFor(o: VolumeOptions, physicalBlocks?: number): Layout {
-  const logicalBlocks = o.logicalSize / BLOCK_BYTES;
+  const blockBytes = o.blockBytes ?? BLOCK_BYTES;
+  /** PBNs per data block: the data region starts aligned to it. */
+  const k = blockBytes / BLOCK_BYTES;
+  const logicalBlocks = o.logicalSize / blockBytes;
   const journalBlocks = o.journalBlocks ?? DEFAULT_JOURNAL_BLOCKS;
   const dedupe = o.dedupe ?? true;
   // The block map region holds the tree's root; its other pages come from the data region as they are needed.
@@ -203,34 +219,36 @@ export function layoutFor(o: VolumeOptions, physicalBlocks?: number): Layout {
   // physical block (two entries a block) never helps: a block is indexed once.
   const indexMemoryFor = (physical: number): number => (dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(o.indexMemory ?? DEFAULT_INDEX_MEMORY, 64 * physical)) : 0);
   const indexBlocksFor = (memory: number): number => (dedupe ? 1 + Math.ceil(DedupeIndex.imageBytes(memory) / BLOCK_BYTES) : 0);
-  const metadataFor = (physical: number): number => SUPERBLOCK_COPIES + journalBlocks + mapPages + indexBlocksFor(indexMemoryFor(physical)) + refsBlocksFor(physical);
-  const physical = physicalBlocks ?? defaultPhysical(logicalBlocks, (p) => metadataFor(p) + treePagesFor(logicalBlocks));
+  const metadataFor = (physical: number): number =>
+    SUPERBLOCK_COPIES + journalBlocks + mapPages + indexBlocksFor(indexMemoryFor(physical)) + refsBlocksFor(physical, blockBytes) + (k - 1);
+  const physical = physicalBlocks ?? defaultPhysical(logicalBlocks, k, (p) => metadataFor(p) + k * treePagesFor(logicalBlocks));
   const indexMemory = indexMemoryFor(physical);
   const indexBlocks = indexBlocksFor(indexMemory);
   const indexStart = SUPERBLOCK_COPIES + journalBlocks + mapPages;
   const refsStart = indexStart + indexBlocks;
-  const refsBlocks = refsBlocksFor(physical);
-  const dataStart = refsStart + refsBlocks;
-  if (dataStart + 1 > physical) {
+  const refsBlocks = refsBlocksFor(physical, blockBytes);
+  const dataStart = Math.ceil((refsStart + refsBlocks) / k) * k;
+  if (dataStart + k > physical) {
     throw new FlashpackError(
       'ENOSPC',
-      `volume: ${physical} physical blocks (${physical * BLOCK_BYTES} bytes) cannot hold ${dataStart} blocks of metadata (journal ${journalBlocks}, block map ${mapPages}, index ${indexBlocks}, reference counts ${refsBlocks}) and any data; at least ${(dataStart + 1) * BLOCK_BYTES} bytes are needed`,
+      `volume: ${physical} physical blocks (${physical * BLOCK_BYTES} bytes) cannot hold ${dataStart} blocks of metadata (journal ${journalBlocks}, block map ${mapPages}, index ${indexBlocks}, reference counts ${refsBlocks}) and any data; at least ${(dataStart + k) * BLOCK_BYTES} bytes are needed`,
     );
   }
   if (physical >= 2 ** 32) {
     throw invalid(`volume: ${physical} physical blocks is more than the 2^32 − 1 a block map entry can address${physicalBlocks === undefined ? ' (the default image holds the whole logical size; pass a smaller physicalSize for a thin volume)' : ''}`);
   }
   return {
-    logicalBlocks, physicalBlocks: physical, journalBlocks, mapPages, indexMemory, indexBlocks, indexStart, refsStart, refsBlocks, dataStart, dedupe,
-    slabBlocks: Math.min(o.slabBlocks ?? DEFAULT_SLAB_BLOCKS, physical - dataStart),
+    logicalBlocks, physicalBlocks: physical, journalBlocks, mapPages, indexMemory, indexBlocks, indexStart, refsStart, refsBlocks, dataStart, dedupe, blockBytes,
+    slabBlocks: Math.min(o.slabBlocks ?? DEFAULT_SLAB_BLOCKS, Math.floor((physical - dataStart) / k)),
     codec: o.codec ?? 'lz4',
     writePolicy: o.writePolicy ?? 'async',
   };
 }
 
-/** Room for the whole logical size with nothing reduced, a spare, and the metadata (which grows with the physical size, the index up to its cap). */
-function defaultPhysical(logicalBlocks: number, metadataFor: (physical: number) => number): number {
-  const want = logicalBlocks + Math.min(OVERWRITE_SPARE_BLOCKS, logicalBlocks);
+/** Room for the whole logical size with nothing reduced, a spare, and the metadata (which grows with the physical size, the index up to its cap); in 4 KiB blocks. */
+function defaultPhysical(logicalBlocks: number, k: number, metadataFor: (physical: number) => number): number {
+  // The spare holds as many bytes at any block size (1,024 blocks of 4 KiB).
+  const want = k * (logicalBlocks + Math.min(Math.max(16, OVERWRITE_SPARE_BLOCKS / k), logicalBlocks));
   let physical = want + metadataFor(want);
   for (let i = 0; i < 16; i++) {
     const next = want + metadataFor(physical);

@@ -66,15 +66,15 @@ import { volumeStats, type VolumeCounters, type VolumeStats } from './stats.js';
 import { scrubVolume, type ScrubOptions, type ScrubReport } from './scrub.js';
 import { growTo, resizeTarget, type ResizeOptions } from './resize.js';
 import { extentsOf, type VolumeExtent } from './extents.js';
-import { detach, formatImage, holdAndAttach, readSuperblock, writeSuperblocks, type Hold } from './attach.js';
+import { detach, formatImage, holdAndAttach, readSuperblock, writeSuperblocks, type BufferPlan, type Hold } from './attach.js';
 import { flushAtExit, forgetAtExit } from './exit-flush.js';
 import { inspect, refuseUnlessEmpty } from './image-file.js';
 import {
-  DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, bytesOf, checkCreateOptions, checkOpenOptions, checkRange, checkTarget, isThin, layoutFor,
+  DEFAULT_CACHE_PAGES, bytesOf, checkCreateOptions, checkOpenOptions, checkRange, checkTarget, isThin, layoutFor,
   type OpenOptions, type VolumeOptions,
 } from './volume-options.js';
 import {
-  BLOCK_BYTES, SUPERBLOCK_COPIES, dataEndOf, type Codec, type Superblock,
+  BLOCK_BYTES, SUPERBLOCK_COPIES, blockPbns, dataEndOf, type Codec, type Superblock,
 } from './encodings.js';
 
 export type { VolumeOptions, OpenOptions } from './volume-options.js';
@@ -137,6 +137,8 @@ export class Volume {
   private readonly hold: Hold;
   /** Opened with readOnly: nothing is ever written to the image. */
   readonly readOnly: boolean;
+  /** The volume block in bytes, chosen at create (VolumeOptions.blockBytes): writes of less are read-modify-write. */
+  readonly blockBytes: number;
   /** Every write or discard issued up to this generation is durable (a flush completed after it was issued). */
   private flushedGen = 0;
   private readonly mem: Uint8Array;
@@ -147,17 +149,19 @@ export class Volume {
     readIn: 0, writeIn: 0, discardIn: 0, flushIn: 0, blocksWrittenIn: 0,
   };
 
-  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, opts: OpenOptions, hold: Hold, created = false) {
+  private constructor(sb: Superblock, engine: Engine, ctrlr: Controller, dev: BlockDevice, idleSpin: number, plan: BufferPlan, opts: OpenOptions, hold: Hold, created = false) {
+    if (plan.blockBytes !== sb.blockBytes) throw new FlashpackError('ECORRUPT', `volume: the superblock's block size ${sb.blockBytes} is not the ${plan.blockBytes} it read before the open`);
     this.sb = sb;
+    const bb = (this.blockBytes = sb.blockBytes);
     this.engine = engine;
     this.ctrlr = ctrlr;
     this.dev = dev;
     this.hold = hold;
     this.readOnly = opts.readOnly === true;
     const pool = engine.pool;
-    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, dataEndOf(sb));
+    this.map = new BlockMap(dev, pool, sb.mapStart, sb.logicalBlocks, sb.nonce, opts.cachePages ?? DEFAULT_CACHE_PAGES, sb.dataStart, dataEndOf(sb), blockPbns(sb));
     this.journal = new RecoveryJournal(dev, pool, sb.journalStart, sb.journalBlocks, sb.nonce, sb.writePolicy === 'sync');
-    this.depot = new SlabDepot(sb.dataStart, dataEndOf(sb), sb.slabBlocks, created);
+    this.depot = new SlabDepot(sb.dataStart, dataEndOf(sb), sb.slabBlocks, created, blockPbns(sb));
     // Recovery places no tree page before the depot's counts are whole (repair.ts).
     this.map.setAllocator(this.depot);
     this.snapshots = new CountSnapshots(sb, dev, pool, this.depot);
@@ -172,29 +176,27 @@ export class Volume {
     this.index = new DedupeIndex(indexMemory, { buffer: pool.memory.buffer, at: indexAt });
     // Where fragments wait in the packer (fragment-arena.ts); reserved before any view of the memory is made.
     const packer = opts.packer ?? 'flashpack';
-    const arenaAt = engine.runtime.reserve(FragmentArena.bytesFor(StoreStage.arenaPages(packer)), 64);
-    this.scratchAt = engine.runtime.reserve(BLOCK_BYTES, 64);
-    this.prep = new PrepareStage(engine, sb.codec, sb.dedupe ? indexAt : 0, this.index.log2Buckets,
+    const arenaAt = engine.runtime.reserve(FragmentArena.bytesFor(StoreStage.arenaPages(packer, bb), bb), 64);
+    this.scratchAt = engine.runtime.reserve(bb, 64);
+    this.prep = new PrepareStage(engine, bb, sb.codec, sb.dedupe ? indexAt : 0, this.index.log2Buckets,
       (job, status) => this.writes.prepared(job, status), (job, err) => this.writes.failJob(job, err));
     // An index of another size than the saved one starts empty and is not saved.
     this.indexSaved = sb.indexBlocks > 0 && DedupeIndex.imageBytes(indexMemory) === DedupeIndex.imageBytes(sb.indexMemory);
     this.mem = new Uint8Array(pool.memory.buffer);
     this.reads = new ReadPath({
-      map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem,
+      map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem, blockBytes: bb,
       zone: this.zone, scratchAt: this.scratchAt,
     });
     this.stores = new StoreStage({
       pool, mem: this.mem, wasm: engine.runtime.exports, dev, depot: this.depot, index: this.index,
-      writer: new DataWriter(dev, pool, sb.writePolicy === 'sync'), codec: sb.codec, fua: sb.writePolicy === 'sync',
-      packer, arenaAt, counters: this.counters,
-      // attach() sizes the pool as 2 per pipeline write + the map cache + 2,048 (at least 8,192): parked writes get no more than half that room.
-      retainFloor: 2 * (opts.maxInflight ?? DEFAULT_MAX_INFLIGHT) + (opts.cachePages ?? DEFAULT_CACHE_PAGES) + 1024,
+      writer: new DataWriter(dev, pool, sb.writePolicy === 'sync', bb), codec: sb.codec, fua: sb.writePolicy === 'sync',
+      packer, arenaAt, counters: this.counters, blockBytes: bb, retainFloor: plan.retainFloor,
       wiring: {
         recompress: (job) => this.prep.add(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err),
         park: (job) => this.writes.park(job), decodeFragment: (from, size, to) => this.reads.decodeFragmentAt(from, size, to),
       },
     });
-    this.dedupe = new DedupeStage(pool, engine.runtime.exports, this.index, this.depot, dev, this.counters, {
+    this.dedupe = new DedupeStage(pool, engine.runtime.exports, this.index, this.depot, dev, this.counters, bb, {
       store: (job) => this.stores.store(job), placed: (job, m) => this.writes.placed(job, m), failJob: (job, err) => this.writes.failJob(job, err),
       leave: (job) => this.stores.leave(job), enter: (job) => this.stores.enter(job),
       decodeSlot: (buf, slot, into) => this.decodeSlot(buf, slot, into), reads: this.reads,
@@ -203,7 +205,7 @@ export class Volume {
     });
     this.writes = new Admission({
       engine, ctrlr, idleSpin, mem: this.mem, zone: this.zone, depot: this.depot, flushes: this.flushes,
-      maxInflight: opts.maxInflight ?? DEFAULT_MAX_INFLIGHT, parkable: this.stores.parkable, sync: sb.writePolicy === 'sync', dedupe: sb.dedupe, counters: this.counters,
+      maxInflight: plan.inflight, blockBytes: bb, parkable: this.stores.parkable, sync: sb.writePolicy === 'sync', dedupe: sb.dedupe, counters: this.counters,
       prep: this.prep, dedupeStage: this.dedupe, stores: this.stores, mapping: this.mapping,
       flush: () => this.flush(), readWhole: (lba) => this.readWhole(lba), leafPlaced: (lba) => this.map.leafPlaced(lba),
     });
@@ -236,18 +238,18 @@ export class Volume {
       fileBlocks = found.kind === 'device' ? undefined : opts.physicalSize !== undefined ? opts.physicalSize / BLOCK_BYTES : layoutFor(opts).physicalBlocks;
       if (fileBlocks !== undefined) layoutFor(opts, fileBlocks);
     }
-    const { engine, engineReady, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, 'write', opts, (path) => {
+    const { engine, engineReady, ctrlr, dev, idleSpin, plan, hold } = await holdAndAttach(target, 'write', opts, (path) => {
       // Under the lock, look again: another process may have made something there meanwhile.
       const found = inspect(path);
       refuseUnlessEmpty(path, found, overwrite);
       if (found.kind === 'file') fs.truncateSync(path, 0); // overwrite: nothing of the old image lingers
       return new FileBackend(path, { blockSize: opts.blockSize ?? 4096, size: fileBlocks === undefined ? undefined : fileBlocks * BLOCK_BYTES });
-    });
+    }, opts.blockBytes ?? BLOCK_BYTES);
     try {
       await engineReady;
       // A new image file was made empty and grown under the lock: one hole, zeroes already.
       const sb = await formatImage(engine, dev, opts, typeof target === 'string' && fileBlocks !== undefined, typeof target !== 'string' && !overwrite);
-      return new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold, true).started();
+      return new Volume(sb, engine, ctrlr, dev, idleSpin, plan, opts, hold, true).started();
     } catch (err) {
       await detach(engine, ctrlr, engineReady);
       hold.release();
@@ -279,14 +281,14 @@ export class Volume {
     const opts = checkOpenOptions('Volume.open', options);
     const mode = opts.readOnly === true ? 'read' : 'write';
     // The engine's workers finish starting while the metadata is read (they are needed only for writes).
-    const { engine, engineReady, ctrlr, dev, idleSpin, hold } = await holdAndAttach(target, mode, opts, (path) =>
+    const { engine, engineReady, ctrlr, dev, idleSpin, plan, hold } = await holdAndAttach(target, mode, opts, (path) =>
       new FileBackend(path, { blockSize: opts.blockSize ?? 4096, readOnly: mode === 'read' }));
     try {
       const sb = await readSuperblock(engine, dev);
       if (sb.physicalBlocks > dev.blocks) {
         throw new FlashpackError('ECORRUPT', `volume: superblock says ${sb.physicalBlocks} physical blocks; the backend has ${dev.blocks}`);
       }
-      const v = new Volume(sb, engine, ctrlr, dev, idleSpin, opts, hold);
+      const v = new Volume(sb, engine, ctrlr, dev, idleSpin, plan, opts, hold);
       // The index saved by the last clean close names that close's superblock: this one
       // when it is clean, else the one before the open that marked it dirty.
       const closedGeneration = sb.cleanSeq > 0 ? sb.generation : sb.generation - 1;
@@ -351,7 +353,7 @@ export class Volume {
   // ---- public API -------------------------------------------------------------------
 
   get logicalSize(): number {
-    return this.sb.logicalBlocks * BLOCK_BYTES;
+    return this.sb.logicalBlocks * this.blockBytes;
   }
 
   /** The image's size in bytes: metadata and data region (resize() grows it). */
@@ -431,8 +433,8 @@ export class Volume {
 
   /** A whole block as it reads now (read-modify-write of a partial block). */
   private async readWhole(lba: number): Promise<Uint8Array> {
-    const whole = new Uint8Array(BLOCK_BYTES);
-    await this.reads.into(lba, whole, 0, 0, BLOCK_BYTES);
+    const whole = new Uint8Array(this.blockBytes);
+    await this.reads.into(lba, whole, 0, 0, this.blockBytes);
     return whole;
   }
 
@@ -457,8 +459,8 @@ export class Volume {
   async extents(offset: number, length: number, maxExtents = 1024): Promise<VolumeExtent[]> {
     this.check(offset, length, 'read');
     checkInteger('volume.extents: maxExtents', maxExtents, 1, 2 ** 31);
-    if (this.counts.holding) return this.counts.behind(() => extentsOf(this.map, this.zone, offset, length, maxExtents));
-    return extentsOf(this.map, this.zone, offset, length, maxExtents);
+    if (this.counts.holding) return this.counts.behind(() => extentsOf(this.map, this.zone, offset, length, maxExtents, this.blockBytes));
+    return extentsOf(this.map, this.zone, offset, length, maxExtents, this.blockBytes);
   }
 
   /**
@@ -471,13 +473,14 @@ export class Volume {
     if (!this.counts.idle) return this.counts.after(() => this.discard(offset, length));
     this.counters.discardIn++;
     const end = offset + length;
-    const first = Math.ceil(offset / BLOCK_BYTES);
-    const last = Math.floor(end / BLOCK_BYTES); // exclusive
+    const bb = this.blockBytes;
+    const first = Math.ceil(offset / bb);
+    const last = Math.floor(end / bb); // exclusive
     const parts: Promise<void>[] = [];
     if (first > last) parts.push(this.write(offset, new Uint8Array(length)));
     else {
-      if (offset < first * BLOCK_BYTES) parts.push(this.write(offset, new Uint8Array(first * BLOCK_BYTES - offset)));
-      if (last * BLOCK_BYTES < end) parts.push(this.write(last * BLOCK_BYTES, new Uint8Array(end - last * BLOCK_BYTES)));
+      if (offset < first * bb) parts.push(this.write(offset, new Uint8Array(first * bb - offset)));
+      if (last * bb < end) parts.push(this.write(last * bb, new Uint8Array(end - last * bb)));
     }
     if (first < last) parts.push(this.mapping.discard(first, last, this.writes.nextGen()));
     await Promise.all(parts);

@@ -7,6 +7,8 @@ export function tag(b: Uint8Array | null): string;
 export interface CrashConfig {
   name?: string;
   logicalSize: number;
+  /** The volume block (default 4096). */
+  blockBytes?: number;
   physicalSize: number;
   codec: 'none' | 'lz4' | 'deflate';
   dedupe: boolean;

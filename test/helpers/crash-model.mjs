@@ -62,14 +62,16 @@ const WORDS = ['block', 'volume', 'journal', 'slab', 'packer', 'dedupe', 'flush'
 
 /** Data for writes: fresh compressible text, runs, random bytes, zeros, or copies from a small pool (duplicates). */
 export class DataSource {
-  constructor(rand) {
+  /** @param {number} bb the volume block: what one block() is */
+  constructor(rand, bb = BLOCK) {
     this.rand = rand;
+    this.bb = bb;
     this.pool = [];
     this.recent = [];
     for (let i = 0; i < 10; i++) this.pool.push(this.fresh(i % 3 === 0 ? 'random' : i % 3 === 1 ? 'text' : 'runs'));
   }
 
-  fresh(kind, n = BLOCK) {
+  fresh(kind, n = this.bb) {
     const r = this.rand;
     const b = new Uint8Array(n);
     if (kind === 'random') {
@@ -110,7 +112,7 @@ export class DataSource {
       const i = (this.rand() * this.recent.length) | 0;
       return [this.recent[i][0], `again:${this.recent[i][1]}`];
     }
-    if (x < 0.45) return [new Uint8Array(BLOCK), 'zero'];
+    if (x < 0.45) return [new Uint8Array(this.bb), 'zero'];
     const kind = x < 0.67 ? 'text' : x < 0.87 ? 'runs' : 'random';
     const b = this.fresh(kind);
     const name = `${kind}@${tag(b)}`;
@@ -127,9 +129,9 @@ export class DataSource {
     while (at < n) {
       const [b, k] = this.block();
       const from = Math.max(0, at);
-      out.set(b.subarray(from - at, Math.min(BLOCK, n - at)), from);
+      out.set(b.subarray(from - at, Math.min(this.bb, n - at)), from);
       kinds.push(k);
-      at += BLOCK;
+      at += this.bb;
     }
     return [out, kinds.join('+')];
   }
@@ -140,13 +142,15 @@ export class DataSource {
 export class CrashModel {
   /**
    * @param {number} blocks logical blocks
-   * @param {{ syncDurable?: boolean }} opts syncDurable: a write acknowledged by a
-   *   sync-policy volume is durable without a flush (checked like a flush of it).
+   * @param {{ syncDurable?: boolean, blockBytes?: number }} opts syncDurable: a write acknowledged by a
+   *   sync-policy volume is durable without a flush (checked like a flush of it); blockBytes: the volume block (4 KiB).
    */
   constructor(blocks, opts = {}) {
     this.blocks = blocks;
+    /** The volume block: the model keeps whole ones. */
+    this.bb = opts.blockBytes ?? BLOCK;
     this.syncDurable = opts.syncDurable ?? false;
-    this.image = new Uint8Array(blocks * BLOCK); // the base: what the volume held when the cycle began
+    this.image = new Uint8Array(blocks * this.bb); // the base: what the volume held when the cycle began
     this.nextOp = 0;
     this.frozen = false;
     this.startCycle();
@@ -166,7 +170,7 @@ export class CrashModel {
   }
 
   baseOf(b) {
-    return this.image.subarray(b * BLOCK, (b + 1) * BLOCK);
+    return this.image.subarray(b * this.bb, (b + 1) * this.bb);
   }
 
   entries(b) {
@@ -178,7 +182,7 @@ export class CrashModel {
   blocksOf(offset, length) {
     if (length === 0) return [];
     const out = [];
-    for (let b = Math.floor(offset / BLOCK); b <= Math.floor((offset + length - 1) / BLOCK); b++) out.push(b);
+    for (let b = Math.floor(offset / this.bb); b <= Math.floor((offset + length - 1) / this.bb); b++) out.push(b);
     return out;
   }
 
@@ -193,10 +197,10 @@ export class CrashModel {
     for (const b of this.blocksOf(offset, length)) {
       const h = this.entries(b);
       const d = h[h.length - 1].d.slice();
-      const from = Math.max(offset, b * BLOCK);
-      const to = Math.min(offset + length, (b + 1) * BLOCK);
-      if (data === null) d.fill(0, from - b * BLOCK, to - b * BLOCK);
-      else d.set(data.subarray(from - offset, to - offset), from - b * BLOCK);
+      const from = Math.max(offset, b * this.bb);
+      const to = Math.min(offset + length, (b + 1) * this.bb);
+      if (data === null) d.fill(0, from - b * this.bb, to - b * this.bb);
+      else d.set(data.subarray(from - offset, to - offset), from - b * this.bb);
       h.push({ d, op: op.id });
       op.touched.push([b, h.length - 1]);
       this.busyCount.set(b, (this.busyCount.get(b) ?? 0) + 1);
@@ -248,7 +252,7 @@ export class CrashModel {
   /** Checks a whole-volume image read after recovery; a description of the first violation, or null. */
   verify(observed) {
     for (let b = 0; b < this.blocks; b++) {
-      const got = observed.subarray(b * BLOCK, (b + 1) * BLOCK);
+      const got = observed.subarray(b * this.bb, (b + 1) * this.bb);
       const cands = this.candidates(b);
       if (cands.some((c) => sameBytes(c.d, got))) continue;
       const h = this.hist.get(b) ?? [{ d: this.baseOf(b), op: -1 }];
@@ -257,7 +261,7 @@ export class CrashModel {
         const who = op === null ? 'base' : `op#${op.id} ${op.kind} ${op.state}`;
         return `    [${i}${i === (this.floor.get(b) ?? 0) ? ' floor' : ''}${i < (this.floor.get(b) ?? 0) ? ' (superseded by a flush)' : ''}] ${who}: ${tag(e.d)}${firstDiff(e.d, got) < 0 ? ' (what the block reads)' : `, differs from it first at byte ${firstDiff(e.d, got)} (${e.d[firstDiff(e.d, got)]} vs ${got[firstDiff(e.d, got)]})`}`;
       });
-      return `block ${b} (bytes ${b * BLOCK}..${(b + 1) * BLOCK - 1}) reads ${tag(got)}, not one of its ${cands.length} candidate(s):\n${all.join('\n')}`;
+      return `block ${b} (bytes ${b * this.bb}..${(b + 1) * this.bb - 1}) reads ${tag(got)}, not one of its ${cands.length} candidate(s):\n${all.join('\n')}`;
     }
     return null;
   }
@@ -267,7 +271,7 @@ export class CrashModel {
     const out = [];
     for (const [b, h] of this.hist) {
       const e = h[h.length - 1];
-      if (h.length > 1 && !isZero(e.d) && !sameBytes(e.d, observed.subarray(b * BLOCK, (b + 1) * BLOCK))) out.push([b, e.d, e.op]);
+      if (h.length > 1 && !isZero(e.d) && !sameBytes(e.d, observed.subarray(b * this.bb, (b + 1) * this.bb))) out.push([b, e.d, e.op]);
     }
     return out.sort((x, y) => x[2] - y[2]).map(([b, d]) => [b, d]);
   }
@@ -320,6 +324,10 @@ export const CONFIGS = {
   // A device whose atomic write unit is 4 KiB (a block write survives whole or not at all).
   'none-nodedupe-async-atomic4k': { logicalSize: 2 << 20, physicalSize: 4 << 20, codec: 'none', dedupe: false, writePolicy: 'async', journalBlocks: 8, cachePages: 4, maxOps: 12, burst: 0.05, flushUs: 500, sectorBytes: 4096 },
   'lz4-dedupe-sync-checkpoints': { logicalSize: 8 << 20, physicalSize: 10 << 20, codec: 'lz4', dedupe: true, writePolicy: 'sync', journalBlocks: 4, cachePages: 2, maxOps: 10, burst: 0.05 },
+  // Volume blocks of 8 and 64 KiB (chosen at format): each block is fingerprinted, compressed and packed whole.
+  'lz4-dedupe-async-8k': { logicalSize: 8 << 20, physicalSize: 10 << 20, blockBytes: 8192, codec: 'lz4', dedupe: true, writePolicy: 'async', journalBlocks: 8, cachePages: 4, maxOps: 16, burst: 0.06, flushUs: 1000 },
+  'deflate-dedupe-sync-64k': { logicalSize: 8 << 20, physicalSize: 12 << 20, blockBytes: 65536, codec: 'deflate', dedupe: true, writePolicy: 'sync', journalBlocks: 8, cachePages: 4, maxOps: 12, burst: 0.04 },
+  'lz4-nodedupe-async-64k': { logicalSize: 8 << 20, physicalSize: 12 << 20, blockBytes: 65536, codec: 'lz4', dedupe: false, writePolicy: 'async', journalBlocks: 4, cachePages: 2, maxOps: 12, burst: 0.05, flushUs: 500 },
 };
 for (const [name, c] of Object.entries(CONFIGS)) c.name = name;
 
@@ -327,7 +335,7 @@ for (const [name, c] of Object.entries(CONFIGS)) c.name = name;
  * Runs `cuts` power cuts against one volume configuration.
  *
  * @param {object} lib the library (import * from dist/index.js)
- * @param {object} cfg { name, logicalSize, physicalSize, codec, dedupe, writePolicy, journalBlocks, cachePages,
+ * @param {object} cfg { name, logicalSize, physicalSize, blockBytes (the volume block, default 4 KiB), codec, dedupe, writePolicy, journalBlocks, cachePages,
  *   maxOps (per cycle), burst (probability of a burst cycle), cut: 'random' | 'close' | 'reopen' | 'checkpoint', flushUs, sectorBytes,
  *   growTo (grow the logical size up to this many bytes with volume.resize() in the middle of the campaign),
  *   growPhysicalTo (with growTo: each resize grows the physical size too, to 2 MiB past the logical size, up to this
@@ -339,11 +347,13 @@ export async function runCampaign(lib, cfg, opts) {
   const { Volume, nvme } = lib;
   const seed = opts.seed >>> 0;
   const rand = prng(seed);
-  const data = new DataSource(prng(seed ^ 0x9e3779b9));
+  // The volume block: the model, the data and every aligned operation are in its units.
+  const BLOCK = cfg.blockBytes ?? 4096;
+  const data = new DataSource(prng(seed ^ 0x9e3779b9), BLOCK);
   // The logical size now (resize ops grow it up to cfg.growTo); the model covers the largest.
   let size = cfg.logicalSize;
   let blocks = size / BLOCK;
-  const model = new CrashModel(Math.max(cfg.logicalSize, cfg.growTo ?? 0) / BLOCK, { syncDurable: opts.syncDurable ?? false });
+  const model = new CrashModel(Math.max(cfg.logicalSize, cfg.growTo ?? 0) / BLOCK, { syncDurable: opts.syncDurable ?? false, blockBytes: BLOCK });
   // The physical size now (resize ops grow it up to cfg.growPhysicalTo, within the backend).
   let physical = cfg.physicalSize;
   const fault = new nvme.FaultBackend(new nvme.MemoryBackend({ size: cfg.growPhysicalTo ?? cfg.physicalSize }), { cacheBytes: 32 << 20, sectorBytes: cfg.sectorBytes ?? 512 });
@@ -362,7 +372,7 @@ export async function runCampaign(lib, cfg, opts) {
   };
 
   let v = await Volume.create(fault, {
-    logicalSize: cfg.logicalSize, codec: cfg.codec, dedupe: cfg.dedupe, writePolicy: cfg.writePolicy,
+    logicalSize: cfg.logicalSize, codec: cfg.codec, dedupe: cfg.dedupe, writePolicy: cfg.writePolicy, blockBytes: BLOCK,
     journalBlocks: cfg.journalBlocks, ...openOpts(), ...(cfg.growPhysicalTo === undefined ? {} : { physicalSize: cfg.physicalSize }),
   });
   if (cfg.flushUs) fault.setLatency({ flushUs: cfg.flushUs });
