@@ -109,6 +109,23 @@ try {
   for (let i = 0; i < 2500; i += 7) all &&= equal(await g.read(i * 4096, 4096), noise(i));
   check('a grown volume reopens with every block', all);
   await g.close();
+
+  // A volume of 64 KiB blocks: whole blocks packed, unaligned writes read-modify-write, reopened.
+  const big = path.join(dir, 'big.img');
+  let b = await Volume.create(big, { logicalSize: 8 << 20, blockBytes: 65536, workers: 1 });
+  const chunk = new TextEncoder().encode('a volume keeps blocks reduced: zero, dedupe, compress, pack. '.repeat(1100)).subarray(0, 65536);
+  for (let i = 0; i < 32; i++) await b.write(i * 65536, chunk);
+  await b.write(100_000, noise(1));
+  await b.flush();
+  const bs = b.stats();
+  check('64 KiB blocks: duplicates dedupe, the packer packs', bs.blockBytes === 65536 && bs.dataBlocksUsed <= 3 && bs.compressedFragmentsWritten > 0);
+  await b.close();
+  b = await Volume.open(big, { workers: 1 });
+  const want = new Uint8Array(32 * 65536);
+  for (let i = 0; i < 32; i++) want.set(chunk, i * 65536);
+  want.set(noise(1), 100_000);
+  check('64 KiB blocks: reopened, every byte reads back', b.blockBytes === 65536 && equal(await b.read(0, want.length), want));
+  await b.close();
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }
