@@ -5,7 +5,7 @@
 // it takes, a sequential read of it all, and 4 KiB random reads and writes at
 // queue depth 32 (a write of less than a block is read-modify-write).
 //
-//   npm run bench:block-size            (BLOCK_BENCH_MB=128 BLOCK_BENCH_RUNS=2 BLOCK_BENCH_TIME_MS=1500)
+//   npm run bench:block-size            (BLOCK_BENCH_MB=128 BLOCK_BENCH_RUNS=3 BLOCK_BENCH_TIME_MS=1500; medians)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { formatMBps, formatRatio, markdownTable } from './table.mjs';
 
 const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : Number(process.env[name]));
 const STREAM_MB = env('BLOCK_BENCH_MB', 128);
-const RUNS = env('BLOCK_BENCH_RUNS', 2);
+const RUNS = env('BLOCK_BENCH_RUNS', 3);
 const TIME_MS = env('BLOCK_BENCH_TIME_MS', 1500);
 const SIZES = [4096, 8192, 16384, 32768, 65536];
 const CHUNK = 65536; // the stream's unit: duplicates are whole 64 KiB chunks, so they dedupe at every block size
