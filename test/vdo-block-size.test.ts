@@ -163,6 +163,51 @@ describe('volume block sizes', () => {
       expect(decodeSuperblock(img.subarray(0, 4096))).toContain(`block size ${bb} in format version`);
       expect(await codeOf(Volume.open(backend, { ...quiet, runtime: new Runtime() }))).toBe('ECORRUPT');
     }
+    // A sealed version-5 superblock naming a block size that is not one of the five, or one its data region does not start on.
+    const backend = new nvme.MemoryBackend({ size: 16 << 20 });
+    await (await Volume.create(backend, { logicalSize: 1 << 20, blockBytes: 8192, ...quiet, runtime: new Runtime() })).close();
+    const img = backend.bytes();
+    const base = decodeSuperblock(img.subarray(0, 4096));
+    expect(typeof base).toBe('object');
+    const reseal = (edit: (v: DataView) => void): string => {
+      const b = img.slice(0, 4096);
+      const v = new DataView(b.buffer, 0, SECTOR_BYTES);
+      edit(v);
+      v.setUint32(8, 0, true);
+      v.setUint32(8, crc32c(b.subarray(0, SECTOR_BYTES)), true);
+      const d = decodeSuperblock(b);
+      return typeof d === 'string' ? d : `valid, ${d.blockBytes}`;
+    };
+    expect(reseal((v) => v.setUint32(96, 12288, true))).toBe('block size 12288 in format version 5');
+    expect(reseal((v) => v.setUint32(96, 131072, true))).toBe('block size 131072 in format version 5');
+    expect(reseal((v) => v.setUint32(96, 0, true))).toBe('block size 4096 in format version 5');
+    // 8 KiB → 64 KiB: the same data start is no longer on a block boundary (or the refs no longer fit before it).
+    expect(reseal((v) => v.setUint32(96, 65536, true))).toBe('inconsistent geometry');
+  });
+
+  it('flashpack check --scrub names a damaged 64 KiB data block by LBA and PBN', async () => {
+    const p = files.image();
+    const v = await files.track(Volume.create(p, { logicalSize: 4 << 20, blockBytes: 65536, codec: 'none', dedupe: false, ...quiet }));
+    const rand = prng(5);
+    for (let k = 0; k < 16; k++) await v.write(k * 65536, randomBytes(65536, rand));
+    await files.untrack(v, 'close');
+    const sb = decodeSuperblock(fs.readFileSync(p).subarray(0, 4096));
+    if (typeof sb === 'string') throw new Error(sb);
+    // The last 4 KiB of the first data block (a byte a 4 KiB-block reading would never cover).
+    const fd = fs.openSync(p, 'r+');
+    const at = (sb.dataStart + 15) * 4096 + 100;
+    const one = new Uint8Array(1);
+    fs.readSync(fd, one, 0, 1, at);
+    one[0] ^= 0xff;
+    fs.writeSync(fd, one, 0, 1, at);
+    fs.closeSync(fd);
+    const r = await checkVolume(p, { scrub: true });
+    expect(r.problems.length).toBe(1);
+    expect(r.problems[0].where).toBe(`PBN ${sb.dataStart}`);
+    expect(r.problems[0].what).toMatch(/does not match the block map's .*; referenced by LBA \d+$/);
+    const w = await files.track(Volume.open(p, quiet));
+    const report = await w.scrub();
+    expect(report.bad.map((b) => b.pbn)).toEqual([sb.dataStart]);
   });
 
   it('refuses a block size that is not a power of two from 4 KiB to 64 KiB, a size not a multiple of it, and a block size at open', async () => {
