@@ -43,7 +43,7 @@ export interface VolumeOptions {
   writePolicy?: WritePolicy;
   /**
    * Dedupe index memory in bytes (default 16 MiB; 64 bytes to 1 GiB, and at
-   * most 64 bytes per physical block: two entries a block). It lives in the
+   * most 64 bytes per data block: two entries a block). It lives in the
    * volume's shared memory, where the engine's workers read it. The index is
    * saved at close() in blocks of its own, sized for it, and loaded at open.
    */
@@ -215,9 +215,9 @@ export function layoutFor(o: VolumeOptions, physicalBlocks?: number): Layout {
   const dedupe = o.dedupe ?? true;
   // The block map region holds the tree's root; its other pages come from the data region as they are needed.
   const mapPages = MAP_ROOT_PAGES;
-  // The index is saved at close into blocks of its own. More than 64 bytes of it per
-  // physical block (two entries a block) never helps: a block is indexed once.
-  const indexMemoryFor = (physical: number): number => (dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(o.indexMemory ?? DEFAULT_INDEX_MEMORY, 64 * physical)) : 0);
+  // The index is saved at close into blocks of its own. More than 64 bytes of it per data
+  // block (two entries a block) never helps: a block is indexed once.
+  const indexMemoryFor = (physical: number): number => (dedupe ? Math.max(MIN_INDEX_MEMORY, Math.min(o.indexMemory ?? DEFAULT_INDEX_MEMORY, Math.ceil((64 * physical) / k))) : 0);
   const indexBlocksFor = (memory: number): number => (dedupe ? 1 + Math.ceil(DedupeIndex.imageBytes(memory) / BLOCK_BYTES) : 0);
   const metadataFor = (physical: number): number =>
     SUPERBLOCK_COPIES + journalBlocks + mapPages + indexBlocksFor(indexMemoryFor(physical)) + refsBlocksFor(physical, blockBytes) + (k - 1);
