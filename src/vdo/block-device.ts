@@ -1,5 +1,6 @@
 /**
- * The volume's view of its device: 4 KiB volume blocks read and written from
+ * The volume's view of its device: 4 KiB blocks (PBNs; a data block is one or
+ * more of them, see encodings.ts) read and written from
  * slab descriptors through one NVMe queue pair, as promises. A poller reaps
  * completions while anything is outstanding (processCompletions, then
  * waitForCompletions), so no caller ever waits on a single I/O synchronously.
@@ -49,7 +50,7 @@ export class BlockDevice {
   readonly ctrlr: Controller;
   readonly ns: Namespace;
   readonly qp: IoQpair;
-  /** Namespace blocks per 4 KiB volume block (1 or 8). */
+  /** Namespace blocks per 4 KiB PBN (1 or 8). */
   readonly lbasPerBlock: number;
   /** Volume blocks on the namespace (it may grow: Controller.growNamespace). */
   get blocks(): number {

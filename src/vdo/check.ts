@@ -15,7 +15,7 @@
  * against the reference count snapshot a clean open takes instead of a map
  * scan (count-snapshots.ts) and against the packed blocks: every referenced slot
  * must exist in its block's header, lie within the block and (option
- * `decode`) decode to 4 KiB.
+ * `decode`) decode to a whole volume block.
  * Option `scrub` also reads every referenced data block and checks what each
  * mapping reads as against the data check its block map entry records (what
  * every read verifies), and that all the mappings of one stored block record

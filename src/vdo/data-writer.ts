@@ -3,7 +3,7 @@
  * wave mostly go to consecutive PBNs (the slab depot allocates in order), so
  * they are laid out side by side in a staging buffer and go to the device as
  * one multi-block write: one NVMe command (split by MDTS) and one completion
- * instead of one per 4 KiB block, and one pwrite on a file backend.
+ * instead of one per block, and one pwrite on a file backend.
  */
 import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice, IoCallback } from './block-device.js';

@@ -1,6 +1,6 @@
 /**
  * The fragment arena: where compressed fragments wait for their packed block,
- * so a waiting write gives its pipeline slot and both of its 4 KiB buffers
+ * so a waiting write gives its pipeline slot and both of its block buffers
  * back (packer.ts). A region of the shared memory cut into pages of a volume block; each
  * packer bin holding fragments owns one page and its fragments lie in it one
  * after another, so waiting costs only the compressed bytes.

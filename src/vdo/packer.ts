@@ -1,5 +1,5 @@
 /**
- * The packer: bins of compressed fragments, each bin one 4 KiB block holding up
+ * The packer: bins of compressed fragments, each bin one volume block holding up
  * to 14 fragments behind a header of slot sizes.
  *
  * Policy 'dm-vdo' is dm-vdo's packer.c: 16 bins kept in order of free space;

@@ -1,5 +1,5 @@
 /**
- * A VDO volume: logical 4 KiB blocks stored reduced the way dm-vdo does —
+ * A VDO volume: logical blocks (4 KiB to 64 KiB, chosen at create) stored reduced the way dm-vdo does —
  * zero blocks elided, duplicates shared (fingerprint → advice → byte compare),
  * the rest compressed and packed up to 14 to a block — over an NVMe-style
  * controller, with a recovery journal in front of the block map. This file is
@@ -142,7 +142,7 @@ export class Volume {
   /** Every write or discard issued up to this generation is durable (a flush completed after it was issued). */
   private flushedGen = 0;
   private readonly mem: Uint8Array;
-  /** 4 KiB of shared memory a read decodes a fragment waiting in the packer into (used and done with synchronously). */
+  /** A block of shared memory a read decodes a fragment waiting in the packer into (used and done with synchronously). */
   private readonly scratchAt: number;
   private readonly counters: VolumeCounters = {
     adviceValid: 0, adviceStale: 0, concurrentShared: 0, zeroBlocks: 0, fragments: 0, packedBlocks: 0,
@@ -441,7 +441,7 @@ export class Volume {
   /**
    * Decodes slot `slot` of the packed block in buffer `buf` into buffer `into`
    * (pool descriptors), in place in the shared memory: null, or why it does
-   * not decode to 4 KiB.
+   * not decode to a whole block.
    */
   private decodeSlot(buf: number, slot: number, into: number): string | null {
     return this.reads.decodeSlotAt(this.engine.pool.bufferOf(buf), slot, into);
