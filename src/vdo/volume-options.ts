@@ -69,7 +69,7 @@ export interface OpenOptions {
   ioWorkers?: number;
   /** Packer policy (default 'flashpack'; 'dm-vdo' packs as dm-vdo does). */
   packer?: PackerPolicy;
-  /** Writes in the pipeline at once before write() waits (default 512, 1 to 16,384; dm-vdo has 2,048 data_vios). */
+  /** Writes in the pipeline at once before write() waits (default 512 at 4 KiB blocks, the same bytes at larger ones: 32 at 64 KiB; 1 to 16,384; dm-vdo has 2,048 data_vios). */
   maxInflight?: number;
   /** The runtime whose shared memory the volume uses (default: a fresh one per volume, given back at close). */
   runtime?: Runtime;
