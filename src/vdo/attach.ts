@@ -20,7 +20,7 @@ import { VolumeLock, takeBackend, type LockMode } from './volume-lock.js';
 import { EMPTY_PROBE_BYTES, describeHead } from './image-file.js';
 import { DEFAULT_CACHE_PAGES, DEFAULT_MAX_INFLIGHT, layoutFor, type OpenOptions, type VolumeOptions } from './volume-options.js';
 import {
-  BLOCK_BYTES, BLOCK_BYTES_CHOICES, FORMAT_VERSION_REASON, OLDER_FORMAT_HOWTO, SUPERBLOCK_COPIES, decodeSuperblock, encodeSuperblock, type Superblock,
+  BLOCK_BYTES, FORMAT_VERSION_REASON, OLDER_FORMAT_HOWTO, SUPERBLOCK_COPIES, decodeSuperblock, encodeSuperblock, type Superblock,
 } from './encodings.js';
 
 /** Staging buffers for gathered data writes (data-writer.ts). */
@@ -91,12 +91,15 @@ export function peekBlockBytes(d: BackendDescription): number {
       return BLOCK_BYTES; // the controller's open reports why
     }
   }
+  const found = Array.from({ length: SUPERBLOCK_COPIES }, (_, c) => decodeSuperblock(head.subarray(c * BLOCK_BYTES, (c + 1) * BLOCK_BYTES)));
+  return newestSuperblock(found)?.blockBytes ?? BLOCK_BYTES;
+}
+
+/** The valid copy with the higher generation, or null (decodeSuperblock's results of both copies). */
+function newestSuperblock(found: (Superblock | string)[]): Superblock | null {
   let best: Superblock | null = null;
-  for (let c = 0; c < SUPERBLOCK_COPIES; c++) {
-    const sb = decodeSuperblock(head.subarray(c * BLOCK_BYTES, (c + 1) * BLOCK_BYTES));
-    if (typeof sb !== 'string' && (best === null || sb.generation > best.generation)) best = sb;
-  }
-  return best !== null && BLOCK_BYTES_CHOICES.includes(best.blockBytes) ? best.blockBytes : BLOCK_BYTES;
+  for (const sb of found) if (typeof sb !== 'string' && (best === null || sb.generation > best.generation)) best = sb;
+  return best;
 }
 
 /** What an open volume holds on its image: the lock, released at close. */
@@ -270,12 +273,11 @@ export async function readSuperblock(engine: Engine, dev: BlockDevice): Promise<
   } finally {
     engine.pool.free(d);
   }
-  const valid = found.filter((f): f is Superblock => typeof f !== 'string');
-  if (valid.length === 0) {
+  const newest = newestSuperblock(found);
+  if (newest === null) {
     const other = found.find((f) => typeof f === 'string' && f.startsWith(FORMAT_VERSION_REASON));
     if (other !== undefined) throw new FlashpackError('ENOTSUP', `volume: superblock of ${other}: to move it to this format, ${OLDER_FORMAT_HOWTO}`);
     throw new FlashpackError('ECORRUPT', `volume: no valid superblock (copy A: ${found[0]}; copy B: ${found[1]})`);
   }
-  valid.sort((a, b) => b.generation - a.generation);
-  return valid[0];
+  return newest;
 }

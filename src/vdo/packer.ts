@@ -70,17 +70,16 @@ export function binsFor(policy: PackerPolicy, blockBytes = BLOCK_BYTES): number 
   return policy === 'dm-vdo' ? DM_VDO_BINS : Math.max(DM_VDO_BINS, (FLASHPACK_BINS * BLOCK_BYTES) / blockBytes);
 }
 
-/** Fragments waiting at most under the policy at this block size (none for 'dm-vdo': its 16 bins bound it). */
-export function waitingMaxFor(policy: PackerPolicy, blockBytes = BLOCK_BYTES): number {
-  return policy === 'dm-vdo' ? binsFor(policy) * MAX_COMPRESSION_SLOTS : Math.max(256, (FLASHPACK_WAITING_MAX * BLOCK_BYTES) / blockBytes);
-}
+
 
 export interface PackerOptions {
   bins?: number;
   /** Fragments waiting at most; past it the fullest bin is written. Default: no bound for 'dm-vdo' (16 bins bound it), FLASHPACK_WAITING_MAX for 'flashpack'. */
   waitingMax?: number;
-  /** Bytes of fragments a bin holds (default: a 4 KiB packed block's, cbCapacity). */
+  /** Bytes of fragments a bin holds (default: a packed block's of `blockBytes`, cbCapacity). */
   capacity?: number;
+  /** The volume block the bins are packed blocks of (default 4 KiB): sets the defaults of bins, waitingMax and capacity. */
+  blockBytes?: number;
   pages?: PageSource;
 }
 
@@ -97,9 +96,11 @@ export class Packer<T> {
 
   constructor(policy: PackerPolicy = 'flashpack', o: PackerOptions = {}) {
     this.policy = policy;
-    const capacity = (this.capacity = o.capacity ?? cbCapacity(BLOCK_BYTES));
-    const bins = o.bins ?? binsFor(policy);
-    this.waitingMax = o.waitingMax ?? (policy === 'dm-vdo' ? bins * MAX_COMPRESSION_SLOTS : FLASHPACK_WAITING_MAX);
+    const blockBytes = o.blockBytes ?? BLOCK_BYTES;
+    const capacity = (this.capacity = o.capacity ?? cbCapacity(blockBytes));
+    const bins = o.bins ?? binsFor(policy, blockBytes);
+    // flashpack's bound holds as many bytes at any block size (4,096 of 4 KiB, 256 of 64 KiB).
+    this.waitingMax = o.waitingMax ?? (policy === 'dm-vdo' ? bins * MAX_COMPRESSION_SLOTS : Math.max(256, (FLASHPACK_WAITING_MAX * BLOCK_BYTES) / blockBytes));
     this.pages = o.pages ?? null;
     this.index = new BinIndex<Bin<T>>(capacity);
     this.bins = Array.from({ length: bins }, () => ({ free: capacity, fragments: [], page: -1, slot: 0 }));

@@ -43,7 +43,7 @@ import type { DataWriter } from './data-writer.js';
 import type { DedupeIndex } from './dedupe.js';
 import type { SlabDepot } from './slab-depot.js';
 import { FROM_DEDUPING, FROM_PACKING, FROM_STORING, Stage, type DataVio } from './data-vio.js';
-import { Packer, binsFor, waitingMaxFor, type Batch, type PackerPolicy } from './packer.js';
+import { Packer, binsFor, type Batch, type PackerPolicy } from './packer.js';
 import { FragmentArena } from './fragment-arena.js';
 import { CB_HEADER_BYTES, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, blockPbns, cbCapacity, encodePackedHeader, type Codec } from './encodings.js';
 
@@ -120,9 +120,7 @@ export class StoreStage {
   constructor(o: StoreOptions) {
     this.o = o;
     this.arena = new FragmentArena(o.arenaAt, StoreStage.arenaPages(o.packer, o.blockBytes), o.blockBytes);
-    this.packer = new Packer<DataVio>(o.packer, {
-      pages: this.arena, capacity: cbCapacity(o.blockBytes), bins: binsFor(o.packer, o.blockBytes), waitingMax: waitingMaxFor(o.packer, o.blockBytes),
-    });
+    this.packer = new Packer<DataVio>(o.packer, { pages: this.arena, blockBytes: o.blockBytes });
   }
 
   /**
