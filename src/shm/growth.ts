@@ -4,18 +4,24 @@
  * The host grows the one shared `WebAssembly.Memory` and then publishes what
  * it carved (a queue pair's table entry, a buffer address in a command). A
  * worker that reads the published value has not necessarily taken in the
- * growth yet: V8 hands it to other threads as an interrupt, and until the
- * thread handles one, `memory.buffer` there still has the old length — on
- * Node 24 and 26 about one grow in two thousand is read stale by a worker
- * spinning on the published word (Node 20 was not seen to do it). The memory
- * itself is there; only this thread's view of its length lags. So a worker
- * that finds an address past its views asks here, which spins (each loop turn
- * is a point where the thread handles pending interrupts) until the buffer
- * spans it, and gives up only after GROWTH_WAIT_MS and GROWTH_WAIT_TURNS
- * loop turns both: then the address really lies outside the memory. (Time
- * alone is not enough: on a loaded machine a thread descheduled for the whole
- * wait would give up after one turn, having handled no interrupt — seen once
- * in CI on Node 26, a device worker failing a volume's open.)
+ * growth yet: V8 hands a grow to the other threads as an interrupt, and until
+ * a thread handles it, `memory.buffer` there (and its WASM instances' bounds)
+ * keep the old length. Worse, a thread still receiving the memory while the
+ * host grows it can miss the interrupt altogether and keep the old length
+ * until the next grow — on Node 26, about one worker in three hundred started
+ * during a burst of grows (seen in CI as a device worker failing a volume's
+ * open after waiting a full second). No amount of waiting mends that.
+ *
+ * `memory.grow(0)` does: a grow on this thread renews this thread's buffer
+ * and instances from the memory's current length (the JS API's "refresh the
+ * memory buffer"), and growing by nothing changes nothing for anyone else. So
+ * a worker that finds an address past its views asks here, which grows by
+ * zero and looks again. Should an engine not renew on grow(0), the pending
+ * interrupt still will: bufferSpanning then spins (each loop turn a point
+ * where the thread handles interrupts) and gives up only after GROWTH_WAIT_MS
+ * and GROWTH_WAIT_TURNS both — then the address really lies outside the
+ * memory. (Time alone is not enough: a thread descheduled for the whole wait
+ * would give up after one turn.)
  */
 import type { WasmMemory } from '../wasm/wasm-types.js';
 
@@ -26,10 +32,14 @@ export const GROWTH_WAIT_TURNS = 1_000_000;
 
 /**
  * `memory.buffer` once it spans `end` bytes, or null if it still does not
- * after GROWTH_WAIT_MS. Returns at once when the current buffer spans it.
+ * after a grow by zero pages and GROWTH_WAIT_MS. Returns at once when the
+ * current buffer spans it.
  */
 export function bufferSpanning(memory: WasmMemory, end: number): ArrayBuffer | null {
   let buf = memory.buffer;
+  if (end <= buf.byteLength) return buf;
+  memory.grow(0);
+  buf = memory.buffer;
   if (end <= buf.byteLength) return buf;
   const until = performance.now() + GROWTH_WAIT_MS;
   for (let turns = 1; ; turns++) {
