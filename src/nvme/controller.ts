@@ -14,7 +14,7 @@
  * device is gone; ENOMEM when all queue pairs are in use.
  */
 import { FlashpackError, afterClose, badArgument, checkFunction, checkInteger, checkOptions, describe, invalid } from '../errors.js';
-import { runtime as processRuntime, wasmModule, type Runtime } from '../wasm/runtime.js';
+import { runtime as processRuntime, type Runtime } from '../wasm/runtime.js';
 import { SlabPool } from '../shm/slab.js';
 import { spawnWorker, availableCores, type WorkerHandle } from '../wasm/spawn.js';
 import type { Backend } from './backend.js';
@@ -246,8 +246,7 @@ export class Controller {
     );
     const w: DeviceWorker = { handle, closed: closedP };
     this.workers.push(w);
-    const rt = this.runtime;
-    handle.post({ memory: rt.memory, ctrlAt: this.at, backend: this.backend.describe(), module: wasmModule(), ctxAt: rt.reserve(rt.ctxBytes, 64) });
+    handle.post({ memory: this.runtime.memory, ctrlAt: this.at, backend: this.backend.describe() });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const reply = await Promise.race([
       readyP,

@@ -4,14 +4,10 @@
  * SQ head, so several workers run commands in parallel), runs them on its own
  * Device synchronously, and posts phase-tagged completion entries. It spins
  * briefly when idle, then parks in Atomics.wait on the controller doorbell.
- * A guarded read (IO_FLAGS_GUARD) also has it hash what it read, with its own
- * instance of the WASM module and a codec context the controller carved for
- * it, while the bytes are still in its cache.
  * Runs as a node:worker_threads worker on Node and a Web Worker on Deno and Bun.
  */
 import { parentPort } from '../wasm/spawn.js';
-import type { WasmMemory, WasmModule } from '../wasm/wasm-types.js';
-import { instantiate, type WasmExports } from '../wasm/runtime.js';
+import type { WasmMemory } from '../wasm/wasm-types.js';
 import { openDevice } from './devices.js';
 import { bufferSpanning } from '../shm/growth.js';
 import { FlashpackError } from '../errors.js';
@@ -22,21 +18,16 @@ import {
   TRACKER_QUEUED, TRACKER_ACTIVE, TRACKER_ABORTED, qpairLayout, loadCapacity,
 } from './layout.js';
 import {
-  OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, IO_FLAGS_GUARD, DSM_ATTR_DEALLOCATE,
-  SQE_WORDS, SQE_CDW0, SQE_NSID, SQE_MPTR, SQE_PRP1, SQE_CDW10, SQE_CDW11, SQE_CDW12, SQE_CDW13, CQE_WORDS, CQE_DW0, CQE_DW2,
-  CQE_DW3, CQE_PHASE_BIT, CQE_STATUS_SHIFT, DSM_RANGE_BYTES, STATUS_ABORTED_BY_REQUEST, STATUS_INVALID_NAMESPACE,
-  STATUS_INVALID_OPCODE, STATUS_INVALID_FIELD, STATUS_LBA_OUT_OF_RANGE, STATUS_DATA_TRANSFER_ERROR, STATUS_INTERNAL_DEVICE_ERROR,
-  STATUS_SUCCESS,
+  OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, DSM_ATTR_DEALLOCATE,
+  SQE_WORDS, SQE_CDW0, SQE_NSID, SQE_PRP1, SQE_CDW10, SQE_CDW11, SQE_CDW12, CQE_WORDS, CQE_DW0, CQE_DW2, CQE_DW3,
+  CQE_PHASE_BIT, CQE_STATUS_SHIFT, DSM_RANGE_BYTES, STATUS_ABORTED_BY_REQUEST, STATUS_INVALID_NAMESPACE,
+  STATUS_INVALID_OPCODE, STATUS_LBA_OUT_OF_RANGE, STATUS_DATA_TRANSFER_ERROR, STATUS_INTERNAL_DEVICE_ERROR, STATUS_SUCCESS,
 } from './spec.js';
 
 export interface DeviceWorkerInit {
   memory: WasmMemory;
   ctrlAt: number;
   backend: BackendDescription;
-  /** The compiled flashpack module, for the guards of guarded reads. */
-  module: WasmModule;
-  /** This worker's codec context (scratch for the guards' hashing). */
-  ctxAt: number;
 }
 
 export type DeviceWorkerReply = { ready: true } | { ready: false; error: string } | { closed: true };
@@ -65,13 +56,9 @@ class DeviceLoop {
   private blocks: number;
   private queues: Queue[] = [];
   private tableGen = -1;
-  private readonly wasm: WasmExports;
-  private readonly ctx: number;
 
   constructor(init: DeviceWorkerInit, dev: Device) {
     this.memory = init.memory;
-    this.wasm = instantiate(init.memory, init.module);
-    this.ctx = init.ctxAt;
     this.i32 = new Int32Array(init.memory.buffer);
     this.u8 = new Uint8Array(init.memory.buffer);
     this.ctrl = init.ctrlAt >> 2;
@@ -180,20 +167,18 @@ class DeviceLoop {
     const cdw10 = i32[e + SQE_CDW10];
     const cdw11 = i32[e + SQE_CDW11];
     const cdw12 = i32[e + SQE_CDW12];
-    const cdw13 = i32[e + SQE_CDW13];
-    const mptr = i32[e + SQE_MPTR] >>> 0;
     if (Atomics.compareExchange(i32, headAt, h, (h + 1) | 0) !== h) return 1; // another worker took it: look again
     const cid = cdw0 >>> 16;
     const tracker = ((q.base + QP_TRACKERS) >> 2) + cid;
     let status: number;
     if (cid >= q.entries) status = STATUS_INVALID_OPCODE;
     else if (Atomics.compareExchange(i32, tracker, TRACKER_QUEUED, TRACKER_ACTIVE) === TRACKER_ABORTED) status = STATUS_ABORTED_BY_REQUEST;
-    else status = this.execute(cdw0 & 0xff, nsid, prp1, cdw10, cdw11, cdw12, cdw13, mptr);
+    else status = this.execute(cdw0 & 0xff, nsid, prp1, cdw10, cdw11, cdw12);
     this.complete(q, cid, (h + 1) & 0xffff, status);
     return 1;
   }
 
-  private execute(opc: number, nsid: number, ptr: number, cdw10: number, cdw11: number, cdw12: number, cdw13: number, mptr: number): number {
+  private execute(opc: number, nsid: number, ptr: number, cdw10: number, cdw11: number, cdw12: number): number {
     if (nsid !== 1) return STATUS_INVALID_NAMESPACE;
     try {
       switch (opc) {
@@ -203,17 +188,9 @@ class DeviceLoop {
           const nlb = (cdw12 & 0xffff) + 1;
           if (!this.inRange(lba + nlb)) return STATUS_LBA_OUT_OF_RANGE;
           if (!this.mapped(ptr, nlb * this.blockSize)) return STATUS_DATA_TRANSFER_ERROR;
-          if (opc === OPC_WRITE) return this.dev.write(lba, nlb, this.u8, ptr, (cdw12 & IO_FLAGS_FUA) !== 0);
-          if ((cdw12 & IO_FLAGS_GUARD) === 0) return this.dev.read(lba, nlb, this.u8, ptr);
-          const interval = cdw13 >>> 0;
-          if (interval === 0 || nlb % interval !== 0) return STATUS_INVALID_FIELD;
-          const guards = nlb / interval;
-          if (!this.mapped(mptr, guards * 4)) return STATUS_DATA_TRANSFER_ERROR;
-          const st = this.dev.read(lba, nlb, this.u8, ptr);
-          if (st !== STATUS_SUCCESS) return st;
-          const bytes = interval * this.blockSize;
-          for (let g = 0; g < guards; g++) this.i32[(mptr >> 2) + g] = this.wasm.dataCheck(ptr + g * bytes, bytes, this.ctx);
-          return STATUS_SUCCESS;
+          return opc === OPC_READ
+            ? this.dev.read(lba, nlb, this.u8, ptr)
+            : this.dev.write(lba, nlb, this.u8, ptr, (cdw12 & IO_FLAGS_FUA) !== 0);
         }
         case OPC_FLUSH:
           return this.dev.flush();

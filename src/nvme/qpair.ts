@@ -29,9 +29,9 @@ import {
   QP_SQ_TAIL, QP_CQ_SIGNAL, QP_HOST_WAITING, QP_TRACKERS, TRACKER_FREE, TRACKER_QUEUED, TRACKER_ABORTED, qpairLayout,
 } from './layout.js';
 import {
-  OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, IO_FLAGS_GUARD, DSM_ATTR_DEALLOCATE,
-  DSM_MAX_RANGES, DSM_RANGE_BYTES, MAX_LBAS_PER_COMMAND, SQE_WORDS, SQE_CDW0, SQE_NSID, SQE_MPTR, SQE_PRP1, SQE_CDW10,
-  SQE_CDW11, SQE_CDW12, SQE_CDW13, CQE_WORDS, CQE_DW3, CQE_PHASE_BIT, CQE_STATUS_SHIFT, STATUS_PATH_ERROR,
+  OPC_FLUSH, OPC_WRITE, OPC_READ, OPC_WRITE_ZEROES, OPC_DATASET_MANAGEMENT, IO_FLAGS_FUA, DSM_ATTR_DEALLOCATE,
+  DSM_MAX_RANGES, DSM_RANGE_BYTES, MAX_LBAS_PER_COMMAND, SQE_WORDS, SQE_CDW0, SQE_NSID, SQE_PRP1, SQE_CDW10,
+  SQE_CDW11, SQE_CDW12, CQE_WORDS, CQE_DW3, CQE_PHASE_BIT, CQE_STATUS_SHIFT, STATUS_PATH_ERROR,
   STATUS_ABORTED_SQ_DELETION, Status,
 } from './spec.js';
 
@@ -92,9 +92,6 @@ export class IoQpair {
   private readonly rCdw10: Int32Array;
   private readonly rCdw11: Int32Array;
   private readonly rFlags: Int32Array;
-  /** A guarded read's guards address (MPTR) and interval in LBAs (CDW13); 0 otherwise. */
-  private readonly rMptr: Int32Array;
-  private readonly rInterval: Int32Array;
   private readonly rParent: Int32Array;
   private readonly rPending: Int32Array;
   private readonly rStatus: Int32Array;
@@ -147,8 +144,6 @@ export class IoQpair {
     this.rCdw10 = new Int32Array(R);
     this.rCdw11 = new Int32Array(R);
     this.rFlags = new Int32Array(R);
-    this.rMptr = new Int32Array(R);
-    this.rInterval = new Int32Array(R);
     this.rParent = new Int32Array(R).fill(NO);
     this.rPending = new Int32Array(R);
     this.rStatus = new Int32Array(R);
@@ -194,29 +189,6 @@ export class IoQpair {
   /** Reads lbaCount blocks at lba into the slab buffer of descriptor `desc`; cb(status, arg) on completion. */
   read(ns: Namespace, desc: number, lba: number, lbaCount: number, cb: IoCallback, arg?: unknown, ioFlags = 0): void {
     this.rw(OPC_READ, ns, desc, lba, lbaCount, cb, arg, ioFlags);
-  }
-
-  /**
-   * read(), and the device stores the guard (the data check) of each
-   * `interval` LBAs it read as a u32 at guardsAt + 4·i before it completes
-   * (IO_FLAGS_GUARD). Besides read()'s errors, EINVAL for an interval that is
-   * not a power of two dividing lbaCount (and every piece the namespace's
-   * MDTS and NOIOB would split the read into), or for guardsAt not a 4-byte
-   * aligned address whose lbaCount / interval words lie in the memory.
-   */
-  readGuarded(ns: Namespace, desc: number, lba: number, lbaCount: number, interval: number, guardsAt: number, cb: IoCallback, arg?: unknown): void {
-    const what = 'qpair.readGuarded';
-    if (typeof interval !== 'number' || !Number.isInteger(interval) || interval < 1 || (interval & (interval - 1)) !== 0 || interval > MAX_LBAS_PER_COMMAND) {
-      throw badArgument(`${what}: interval`, 'a power of two from 1 to 65,536 (LBAs)', interval);
-    }
-    if (typeof lbaCount === 'number' && lbaCount % interval !== 0) throw invalid(`${what}: ${lbaCount} LBAs are not a whole number of ${interval}-LBA intervals`);
-    const splits = ns.maxTransferBlocks % interval !== 0 || (ns.boundaryBlocks > 0 && (ns.boundaryBlocks % interval !== 0 || lba % interval !== 0));
-    if (splits) throw invalid(`${what}: a ${interval}-LBA interval would be cut by the namespace's ${ns.maxTransferBlocks}-block transfers or ${ns.boundaryBlocks}-block boundary`);
-    const end = guardsAt + (lbaCount / interval) * 4;
-    if (typeof guardsAt !== 'number' || !Number.isInteger(guardsAt) || guardsAt <= 0 || guardsAt % 4 !== 0 || end > this.memory.buffer.byteLength) {
-      throw badArgument(`${what}: guardsAt`, `a 4-byte aligned address with room for ${lbaCount / interval} guards in the shared memory`, guardsAt);
-    }
-    this.rw(OPC_READ, ns, desc, lba, lbaCount, cb, arg, IO_FLAGS_GUARD, guardsAt, interval);
   }
 
   /** Writes lbaCount blocks at lba from the slab buffer of descriptor `desc` (ioFlags: IO_FLAGS_FUA); cb(status, arg) on completion. */
@@ -400,7 +372,7 @@ export class IoQpair {
     if (lba + count > ns.blocks) throw invalid(`${what}: LBAs ${lba}..${lba + count - 1} past the namespace's ${ns.blocks} blocks`);
   }
 
-  private rw(opc: number, ns: Namespace, desc: number, lba: number, count: number, cb: IoCallback, arg: unknown, ioFlags: number, guardsAt = 0, interval = 0): void {
+  private rw(opc: number, ns: Namespace, desc: number, lba: number, count: number, cb: IoCallback, arg: unknown, ioFlags: number): void {
     const what = opc === OPC_READ ? 'qpair.read' : 'qpair.write';
     this.checkRange(ns, lba, count, what);
     checkFunction(`${what}: cb`, cb);
@@ -409,20 +381,17 @@ export class IoQpair {
     this.pool.checkAllocated(desc, what);
     const cap = this.pool.capacityOf(desc);
     if (count * ns.blockSize > cap) throw invalid(`${what}: ${count} blocks of ${ns.blockSize} bytes exceed descriptor ${desc}'s ${cap}-byte buffer`);
-    const flags = ioFlags & (guardsAt !== 0 ? IO_FLAGS_FUA | IO_FLAGS_GUARD : IO_FLAGS_FUA);
-    this.submitSplit(opc, ns, this.pool.bufferOf(desc), lba, count, ns.maxTransferBlocks, ns.boundaryBlocks, flags, cb, arg, what, guardsAt, interval);
+    this.submitSplit(opc, ns, this.pool.bufferOf(desc), lba, count, ns.maxTransferBlocks, ns.boundaryBlocks, ioFlags & IO_FLAGS_FUA, cb, arg, what);
   }
 
   private submitSplit(
     opc: number, ns: Namespace, ptr: number, lba: number, count: number, maxBlocks: number, boundary: number,
-    flags: number, cb: IoCallback, arg: unknown, what: string, guardsAt = 0, interval = 0,
+    flags: number, cb: IoCallback, arg: unknown, what: string,
   ): void {
     const children = childCount(lba, count, maxBlocks, boundary);
     if (children === 1) {
       const r = this.takeRequests(1, what);
       this.setRequest(r, opc, lba, count, ptr, 0, 0, flags, cb, arg, NO);
-      this.rMptr[r] = guardsAt;
-      this.rInterval[r] = interval;
       this.submitLeaf(r);
       return;
     }
@@ -436,19 +405,14 @@ export class IoQpair {
     let at = lba;
     let left = count;
     let p = ptr;
-    let g = guardsAt;
     while (left > 0) {
       const n = childBlocks(at, left, maxBlocks, boundary);
       const c = this.takeRequests(1, what);
       this.setRequest(c, opc, at, n, p, 0, 0, flags, null, undefined, parent);
-      // readGuarded() refused intervals a piece could cut: each piece holds whole intervals.
-      this.rMptr[c] = g;
-      this.rInterval[c] = interval;
       this.submitLeaf(c);
       at += n;
       left -= n;
       if (ptr !== 0) p += n * ns.blockSize;
-      if (g !== 0) g += (n / interval) * 4;
     }
   }
 
@@ -483,8 +447,6 @@ export class IoQpair {
     this.rCdw10[r] = cdw10;
     this.rCdw11[r] = cdw11;
     this.rFlags[r] = flags;
-    this.rMptr[r] = 0;
-    this.rInterval[r] = 0;
     this.rCb[r] = cb;
     this.rArg[r] = arg;
     this.rParent[r] = parent;
@@ -534,8 +496,6 @@ export class IoQpair {
       i32[e + SQE_CDW10] = lba >>> 0;
       i32[e + SQE_CDW11] = Math.floor(lba / 2 ** 32);
       i32[e + SQE_CDW12] = ((this.rBlocks[r] - 1) & 0xffff) | this.rFlags[r];
-      i32[e + SQE_MPTR] = this.rMptr[r];
-      i32[e + SQE_CDW13] = this.rInterval[r];
     }
     Atomics.store(i32, ((this.base + QP_TRACKERS) >> 2) + cid, TRACKER_QUEUED);
     this.sqTail = (this.sqTail + 1) | 0;

@@ -14,16 +14,6 @@ export const OPC_DATASET_MANAGEMENT = 0x09;
 
 /** io_flags: Force Unit Access (CDW12 bit 30 of read/write/write zeroes). */
 export const IO_FLAGS_FUA = 1 << 30;
-/**
- * io_flags of a read: the guard (CDW12 bit 28, PRINFO's guard check). NVMe's
- * end-to-end protection has the controller check a guard tag per block; ours
- * has the device worker compute one per protection interval of the data it
- * read — the volume's data check, bits of the XXH3-128 of the interval
- * (assembly/xxh3.ts dataCheck) — and store it as a u32 at MPTR + 4·i for
- * interval i, so the host compares a word instead of hashing the block on its
- * own thread. CDW13 holds the interval in LBAs; NLB + 1 must be a multiple.
- */
-export const IO_FLAGS_GUARD = 1 << 28;
 /** Dataset management CDW11: Attribute – Deallocate. */
 export const DSM_ATTR_DEALLOCATE = 1 << 2;
 /** One dataset-management range: context attributes, length (LBAs), starting LBA. */
@@ -38,12 +28,10 @@ export const SQE_BYTES = 64;
 export const SQE_WORDS = 16;
 export const SQE_CDW0 = 0; // opcode bits 0-7, CID bits 16-31
 export const SQE_NSID = 1;
-export const SQE_MPTR = 4; // metadata pointer: a byte address in the shared memory (a guarded read's guards)
 export const SQE_PRP1 = 6; // data pointer: a byte address in the shared memory
 export const SQE_CDW10 = 10; // SLBA low  | DSM: NR (0-based)
 export const SQE_CDW11 = 11; // SLBA high | DSM: attributes
-export const SQE_CDW12 = 12; // NLB (0-based) | FUA bit 30 | guard bit 28 (reads)
-export const SQE_CDW13 = 13; // a guarded read's protection interval, in LBAs
+export const SQE_CDW12 = 12; // NLB (0-based) | FUA bit 30
 
 // Completion queue entry (16 bytes = 4 words).
 export const CQE_BYTES = 16;

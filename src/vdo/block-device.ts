@@ -33,9 +33,6 @@ class DeviceIo {
   desc = 0;
   count = 0;
   flags = 0;
-  /** A guarded read's guards address and interval in PBNs (0: not guarded). */
-  guardsAt = 0;
-  guardPbns = 0;
   cb: IoCallback<unknown> | null = null;
   arg: unknown = null;
 }
@@ -47,8 +44,6 @@ export interface IoCounts {
   flushes: number;
   /** 4 KiB blocks written (write zeroes not counted). */
   blocksWritten: number;
-  /** Reads whose data checks the device computed (readGuardedThen), among `reads`. */
-  guardedReads: number;
 }
 
 export class BlockDevice {
@@ -61,7 +56,7 @@ export class BlockDevice {
   get blocks(): number {
     return Math.floor(this.ns.blocks / this.lbasPerBlock);
   }
-  readonly counts: IoCounts = { reads: 0, writes: 0, flushes: 0, blocksWritten: 0, guardedReads: 0 };
+  readonly counts: IoCounts = { reads: 0, writes: 0, flushes: 0, blocksWritten: 0 };
   private readonly backlog: DeviceIo[] = [];
   private readonly free: DeviceIo[] = [];
   private polling = false;
@@ -82,32 +77,6 @@ export class BlockDevice {
   readThen<A>(vb: number, desc: number, cb: IoCallback<A>, arg: A, count = 1): void {
     this.counts.reads++;
     this.submit(this.io(OP_READ, vb, desc, count, 0, cb as IoCallback<unknown>, arg));
-  }
-
-  /**
-   * Whether readGuardedThen() can take intervals of `pbns` PBNs: the
-   * namespace's transfer size and boundary never cut one (a read that starts
-   * on a multiple of `pbns`, as data blocks do).
-   */
-  canGuard(pbns: number): boolean {
-    const interval = pbns * this.lbasPerBlock;
-    const boundary = this.ns.boundaryBlocks;
-    return this.ns.maxTransferBlocks % interval === 0 && (boundary === 0 || boundary % interval === 0);
-  }
-
-  /**
-   * readThen(), and before the callback runs the device has stored the data
-   * check of each `pbns` PBNs it read (vb must be a multiple of `pbns`, as
-   * canGuard() requires) as a u32 at guardsAt + 4·i: the host then compares
-   * words instead of hashing the blocks on its own thread.
-   */
-  readGuardedThen<A>(vb: number, desc: number, count: number, pbns: number, guardsAt: number, cb: IoCallback<A>, arg: A): void {
-    this.counts.reads++;
-    this.counts.guardedReads++;
-    const io = this.io(OP_READ, vb, desc, count, 0, cb as IoCallback<unknown>, arg);
-    io.guardsAt = guardsAt;
-    io.guardPbns = pbns;
-    this.submit(io);
   }
 
   write(vb: number, desc: number, fua = false, count = 1): Promise<void> {
@@ -144,8 +113,6 @@ export class BlockDevice {
     io.desc = desc;
     io.count = count;
     io.flags = flags;
-    io.guardsAt = 0;
-    io.guardPbns = 0;
     io.cb = cb;
     io.arg = arg;
     return io;
@@ -174,8 +141,7 @@ export class BlockDevice {
     try {
       switch (io.op) {
         case OP_READ:
-          if (io.guardsAt === 0) qp.read(ns, io.desc, io.vb * k, io.count * k, this.completed, io);
-          else qp.readGuarded(ns, io.desc, io.vb * k, io.count * k, io.guardPbns * k, io.guardsAt, this.completed, io);
+          qp.read(ns, io.desc, io.vb * k, io.count * k, this.completed, io);
           break;
         case OP_WRITE:
           qp.write(ns, io.desc, io.vb * k, io.count * k, this.completed, io, io.flags);

@@ -20,10 +20,6 @@
  * - A whole aligned block whose map page is cached (a one-block random read) and a
  *   read of many blocks each cost one promise: device reads complete into
  *   callbacks, not one async frame per block.
- * - Such device reads of blocks stored whole are guarded when a guard page is
- *   free (read-guards.ts): the device worker computes each block's data check
- *   from the bytes it read and the main thread compares that word. A page is
- *   taken when the read is issued and given back when it completes.
  */
 import { FlashpackError, hex32 } from '../errors.js';
 import type { SlabPool } from '../shm/slab.js';
@@ -34,7 +30,6 @@ import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import { pbnOf, stateOf, type BlockMap } from './block-map.js';
 import type { LogicalZone } from './logical-zone.js';
-import { ReadGuards } from './read-guards.js';
 import { BLOCK_BYTES, MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, STATE_COMPRESSED_BASE, STATE_UNCOMPRESSED, STATE_UNMAPPED, ZERO_PBN, packedFragment, type Codec } from './encodings.js';
 
 const NO_BYTES = new Uint8Array(0);
@@ -57,8 +52,6 @@ export interface ReadSources {
   zone: LogicalZone;
   /** A block of shared memory a fragment waiting in the packer is decoded into (used and done with synchronously). */
   scratchAt: number;
-  /** ReadGuards.bytesFor(blockBytes) bytes of shared memory for guarded reads' guards. */
-  guardsAt: number;
   /** The volume block: an LBA's bytes; a data block is blockBytes / 4 KiB PBNs. */
   blockBytes: number;
 }
@@ -89,8 +82,6 @@ interface Run {
   to: number;
   buf: number;
   plain: number;
-  /** The guard page of a guarded read (0: unguarded; its blocks are hashed here). */
-  guards: number;
 }
 
 /** A read of many blocks in flight: runs issued as buffers allow, one promise for all of them. */
@@ -123,7 +114,6 @@ class BlockRead {
   check = 0;
   buf = -1;
   plain = -1;
-  guards = 0;
   out: Uint8Array | null = null;
   resolve: ((out: Uint8Array) => void) | null = null;
   reject: ((err: unknown) => void) | null = null;
@@ -134,8 +124,6 @@ export class ReadPath {
   /** The volume block's bytes and PBNs. */
   private readonly bb: number;
   private readonly k: number;
-  /** Guard pages for guarded device reads, or null when the device cannot guard data blocks. */
-  private readonly guards: ReadGuards | null;
   /** Reads holding a mapping whose device read has not completed (see the module header); the volume's dedupe advice reads hold it too. */
   inFlight = 0;
   /** Stored blocks whose bytes failed their data check (or did not decode) when read. */
@@ -154,7 +142,6 @@ export class ReadPath {
     this.s = sources;
     this.bb = sources.blockBytes;
     this.k = sources.blockBytes / BLOCK_BYTES;
-    this.guards = sources.dev.canGuard(this.k) ? new ReadGuards(sources.runtime, sources.guardsAt, sources.blockBytes) : null;
   }
 
   /**
@@ -271,19 +258,17 @@ export class ReadPath {
    * packed slot decoded into buffer `plain` first; either way only once the
    * logical block matches `check` (ECORRUPT if it does not, or does not decode).
    */
-  private copyBlock(lba: number, m: number, check: number, at: number, plain: number, out: Uint8Array, dst: number, within: number, n: number, guard = -1): void {
-    const from = this.verified(lba, m, check, at, plain, guard);
+  private copyBlock(lba: number, m: number, check: number, at: number, plain: number, out: Uint8Array, dst: number, within: number, n: number): void {
+    const from = this.verified(lba, m, check, at, plain);
     out.set(this.s.mem.subarray(from + within, from + within + n), dst);
   }
 
   /**
    * The byte address of block `lba`'s logical bytes, stored as mapping `m` at
    * byte address `at` (a packed slot is decoded into buffer `plain`), once it
-   * has matched `check`; ECORRUPT naming LBA, PBN and slot otherwise. A block
-   * stored whole whose device read was guarded has its check in `guard`
-   * (-1: none; it is computed here).
+   * has matched `check`; ECORRUPT naming LBA, PBN and slot otherwise.
    */
-  private verified(lba: number, m: number, check: number, at: number, plain: number, guard = -1): number {
+  private verified(lba: number, m: number, check: number, at: number, plain: number): number {
     let from = at;
     const state = stateOf(m);
     let why: string | null = null;
@@ -293,7 +278,7 @@ export class ReadPath {
     }
     if (why === null) {
       const rt = this.s.runtime;
-      const got = guard >= 0 && state === STATE_UNCOMPRESSED ? guard : rt.exports.dataCheck(from, this.bb, rt.ctx) >>> 0;
+      const got = rt.exports.dataCheck(from, this.bb, rt.ctx) >>> 0;
       if (got === check) return from;
       why = `data check ${hex32(got)} does not match the block map's ${hex32(check)}`;
     }
@@ -341,9 +326,7 @@ export class ReadPath {
     this.making = r;
     const done = new Promise<Uint8Array>(this.executor);
     this.making = null;
-    r.guards = plain < 0 && this.guards !== null ? this.guards.take() : 0;
-    if (r.guards !== 0) dev.readGuardedThen(pbn, buf, this.k, this.k, r.guards, this.blockRead, r);
-    else dev.readThen(pbn, buf, this.blockRead, r, this.k);
+    dev.readThen(pbn, buf, this.blockRead, r, this.k);
     return done;
   }
 
@@ -356,8 +339,7 @@ export class ReadPath {
     try {
       if (err !== null) reject(err);
       else {
-        const guard = r.guards !== 0 ? (this.guards as ReadGuards).guard(r.guards, 0) : -1;
-        this.copyBlock(r.lba, r.mapping, r.check, pool.bufferOf(r.buf), r.plain, out, 0, 0, this.bb, guard);
+        this.copyBlock(r.lba, r.mapping, r.check, pool.bufferOf(r.buf), r.plain, out, 0, 0, this.bb);
         resolve(out);
       }
     } catch (e) {
@@ -365,11 +347,9 @@ export class ReadPath {
     } finally {
       pool.free(r.buf);
       if (r.plain >= 0) pool.free(r.plain);
-      if (r.guards !== 0) (this.guards as ReadGuards).give(r.guards);
       this.inFlight--;
       r.out = r.resolve = r.reject = null;
       r.buf = r.plain = -1;
-      r.guards = 0;
       this.spareReads.push(r);
     }
   };
@@ -453,7 +433,7 @@ export class ReadPath {
             if (p !== last && (p !== last + this.k || p - start + this.k > READ_RUN_PBNS_MAX)) break;
             last = p;
           }
-          g.runs.push({ g, pbn: start, blocks: last - start + this.k, from: i, to: j, buf: -1, plain: -1, guards: 0 });
+          g.runs.push({ g, pbn: start, blocks: last - start + this.k, from: i, to: j, buf: -1, plain: -1 });
           i = j;
         }
         this.issue(g);
@@ -493,9 +473,7 @@ export class ReadPath {
       }
       g.next++;
       g.inFlight++;
-      r.guards = !needsPlain && this.guards !== null ? this.guards.take() : 0;
-      if (r.guards !== 0) this.s.dev.readGuardedThen(r.pbn, r.buf, r.blocks, this.k, r.guards, this.runRead, r);
-      else this.s.dev.readThen(r.pbn, r.buf, this.runRead, r, r.blocks);
+      this.s.dev.readThen(r.pbn, r.buf, this.runRead, r, r.blocks);
     }
     this.finishIfDone(g);
   }
@@ -524,7 +502,10 @@ export class ReadPath {
     } catch (e) {
       if (g.failure === null) g.failure = e;
     } finally {
-      this.release(r);
+      pool.free(r.buf);
+      if (r.plain >= 0) pool.free(r.plain);
+      r.buf = -1;
+      r.plain = -1;
       g.inFlight--;
     }
     this.issue(g);
@@ -540,9 +521,6 @@ export class ReadPath {
     const { maps, checks, order, first, offset, length, out, tally } = g;
     const { mem, pool } = this.s;
     const base = pool.bufferOf(r.buf);
-    const guards = r.guards !== 0 ? this.guards : null;
-    // The guard of the block at PBN p, when the device computed it (blocks stored whole only).
-    const guardOf = (p: number): number => (guards !== null ? guards.guard(r.guards, (p - r.pbn) / this.k) : -1);
     for (let i = r.from; i < r.to; i++) {
       const k = order[i];
       const m = maps[k];
@@ -553,7 +531,7 @@ export class ReadPath {
       const within = from - lba * this.bb;
       if (tally !== null) {
         try {
-          this.verified(lba, m, checks[k], at, r.plain, guardOf(pbnOf(m)));
+          this.verified(lba, m, checks[k], at, r.plain);
           tally.checked++;
         } catch (err) {
           this.tallyBad(g, k, (err as Error).message);
@@ -564,11 +542,11 @@ export class ReadPath {
         this.copyBlock(lba, m, checks[k], at, r.plain, out, from - offset, within, to - from);
         continue;
       }
-      this.verified(lba, m, checks[k], at, -1, guardOf(pbnOf(m)));
+      this.verified(lba, m, checks[k], at, -1);
       // Blocks next to each other both logically and on the device: one copy, each verified.
       while (i + 1 < r.to && order[i + 1] === order[i] + 1 && stateOf(maps[order[i + 1]]) === STATE_UNCOMPRESSED && pbnOf(maps[order[i + 1]]) === pbnOf(maps[order[i]]) + this.k) {
         i++;
-        this.verified(first + order[i], maps[order[i]], checks[order[i]], base + (pbnOf(maps[order[i]]) - r.pbn) * BLOCK_BYTES, -1, guardOf(pbnOf(maps[order[i]])));
+        this.verified(first + order[i], maps[order[i]], checks[order[i]], base + (pbnOf(maps[order[i]]) - r.pbn) * BLOCK_BYTES, -1);
         to = Math.min(offset + length, (first + order[i] + 1) * this.bb);
       }
       out.set(mem.subarray(at + within, at + within + to - from), from - offset);
@@ -608,9 +586,7 @@ export class ReadPath {
   private release(r: Run): void {
     if (r.buf >= 0) this.s.pool.free(r.buf);
     if (r.plain >= 0) this.s.pool.free(r.plain);
-    if (r.guards !== 0) (this.guards as ReadGuards).give(r.guards);
     r.buf = -1;
     r.plain = -1;
-    r.guards = 0;
   }
 }

@@ -43,8 +43,6 @@ export interface VolumeStats {
   blockMapPagesWritten: number;
   /** Stored blocks that failed their data check (or did not decode) when read or scrubbed: each such read failed ECORRUPT, no wrong byte was returned. */
   checksumErrors: number;
-  /** Device reads whose data checks the device worker computed as it read (guarded reads); the main thread hashed the blocks of the others. */
-  readsGuarded: number;
   /** Writes in the pipeline now holding a slot (vdostats' current VDO IO requests in progress); writes parked in the packer, whose fragments wait in the arena, hold none. */
   currentViosInProgress: number;
   /** The most at once since open; never above maxInflight. */
@@ -109,7 +107,6 @@ export function volumeStats(p: StatsSources): VolumeStats {
     blockMapCacheMisses: p.map.cacheMisses,
     blockMapPagesWritten: p.map.pagesWritten,
     checksumErrors: p.checkFailures,
-    readsGuarded: io.guardedReads,
     currentViosInProgress: p.vios.active,
     maxViosInProgress: p.vios.peak,
     biosIn: { read: c.readIn, write: c.writeIn, discard: c.discardIn, flush: c.flushIn },

@@ -49,7 +49,6 @@ import type { Backend } from '../nvme/backend.js';
 import { FileBackend } from '../nvme/file-backend.js';
 import { BlockDevice } from './block-device.js';
 import { ReadPath } from './read-path.js';
-import { ReadGuards } from './read-guards.js';
 import { DataWriter } from './data-writer.js';
 import { BlockMap } from './block-map.js';
 import { RecoveryJournal } from './recovery-journal.js';
@@ -179,7 +178,6 @@ export class Volume {
     const packer = opts.packer ?? 'flashpack';
     const arenaAt = engine.runtime.reserve(FragmentArena.bytesFor(StoreStage.arenaPages(packer, bb), bb), 64);
     this.scratchAt = engine.runtime.reserve(bb, 64);
-    const guardsAt = engine.runtime.reserve(ReadGuards.bytesFor(bb), 64);
     this.prep = new PrepareStage(engine, bb, sb.codec, sb.dedupe ? indexAt : 0, this.index.log2Buckets,
       (job, status) => this.writes.prepared(job, status), (job, err) => this.writes.failJob(job, err));
     // An index of another size than the saved one starts empty and is not saved.
@@ -187,7 +185,7 @@ export class Volume {
     this.mem = new Uint8Array(pool.memory.buffer);
     this.reads = new ReadPath({
       map: this.map, pool, dev, runtime: engine.runtime, codec: sb.codec, mem: this.mem, blockBytes: bb,
-      zone: this.zone, scratchAt: this.scratchAt, guardsAt,
+      zone: this.zone, scratchAt: this.scratchAt,
     });
     this.stores = new StoreStage({
       pool, mem: this.mem, wasm: engine.runtime.exports, dev, depot: this.depot, index: this.index,
