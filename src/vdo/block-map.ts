@@ -21,7 +21,7 @@ import type { SlabPool } from '../shm/slab.js';
 import type { BlockDevice } from './block-device.js';
 import { STAGING_BYTES } from './data-writer.js';
 import {
-  MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
+  MAP_ENTRIES_PER_PAGE, MAP_ENTRIES_PER_SECTOR, MAP_ENTRY_BYTES, MAP_MAGIC, SECTORS_PER_BLOCK, SECTOR_ABSENT, SECTOR_CORRUPT,
   mapEntryAt, openSector, recordedCheck, sealSector, u32le, type SectorHeader,
 } from './encodings.js';
 import {
@@ -143,6 +143,16 @@ export class BlockMap {
   private bytes(): Uint8Array {
     if (this.mem.buffer.byteLength !== this.pool.memory.buffer.byteLength) this.mem = new Uint8Array(this.pool.memory.buffer);
     return this.mem;
+  }
+
+  /**
+   * A view spanning bytes up to `end`: the cached one unless it ends before
+   * (the memory only grows, so a view that spans an address stays good for
+   * it). The reads of every mapping take this: `memory.buffer` is a call
+   * into the engine, a few percent of a sequential read when made per entry.
+   */
+  private bytesTo(end: number): Uint8Array {
+    return end <= this.mem.length ? this.mem : this.bytes();
   }
 
   /**
@@ -340,8 +350,8 @@ export class BlockMap {
     if ((page.corrupt & (1 << s)) !== 0) {
       throw corrupt(`block map: page ${page.index} sector ${s} (LBAs ${page.index * MAP_ENTRIES_PER_PAGE + s * MAP_ENTRIES_PER_SECTOR}..) fails its checksum`);
     }
-    const b = this.bytes();
     const at = this.pool.bufferOf(page.desc) + mapEntryAt(e);
+    const b = this.bytesTo(at + MAP_ENTRY_BYTES);
     const pbn = u32le(b, at);
     // A clean open takes saved counts without scanning the map, so an entry is vouched for here, where it is used.
     if (pbn !== 0 && !this.isDataBlock(pbn)) {
@@ -355,8 +365,8 @@ export class BlockMap {
    * caller that has just read the mapping with get(), which vouched for the sector.
    */
   checkOf(page: Page, lba: number): number {
-    const b = this.bytes();
-    return u32le(b, this.pool.bufferOf(page.desc) + mapEntryAt(lba - page.index * MAP_ENTRIES_PER_PAGE) + 5);
+    const at = this.pool.bufferOf(page.desc) + mapEntryAt(lba - page.index * MAP_ENTRIES_PER_PAGE);
+    return u32le(this.bytesTo(at + MAP_ENTRY_BYTES), at + 5);
   }
 
   /**
