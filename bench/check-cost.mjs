@@ -1,0 +1,148 @@
+// What the data check on every read costs (issue 17: ≤ 5% against reads that
+// check nothing). Two builds of the read path in one process, alternating,
+// on the same data:
+//
+//   check    this build: every block a read returns is hashed (WASM
+//            dataCheck, XXH3-128) and compared with the block map's check
+//   none     the same build with the check skipped: what a read costs
+//            without one (the baseline of the ratios; never a product mode)
+//
+// The variant is a copy of dist/ in a temp directory with one expression of
+// dist/vdo/read-path.js replaced (the bench refuses to run if it does not
+// match exactly once). Workloads on a 4 KiB-block LZ4 + dedupe volume filled
+// with random bytes (every block stored whole, so every block read is
+// hashed): ingest, sequential 1 MiB reads at QD 1 and 4, and 4 KiB random
+// reads at QD 1 and 32. Writes compute the check with the fingerprint in the
+// engine (one XXH3-128 for both), so ingest is the control: it should not move.
+//
+// CHECK_BENCH_BASE=<another build's dist/> adds that build as a third row
+// (an A/B of read-path changes in the same run).
+//
+//   npm run bench:check     (CHECK_BENCH_MB=256 CHECK_BENCH_RUNS=3 CHECK_BENCH_TIME_MS=1500
+//                            CHECK_BENCH_BACKEND=file|memory CHECK_BENCH_BASE=; medians)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { formatMBps, formatRatio, markdownTable } from './table.mjs';
+
+const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : Number(process.env[name]));
+const DATA_MB = env('CHECK_BENCH_MB', 256);
+const RUNS = env('CHECK_BENCH_RUNS', 3);
+const TIME_MS = env('CHECK_BENCH_TIME_MS', 1500);
+/** 'file' (an image in the temp dir: device reads are pread from the page cache) or 'memory' (nvme.MemoryBackend: a copy in the device worker). */
+const BACKEND = process.env.CHECK_BENCH_BACKEND || 'file';
+const MIB = 1 << 20;
+const log = (...a) => console.error(...a);
+
+const DIST = new URL('../dist/', import.meta.url);
+const CHECK_EXPR = 'rt.exports.dataCheck(from, this.bb, rt.ctx) >>> 0';
+
+/** A copy of dist/ in `dir` with read-path.js's expressions replaced; its index.js, imported. */
+async function variant(dir, replacements) {
+  fs.cpSync(DIST, dir, { recursive: true });
+  const file = path.join(dir, 'vdo', 'read-path.js');
+  let js = fs.readFileSync(file, 'utf8');
+  for (const [from, to] of replacements) {
+    const n = js.split(from).length - 1;
+    if (n !== 1) throw new Error(`check-cost bench: "${from}" occurs ${n} times in dist/vdo/read-path.js (expected once): rebuild, or update the bench`);
+    js = js.replace(from, to);
+  }
+  fs.writeFileSync(file, js);
+  return import(pathToFileURL(path.join(dir, 'index.js')).href);
+}
+
+/** mulberry32 */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs `task` `depth` at a time for TIME_MS: operations per second. */
+async function rate(depth, task) {
+  let ops = 0;
+  const t0 = performance.now();
+  const end = t0 + TIME_MS;
+  await Promise.all(Array.from({ length: depth }, async () => {
+    while (performance.now() < end) {
+      await task();
+      ops++;
+    }
+  }));
+  return ops / ((performance.now() - t0) / 1000);
+}
+
+async function measure(fp, data, file) {
+  fs.rmSync(file, { force: true });
+  const target = BACKEND === 'memory' ? new fp.nvme.MemoryBackend({ size: data.length + (data.length >> 2) }) : file;
+  const v = await fp.Volume.create(target, { logicalSize: data.length, codec: 'lz4' });
+  try {
+    const mibs = data.length / MIB;
+    let t0 = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < mibs) {
+        const i = next++;
+        await v.write(i * MIB, data.subarray(i * MIB, (i + 1) * MIB));
+      }
+    }));
+    await v.flush();
+    const ingest = data.length / 1e6 / ((performance.now() - t0) / 1000);
+    // Every byte read back once, compared: the variants must return the same data.
+    for (let i = 0; i < mibs; i++) {
+      const got = await v.read(i * MIB, MIB);
+      if (Buffer.compare(got, data.subarray(i * MIB, (i + 1) * MIB)) !== 0) throw new Error(`MiB ${i} read back wrong`);
+    }
+    let seq = 0;
+    const seqRead = async (depth) => (await rate(depth, () => v.read((seq++ % mibs) * MIB, MIB))) * MIB / 1e6;
+    const rand = prng(data.length);
+    const pages = data.length / 4096;
+    const randRead = (depth) => rate(depth, () => v.read(Math.floor(rand() * pages) * 4096, 4096));
+    return { ingest, seq1: await seqRead(1), seq4: await seqRead(4), rand1: await randRead(1), rand32: await randRead(32) };
+  } finally {
+    await v.close();
+    fs.rmSync(file, { force: true });
+  }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flashpack-check-cost-'));
+try {
+  const variants = [
+    ['check', await import(new URL('index.js', DIST).href)],
+    ['none', await variant(path.join(dir, 'none'), [[CHECK_EXPR, 'check']])],
+  ];
+  if (process.env.CHECK_BENCH_BASE) variants.push(['base', await import(pathToFileURL(path.join(path.resolve(process.env.CHECK_BENCH_BASE), 'index.js')).href)]);
+  const rand = prng(0xc0ffee);
+  const data = new Uint8Array(DATA_MB * MIB);
+  const dv = new DataView(data.buffer);
+  for (let i = 0; i < data.length; i += 4) dv.setUint32(i, (rand() * 2 ** 32) >>> 0);
+  log(`check cost bench: ${DATA_MB} MiB of random bytes (every block stored whole), 4 KiB blocks, LZ4, dedupe, ${BACKEND} backend; ${RUNS} rounds, ${TIME_MS} ms per workload`);
+  const results = new Map(variants.map(([name]) => [name, []]));
+  for (let round = 0; round < RUNS; round++) {
+    for (const [name, fp] of variants) {
+      const m = await measure(fp, data, path.join(dir, `${name}.img`));
+      results.get(name).push(m);
+      log(`  ${name} round ${round + 1}: ingest ${formatMBps(m.ingest)} MB/s, seq QD1 ${formatMBps(m.seq1)} MB/s, seq QD4 ${formatMBps(m.seq4)} MB/s, rand QD1 ${Math.round(m.rand1)}/s, rand QD32 ${Math.round(m.rand32)}/s`);
+    }
+  }
+  const keys = ['ingest', 'seq1', 'seq4', 'rand1', 'rand32'];
+  const med = (name, k) => median(results.get(name).map((m) => m[k]));
+  const cell = (name, k) => {
+    const x = med(name, k);
+    const shown = k.startsWith('rand') ? Math.round(x).toLocaleString('en-US') : formatMBps(x);
+    return name === 'none' ? shown : `${shown} (${formatRatio(x / med('none', k), '×')})`;
+  };
+  console.log(markdownTable(
+    [{ title: 'read path', align: 'left' }, ...['ingest MB/s', 'seq read 1 MiB QD1 MB/s', 'seq read 1 MiB QD4 MB/s', '4 KiB rand read QD1/s', '4 KiB rand read QD32/s'].map((title) => ({ title, align: 'right' }))],
+    variants.map(([name]) => [name, ...keys.map((k) => cell(name, k))]),
+  ));
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
