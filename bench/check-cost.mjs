@@ -11,15 +11,17 @@
 // dist/vdo/read-path.js replaced (the bench refuses to run if it does not
 // match exactly once). Workloads on a 4 KiB-block LZ4 + dedupe volume filled
 // with random bytes (every block stored whole, so every block read is
-// hashed): ingest, sequential 1 MiB reads at QD 1 and 4, and 4 KiB random
-// reads at QD 1 and 32. Writes compute the check with the fingerprint in the
-// engine (one XXH3-128 for both), so ingest is the control: it should not move.
+// hashed): sequential 1 MiB reads at QD 1 and 4, and 4 KiB random reads at
+// QD 1 and 32, in slices that alternate between the builds. The fill (1 MiB
+// writes) is shown too, but once per build and in order, so it is not a
+// paired measure: writes compute the check with the fingerprint in the
+// engine (one XXH3-128 for both), and the check costs them nothing here.
 //
 // CHECK_BENCH_BASE=<another build's dist/> adds that build as a third row
 // (an A/B of read-path changes in the same run).
 //
-//   npm run bench:check     (CHECK_BENCH_MB=256 CHECK_BENCH_RUNS=3 CHECK_BENCH_TIME_MS=1500
-//                            CHECK_BENCH_BACKEND=file|memory CHECK_BENCH_BASE=; medians)
+//   npm run bench:check     (CHECK_BENCH_MB=256 CHECK_BENCH_SLICES=15 CHECK_BENCH_SLICE_MS=300
+//                            CHECK_BENCH_BACKEND=file|memory CHECK_BENCH_BASE=)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,8 +30,8 @@ import { formatMBps, formatRatio, markdownTable } from './table.mjs';
 
 const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : Number(process.env[name]));
 const DATA_MB = env('CHECK_BENCH_MB', 256);
-const RUNS = env('CHECK_BENCH_RUNS', 3);
-const TIME_MS = env('CHECK_BENCH_TIME_MS', 1500);
+const SLICES = env('CHECK_BENCH_SLICES', 15);
+const SLICE_MS = env('CHECK_BENCH_SLICE_MS', 300);
 /** 'file' (an image in the temp dir: device reads are pread from the page cache) or 'memory' (nvme.MemoryBackend: a copy in the device worker). */
 const BACKEND = process.env.CHECK_BENCH_BACKEND || 'file';
 const MIB = 1 << 20;
@@ -63,11 +65,11 @@ function prng(seed) {
   };
 }
 
-/** Runs `task` `depth` at a time for TIME_MS: operations per second. */
+/** Runs `task` `depth` at a time for SLICE_MS: operations per second. */
 async function rate(depth, task) {
   let ops = 0;
   const t0 = performance.now();
-  const end = t0 + TIME_MS;
+  const end = t0 + SLICE_MS;
   await Promise.all(Array.from({ length: depth }, async () => {
     while (performance.now() < end) {
       await task();
@@ -77,37 +79,41 @@ async function rate(depth, task) {
   return ops / ((performance.now() - t0) / 1000);
 }
 
-async function measure(fp, data, file) {
+/** A volume of the variant `fp` holding `data` (1 MiB writes 8 at a time, then a flush), read back and compared once; and its ingest MB/s. */
+async function filled(fp, data, file) {
   fs.rmSync(file, { force: true });
   const target = BACKEND === 'memory' ? new fp.nvme.MemoryBackend({ size: data.length + (data.length >> 2) }) : file;
   const v = await fp.Volume.create(target, { logicalSize: data.length, codec: 'lz4' });
-  try {
-    const mibs = data.length / MIB;
-    let t0 = performance.now();
-    let next = 0;
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (next < mibs) {
-        const i = next++;
-        await v.write(i * MIB, data.subarray(i * MIB, (i + 1) * MIB));
-      }
-    }));
-    await v.flush();
-    const ingest = data.length / 1e6 / ((performance.now() - t0) / 1000);
-    // Every byte read back once, compared: the variants must return the same data.
-    for (let i = 0; i < mibs; i++) {
-      const got = await v.read(i * MIB, MIB);
-      if (Buffer.compare(got, data.subarray(i * MIB, (i + 1) * MIB)) !== 0) throw new Error(`MiB ${i} read back wrong`);
+  const mibs = data.length / MIB;
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (next < mibs) {
+      const i = next++;
+      await v.write(i * MIB, data.subarray(i * MIB, (i + 1) * MIB));
     }
-    let seq = 0;
-    const seqRead = async (depth) => (await rate(depth, () => v.read((seq++ % mibs) * MIB, MIB))) * MIB / 1e6;
-    const rand = prng(data.length);
-    const pages = data.length / 4096;
-    const randRead = (depth) => rate(depth, () => v.read(Math.floor(rand() * pages) * 4096, 4096));
-    return { ingest, seq1: await seqRead(1), seq4: await seqRead(4), rand1: await randRead(1), rand32: await randRead(32) };
-  } finally {
-    await v.close();
-    fs.rmSync(file, { force: true });
+  }));
+  await v.flush();
+  const ingest = data.length / 1e6 / ((performance.now() - t0) / 1000);
+  for (let i = 0; i < mibs; i++) {
+    const got = await v.read(i * MIB, MIB);
+    if (Buffer.compare(got, data.subarray(i * MIB, (i + 1) * MIB)) !== 0) throw new Error(`MiB ${i} read back wrong`);
   }
+  return { v, ingest };
+}
+
+/** The read workloads: name, unit, and a slice of it on volume v (per second). */
+function workloads(bytes) {
+  const mibs = bytes / MIB;
+  const pages = bytes / 4096;
+  const rand = prng(bytes);
+  let seq = 0;
+  const seqRead = (depth) => async (v) => (await rate(depth, () => v.read((seq++ % mibs) * MIB, MIB))) * MIB / 1e6;
+  const randRead = (depth) => (v) => rate(depth, () => v.read(Math.floor(rand() * pages) * 4096, 4096));
+  return [
+    ['seq read 1 MiB QD1 MB/s', seqRead(1)], ['seq read 1 MiB QD4 MB/s', seqRead(4)],
+    ['4 KiB rand read QD1/s', randRead(1)], ['4 KiB rand read QD32/s', randRead(32)],
+  ];
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -123,26 +129,40 @@ try {
   const data = new Uint8Array(DATA_MB * MIB);
   const dv = new DataView(data.buffer);
   for (let i = 0; i < data.length; i += 4) dv.setUint32(i, (rand() * 2 ** 32) >>> 0);
-  log(`check cost bench: ${DATA_MB} MiB of random bytes (every block stored whole), 4 KiB blocks, LZ4, dedupe, ${BACKEND} backend; ${RUNS} rounds, ${TIME_MS} ms per workload`);
-  const results = new Map(variants.map(([name]) => [name, []]));
-  for (let round = 0; round < RUNS; round++) {
+  log(`check cost bench: ${DATA_MB} MiB of random bytes (every block stored whole), 4 KiB blocks, LZ4, dedupe, ${BACKEND} backend; ${SLICES} slices of ${SLICE_MS} ms per workload and build, the builds taking turns`);
+  const vols = [];
+  try {
     for (const [name, fp] of variants) {
-      const m = await measure(fp, data, path.join(dir, `${name}.img`));
-      results.get(name).push(m);
-      log(`  ${name} round ${round + 1}: ingest ${formatMBps(m.ingest)} MB/s, seq QD1 ${formatMBps(m.seq1)} MB/s, seq QD4 ${formatMBps(m.seq4)} MB/s, rand QD1 ${Math.round(m.rand1)}/s, rand QD32 ${Math.round(m.rand32)}/s`);
+      const f = await filled(fp, data, path.join(dir, `${name}.img`));
+      vols.push({ name, ...f });
+      log(`  ${name}: ingest ${formatMBps(f.ingest)} MB/s`);
     }
+    const rows = vols.map(({ name, ingest }) => [name, name === 'none' ? formatMBps(ingest) : `${formatMBps(ingest)} (${formatRatio(ingest / vols[1].ingest, '×')})`]);
+    for (const [title, slice] of workloads(data.length)) {
+      const rates = vols.map(() => []);
+      // Slice by slice, every build in turn (the first one rotating): neighbours on a shared
+      // machine change its speed from second to second, so each ratio compares slices side by side.
+      for (let s = 0; s < SLICES; s++) {
+        for (let j = 0; j < vols.length; j++) {
+          const i = (s + j) % vols.length;
+          rates[i].push(await slice(vols[i].v));
+        }
+      }
+      const shown = (x) => (title.includes('MB/s') ? formatMBps(x) : Math.round(x).toLocaleString('en-US'));
+      vols.forEach(({ name }, i) => {
+        if (name === 'none') rows[i].push(shown(median(rates[i])));
+        else rows[i].push(`${shown(median(rates[i]))} (${formatRatio(median(rates[i].map((r, s) => r / rates[1][s])), '×')})`);
+      });
+      log(`  ${title}: ${vols.map(({ name }, i) => `${name} ${shown(median(rates[i]))}`).join(', ')}`);
+    }
+    console.log(markdownTable(
+      [{ title: 'read path', align: 'left' }, { title: 'fill MB/s (once each, in order)', align: 'right' }, ...workloads(MIB).map(([title]) => ({ title, align: 'right' }))],
+      rows,
+    ));
+    console.log('\nMedians of the slices; a ratio is the median of each slice against the same slice of `none`.');
+  } finally {
+    for (const { v } of vols) await v.close();
   }
-  const keys = ['ingest', 'seq1', 'seq4', 'rand1', 'rand32'];
-  const med = (name, k) => median(results.get(name).map((m) => m[k]));
-  const cell = (name, k) => {
-    const x = med(name, k);
-    const shown = k.startsWith('rand') ? Math.round(x).toLocaleString('en-US') : formatMBps(x);
-    return name === 'none' ? shown : `${shown} (${formatRatio(x / med('none', k), '×')})`;
-  };
-  console.log(markdownTable(
-    [{ title: 'read path', align: 'left' }, ...['ingest MB/s', 'seq read 1 MiB QD1 MB/s', 'seq read 1 MiB QD4 MB/s', '4 KiB rand read QD1/s', '4 KiB rand read QD32/s'].map((title) => ({ title, align: 'right' }))],
-    variants.map(([name]) => [name, ...keys.map((k) => cell(name, k))]),
-  ));
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }
