@@ -10,8 +10,8 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import { Runtime, SlabPool, Volume, checkVolume } from '../dist/index.js';
 import { COUNTS_PER_BLOCK, type Superblock } from '../dist/vdo/encodings.js';
-import { CountSnapshots, decodeSnapshotHeader, slotBlock } from '../dist/vdo/count-snapshots.js';
-import { REFS_MAGIC, sealSector } from '../dist/vdo/encodings.js';
+import { CountSnapshots, copyingSectorCrc, decodeCountBlocks, decodeSnapshotHeader, slotBlock } from '../dist/vdo/count-snapshots.js';
+import { COUNTS_MAGIC, REFS_MAGIC, SECTOR_BYTES, SECTORS_PER_BLOCK, sealSector } from '../dist/vdo/encodings.js';
 import { SlabDepot } from '../dist/vdo/slab-depot.js';
 import { STAGING_BYTES } from '../dist/vdo/data-writer.js';
 import type { BlockDevice } from '../dist/vdo/block-device.js';
@@ -201,7 +201,8 @@ describe('reference count snapshots', () => {
   }, 60_000);
 
   it('a snapshot writes the header through, then only the count blocks changed since that slot was written, then the header', async () => {
-    const pool = SlabPool.create(new Runtime(), [{ size: BS, count: 16 }, { size: STAGING_BYTES, count: 2 }]);
+    const rt = new Runtime();
+    const pool = SlabPool.create(rt, [{ size: BS, count: 16 }, { size: STAGING_BYTES, count: 2 }]);
     const media = new Map<number, Uint8Array>();
     const log: string[] = [];
     const dev = {
@@ -221,7 +222,7 @@ describe('reference count snapshots', () => {
     const dataStart = 100;
     const sb = { refsStart: 10, physicalBlocks: dataStart + 5 * COUNTS_PER_BLOCK, dataStart, nonce: 77, blockBytes: 4096 } as Superblock;
     const depot = new SlabDepot(dataStart, sb.physicalBlocks, 1024);
-    const snaps = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot);
+    const snaps = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot, rt.exports);
     snaps.opened(-1, []);
     const slot1 = slotBlock(sb, 1, 0);
     expect(slot1).toBe(10 + 1 + 6); // a header and a count block per 3,872 physical blocks (an upper bound on the data blocks)
@@ -248,7 +249,7 @@ describe('reference count snapshots', () => {
 
     // An open takes slot 0 (tag 9): the slot it loaded needs nothing written, and slot 1 (tag 8) is compared and found equal.
     const depot2 = new SlabDepot(dataStart, sb.physicalBlocks, 1024);
-    const snaps2 = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot2);
+    const snaps2 = new CountSnapshots(sb, dev as unknown as BlockDevice, pool, depot2, rt.exports);
     expect(depot2.loadCounts(counts!, 0)).toBe(true);
     expect(depot2.usedBlocks).toBe(1);
     snaps2.opened(0, headers);
@@ -260,6 +261,57 @@ describe('reference count snapshots', () => {
     depot2.mapRef(dataStart + COUNTS_PER_BLOCK + 2, 1);
     await snaps2.write(11, 2);
     expect(log.splice(0)).toEqual(['10 fua', '12', 'flush', '10 fua']);
+  });
+
+  it('decodeCountBlocks: in place with the volume runtime\'s kernel and over copies alike; every damaged, misplaced or foreign sector refused; the bytes left as they were', () => {
+    const rt = new Runtime();
+    const nonce = 0x5eed;
+    const slot = 1;
+    const k = 3; // the run starts at count block 3
+    const n = 4;
+    const dataBlocks = (k + n - 1) * COUNTS_PER_BLOCK + 1000; // the last block partly used
+    const want = new Uint8Array(dataBlocks);
+    const rand = prng(11);
+    for (let i = 0; i < dataBlocks; i++) want[i] = rand() < 0.5 ? 0 : Math.floor(rand() * 255);
+    const at = rt.reserve(n * BS, 64);
+    const mem = new Uint8Array(rt.memory.buffer);
+    const seal = (): void => {
+      for (let i = 0; i < n; i++) {
+        const blk = mem.subarray(at + i * BS, at + (i + 1) * BS);
+        blk.fill(0);
+        for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+          const from = (k + i) * COUNTS_PER_BLOCK + s * (SECTOR_BYTES - 28);
+          if (from < dataBlocks) blk.set(want.subarray(from, Math.min(dataBlocks, from + SECTOR_BYTES - 28)), s * SECTOR_BYTES + 28);
+          sealSector(blk, s, COUNTS_MAGIC, nonce, { index: s, count: 0, key: (k + i) * SECTORS_PER_BLOCK + s, aux: slot });
+        }
+      }
+    };
+    const sb = { nonce } as Superblock;
+    const inPlace = (_m: Uint8Array, p: number): number => rt.exports.crc32c(p, SECTOR_BYTES, 0);
+    const decode = (crc: typeof copyingSectorCrc, withSlot = slot, from = k): Uint8Array | null => {
+      const counts = new Uint8Array(dataBlocks);
+      return decodeCountBlocks(mem, at, n, sb, withSlot, from, counts, crc) ? counts : null;
+    };
+    seal();
+    const image = mem.slice(at, at + n * BS);
+    for (const crc of [inPlace, copyingSectorCrc]) {
+      const got = decode(crc);
+      expect(got).not.toBeNull();
+      expect(Buffer.compare(got!.subarray(k * COUNTS_PER_BLOCK), want.subarray(k * COUNTS_PER_BLOCK))).toBe(0);
+      expect(Buffer.compare(mem.subarray(at, at + n * BS), image)).toBe(0); // the CRC fields are back
+      expect(decode(crc, slot + 1)).toBeNull(); // another slot's
+      expect(decode(crc, slot, k + 1)).toBeNull(); // another place's
+    }
+    // One flipped byte anywhere in a used sector (header or counts) is refused by both.
+    for (let trial = 0; trial < 200; trial++) {
+      seal();
+      // Sectors past the last count (in the last block) are not read: a flip there is not a flip in a used sector.
+      const sector = Math.floor(rand() * ((n - 1) * SECTORS_PER_BLOCK + Math.ceil(1000 / (SECTOR_BYTES - 28))));
+      const p = at + sector * SECTOR_BYTES + Math.floor(rand() * SECTOR_BYTES);
+      mem[p] ^= 1 + Math.floor(rand() * 255);
+      expect(decode(inPlace), `byte ${p - at}`).toBeNull();
+      expect(decode(copyingSectorCrc), `byte ${p - at}`).toBeNull();
+    }
   });
 
   it('loadCounts takes valid counts four at a time and refuses any count over 254, changing nothing', () => {

@@ -33,12 +33,14 @@
  */
 import { assert } from '../assert.js';
 import type { SlabPool } from '../shm/slab.js';
+import type { WasmExports } from '../wasm/runtime.js';
 import type { BlockDevice } from './block-device.js';
 import type { SlabDepot } from './slab-depot.js';
 import { STAGING_BYTES } from './data-writer.js';
+import { crc32c } from '../codec/checksum.js';
 import {
   BLOCK_BYTES, COUNTS_MAGIC, COUNTS_PER_BLOCK, COUNTS_PER_SECTOR, REFS_MAGIC, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_HEADER_BYTES,
-  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, dataBlocksOf, getU64, openSector, sealSector, setU64, slotBlocksFor, type SectorHeader, type Superblock,
+  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, dataBlocksOf, getU64, openSector, sealSector, setU64, slotBlocksFor, u32le, type SectorHeader, type Superblock,
 } from './encodings.js';
 
 /** A valid slot header. */
@@ -79,17 +81,51 @@ export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number
 }
 
 /**
- * The counts of count block `k` of a slot decoded from `b` into `counts` (at
- * k × COUNTS_PER_BLOCK): false if a sector is not this slot's.
+ * The CRC-32C of the sector at byte `p` of `mem` as it stands (the caller has
+ * zeroed its CRC field). A volume hashes in place with its runtime's kernel,
+ * `mem` being a view of its whole shared memory; anything else copies.
  */
-export function decodeCountBlock(b: Uint8Array, sb: Superblock, slot: number, k: number, counts: Uint8Array): boolean {
-  const h: SectorHeader = { index: 0, count: 0, key: 0, aux: 0 };
-  for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
-    const from = k * COUNTS_PER_BLOCK + s * COUNTS_PER_SECTOR;
-    if (from >= counts.length) break;
-    if (openSector(b, s, COUNTS_MAGIC, sb.nonce, h) !== SECTOR_VALID || h.key !== k * SECTORS_PER_BLOCK + s || h.aux !== slot) return false;
-    const n = Math.min(COUNTS_PER_SECTOR, counts.length - from);
-    counts.set(b.subarray(s * SECTOR_BYTES + SECTOR_HEADER_BYTES, s * SECTOR_BYTES + SECTOR_HEADER_BYTES + n), from);
+export type SectorCrc = (mem: Uint8Array, p: number) => number;
+
+/** SectorCrc for bytes anywhere (the process runtime's kernel, over a copy): `check`'s. */
+export const copyingSectorCrc: SectorCrc = (mem, p) => crc32c(mem.subarray(p, p + SECTOR_BYTES));
+
+// Sector header fields (encodings.ts sealSector): magic u16, index u8, count u8, crc u32, nonce u32, key u64, aux u64.
+const F_INDEX = 2;
+const F_CRC = 4;
+const F_NONCE = 8;
+const F_KEY = 12;
+const F_AUX = 20;
+
+/**
+ * The counts of the `n` count blocks of a slot at byte `at` of `mem`, blocks
+ * k, k + 1, …, decoded into `counts` (block j at j × COUNTS_PER_BLOCK): false
+ * if a sector is not this slot's, in its place, or whole. The same checks as
+ * openSector's, without its per-sector views and copies: an open decodes a
+ * byte per physical block this way before the first write (139,000 sectors
+ * at 256 GiB), and the views were most of it.
+ */
+export function decodeCountBlocks(mem: Uint8Array, at: number, n: number, sb: Superblock, slot: number, k: number, counts: Uint8Array, crc: SectorCrc): boolean {
+  for (let i = 0; i < n; i++) {
+    for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
+      const from = (k + i) * COUNTS_PER_BLOCK + s * COUNTS_PER_SECTOR;
+      if (from >= counts.length) return true;
+      const p = at + (i * SECTORS_PER_BLOCK + s) * SECTOR_BYTES;
+      const key = (k + i) * SECTORS_PER_BLOCK + s;
+      if ((mem[p] | (mem[p + 1] << 8)) !== COUNTS_MAGIC || mem[p + F_INDEX] !== s || u32le(mem, p + F_NONCE) !== sb.nonce) return false;
+      if (u32le(mem, p + F_KEY) !== key % 2 ** 32 || u32le(mem, p + F_KEY + 4) !== Math.floor(key / 2 ** 32)) return false;
+      if (u32le(mem, p + F_AUX) !== slot || u32le(mem, p + F_AUX + 4) !== 0) return false;
+      const stored = u32le(mem, p + F_CRC);
+      mem[p + F_CRC] = mem[p + F_CRC + 1] = mem[p + F_CRC + 2] = mem[p + F_CRC + 3] = 0; // not fill(): V8's slow path on shared memory
+      const want = crc(mem, p) >>> 0;
+      mem[p + F_CRC] = stored & 0xff;
+      mem[p + F_CRC + 1] = (stored >>> 8) & 0xff;
+      mem[p + F_CRC + 2] = (stored >>> 16) & 0xff;
+      mem[p + F_CRC + 3] = stored >>> 24;
+      if (want !== stored) return false;
+      const m = Math.min(COUNTS_PER_SECTOR, counts.length - from);
+      counts.set(mem.subarray(p + SECTOR_HEADER_BYTES, p + SECTOR_HEADER_BYTES + m), from);
+    }
   }
   return true;
 }
@@ -99,6 +135,8 @@ export class CountSnapshots {
   private readonly dev: BlockDevice;
   private readonly pool: SlabPool;
   private readonly depot: SlabDepot;
+  /** The CRC of a sector in the shared memory, in place. */
+  private readonly crc: SectorCrc;
   /** The slot holding the newest valid snapshot, or −1. */
   private newest = -1;
   /** The generation of the last snapshot written (or found at open). */
@@ -106,11 +144,13 @@ export class CountSnapshots {
   /** The open's comparison of the slots it did not load (opened()), until it is done. */
   private compared: Promise<void> | null = null;
 
-  constructor(sb: Superblock, dev: BlockDevice, pool: SlabPool, depot: SlabDepot) {
+  /** `wasm` is the runtime of the pool's memory: its CRC-32C kernel checks count sectors where they were read. */
+  constructor(sb: Superblock, dev: BlockDevice, pool: SlabPool, depot: SlabDepot, wasm: WasmExports) {
     this.sb = sb;
     this.dev = dev;
     this.pool = pool;
     this.depot = depot;
+    this.crc = (_mem, p) => wasm.crc32c(p, SECTOR_BYTES, 0);
   }
 
   /** The valid slot headers (open). */
@@ -139,8 +179,9 @@ export class CountSnapshots {
       for (let k = 0; k < blocks; k += run) {
         const n = Math.min(run, blocks - k);
         await this.dev.read(slotBlock(this.sb, h.slot, 1 + k), buf, n);
-        const b = this.pool.bytes(buf, true);
-        for (let i = 0; i < n; i++) if (!decodeCountBlock(b.subarray(i * BLOCK_BYTES, (i + 1) * BLOCK_BYTES), this.sb, h.slot, k + i, counts)) return null;
+        // A view of the whole memory, made after the read (the memory may have grown meanwhile): addresses are offsets.
+        const mem = new Uint8Array(this.pool.memory.buffer);
+        if (!decodeCountBlocks(mem, this.pool.bufferOf(buf), n, this.sb, h.slot, k, counts, this.crc)) return null;
       }
     } finally {
       this.pool.free(buf);

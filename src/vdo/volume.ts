@@ -164,7 +164,7 @@ export class Volume {
     this.depot = new SlabDepot(sb.dataStart, dataEndOf(sb), sb.slabBlocks, created, blockPbns(sb));
     // Recovery places no tree page before the depot's counts are whole (repair.ts).
     this.map.setAllocator(this.depot);
-    this.snapshots = new CountSnapshots(sb, dev, pool, this.depot);
+    this.snapshots = new CountSnapshots(sb, dev, pool, this.depot, engine.runtime.exports);
     this.mapping = new MappingStage({
       map: this.map, journal: this.journal, depot: this.depot, dev, zone: this.zone, meta: this.meta, snapshots: this.snapshots, sync: sb.writePolicy === 'sync',
       finish: (job, err) => this.writes.finish(job, err),
