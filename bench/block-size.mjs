@@ -12,6 +12,7 @@ import path from 'node:path';
 import * as fp from '../dist/index.js';
 import { loadCorpus } from './corpus.mjs';
 import { formatMBps, formatRatio, markdownTable } from './table.mjs';
+import { prng, timed } from './helpers/workload.mjs';
 
 const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : Number(process.env[name]));
 const STREAM_MB = env('BLOCK_BENCH_MB', 128);
@@ -21,16 +22,6 @@ const SIZES = [4096, 8192, 16384, 32768, 65536];
 const CHUNK = 65536; // the stream's unit: duplicates are whole 64 KiB chunks, so they dedupe at every block size
 const log = (...a) => console.error(...a);
 
-/** mulberry32 */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 50% corpus, 20% copies of earlier chunks, 10% zeroes, 20% random, in 64 KiB chunks. */
 function stream(bytes) {
@@ -62,19 +53,6 @@ async function lanes(n, depth, task) {
   }));
 }
 
-/** Runs `task` `depth` at a time for `ms`: operations done and the seconds taken. */
-async function timed(ms, depth, task) {
-  let ops = 0;
-  const t0 = performance.now();
-  const end = t0 + ms;
-  await Promise.all(Array.from({ length: depth }, async () => {
-    while (performance.now() < end) {
-      await task();
-      ops++;
-    }
-  }));
-  return { ops, s: (performance.now() - t0) / 1000 };
-}
 
 async function measure(bb, data, dir) {
   const p = path.join(dir, `v${bb}.img`);

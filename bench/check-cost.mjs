@@ -27,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatMBps, formatRatio, markdownTable } from './table.mjs';
+import { prng, timed } from './helpers/workload.mjs';
 
 const env = (name, dflt) => (process.env[name] === undefined || process.env[name] === '' ? dflt : Number(process.env[name]));
 const DATA_MB = env('CHECK_BENCH_MB', 256);
@@ -54,29 +55,11 @@ async function variant(dir, replacements) {
   return import(pathToFileURL(path.join(dir, 'index.js')).href);
 }
 
-/** mulberry32 */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs `task` `depth` at a time for SLICE_MS: operations per second. */
 async function rate(depth, task) {
-  let ops = 0;
-  const t0 = performance.now();
-  const end = t0 + SLICE_MS;
-  await Promise.all(Array.from({ length: depth }, async () => {
-    while (performance.now() < end) {
-      await task();
-      ops++;
-    }
-  }));
-  return ops / ((performance.now() - t0) / 1000);
+  const { ops, s } = await timed(SLICE_MS, depth, task);
+  return ops / s;
 }
 
 /** A volume of the variant `fp` holding `data` (1 MiB writes 8 at a time, then a flush), read back and compared once; and its ingest MB/s. */
