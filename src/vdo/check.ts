@@ -34,7 +34,7 @@ import { MAX_REFERENCES } from './slab-depot.js';
 import { Image, Problems, type CheckProblem } from './check-image.js';
 import { checkJournal, decodeSlot, type Replay } from './check-journal.js';
 import { dataCheckOf, usableSnapshot } from './repair.js';
-import { copyingSectorCrc, decodeCountBlocks, decodeSnapshotHeader, slotBlock, type SnapshotHeader } from './count-snapshots.js';
+import { plainSectorOps, decodeCountBlocks, decodeSnapshotHeader, slotBlock, type SnapshotHeader } from './count-snapshots.js';
 import { scanMap, walkTree, type Tree } from './check-map.js';
 
 export type { CheckProblem } from './check-image.js';
@@ -339,7 +339,7 @@ async function checkSnapshot(img: Image, sb: Superblock, replay: Replay, refs: R
   const buf = new Uint8Array(BLOCK_BYTES);
   for (let k = 0; k < blocks; k++) {
     await img.read(slotBlock(sb, h.slot, 1 + k), 1, buf);
-    if (!decodeCountBlocks(buf, 0, 1, sb, h.slot, k, counts, copyingSectorCrc)) {
+    if (!decodeCountBlocks(buf, 0, 1, sb, h.slot, k, counts, plainSectorOps)) {
       problems.add(where, `count block ${k} (block ${slotBlock(sb, h.slot, 1 + k)}) fails its checksum or belongs elsewhere: an open rebuilds the counts from the block map`);
       return;
     }

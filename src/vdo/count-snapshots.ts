@@ -81,14 +81,30 @@ export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number
 }
 
 /**
- * The CRC-32C of the sector at byte `p` of `mem` as it stands (the caller has
- * zeroed its CRC field). A volume hashes in place with its runtime's kernel,
- * `mem` being a view of its whole shared memory; anything else copies.
+ * What decodeCountBlocks does to the bytes at byte offsets of `mem`: the
+ * CRC-32C of the sector at `p` as it stands (its CRC field zeroed by the
+ * caller), and a move of `len` bytes from `src` to `dst` (which may overlap).
+ * A volume runs both in WASM on its shared memory, `mem` a view of all of it;
+ * `check` works on plain arrays.
  */
-export type SectorCrc = (mem: Uint8Array, p: number) => number;
+export interface SectorOps {
+  crc(mem: Uint8Array, p: number): number;
+  move(mem: Uint8Array, dst: number, src: number, len: number): void;
+}
 
-/** SectorCrc for bytes anywhere (the process runtime's kernel, over a copy): `check`'s. */
-export const copyingSectorCrc: SectorCrc = (mem, p) => crc32c(mem.subarray(p, p + SECTOR_BYTES));
+/** SectorOps for a volume: its runtime's kernels, in place. */
+export function wasmSectorOps(wasm: WasmExports): SectorOps {
+  return {
+    crc: (_mem, p) => wasm.crc32c(p, SECTOR_BYTES, 0),
+    move: (_mem, dst, src, len) => wasm.copyBytes(dst, src, len),
+  };
+}
+
+/** SectorOps for bytes anywhere (the process runtime's kernel over a copy; copyWithin): `check`'s. */
+export const plainSectorOps: SectorOps = {
+  crc: (mem, p) => crc32c(mem.subarray(p, p + SECTOR_BYTES)),
+  move: (mem, dst, src, len) => void mem.copyWithin(dst, src, src + len),
+};
 
 // Sector header fields (encodings.ts sealSector): magic u16, index u8, count u8, crc u32, nonce u32, key u64, aux u64.
 const F_INDEX = 2;
@@ -103,13 +119,19 @@ const F_AUX = 20;
  * if a sector is not this slot's, in its place, or whole. The same checks as
  * openSector's, without its per-sector views and copies: an open decodes a
  * byte per physical block this way before the first write (139,000 sectors
- * at 256 GiB), and the views were most of it.
+ * at 256 GiB), and the views were most of it. The bytes are scratch
+ * afterwards: each sector's counts move down over the headers before them,
+ * so the run leaves `mem` in one copy (out of shared memory, a copy per
+ * sector cost more than the CRC).
  */
-export function decodeCountBlocks(mem: Uint8Array, at: number, n: number, sb: Superblock, slot: number, k: number, counts: Uint8Array, crc: SectorCrc): boolean {
+export function decodeCountBlocks(mem: Uint8Array, at: number, n: number, sb: Superblock, slot: number, k: number, counts: Uint8Array, ops: SectorOps): boolean {
+  const first = k * COUNTS_PER_BLOCK;
+  // Where the next sector's counts go: never past its own header, so no sector is overwritten before it is checked.
+  let out = at;
   for (let i = 0; i < n; i++) {
     for (let s = 0; s < SECTORS_PER_BLOCK; s++) {
       const from = (k + i) * COUNTS_PER_BLOCK + s * COUNTS_PER_SECTOR;
-      if (from >= counts.length) return true;
+      if (from >= counts.length) break;
       const p = at + (i * SECTORS_PER_BLOCK + s) * SECTOR_BYTES;
       const key = (k + i) * SECTORS_PER_BLOCK + s;
       if ((mem[p] | (mem[p + 1] << 8)) !== COUNTS_MAGIC || mem[p + F_INDEX] !== s || u32le(mem, p + F_NONCE) !== sb.nonce) return false;
@@ -117,16 +139,18 @@ export function decodeCountBlocks(mem: Uint8Array, at: number, n: number, sb: Su
       if (u32le(mem, p + F_AUX) !== slot || u32le(mem, p + F_AUX + 4) !== 0) return false;
       const stored = u32le(mem, p + F_CRC);
       mem[p + F_CRC] = mem[p + F_CRC + 1] = mem[p + F_CRC + 2] = mem[p + F_CRC + 3] = 0; // not fill(): V8's slow path on shared memory
-      const want = crc(mem, p) >>> 0;
+      const want = ops.crc(mem, p) >>> 0;
       mem[p + F_CRC] = stored & 0xff;
       mem[p + F_CRC + 1] = (stored >>> 8) & 0xff;
       mem[p + F_CRC + 2] = (stored >>> 16) & 0xff;
       mem[p + F_CRC + 3] = stored >>> 24;
       if (want !== stored) return false;
       const m = Math.min(COUNTS_PER_SECTOR, counts.length - from);
-      counts.set(mem.subarray(p + SECTOR_HEADER_BYTES, p + SECTOR_HEADER_BYTES + m), from);
+      ops.move(mem, out, p + SECTOR_HEADER_BYTES, m);
+      out += m;
     }
   }
+  counts.set(mem.subarray(at, out), first);
   return true;
 }
 
@@ -135,8 +159,8 @@ export class CountSnapshots {
   private readonly dev: BlockDevice;
   private readonly pool: SlabPool;
   private readonly depot: SlabDepot;
-  /** The CRC of a sector in the shared memory, in place. */
-  private readonly crc: SectorCrc;
+  /** The CRC and moves of count sectors in the shared memory, in place. */
+  private readonly ops: SectorOps;
   /** The slot holding the newest valid snapshot, or −1. */
   private newest = -1;
   /** The generation of the last snapshot written (or found at open). */
@@ -150,7 +174,7 @@ export class CountSnapshots {
     this.dev = dev;
     this.pool = pool;
     this.depot = depot;
-    this.crc = (_mem, p) => wasm.crc32c(p, SECTOR_BYTES, 0);
+    this.ops = wasmSectorOps(wasm);
   }
 
   /** The valid slot headers (open). */
@@ -181,7 +205,7 @@ export class CountSnapshots {
         await this.dev.read(slotBlock(this.sb, h.slot, 1 + k), buf, n);
         // A view of the whole memory, made after the read (the memory may have grown meanwhile): addresses are offsets.
         const mem = new Uint8Array(this.pool.memory.buffer);
-        if (!decodeCountBlocks(mem, this.pool.bufferOf(buf), n, this.sb, h.slot, k, counts, this.crc)) return null;
+        if (!decodeCountBlocks(mem, this.pool.bufferOf(buf), n, this.sb, h.slot, k, counts, this.ops)) return null;
       }
     } finally {
       this.pool.free(buf);
