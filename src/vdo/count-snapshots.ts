@@ -40,7 +40,7 @@ import { STAGING_BYTES } from './data-writer.js';
 import { crc32c } from '../codec/checksum.js';
 import {
   BLOCK_BYTES, COUNTS_MAGIC, COUNTS_PER_BLOCK, COUNTS_PER_SECTOR, REFS_MAGIC, SECTORS_PER_BLOCK, SECTOR_BYTES, SECTOR_HEADER_BYTES,
-  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, dataBlocksOf, getU64, openSector, sealSector, setU64, slotBlocksFor, u32le, type SectorHeader, type Superblock,
+  SECTOR_VALID, SNAPSHOT_SLOTS, countBlocksFor, dataBlocksOf, getU64, openSector, sealSector, setU64, slotBlocksFor, sectorValidAt, type SectorHeader, type Superblock,
 } from './encodings.js';
 
 /** A valid slot header. */
@@ -82,8 +82,8 @@ export function decodeSnapshotHeader(b: Uint8Array, sb: Superblock, slot: number
 
 /**
  * What decodeCountBlocks does to the bytes at byte offsets of `mem`: the
- * CRC-32C of the sector at `p` as it stands (its CRC field zeroed by the
- * caller), and a move of `len` bytes from `src` to `dst` (which may overlap).
+ * CRC-32C of the sector at `p` as it stands (sectorValidAt zeroed its CRC
+ * field), and a move of `len` bytes from `src` to `dst` (which may overlap).
  * A volume runs both in WASM on its shared memory, `mem` a view of all of it;
  * `check` works on plain arrays.
  */
@@ -106,13 +106,6 @@ export const plainSectorOps: SectorOps = {
   move: (mem, dst, src, len) => void mem.copyWithin(dst, src, src + len),
 };
 
-// Sector header fields (encodings.ts sealSector): magic u16, index u8, count u8, crc u32, nonce u32, key u64, aux u64.
-const F_INDEX = 2;
-const F_CRC = 4;
-const F_NONCE = 8;
-const F_KEY = 12;
-const F_AUX = 20;
-
 /**
  * The counts of the `n` count blocks of a slot at byte `at` of `mem`, blocks
  * k, k + 1, …, decoded into `counts` (block j at j × COUNTS_PER_BLOCK): false
@@ -126,6 +119,7 @@ const F_AUX = 20;
  */
 export function decodeCountBlocks(mem: Uint8Array, at: number, n: number, sb: Superblock, slot: number, k: number, counts: Uint8Array, ops: SectorOps): boolean {
   const first = k * COUNTS_PER_BLOCK;
+  const crcOf = (p: number): number => ops.crc(mem, p);
   // Where the next sector's counts go: never past its own header, so no sector is overwritten before it is checked.
   let out = at;
   for (let i = 0; i < n; i++) {
@@ -133,18 +127,7 @@ export function decodeCountBlocks(mem: Uint8Array, at: number, n: number, sb: Su
       const from = (k + i) * COUNTS_PER_BLOCK + s * COUNTS_PER_SECTOR;
       if (from >= counts.length) break;
       const p = at + (i * SECTORS_PER_BLOCK + s) * SECTOR_BYTES;
-      const key = (k + i) * SECTORS_PER_BLOCK + s;
-      if ((mem[p] | (mem[p + 1] << 8)) !== COUNTS_MAGIC || mem[p + F_INDEX] !== s || u32le(mem, p + F_NONCE) !== sb.nonce) return false;
-      if (u32le(mem, p + F_KEY) !== key % 2 ** 32 || u32le(mem, p + F_KEY + 4) !== Math.floor(key / 2 ** 32)) return false;
-      if (u32le(mem, p + F_AUX) !== slot || u32le(mem, p + F_AUX + 4) !== 0) return false;
-      const stored = u32le(mem, p + F_CRC);
-      mem[p + F_CRC] = mem[p + F_CRC + 1] = mem[p + F_CRC + 2] = mem[p + F_CRC + 3] = 0; // not fill(): V8's slow path on shared memory
-      const want = ops.crc(mem, p) >>> 0;
-      mem[p + F_CRC] = stored & 0xff;
-      mem[p + F_CRC + 1] = (stored >>> 8) & 0xff;
-      mem[p + F_CRC + 2] = (stored >>> 16) & 0xff;
-      mem[p + F_CRC + 3] = stored >>> 24;
-      if (want !== stored) return false;
+      if (!sectorValidAt(mem, p, COUNTS_MAGIC, sb.nonce, s, (k + i) * SECTORS_PER_BLOCK + s, slot, crcOf)) return false;
       const m = Math.min(COUNTS_PER_SECTOR, counts.length - from);
       ops.move(mem, out, p + SECTOR_HEADER_BYTES, m);
       out += m;

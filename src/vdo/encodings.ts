@@ -315,6 +315,22 @@ export const SECTOR_ABSENT = 1;
 /** Anything else that fails its magic, nonce, index or CRC: corruption (a torn write never makes one). */
 export const SECTOR_CORRUPT = 2;
 
+/**
+ * openSector's checks of the sector at byte `p` of `mem`, made in place with
+ * no views: whether it is whole and holds `magic`, `nonce`, index `index`,
+ * key `key` and aux `aux`. `crc` hashes the 512 bytes at `p` (whose CRC field
+ * this zeroes and leaves zeroed: the bytes are the caller's scratch). For
+ * a caller checking many sectors where they were read (count-snapshots.ts).
+ */
+export function sectorValidAt(mem: Uint8Array, p: number, magic: number, nonce: number, index: number, key: number, aux: number, crc: (p: number) => number): boolean {
+  if ((mem[p + S_MAGIC] | (mem[p + S_MAGIC + 1] << 8)) !== magic || mem[p + S_INDEX] !== index || u32le(mem, p + S_NONCE) !== nonce) return false;
+  if (u32le(mem, p + S_KEY) !== key % 2 ** 32 || u32le(mem, p + S_KEY + 4) !== Math.floor(key / 2 ** 32)) return false;
+  if (u32le(mem, p + S_AUX) !== aux % 2 ** 32 || u32le(mem, p + S_AUX + 4) !== Math.floor(aux / 2 ** 32)) return false;
+  const stored = u32le(mem, p + S_CRC);
+  mem[p + S_CRC] = mem[p + S_CRC + 1] = mem[p + S_CRC + 2] = mem[p + S_CRC + 3] = 0; // not fill(): V8's slow path on shared memory
+  return crc(p) >>> 0 === stored;
+}
+
 /** Checks sector `s` of `b`; fills `out` when valid. */
 export function openSector(b: Uint8Array, s: number, magic: number, nonce: number, out: SectorHeader): number {
   const at = s * SECTOR_BYTES;

@@ -70,8 +70,6 @@ export function binsFor(policy: PackerPolicy, blockBytes = BLOCK_BYTES): number 
   return policy === 'dm-vdo' ? DM_VDO_BINS : Math.max(DM_VDO_BINS, (FLASHPACK_BINS * BLOCK_BYTES) / blockBytes);
 }
 
-
-
 export interface PackerOptions {
   bins?: number;
   /** Fragments waiting at most; past it the fullest bin is written. Default: no bound for 'dm-vdo' (16 bins bound it), FLASHPACK_WAITING_MAX for 'flashpack'. */
